@@ -1,0 +1,8 @@
+//! rewind: daily backups into plain git repositories that bup 0.33 can read.
+//!
+//! Data flows one way. Writing: `source` (walk the file system) -> `chunk`
+//! (content-defined splitting) -> `pack` (pack files + idx) -> `object` (trees,
+//! commits) -> `repo` (refs, moved last). Reading: `repo` -> `view` (snapshots,
+//! paths, file contents at an offset) -> restore / ls / mount.
+
+pub mod object;
