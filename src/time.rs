@@ -1,0 +1,206 @@
+//! Dates as users type them (`--date`) and as snapshots are named: whole
+//! epoch seconds in, local-time `YYYY-MM-DD-HHMMSS` out, using the reader's
+//! time zone (`TZ`) as bup does.
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid date {0:?}: use epoch seconds (1700000000) or ISO-8601 (2026-11-21T23:30, 2026-11-21 23:30:05+01:00)")]
+pub struct DateError(pub String);
+
+extern "C" {
+    // In POSIX libc but not exported by the libc crate.
+    fn tzset();
+}
+
+fn local_tm(epoch: i64) -> libc::tm {
+    // SAFETY: localtime_r only writes into the tm we own; tzset makes it
+    // honour a TZ set after start-up.
+    unsafe {
+        tzset();
+        let t: libc::time_t = epoch as libc::time_t;
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        tm
+    }
+}
+
+/// The local UTC offset in minutes at `epoch`, for commit signatures.
+pub fn utc_offset_minutes(epoch: i64) -> i32 {
+    (local_tm(epoch).tm_gmtoff / 60) as i32
+}
+
+/// `YYYY-MM-DD-HHMMSS` in local time, bup's snapshot name format.
+pub fn snapshot_name(epoch: i64) -> String {
+    let tm = local_tm(epoch);
+    format!(
+        "{:04}-{:02}-{:02}-{:02}{:02}{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// `YYYY-MM-DD HH:MM` in local time, for `ls -l`.
+pub fn listing_time(epoch: i64) -> String {
+    let tm = local_tm(epoch);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// civil-from-days inverse), so that explicit offsets need no time zone.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Parses `--date`: epoch seconds (fractions truncated, as bup does) or an
+/// ISO-8601 date-time. Without an offset the time is local.
+pub fn parse_date(text: &str) -> Result<i64, DateError> {
+    let err = || DateError(text.to_string());
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 && secs < 1e15 {
+            return Ok(secs.trunc() as i64);
+        }
+        return Err(err());
+    }
+    let b = t.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Result<i64, DateError> {
+        let s = t.get(range).ok_or_else(err)?;
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(err());
+        }
+        s.parse().map_err(|_| err())
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(err());
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (mut hour, mut minute, mut second) = (0, 0, 0);
+    let mut pos = 10;
+    if pos < b.len() {
+        if b[pos] != b'T' && b[pos] != b' ' {
+            return Err(err());
+        }
+        hour = num(pos + 1..pos + 3)?;
+        if b.get(pos + 3) != Some(&b':') {
+            return Err(err());
+        }
+        minute = num(pos + 4..pos + 6)?;
+        pos += 6;
+        if b.get(pos) == Some(&b':') {
+            second = num(pos + 1..pos + 3)?;
+            pos += 3;
+            // Fractional seconds are accepted and truncated.
+            if b.get(pos) == Some(&b'.') {
+                pos += 1;
+                while b.get(pos).is_some_and(u8::is_ascii_digit) {
+                    pos += 1;
+                }
+            }
+        }
+    }
+    let offset_minutes = match &t[pos..] {
+        "" => None,
+        "Z" | "z" => Some(0),
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let h: i64 = tz[1..3].parse().map_err(|_| err())?;
+            let m: i64 = tz[4..6].parse().map_err(|_| err())?;
+            Some(if tz.starts_with('-') {
+                -(h * 60 + m)
+            } else {
+                h * 60 + m
+            })
+        }
+        _ => return Err(err()),
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(err());
+    }
+    let epoch = match offset_minutes {
+        Some(off) => {
+            days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+                - off * 60
+        }
+        None => {
+            // SAFETY: mktime reads and normalises the tm we own.
+            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+            tm.tm_year = (year - 1900) as i32;
+            tm.tm_mon = (month - 1) as i32;
+            tm.tm_mday = day as i32;
+            tm.tm_hour = hour as i32;
+            tm.tm_min = minute as i32;
+            tm.tm_sec = second as i32;
+            tm.tm_isdst = -1;
+            let t = unsafe {
+                tzset();
+                libc::mktime(&mut tm)
+            };
+            if t == -1 {
+                return Err(err());
+            }
+            t as i64
+        }
+    };
+    if epoch < 0 {
+        return Err(err());
+    }
+    Ok(epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_epoch_and_iso_dates() {
+        assert_eq!(parse_date("1401210344"), Ok(1401210344));
+        assert_eq!(parse_date("1401210344.9"), Ok(1401210344));
+        assert_eq!(parse_date("2014-05-27T17:05:44Z"), Ok(1401210344));
+        assert_eq!(parse_date("2014-05-27 13:05:44-04:00"), Ok(1401210344));
+        assert_eq!(parse_date("2014-05-27T17:05:44.123+00:00"), Ok(1401210344));
+        assert_eq!(parse_date("2000-03-01T00:00Z"), Ok(951868800));
+        for bad in [
+            "",
+            "yesterday",
+            "2014-13-01",
+            "2014-05-27T25:00",
+            "-5",
+            "2014-05-27T17:05:44+0100",
+            "2014-05-27X",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn local_dates_follow_tz() {
+        // Tests in this binary may run in parallel; they all use UTC.
+        std::env::set_var("TZ", "UTC");
+        assert_eq!(snapshot_name(1401210344), "2014-05-27-170544");
+        assert_eq!(listing_time(1401210344), "2014-05-27 17:05");
+        assert_eq!(
+            parse_date("2026-11-21T23:30"),
+            parse_date("2026-11-21T23:30Z")
+        );
+        assert_eq!(utc_offset_minutes(1401210344), 0);
+    }
+}
