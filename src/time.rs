@@ -72,7 +72,7 @@ pub fn parse_date(text: &str) -> Result<i64, DateError> {
     let err = || DateError(text.to_string());
     let t = text.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e15 {
+        if (0.0..1e15).contains(&secs) {
             return Ok(secs.trunc() as i64);
         }
         return Err(err());
