@@ -8,3 +8,8 @@
 pub mod object;
 pub mod source;
 pub mod time;
+pub mod cli;
+pub mod commands;
+pub mod restore;
+pub mod save;
+pub mod view;

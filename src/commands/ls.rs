@@ -1,0 +1,152 @@
+use super::{resolve_following, Error, Status, UsageError};
+use crate::cli::LsArgs;
+use crate::meta::{mode_string, Metadata};
+use crate::repo::Repository;
+use crate::view::{self, content_size, snapshots, ContentReader, Item, Node, NodeType};
+use std::io::{self, Write};
+
+struct Row {
+    mode: u32,
+    owner: String,
+    size: u64,
+    mtime: i64,
+    name: Vec<u8>,
+    link: Option<Vec<u8>>,
+}
+
+fn owner(meta: Option<&Metadata>, numeric: bool) -> String {
+    let Some(m) = meta else {
+        return "?/?".into();
+    };
+    let pick = |name: &[u8], id: u32| {
+        if numeric || name.is_empty() {
+            id.to_string()
+        } else {
+            String::from_utf8_lossy(name).into_owned()
+        }
+    };
+    format!("{}/{}", pick(&m.user, m.uid), pick(&m.group, m.gid))
+}
+
+fn node_row(repo: &Repository, node: &Node, numeric: bool) -> Result<Row, Error> {
+    let meta = node.meta.as_ref();
+    let size = match (node.node_type, meta.and_then(|m| m.size)) {
+        (NodeType::Directory, _) | (NodeType::Special, _) => 0,
+        (_, Some(size)) => size,
+        (_, None) => content_size(repo.objects(), node.content())?,
+    };
+    let link = if node.node_type == NodeType::Symlink {
+        let mut target = Vec::new();
+        io::copy(&mut ContentReader::new(repo.objects(), node.content()), &mut target)?;
+        Some(target)
+    } else {
+        None
+    };
+    Ok(Row {
+        mode: node.mode(),
+        owner: owner(meta, numeric),
+        size,
+        mtime: meta.map_or(0, |m| m.mtime.sec),
+        name: node.name.clone(),
+        link,
+    })
+}
+
+fn print_rows(rows: &[Row], long: bool) -> io::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let owner_width = rows.iter().map(|r| r.owner.len()).max().unwrap_or(0);
+    let size_width = rows.iter().map(|r| r.size.to_string().len()).max().unwrap_or(0);
+    for r in rows {
+        if long {
+            write!(
+                out,
+                "{} {:<ow$} {:>sw$} {} ",
+                mode_string(r.mode),
+                r.owner,
+                r.size,
+                crate::time::listing_time(r.mtime),
+                ow = owner_width,
+                sw = size_width
+            )?;
+        }
+        out.write_all(&r.name)?;
+        if let (true, Some(link)) = (long, &r.link) {
+            out.write_all(b" -> ")?;
+            out.write_all(link)?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+fn dir_row(name: &str, time: i64) -> Row {
+    Row {
+        mode: libc::S_IFDIR | 0o755,
+        owner: "?/?".into(),
+        size: 0,
+        mtime: time,
+        name: name.as_bytes().to_vec(),
+        link: None,
+    }
+}
+
+pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
+    let path = args.path.as_deref().unwrap_or("");
+    let rows = match resolve_following(repo, path)? {
+        Item::Root => {
+            let mut rows: Vec<Row> = snapshots::backups(repo)?
+                .into_iter()
+                .map(|(name, _)| dir_row(&name, 0))
+                .collect();
+            if !snapshots::tags(repo)?.is_empty() {
+                rows.push(dir_row(".tag", 0));
+            }
+            rows
+        }
+        Item::Tags => snapshots::tags(repo)?.into_iter().map(|(n, _)| dir_row(&n, 0)).collect(),
+        Item::Backup { tip, .. } => {
+            let all = snapshots::snapshots(repo, &tip)?;
+            let mut rows: Vec<Row> = all.iter().map(|s| dir_row(&s.name, s.time)).collect();
+            if let Some(newest) = all.last() {
+                rows.push(Row {
+                    mode: libc::S_IFLNK | 0o755,
+                    owner: "?/?".into(),
+                    size: newest.name.len() as u64,
+                    mtime: 0,
+                    name: b"latest".to_vec(),
+                    link: Some(newest.name.as_bytes().to_vec()),
+                });
+            }
+            rows
+        }
+        Item::Latest { .. } => unreachable!("resolve_following follows latest"),
+        Item::Node(node) if node.node_type == NodeType::Directory && !path.ends_with("/.") => {
+            let dir = view::list_dir_with_meta(repo, &node.id)?;
+            dir.entries
+                .iter()
+                .map(|n| node_row(repo, n, args.numeric_ids))
+                .collect::<Result<_, _>>()?
+        }
+        Item::Node(node) => vec![node_row(repo, &node, args.numeric_ids)?],
+    };
+    print_rows(&rows, args.long)?;
+    Ok(Status::Success)
+}
+
+pub fn cat_file(repo: &Repository, path: &str) -> Result<Status, Error> {
+    let node = match resolve_following(repo, path)? {
+        Item::Node(node) if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink => node,
+        _ => return Err(Box::new(UsageError(format!("{path}: not a file")))),
+    };
+    let mut reader = ContentReader::new(repo.objects(), node.content());
+    let mut out = io::stdout().lock();
+    loop {
+        let piece = reader.next_piece()?;
+        if piece.is_empty() {
+            break;
+        }
+        out.write_all(piece)?;
+    }
+    out.flush()?;
+    Ok(Status::Success)
+}

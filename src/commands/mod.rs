@@ -1,0 +1,82 @@
+//! One function per subcommand: turn parsed arguments into calls on the
+//! library and print results. Errors bubble up to `main`, which prints them
+//! and picks the exit status.
+
+mod ls;
+mod restore;
+mod save;
+
+use crate::cli::{Cli, Command};
+use crate::repo::Repository;
+use crate::view::{self, Item, ViewError};
+use std::path::PathBuf;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a command that did not fail went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    /// Done, but some entries could not be handled (already reported).
+    Partial,
+}
+
+impl Status {
+    fn from_warnings(warnings: &[String]) -> Status {
+        if warnings.is_empty() {
+            Status::Success
+        } else {
+            Status::Partial
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn repo_path(cli: &Cli) -> Result<PathBuf, Error> {
+    if let Some(p) = &cli.repo {
+        return Ok(p.clone());
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => Ok(PathBuf::from(home).join(".rewind")),
+        None => Err(Box::new(UsageError(
+            "no repository given: use -d PATH or set REWIND_REPO (HOME is not set)".into(),
+        ))),
+    }
+}
+
+fn open(cli: &Cli) -> Result<Repository, Error> {
+    Ok(Repository::open(&repo_path(cli)?)?)
+}
+
+pub fn run(cli: &Cli) -> Result<Status, Error> {
+    match &cli.command {
+        Command::Init => {
+            let path = repo_path(cli)?;
+            Repository::init(&path)?;
+            if !cli.quiet {
+                eprintln!("initialized empty repository in {}", path.display());
+            }
+            Ok(Status::Success)
+        }
+        Command::Save(args) => save::run(cli, &open(cli)?, args),
+        Command::Ls(args) => ls::run(&open(cli)?, args),
+        Command::CatFile(args) => ls::cat_file(&open(cli)?, &args.path),
+        Command::Restore(args) => restore::run(&open(cli)?, args),
+    }
+}
+
+/// Resolves a view path, following `latest` even as the last component, as
+/// `ls` and `cp` follow a symlink named on the command line.
+pub(crate) fn resolve_following(repo: &Repository, path: &str) -> Result<Item, ViewError> {
+    match view::resolve(repo, path.as_bytes())? {
+        Item::Latest { target } => {
+            let trimmed = path.trim_end_matches('/');
+            let base = &trimmed[..trimmed.len() - "latest".len()];
+            view::resolve(repo, format!("{base}{target}").as_bytes())
+        }
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,38 @@
+use super::{resolve_following, Error, Status, UsageError};
+use crate::cli::RestoreArgs;
+use crate::repo::Repository;
+use crate::restore::{RestoreOptions, Restorer};
+use crate::view::{Item, NodeType};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
+    // Check every path before writing anything.
+    let mut nodes = Vec::new();
+    for path in &args.paths {
+        match resolve_following(repo, path)? {
+            Item::Node(node) => nodes.push((path, node)),
+            _ => {
+                return Err(Box::new(UsageError(format!(
+                    "{path}: not inside a snapshot; name one, e.g. NAME/latest/ or NAME/latest/etc"
+                ))))
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.outdir)
+        .map_err(|e| UsageError(format!("cannot create --outdir {}: {e}", args.outdir.display())))?;
+    let mut restorer = Restorer::new(
+        repo,
+        &RestoreOptions {
+            numeric_ids: args.numeric_ids,
+        },
+    );
+    for (path, node) in nodes {
+        if path.ends_with('/') && node.node_type == NodeType::Directory {
+            restorer.restore_contents(&node, &args.outdir)?;
+        } else {
+            restorer.restore(&node, &args.outdir.join(OsStr::from_bytes(&node.name)))?;
+        }
+    }
+    Ok(Status::from_warnings(&restorer.warnings))
+}

@@ -1,0 +1,187 @@
+//! The save pipeline: walk the sources, split files into chunks, write
+//! objects into a pack, build trees bottom-up (each with its `.bupm`), write
+//! the commit, publish the pack, and only then move the branch with a
+//! compare-and-swap. A crash at any point leaves the previous snapshot as it
+//! was: unpublished packs are temp files, and the ref moves last.
+
+mod commit;
+mod walk;
+
+use crate::object::{hash_object, Kind, ObjectId};
+use crate::pack::PackWriter;
+use crate::repo::Repository;
+use crate::source::filter::Filter;
+use crate::source::paths::Rerooting;
+use std::path::PathBuf;
+
+pub use commit::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("cannot save {path}: {source}")]
+    Source {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid backup name {0:?}: use letters, digits, '.', '_' or '-' (no '/', no leading '.' or '-')")]
+    BadName(String),
+    #[error("--date {date} is not after the latest snapshot of {name} ({latest}); snapshots of a name must be in time order")]
+    DateNotAfterLatest { name: String, date: i64, latest: i64 },
+    #[error("branch {0} was moved by another save too many times; try again")]
+    Contended(String),
+    #[error(transparent)]
+    Repo(#[from] crate::repo::Error),
+    #[error(transparent)]
+    Object(#[from] crate::object::commit::CommitError),
+}
+
+/// What to save and how; built from the command line or a config file.
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    pub name: String,
+    pub sources: Vec<PathBuf>,
+    pub date: Option<i64>,
+    pub rerooting: Rerooting,
+    pub filter: Filter,
+    pub one_file_system: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SaveStats {
+    pub files: u64,
+    pub directories: u64,
+    pub bytes_read: u64,
+    pub objects_written: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SaveOutcome {
+    pub commit: ObjectId,
+    pub tree: ObjectId,
+    pub time: i64,
+    /// One line per file or directory that could not be saved.
+    pub warnings: Vec<String>,
+    pub stats: SaveStats,
+}
+
+/// Backup names become `refs/heads/<name>`: flat (bup cannot list names with
+/// `/`) and safe for git.
+pub fn validate_name(name: &str) -> Result<(), SaveError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with(['.', '-'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && name != "latest"
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+@=".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SaveError::BadName(name.to_string()))
+    }
+}
+
+/// Writes objects into one pack writer, skipping those the repository or
+/// the pack already holds.
+pub(crate) struct ObjectSink<'r> {
+    repo: &'r Repository,
+    pack: PackWriter,
+    pub stats: SaveStats,
+}
+
+impl<'r> ObjectSink<'r> {
+    pub fn new(repo: &'r Repository) -> Result<ObjectSink<'r>, SaveError> {
+        Ok(ObjectSink {
+            repo,
+            pack: PackWriter::new(repo)?,
+            stats: SaveStats::default(),
+        })
+    }
+
+    pub fn put(&mut self, kind: Kind, data: &[u8]) -> Result<ObjectId, SaveError> {
+        let id = hash_object(kind, data);
+        if !self.pack.contains(&id) && !self.repo.objects().contains(&id) {
+            self.pack.write_with_id(id, kind, data)?;
+            self.stats.objects_written += 1;
+            self.stats.bytes_written += data.len() as u64;
+        }
+        Ok(id)
+    }
+
+    /// Publishes the pack(s) and makes them visible to the object store.
+    fn publish(self) -> Result<SaveStats, SaveError> {
+        self.pack.finish()?;
+        self.repo.objects().refresh()?;
+        Ok(self.stats)
+    }
+}
+
+/// Runs one save and moves `refs/heads/<name>` to the new commit.
+pub fn save(repo: &Repository, opts: &SaveOptions, identity: &Identity) -> Result<SaveOutcome, SaveError> {
+    validate_name(&opts.name)?;
+    let ref_name = format!("refs/heads/{}", opts.name);
+    let sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    let parent = repo.read_ref(&ref_name)?;
+    let parent_time = match parent {
+        Some(id) => Some(commit::author_time(repo, &id)?),
+        None => None,
+    };
+    if let (Some(date), Some(latest)) = (opts.date, parent_time) {
+        if date <= latest {
+            return Err(SaveError::DateNotAfterLatest {
+                name: opts.name.clone(),
+                date,
+                latest,
+            });
+        }
+    }
+
+    let mut sink = ObjectSink::new(repo)?;
+    let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system);
+    let tree = walker.save_root(&sources, &mut sink)?;
+    let mut stats = sink.stats.clone();
+    stats.files = walker.files;
+    stats.directories = walker.directories;
+    stats.bytes_read = walker.bytes_read;
+
+    // Commits go into the same pack as the trees: nothing is visible before
+    // the ref moves, and the ref moves only after the pack is published.
+    let requested = opts.date.unwrap_or_else(now);
+    let (commit, time) = commit::write_commit(&mut sink, tree, parent, parent_time, requested, identity)?;
+    let written = sink.publish()?;
+    stats.objects_written = written.objects_written;
+    stats.bytes_written = written.bytes_written;
+
+    let (commit, time) = commit::move_branch(repo, &ref_name, commit, parent, time, tree, opts.date.is_some(), identity)?;
+    repo.set_head_if_dangling(&opts.name)?;
+    Ok(SaveOutcome {
+        commit,
+        tree,
+        time,
+        warnings: walker.warnings,
+        stats,
+    })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_are_flat_and_git_safe() {
+        for good in ["etc", "web-01", "db_main", "a.b", "mysql@host"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a/b", ".hidden", "-x", "a..b", "x.lock", "latest", "a b", "a~1", "a:b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! A read-only file-system view of a repository, shared by ls, restore and
+//! mount (which adds only the FUSE plumbing):
+//!
+//! ```text
+//! /<name>/<YYYY-MM-DD-HHMMSS>/<saved path>    /<name>/latest -> <newest>
+//! /.tag/<tag>/...
+//! ```
+//!
+//! Directory entries are git tree entries demangled (bup's `.bup`, `.bupl`)
+//! and zipped with the records of the directory's `.bupm`. The same code
+//! reads what rewind and what bup 0.33 wrote.
+
+pub mod file;
+pub mod snapshots;
+
+use crate::meta::record::BupmReader;
+use crate::meta::Metadata;
+use crate::object::tree::{self, demangle, Demangled, Mode};
+use crate::object::{Kind, ObjectId};
+use crate::repo::Repository;
+pub use file::{content_size, Content, ContentReader};
+pub use snapshots::Snapshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("{0}: no such backup, snapshot or path (see `rewind ls`)")]
+    NotFound(String),
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("object {id} should be a {expected}")]
+    WrongKind { id: ObjectId, expected: &'static str },
+    #[error("object {id} is malformed: {detail}")]
+    Malformed { id: ObjectId, detail: String },
+    #[error(transparent)]
+    Repo(#[from] crate::repo::Error),
+}
+
+/// What a node of a snapshot is, decided by its metadata when present and by
+/// its git mode otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeType {
+    Directory,
+    Regular,
+    Symlink,
+    /// Fifo, socket or device: `metadata.mode` says which.
+    Special,
+}
+
+/// One entry of a saved directory.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: Vec<u8>,
+    pub node_type: NodeType,
+    /// The tree of a directory, or the file's content.
+    pub id: ObjectId,
+    pub chunked: bool,
+    /// From `.bupm`. For directories, filled only by [`list_dir_with_meta`]
+    /// or when the directory itself is listed.
+    pub meta: Option<Metadata>,
+}
+
+impl Node {
+    pub fn content(&self) -> Content {
+        if self.chunked {
+            Content::ChunkTree(self.id)
+        } else {
+            Content::Blob(self.id)
+        }
+    }
+
+    /// The st_mode to show: from `.bupm`, else bup's defaults for the git
+    /// mode (0644 files, 0755 directories and symlinks).
+    pub fn mode(&self) -> u32 {
+        match (&self.meta, self.node_type) {
+            (Some(m), _) => m.mode,
+            (None, NodeType::Directory) => libc::S_IFDIR | 0o755,
+            (None, NodeType::Symlink) => libc::S_IFLNK | 0o755,
+            (None, _) => libc::S_IFREG | 0o644,
+        }
+    }
+}
+
+fn node_type_for(mode: Mode, chunked: bool, meta: Option<&Metadata>) -> NodeType {
+    if mode.is_tree() && !chunked {
+        return NodeType::Directory;
+    }
+    match meta.map(|m| m.mode & libc::S_IFMT) {
+        Some(libc::S_IFREG) => NodeType::Regular,
+        Some(libc::S_IFLNK) => NodeType::Symlink,
+        Some(libc::S_IFDIR) | None => {
+            if mode == Mode::Symlink {
+                NodeType::Symlink
+            } else {
+                NodeType::Regular
+            }
+        }
+        Some(_) => NodeType::Special,
+    }
+}
+
+/// A saved directory: its own metadata and its entries in name order.
+pub struct Directory {
+    pub meta: Option<Metadata>,
+    pub entries: Vec<Node>,
+}
+
+fn read_tree(repo: &Repository, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewError> {
+    let object = repo.objects().read(id)?;
+    if object.kind != Kind::Tree {
+        return Err(ViewError::WrongKind { id: *id, expected: "tree" });
+    }
+    tree::decode(&object.data).map_err(|e| ViewError::Malformed {
+        id: *id,
+        detail: e.to_string(),
+    })
+}
+
+/// Lists a saved directory (a git tree), zipping its entries with `.bupm`.
+pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
+    let raw = read_tree(repo, tree_id)?;
+    let mut bupm = None;
+    let mut entries = Vec::with_capacity(raw.len());
+    for e in raw {
+        let (name, kind) = demangle(&e.name, e.mode);
+        match kind {
+            Demangled::Metadata => bupm = Some(if e.mode.is_tree() { Content::ChunkTree(e.id) } else { Content::Blob(e.id) }),
+            Demangled::Chunked => entries.push((name.to_vec(), e.mode, e.id, true)),
+            Demangled::Normal => entries.push((name.to_vec(), e.mode, e.id, false)),
+        }
+    }
+    // .bupm records follow the demangled names' bytewise order, which can
+    // differ from git's order of the mangled names.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut records = bupm.map(|content| BupmReader::new(ContentReader::new(repo.objects(), content)));
+    let malformed = |detail: String| ViewError::Malformed { id: *tree_id, detail };
+    let mut next_record = |records: &mut Option<BupmReader<ContentReader>>| -> Result<Option<Metadata>, ViewError> {
+        match records {
+            Some(r) => Ok(r.next_entry().map_err(|e| malformed(format!(".bupm: {e}")))?.flatten()),
+            None => Ok(None),
+        }
+    };
+    let own = next_record(&mut records)?;
+    let mut nodes = Vec::with_capacity(entries.len());
+    for (name, mode, id, chunked) in entries {
+        let is_dir = mode.is_tree() && !chunked;
+        let meta = if is_dir { None } else { next_record(&mut records)? };
+        nodes.push(Node {
+            node_type: node_type_for(mode, chunked, meta.as_ref()),
+            name,
+            id,
+            chunked,
+            meta,
+        });
+    }
+    Ok(Directory { meta: own, entries: nodes })
+}
+
+/// The metadata of a saved directory: the first record of its `.bupm`.
+pub fn dir_meta(repo: &Repository, tree_id: &ObjectId) -> Result<Option<Metadata>, ViewError> {
+    let raw = read_tree(repo, tree_id)?;
+    let Some(e) = raw.iter().find(|e| e.name == b".bupm") else {
+        return Ok(None);
+    };
+    let content = if e.mode.is_tree() { Content::ChunkTree(e.id) } else { Content::Blob(e.id) };
+    let mut reader = BupmReader::new(ContentReader::new(repo.objects(), content));
+    Ok(reader
+        .next_entry()
+        .map_err(|err| ViewError::Malformed {
+            id: *tree_id,
+            detail: format!(".bupm: {err}"),
+        })?
+        .flatten())
+}
+
+/// Like [`list_dir`], with each subdirectory's own metadata filled in (for
+/// `ls -l` and restore).
+pub fn list_dir_with_meta(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
+    let mut dir = list_dir(repo, tree_id)?;
+    for node in &mut dir.entries {
+        if node.node_type == NodeType::Directory {
+            node.meta = dir_meta(repo, &node.id)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// What a path of the view names.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// `/`: the backup names (and `.tag`).
+    Root,
+    /// `/.tag`.
+    Tags,
+    /// `/<name>`: its snapshots.
+    Backup { name: String, tip: ObjectId },
+    /// `/<name>/latest`, a symlink to the newest snapshot's name.
+    Latest { target: String },
+    /// A snapshot's root or anything inside it.
+    Node(Node),
+}
+
+fn split_path(path: &[u8]) -> Vec<&[u8]> {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect()
+}
+
+/// Resolves a view path like `etc/latest/etc/hosts`. `latest` is followed
+/// when it is not the last component.
+pub fn resolve(repo: &Repository, path: &[u8]) -> Result<Item, ViewError> {
+    let parts = split_path(path);
+    let shown = || String::from_utf8_lossy(path).into_owned();
+    let Some((&first, rest)) = parts.split_first() else {
+        return Ok(Item::Root);
+    };
+    let root_node = |tree: ObjectId, name: &[u8]| -> Result<Node, ViewError> {
+        Ok(Node {
+            name: name.to_vec(),
+            node_type: NodeType::Directory,
+            id: tree,
+            chunked: false,
+            meta: dir_meta(repo, &tree)?,
+        })
+    };
+    let mut node = if first == b".tag" {
+        let Some((&tag, _)) = rest.split_first() else {
+            return Ok(Item::Tags);
+        };
+        let (_, id) = snapshots::tags(repo)?
+            .into_iter()
+            .find(|(n, _)| n.as_bytes() == tag)
+            .ok_or_else(|| ViewError::NotFound(shown()))?;
+        let object = repo.objects().read(&id)?;
+        match object.kind {
+            Kind::Commit => root_node(snapshots::read_commit(repo, &id)?.tree, tag)?,
+            Kind::Tree => root_node(id, tag)?,
+            _ => Node {
+                name: tag.to_vec(),
+                node_type: NodeType::Regular,
+                id,
+                chunked: false,
+                meta: None,
+            },
+        }
+    } else {
+        let (name, tip) = snapshots::backups(repo)?
+            .into_iter()
+            .find(|(n, _)| n.as_bytes() == first)
+            .ok_or_else(|| ViewError::NotFound(shown()))?;
+        let Some((&snap, _)) = rest.split_first() else {
+            return Ok(Item::Backup { name, tip });
+        };
+        let all = snapshots::snapshots(repo, &tip)?;
+        if snap == b"latest" && rest.len() == 1 {
+            let newest = all.last().ok_or_else(|| ViewError::NotFound(shown()))?;
+            return Ok(Item::Latest {
+                target: newest.name.clone(),
+            });
+        }
+        let found = if snap == b"latest" {
+            all.last()
+        } else {
+            all.iter().find(|s| s.name.as_bytes() == snap)
+        };
+        let snapshot = found.ok_or_else(|| ViewError::NotFound(shown()))?;
+        root_node(snapshot.tree, snap)?
+    };
+    for &component in rest.iter().skip(1) {
+        if node.node_type != NodeType::Directory {
+            return Err(ViewError::NotADirectory(shown()));
+        }
+        let dir = list_dir(repo, &node.id)?;
+        let mut child = dir
+            .entries
+            .into_iter()
+            .find(|n| n.name == component)
+            .ok_or_else(|| ViewError::NotFound(shown()))?;
+        if child.node_type == NodeType::Directory {
+            child.meta = dir_meta(repo, &child.id)?;
+        }
+        node = child;
+    }
+    Ok(Item::Node(node))
+}
