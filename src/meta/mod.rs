@@ -225,3 +225,6 @@ mod tests {
         assert_eq!(Timespec::normalized(i64::MAX, 1_000_000_000), None);
     }
 }
+
+#[cfg(test)]
+mod tests_fs;
