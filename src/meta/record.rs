@@ -118,8 +118,8 @@ pub enum DecodeErrorKind {
         "record tag {tag}: payload of {len} bytes exceeds the {MAX_RECORD_PAYLOAD}-byte limit"
     )]
     TooLarge { tag: u64, len: u64 },
-    #[error("tag number is out of range")]
-    BadTag,
+    #[error("{what} is not a valid number")]
+    BadNumber { what: &'static str },
     #[error("reading: {0}")]
     Io(#[from] io::Error),
 }
@@ -231,7 +231,7 @@ impl<R: Read> BupmReader<R> {
             match acc.push(byte[0]) {
                 Ok(true) => return Ok(acc.value()),
                 Ok(false) => {}
-                Err(_) => return Err(DecodeErrorKind::BadTag),
+                Err(_) => return Err(DecodeErrorKind::BadNumber { what }),
             }
         }
     }
