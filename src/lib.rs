@@ -5,6 +5,7 @@
 //! commits) -> `repo` (refs, moved last). Reading: `repo` -> `view` (snapshots,
 //! paths, file contents at an offset) -> restore / ls / mount.
 
+pub mod meta;
 pub mod object;
 pub mod source;
 pub mod time;

@@ -1,0 +1,207 @@
+//! Cached user and group name lookups through the system's NSS
+//! (`getpwuid_r` and friends), as bup's `pwdgrp` module caches them.
+//! A lookup error is treated like "no such entry": bup does the same, and
+//! a name is only ever a convenience next to the numeric id.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+
+#[derive(Default)]
+pub(crate) struct IdNames {
+    users: HashMap<u32, Option<Vec<u8>>>,
+    groups: HashMap<u32, Option<Vec<u8>>>,
+    uids: HashMap<Vec<u8>, Option<u32>>,
+    gids: HashMap<Vec<u8>, Option<u32>>,
+}
+
+impl IdNames {
+    pub(crate) fn user_name(&mut self, uid: u32) -> Option<&[u8]> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| lookup_pw_by_uid(uid).map(|(n, _)| n))
+            .as_deref()
+    }
+
+    pub(crate) fn group_name(&mut self, gid: u32) -> Option<&[u8]> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| lookup_gr_by_gid(gid).map(|(n, _)| n))
+            .as_deref()
+    }
+
+    pub(crate) fn uid_of(&mut self, name: &[u8]) -> Option<u32> {
+        if let Some(v) = self.uids.get(name) {
+            return *v;
+        }
+        let v = lookup_pw_by_name(name);
+        self.uids.insert(name.to_vec(), v);
+        v
+    }
+
+    pub(crate) fn gid_of(&mut self, name: &[u8]) -> Option<u32> {
+        if let Some(v) = self.gids.get(name) {
+            return *v;
+        }
+        let v = lookup_gr_by_name(name);
+        self.gids.insert(name.to_vec(), v);
+        v
+    }
+}
+
+/// Runs a `get*_r` call with a buffer that grows on ERANGE.
+fn with_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<Option<T>, i32>) -> Option<T> {
+    let mut size = 1024usize;
+    loop {
+        let mut buf = vec![0u8; size];
+        match call(&mut buf) {
+            Ok(v) => return v,
+            Err(libc::ERANGE) if size < (1 << 24) => size *= 4,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn lookup_pw_by_uid(uid: u32) -> Option<(Vec<u8>, u32)> {
+    with_buffer(|buf| {
+        // SAFETY: passwd is plain data; getpwuid_r fills it with pointers
+        // into `buf`, which outlives every use below.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        passwd_result(rc, result, &pw)
+    })
+}
+
+fn lookup_pw_by_name(name: &[u8]) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
+    with_buffer(|buf| {
+        // SAFETY: as in lookup_pw_by_uid.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        passwd_result(rc, result, &pw)
+    })
+    .map(|(_, uid)| uid)
+}
+
+fn passwd_result(
+    rc: i32,
+    result: *mut libc::passwd,
+    pw: &libc::passwd,
+) -> Result<Option<(Vec<u8>, u32)>, i32> {
+    if rc != 0 {
+        return Err(rc);
+    }
+    if result.is_null() || pw.pw_name.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string in the
+    // caller's buffer.
+    let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_bytes().to_vec();
+    Ok(Some((name, pw.pw_uid)))
+}
+
+fn lookup_gr_by_gid(gid: u32) -> Option<(Vec<u8>, u32)> {
+    with_buffer(|buf| {
+        // SAFETY: group is plain data filled with pointers into `buf`.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrgid_r(
+                gid,
+                &mut gr,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        group_result(rc, result, &gr)
+    })
+}
+
+fn lookup_gr_by_name(name: &[u8]) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
+    with_buffer(|buf| {
+        // SAFETY: as in lookup_gr_by_gid.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut gr,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        group_result(rc, result, &gr)
+    })
+    .map(|(_, gid)| gid)
+}
+
+fn group_result(
+    rc: i32,
+    result: *mut libc::group,
+    gr: &libc::group,
+) -> Result<Option<(Vec<u8>, u32)>, i32> {
+    if rc != 0 {
+        return Err(rc);
+    }
+    if result.is_null() || gr.gr_name.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: on success gr_name points into the caller's buffer.
+    let name = unsafe { CStr::from_ptr(gr.gr_name) }.to_bytes().to_vec();
+    Ok(Some((name, gr.gr_gid)))
+}
+
+/// The process's supplementary groups plus its effective gid (bup's
+/// `helpers.getgroups`, which adds the egid because getgroups(2) may omit it).
+pub(crate) fn process_groups() -> Vec<u32> {
+    // SAFETY: getgroups with size 0 only returns the count.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut groups = vec![0 as libc::gid_t; n.max(0) as usize];
+    if n > 0 {
+        // SAFETY: the buffer holds n entries.
+        let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+        groups.truncate(got.max(0) as usize);
+    }
+    // SAFETY: getegid cannot fail.
+    let egid = unsafe { libc::getegid() };
+    if !groups.contains(&egid) {
+        groups.push(egid);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_resolves_both_ways() {
+        let mut ids = IdNames::default();
+        assert_eq!(ids.user_name(0), Some(&b"root"[..]));
+        assert_eq!(ids.uid_of(b"root"), Some(0));
+        assert_eq!(ids.gid_of(b"root"), Some(0));
+        assert_eq!(ids.uid_of(b"no such user \xff"), None);
+        assert_eq!(ids.uid_of(b"nul\0inside"), None);
+        assert_eq!(ids.user_name(4_000_000_123), None);
+    }
+}

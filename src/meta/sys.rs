@@ -1,0 +1,233 @@
+//! Thin, path-based wrappers over the Linux calls metadata needs. None of
+//! them follows a symlink at the final path component.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::Timespec;
+
+pub(crate) fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn lstat(path: &CStr) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data; lstat fills it on success.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::lstat(path.as_ptr(), &mut st) })?;
+    Ok(st)
+}
+
+/// Names of all extended attributes, in the order the kernel lists them.
+pub(crate) fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
+    let buf = grow_read(|buf, len| {
+        // SAFETY: buf is valid for len bytes (or null with len 0).
+        unsafe { libc::llistxattr(path.as_ptr(), buf.cast(), len) }
+    })?
+    .unwrap_or_default();
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Value of one extended attribute; None if it does not exist (it may have
+/// been removed between listing and reading).
+pub(crate) fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    grow_read(|buf, len| {
+        // SAFETY: buf is valid for len bytes (or null with len 0).
+        unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.cast(), len) }
+    })
+}
+
+/// Calls a size-query-then-read syscall until the value fits (it may grow
+/// between the two calls). ENODATA means "absent".
+fn grow_read(mut call: impl FnMut(*mut u8, usize) -> isize) -> io::Result<Option<Vec<u8>>> {
+    for _ in 0..16 {
+        let need = call(std::ptr::null_mut(), 0);
+        if need < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ENODATA) {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        let mut buf = vec![0u8; need as usize];
+        if need == 0 {
+            return Ok(Some(buf));
+        }
+        let got = call(buf.as_mut_ptr(), buf.len());
+        if got >= 0 {
+            buf.truncate(got as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => continue,
+            Some(libc::ENODATA) => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+    Err(io::Error::other("extended attribute keeps changing size"))
+}
+
+pub(crate) fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: value is valid for its length.
+    check(unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// Removes an attribute; an absent one is not an error.
+pub(crate) fn lremovexattr(path: &CStr, name: &CStr) -> io::Result<()> {
+    // SAFETY: plain syscall on valid C strings.
+    match check(unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+        other => other,
+    }
+}
+
+pub(crate) fn readlink(path: &Path) -> io::Result<Vec<u8>> {
+    Ok(std::fs::read_link(path)?.into_os_string().into_vec())
+}
+
+use std::os::unix::ffi::OsStringExt;
+
+struct Fd(libc::c_int);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Opens a regular file or directory read-only for the flags ioctl. Like
+/// bup it asks for O_NOATIME (so a backup does not touch atimes) and
+/// retries without it when not the owner (EPERM). O_NOFOLLOW and
+/// O_NONBLOCK guard against a path swapped for a symlink or fifo since the
+/// lstat.
+fn open_for_flags(path: &CStr) -> io::Result<Fd> {
+    let base =
+        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: plain open on a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), base | libc::O_NOATIME) };
+    if fd >= 0 {
+        return Ok(Fd(fd));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    // SAFETY: as above.
+    let fd = unsafe { libc::open(path.as_ptr(), base) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Fd(fd))
+}
+
+/// FS_IOC_GETFLAGS. The kernel writes an int, FUSE a long; like bup we pass
+/// a zeroed long and keep the low 32 bits (little-endian assumption, as in
+/// bup, which disables attrs on big-endian 64-bit).
+pub(crate) fn get_flags(path: &CStr) -> io::Result<u32> {
+    let fd = open_for_flags(path)?;
+    get_flags_fd(&fd)
+}
+
+fn get_flags_fd(fd: &Fd) -> io::Result<u32> {
+    let mut attr: libc::c_long = 0;
+    // SAFETY: the ioctl writes at most a long into attr.
+    check(unsafe { libc::ioctl(fd.0, libc::FS_IOC_GETFLAGS, &mut attr) })?;
+    Ok(attr as u32)
+}
+
+/// Reads the current flags and lets `decide` compute the new ones from
+/// them; only calls FS_IOC_SETFLAGS when they differ.
+pub(crate) fn update_flags(path: &CStr, decide: impl FnOnce(u32) -> u32) -> io::Result<()> {
+    let fd = open_for_flags(path)?;
+    let current = get_flags_fd(&fd)?;
+    let wanted = decide(current);
+    if wanted == current {
+        return Ok(());
+    }
+    let attr: libc::c_long = wanted as libc::c_long;
+    // SAFETY: the ioctl reads a long (the kernel reads an int) from attr.
+    check(unsafe { libc::ioctl(fd.0, libc::FS_IOC_SETFLAGS, &attr) })
+}
+
+pub(crate) fn lchown(path: &CStr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    // (uid_t)-1 means "leave unchanged".
+    let uid = uid.unwrap_or(u32::MAX);
+    let gid = gid.unwrap_or(u32::MAX);
+    // SAFETY: plain syscall on a valid C string.
+    check(unsafe { libc::lchown(path.as_ptr(), uid, gid) })
+}
+
+/// chmod without following a symlink at the path. glibc implements
+/// AT_SYMLINK_NOFOLLOW for non-symlinks; where it cannot (EOPNOTSUPP on an
+/// old kernel or C library) we fall back to chmod after checking the node
+/// is not a symlink.
+pub(crate) fn lchmod(path: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid C string.
+    let rc = unsafe {
+        libc::fchmodat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match check(rc) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                || e.raw_os_error() == Some(libc::ENOSYS) =>
+        {
+            if lstat(path)?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                return Err(e);
+            }
+            // SAFETY: as above.
+            check(unsafe { libc::chmod(path.as_ptr(), mode as libc::mode_t) })
+        }
+        other => other,
+    }
+}
+
+pub(crate) fn lutimens(path: &CStr, atime: Timespec, mtime: Timespec) -> io::Result<()> {
+    let ts = [
+        libc::timespec {
+            tv_sec: atime.sec as libc::time_t,
+            tv_nsec: atime.nsec as libc::c_long,
+        },
+        libc::timespec {
+            tv_sec: mtime.sec as libc::time_t,
+            tv_nsec: mtime.nsec as libc::c_long,
+        },
+    ];
+    // SAFETY: ts holds two valid timespecs.
+    check(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+}
