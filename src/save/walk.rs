@@ -6,7 +6,7 @@
 use super::{ObjectSink, SaveError};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
-use crate::meta::capture::Capturer;
+use crate::meta::capture::{lstat, Capturer, Stat};
 use crate::meta::record::encode_entry;
 use crate::meta::Metadata;
 use crate::object::tree::{self, mangle, Entry, Mode};
@@ -18,7 +18,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A directory of the snapshot that is not (only) a walked directory: the
@@ -201,8 +201,8 @@ impl<'f> Walker<'f> {
         self.save_virtual(root, sink)
     }
 
-    fn capture(&mut self, path: &Path) -> Option<Metadata> {
-        match self.capturer.capture(path) {
+    fn capture(&mut self, path: &Path, st: &Stat) -> Option<Metadata> {
+        match self.capturer.capture(path, st) {
             Ok((meta, warnings)) => {
                 for w in warnings {
                     self.warn(w.to_string());
@@ -218,7 +218,13 @@ impl<'f> Walker<'f> {
 
     fn save_virtual(&mut self, dir: &VirtualDir, sink: &mut ObjectSink) -> Result<ObjectId, SaveError> {
         let own = match &dir.real {
-            Some(real) => self.capture(real),
+            Some(real) => match lstat(real) {
+                Ok(st) => self.capture(real, &st),
+                Err(e) => {
+                    self.warn(format!("{}: cannot stat: {e}", real.display()));
+                    None
+                }
+            },
             None => None,
         };
         let mut entries: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
@@ -294,25 +300,26 @@ impl<'f> Walker<'f> {
         device: Option<u64>,
         sink: &mut ObjectSink,
     ) -> Result<Option<Stored>, SaveError> {
-        let st = match std::fs::symlink_metadata(path) {
+        let st = match lstat(path) {
             Ok(st) => st,
             Err(e) => {
                 self.warn(format!("{}: cannot stat: {e}", path.display()));
                 return Ok(None);
             }
         };
-        let ft = st.file_type();
-        if ft.is_dir() {
-            let own = self.capture(path);
-            let children = if device.is_some_and(|d| d != st.dev()) {
+        let file_type = st.file_type();
+        if file_type == libc::S_IFDIR {
+            // Metadata first: listing the directory may change its atime.
+            let Some(own) = self.capture(path, &st) else {
+                return Ok(None);
+            };
+            let children = if device.is_some_and(|d| d != st.dev) {
                 Vec::new() // a mount point under --one-file-system: kept empty
             } else {
                 self.save_children(path, device, sink)?
             };
-            if own.is_none() {
-                return Ok(None);
-            }
             self.directories += 1;
+            let own = Some(own);
             let id = write_directory(own.as_ref(), children, sink, &mut self.splitter)?;
             return Ok(Some(Stored {
                 name,
@@ -322,25 +329,20 @@ impl<'f> Walker<'f> {
                 meta: None,
             }));
         }
-        let Some(mut meta) = self.capture(path) else {
+        let Some(mut meta) = self.capture(path, &st) else {
             return Ok(None);
         };
-        let (mode, id, chunked) = if ft.is_file() {
+        let (mode, id, chunked) = if file_type == libc::S_IFREG {
             match self.save_file(path, &st, &mut meta, sink)? {
                 Some(FileObject::Blob(id)) => (Mode::Blob, id, false),
                 Some(FileObject::Tree(id)) => (Mode::Tree, id, true),
                 None => return Ok(None),
             }
-        } else if ft.is_symlink() {
-            let target = match std::fs::read_link(path) {
-                Ok(t) => t.into_os_string().into_vec(),
-                Err(e) => {
-                    self.warn(format!("{}: cannot read symlink: {e}", path.display()));
-                    return Ok(None);
-                }
-            };
+        } else if file_type == libc::S_IFLNK {
+            // Capture already read the target (it fails if it cannot).
+            let target = meta.symlink_target.clone().unwrap_or_default();
             (Mode::Symlink, sink.put(Kind::Blob, &target)?, false)
-        } else if ft.is_fifo() || ft.is_socket() || ft.is_char_device() || ft.is_block_device() {
+        } else if [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR, libc::S_IFBLK].contains(&file_type) {
             // bup stores special files as the empty blob; the type, and the
             // device number, live in .bupm.
             (Mode::Blob, sink.put(Kind::Blob, b"")?, false)
@@ -362,12 +364,12 @@ impl<'f> Walker<'f> {
     fn save_file(
         &mut self,
         path: &Path,
-        st: &std::fs::Metadata,
+        st: &Stat,
         meta: &mut Metadata,
         sink: &mut ObjectSink,
     ) -> Result<Option<FileObject>, SaveError> {
-        let key = (st.dev(), st.ino());
-        if st.nlink() > 1 {
+        let key = (st.dev, st.ino);
+        if st.nlink > 1 {
             if let Some(linked) = self.hardlinks.get(&key) {
                 meta.hardlink_target = Some(linked.target.clone());
                 meta.size = Some(linked.size);
@@ -393,7 +395,7 @@ impl<'f> Walker<'f> {
         // The size bup shows (and FUSE uses) is what was actually stored,
         // even if the file changed while it was read.
         meta.size = Some(size);
-        if st.nlink() > 1 {
+        if st.nlink > 1 {
             let target = path.as_os_str().as_bytes().to_vec();
             meta.hardlink_target = Some(target.clone());
             self.hardlinks.insert(key, LinkedFile { target, object, size });
@@ -403,7 +405,7 @@ impl<'f> Walker<'f> {
 }
 
 fn device_of(path: &Path) -> Option<u64> {
-    std::fs::symlink_metadata(path).ok().map(|m| m.dev())
+    lstat(path).ok().map(|st| st.dev)
 }
 
 /// Opens without updating the access time where the kernel allows it.
