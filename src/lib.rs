@@ -6,3 +6,5 @@
 //! paths, file contents at an offset) -> restore / ls / mount.
 
 pub mod object;
+pub mod pack;
+pub mod repo;
