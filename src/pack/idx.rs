@@ -81,6 +81,9 @@ pub struct PackIndex {
     offsets: Vec<u64>,
     /// CRC-32s (v2 only).
     crcs: Vec<u32>,
+    /// Entry positions sorted by offset: finds where an entry ends (the next
+    /// entry's offset) and an entry's CRC when only its offset is known.
+    by_offset: Vec<u32>,
     pack_checksum: [u8; 20],
 }
 
@@ -187,6 +190,16 @@ impl PackIndex {
             }
             start = end;
         }
+        let mut by_offset: Vec<u32> = (0..n as u32).collect();
+        by_offset.sort_unstable_by_key(|&i| offsets[i as usize]);
+        for pair in by_offset.windows(2) {
+            if offsets[pair[0] as usize] == offsets[pair[1] as usize] {
+                return Err(bad(format!(
+                    "two objects share offset {}",
+                    offsets[pair[0] as usize]
+                )));
+            }
+        }
         Ok(PackIndex {
             path: path.to_path_buf(),
             version,
@@ -194,6 +207,7 @@ impl PackIndex {
             ids,
             offsets,
             crcs,
+            by_offset,
             pack_checksum,
         })
     }
@@ -233,6 +247,18 @@ impl PackIndex {
         Some(self.offsets[lo + i])
     }
 
+    /// For the entry starting exactly at `offset`: its CRC-32 (v2 only) and
+    /// the offset of the next entry (`None` for the last one).
+    pub fn entry_at(&self, offset: u64) -> Option<(Option<u32>, Option<u64>)> {
+        let k = self
+            .by_offset
+            .binary_search_by_key(&offset, |&i| self.offsets[i as usize])
+            .ok()?;
+        let crc = self.crcs.get(self.by_offset[k] as usize).copied();
+        let next = self.by_offset.get(k + 1).map(|&i| self.offsets[i as usize]);
+        Some((crc, next))
+    }
+
     /// All entries in id order (crc32 is 0 for v1 indexes).
     pub fn entries(&self) -> impl Iterator<Item = IdxEntry> + '_ {
         self.ids.iter().enumerate().map(|(i, &id)| IdxEntry {
@@ -264,7 +290,7 @@ mod tests {
                 offset: match n % 3 {
                     0 => 12 + u64::from(n) * 100,
                     1 => (5u64 << 30) + u64::from(n),
-                    _ => MAX_OFFSET32 + u64::from(n % 2),
+                    _ => MAX_OFFSET32 - 149 + u64::from(n),
                 },
                 crc32: n * 7,
             })

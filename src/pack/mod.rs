@@ -51,6 +51,9 @@ pub struct EntryHeader {
     pub size: u64,
     /// Where the zlib stream starts.
     pub data_offset: u64,
+    /// CRC-32 of the header bytes, to be continued over the zlib stream and
+    /// compared with the idx (catches damage zlib cannot see, such as padding bits).
+    pub header_crc: u32,
 }
 
 /// Appends the type-and-size header of a whole (non-delta) object to `out`.
@@ -133,6 +136,7 @@ pub fn parse_entry_header(offset: u64, buf: &[u8]) -> Result<EntryHeader, String
         kind,
         size,
         data_offset: offset + pos as u64,
+        header_crc: crc32fast::hash(&buf[..pos]),
     })
 }
 

@@ -143,13 +143,29 @@ impl PackFile {
 
     /// Inflates the zlib stream of the entry described by `header`, which
     /// must produce exactly `header.size` bytes and then end.
+    /// The entry's raw bytes (header and stream, up to the next entry) must
+    /// match the CRC-32 in the idx (v2).
     pub fn inflate(&self, header: &EntryHeader) -> Result<Vec<u8>, ReadFail> {
+        let (crc, next) = self.index.entry_at(header.offset).ok_or_else(|| {
+            ReadFail::Corrupt(format!(
+                "no entry of the index starts at offset {}",
+                header.offset
+            ))
+        })?;
+        let end = next.unwrap_or(self.data_end()).min(self.data_end());
+        let check = EntryCheck {
+            start: header.offset,
+            header_crc: header.header_crc,
+            header_len: header.data_offset - header.offset,
+            expected_crc: crc,
+        };
         inflate_at(
             &self.file,
             header.data_offset,
-            self.data_end(),
+            end,
             header.size,
             None,
+            Some(check),
         )
     }
 
@@ -162,8 +178,18 @@ impl PackFile {
             self.data_end(),
             header.size,
             Some(n),
+            None,
         )
     }
+}
+
+/// What a whole entry must satisfy besides inflating to the right size.
+struct EntryCheck {
+    start: u64,
+    header_crc: u32,
+    header_len: u64,
+    /// From an idx v2; v1 has none.
+    expected_crc: Option<u32>,
 }
 
 thread_local! {
@@ -182,7 +208,11 @@ fn inflate_at(
     end: u64,
     size: u64,
     prefix: Option<usize>,
+    check: Option<EntryCheck>,
 ) -> Result<Vec<u8>, ReadFail> {
+    let mut crc = check
+        .as_ref()
+        .map(|c| crc32fast::Hasher::new_with_initial_len(c.header_crc, c.header_len));
     let limit = match prefix {
         Some(n) => size.min(n as u64),
         None => size,
@@ -198,7 +228,7 @@ fn inflate_at(
             if in_pos == in_len {
                 if pos >= end {
                     return Err(ReadFail::Corrupt(format!(
-                        "zlib stream is truncated at the end of the pack ({} of {size} bytes inflated)",
+                        "zlib stream is truncated ({} of {size} bytes inflated)",
                         out.len()
                     )));
                 }
@@ -217,7 +247,11 @@ fn inflate_at(
             let status = z
                 .decompress_vec(&inbuf[in_pos..in_len], &mut out, FlushDecompress::None)
                 .map_err(|e| ReadFail::Corrupt(format!("zlib data is damaged: {e}")))?;
-            in_pos += (z.total_in() - before_in) as usize;
+            let used = (z.total_in() - before_in) as usize;
+            if let Some(h) = crc.as_mut() {
+                h.update(&inbuf[in_pos..in_pos + used]);
+            }
+            in_pos += used;
             if out.len() as u64 > limit {
                 if prefix.is_some() {
                     out.truncate(limit as usize);
@@ -245,6 +279,23 @@ fn inflate_at(
                 "entry inflates to {} bytes, its header says {size}",
                 out.len()
             )));
+        }
+        if let (Some(check), Some(h)) = (check, crc) {
+            let stream_end = pos - (in_len - in_pos) as u64;
+            if stream_end != end {
+                return Err(ReadFail::Corrupt(format!(
+                    "entry at offset {} has {} stray bytes after its zlib stream",
+                    check.start,
+                    end - stream_end
+                )));
+            }
+            let actual = h.finalize();
+            if check.expected_crc.is_some_and(|c| c != actual) {
+                return Err(ReadFail::Corrupt(format!(
+                    "CRC-32 of the entry at offset {} does not match the index",
+                    check.start
+                )));
+            }
         }
         Ok(out)
     })
