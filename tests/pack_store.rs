@@ -438,35 +438,49 @@ fn reads_ref_delta_packs_and_v1_and_forced_64bit_indexes() {
             .filter(|e| (raw[e.offset as usize] >> 4) & 7 == 7)
             .count();
         assert!(ref_deltas > 10, "{name}: {ref_deltas} REF_DELTA entries");
-        if name == "ref-v1" {
-            assert_eq!(index.version(), 1);
-        }
         assert_store_matches_git(repo.objects(), &objects);
+        if name == "ref-v1" {
+            // Without CRC-32s only the SHA-1 check stands between damage and
+            // wrong bytes.
+            assert_eq!(index.version(), 1);
+            drop(repo);
+            flip_bytes_everywhere(&dst.join("objects"), &pack, &objects, false);
+        }
     }
 }
 
 /// Flips one byte at many positions of `pack`; every read must then either
 /// return the right bytes or `Corrupt` naming the object and the pack.
-fn flip_bytes_everywhere(objects_dir: &Path, pack: &Path, objects: &[(ObjectId, Kind, Vec<u8>)]) {
+/// With `must_notice` false (idx v1 has no CRC-32s) a flip that changes no
+/// object's bytes, such as a zlib padding bit, may go unnoticed.
+fn flip_bytes_everywhere(
+    objects_dir: &Path,
+    pack: &Path,
+    objects: &[(ObjectId, Kind, Vec<u8>)],
+    must_notice: bool,
+) {
     use std::os::unix::fs::PermissionsExt;
     let original = std::fs::read(pack).unwrap();
     std::fs::set_permissions(pack, std::fs::Permissions::from_mode(0o644)).unwrap();
     let step = (original.len() / 600).max(1);
-    let mut positions: Vec<usize> = (0..original.len()).step_by(step).collect();
-    positions.extend([
-        0,
-        5,
-        9,
-        11,
-        12,
-        13,
-        original.len() - 1,
-        original.len() - 20,
-        original.len() - 21,
-    ]);
-    for pos in positions {
+    // Every bit position gets hit somewhere.
+    let mut flips: Vec<(usize, u8)> = (0..original.len())
+        .step_by(step)
+        .map(|p| (p, 1 << (p % 8)))
+        .collect();
+    let len = original.len();
+    for p in [0, 5, 9, 11, 12, 13, len - 1, len - 20, len - 21] {
+        flips.push((p, 0x01));
+    }
+    // Type bits of entry headers: a blob turned tree must not slip through.
+    let index = rewind::pack::PackIndex::open(&pack.with_extension("idx")).unwrap();
+    for e in index.entries().take(30) {
+        flips.push((e.offset as usize, 0x10));
+        flips.push((e.offset as usize, 0x40));
+    }
+    for (pos, mask) in flips {
         let mut damaged = original.clone();
-        damaged[pos] ^= 1 << (pos % 8); // every bit position gets hit somewhere
+        damaged[pos] ^= mask;
         std::fs::write(pack, &damaged).unwrap();
         let store = ObjectStore::open(objects_dir).unwrap();
         let mut corrupt = 0;
@@ -490,7 +504,7 @@ fn flip_bytes_everywhere(objects_dir: &Path, pack: &Path, objects: &[(ObjectId, 
             // Headers may be read from damaged data but must not panic.
             let _ = store.read_header(id);
         }
-        if corrupt == 0 {
+        if corrupt == 0 && must_notice {
             let index = rewind::pack::PackIndex::open(&pack.with_extension("idx")).unwrap();
             let entry = index
                 .entries()
@@ -514,7 +528,7 @@ fn flipped_byte_in_our_pack_is_reported_as_corrupt() {
         .iter()
         .find(|p| p.extension().unwrap() == "pack")
         .unwrap();
-    flip_bytes_everywhere(&dir.join("objects"), pack, &all);
+    flip_bytes_everywhere(&dir.join("objects"), pack, &all, true);
 }
 
 #[test]
@@ -526,7 +540,43 @@ fn flipped_byte_in_delta_pack_is_reported_as_corrupt() {
     let git_dir = work.join(".git");
     let objects = all_objects_via_git(&git_dir);
     let pack = only_idx(&git_dir).with_extension("pack");
-    flip_bytes_everywhere(&git_dir.join("objects"), &pack, &objects);
+    flip_bytes_everywhere(&git_dir.join("objects"), &pack, &objects, true);
+}
+
+#[test]
+fn idx_naming_the_wrong_object_yields_corrupt_not_wrong_bytes() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repository::init(tmp.path()).unwrap();
+    let mut w = repo.pack_writer().unwrap();
+    w.write(Kind::Blob, b"first").unwrap();
+    w.write(Kind::Blob, b"second").unwrap();
+    let paths = w.finish().unwrap();
+    let idx = paths
+        .iter()
+        .find(|p| p.extension().unwrap() == "idx")
+        .unwrap();
+    let index = rewind::pack::PackIndex::open(idx).unwrap();
+    let mut entries: Vec<_> = index.entries().collect();
+    // A well-formed idx (checksums, CRCs fine) whose id does not match the data.
+    let impostor = hash_object(Kind::Blob, b"impostor");
+    entries[0].id = impostor;
+    let bytes = rewind::pack::idx::encode_v2(&mut entries, index.pack_checksum());
+    std::fs::set_permissions(idx, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(idx, bytes).unwrap();
+    let repo = Repository::open(tmp.path()).unwrap();
+    match repo.objects().read(&impostor) {
+        Err(Error::Corrupt {
+            id,
+            pack: Some(p),
+            detail,
+        }) => {
+            assert_eq!(id, impostor);
+            assert_eq!(p, idx.with_extension("pack"));
+            assert!(detail.contains("does not match its id"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
