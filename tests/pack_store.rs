@@ -106,7 +106,10 @@ fn commit(tree: ObjectId, parent: Option<ObjectId>, msg: &str) -> Vec<u8> {
 
 /// Writes a small history (blobs of every flavour, trees, commits) with our
 /// writer; returns the repo, published paths and every object written.
-fn write_sample(dir: &Path) -> (Repository, Vec<PathBuf>, Vec<(ObjectId, Kind, Vec<u8>)>) {
+/// (id, kind, data) of every object in a test.
+type Objects = Vec<(ObjectId, Kind, Vec<u8>)>;
+
+fn write_sample(dir: &Path) -> (Repository, Vec<PathBuf>, Objects) {
     let repo = Repository::init(dir).unwrap();
     let mut w = repo.pack_writer().unwrap();
     let mut all = Vec::new();
@@ -297,7 +300,7 @@ fn git_history(dir: &Path) {
 }
 
 /// Every object git knows, as (id, kind, data) from `git cat-file --batch`.
-fn all_objects_via_git(git_dir: &Path) -> Vec<(ObjectId, Kind, Vec<u8>)> {
+fn all_objects_via_git(git_dir: &Path) -> Objects {
     let list = git(
         git_dir,
         &[

@@ -32,7 +32,7 @@ pub struct IdxEntry {
 /// Encodes an idx v2 for a pack holding `entries` (sorted here by id; ids
 /// must be distinct) whose trailer checksum is `pack_checksum`.
 pub fn encode_v2(entries: &mut [IdxEntry], pack_checksum: &[u8; 20]) -> Vec<u8> {
-    entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    entries.sort_unstable_by_key(|e| e.id);
     let n = entries.len();
     let mut out = Vec::with_capacity(8 + FANOUT_LEN + n * 28 + 40);
     out.extend_from_slice(&IDX_V2_MAGIC);
@@ -135,7 +135,7 @@ impl PackIndex {
         if version == 2 {
             // ids, crcs, 32-bit offsets, then 8 bytes per large offset, then 40.
             let fixed = table + n * 28 + 40;
-            if bytes.len() < fixed || (bytes.len() - fixed) % 8 != 0 {
+            if bytes.len() < fixed || !(bytes.len() - fixed).is_multiple_of(8) {
                 return Err(bad(format!(
                     "size {} does not fit {n} objects",
                     bytes.len()

@@ -190,7 +190,7 @@ pub(crate) fn list_refs(git_dir: &Path, prefix: &str) -> Result<Vec<(String, Obj
         None => "",
     };
     let mut loose = Vec::new();
-    walk(git_dir, &git_dir.join(dir_part), dir_part, &mut loose)?;
+    walk(&git_dir.join(dir_part), dir_part, &mut loose)?;
     for name in loose {
         if !name.starts_with(prefix) || check_ref_name(&name).is_err() {
             continue;
@@ -202,7 +202,7 @@ pub(crate) fn list_refs(git_dir: &Path, prefix: &str) -> Result<Vec<(String, Obj
     Ok(found.into_iter().collect())
 }
 
-fn walk(git_dir: &Path, dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), Error> {
+fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), Error> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e)
@@ -229,7 +229,7 @@ fn walk(git_dir: &Path, dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<
             .file_type()
             .map_err(Error::io("listing refs in", dir))?;
         if ft.is_dir() {
-            walk(git_dir, &entry.path(), &name, out)?;
+            walk(&entry.path(), &name, out)?;
         } else if ft.is_file() && !name.ends_with(".lock") {
             out.push(name);
         }
@@ -358,11 +358,12 @@ pub(crate) fn set_head_if_dangling(git_dir: &Path, branch: &str) -> Result<bool,
     let head = git_dir.join("HEAD");
     let lock = RefLock::acquire(&head)?;
     match read_loose(git_dir, "HEAD")? {
-        Some(Loose::Symbolic(current)) => {
-            if current == target || read_ref(git_dir, &current)?.is_some() {
-                return Ok(false);
-            }
+        Some(Loose::Symbolic(current))
+            if current == target || read_ref(git_dir, &current)?.is_some() =>
+        {
+            return Ok(false);
         }
+        Some(Loose::Symbolic(_)) => {}
         Some(Loose::Id(_)) => return Ok(false),
         None => {}
     }

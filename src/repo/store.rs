@@ -324,10 +324,13 @@ impl ObjectStore {
     }
 }
 
+type CachedBase = (Kind, Arc<Vec<u8>>, u64);
+
 /// Delta bases by (pack, offset), least recently used evicted first.
 #[derive(Default)]
 struct BaseCache {
-    map: HashMap<(u64, u64), (Kind, Arc<Vec<u8>>, u64)>,
+    /// (pack uid, offset) -> (kind, data, last use).
+    map: HashMap<(u64, u64), CachedBase>,
     bytes: usize,
     tick: u64,
 }
