@@ -5,12 +5,14 @@
 //! commits) -> `repo` (refs, moved last). Reading: `repo` -> `view` (snapshots,
 //! paths, file contents at an offset) -> restore / ls / mount.
 
-pub mod meta;
-pub mod object;
-pub mod source;
-pub mod time;
 pub mod cli;
 pub mod commands;
+pub mod meta;
+pub mod object;
+pub mod pack;
+pub mod repo;
 pub mod restore;
 pub mod save;
+pub mod source;
+pub mod time;
 pub mod view;

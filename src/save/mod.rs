@@ -94,7 +94,7 @@ impl<'r> ObjectSink<'r> {
     pub fn new(repo: &'r Repository) -> Result<ObjectSink<'r>, SaveError> {
         Ok(ObjectSink {
             repo,
-            pack: PackWriter::new(repo)?,
+            pack: repo.pack_writer()?,
             stats: SaveStats::default(),
         })
     }

@@ -1,0 +1,348 @@
+//! Pack index files: encoding idx v2, and reading v2 (and bup-era v1) for lookups.
+//!
+//! idx v2: "\xfftOc", version 2, a 256-entry fan-out (big-endian u32: number
+//! of ids whose first byte is <= i), the sorted ids, one CRC-32 per entry (of
+//! its raw bytes in the pack), 31-bit offsets (MSB set: index into the
+//! following table of 64-bit offsets, used only for offsets >= 2^31), the
+//! pack's trailer checksum, then the SHA-1 of all preceding idx bytes.
+//! idx v1: fan-out, then (u32 offset, id) pairs, the two checksums.
+//!
+//! An index is read whole into memory at open and verified (checksum, sorted
+//! ids, sane offsets), so later lookups can trust its structure.
+
+use crate::object::ObjectId;
+use crate::repo::Error;
+use sha1::{Digest, Sha1};
+use std::path::{Path, PathBuf};
+
+const IDX_V2_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
+const FANOUT_LEN: usize = 256 * 4;
+/// Offsets at or above this go to the 64-bit table (as `git index-pack` does).
+const MAX_OFFSET32: u64 = 0x7fff_ffff;
+
+/// One pack entry as the idx records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdxEntry {
+    pub id: ObjectId,
+    pub offset: u64,
+    /// CRC-32 of the entry's raw bytes in the pack (header and zlib data).
+    pub crc32: u32,
+}
+
+/// Encodes an idx v2 for a pack holding `entries` (sorted here by id; ids
+/// must be distinct) whose trailer checksum is `pack_checksum`.
+pub fn encode_v2(entries: &mut [IdxEntry], pack_checksum: &[u8; 20]) -> Vec<u8> {
+    entries.sort_unstable_by_key(|e| e.id);
+    let n = entries.len();
+    let mut out = Vec::with_capacity(8 + FANOUT_LEN + n * 28 + 40);
+    out.extend_from_slice(&IDX_V2_MAGIC);
+    out.extend_from_slice(&2u32.to_be_bytes());
+    let mut counts = [0u32; 256];
+    for e in entries.iter() {
+        counts[usize::from(e.id.0[0])] += 1;
+    }
+    let mut running = 0u32;
+    for c in counts {
+        running += c;
+        out.extend_from_slice(&running.to_be_bytes());
+    }
+    for e in entries.iter() {
+        out.extend_from_slice(&e.id.0);
+    }
+    for e in entries.iter() {
+        out.extend_from_slice(&e.crc32.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for e in entries.iter() {
+        let word = if e.offset > MAX_OFFSET32 {
+            let slot = large.len() as u32;
+            large.push(e.offset);
+            0x8000_0000 | slot
+        } else {
+            e.offset as u32
+        };
+        out.extend_from_slice(&word.to_be_bytes());
+    }
+    for off in large {
+        out.extend_from_slice(&off.to_be_bytes());
+    }
+    out.extend_from_slice(pack_checksum);
+    let own: [u8; 20] = Sha1::digest(&out).into();
+    out.extend_from_slice(&own);
+    out
+}
+
+/// A verified, in-memory pack index.
+pub struct PackIndex {
+    path: PathBuf,
+    version: u32,
+    fanout: [u32; 256],
+    ids: Vec<ObjectId>,
+    offsets: Vec<u64>,
+    /// CRC-32s (v2 only).
+    crcs: Vec<u32>,
+    /// Entry positions sorted by offset: finds where an entry ends (the next
+    /// entry's offset) and an entry's CRC when only its offset is known.
+    by_offset: Vec<u32>,
+    pack_checksum: [u8; 20],
+}
+
+impl PackIndex {
+    pub fn open(path: &Path) -> Result<PackIndex, Error> {
+        let bytes = std::fs::read(path).map_err(Error::io("reading pack index", path))?;
+        PackIndex::parse(path, &bytes)
+    }
+
+    /// Parses and verifies idx bytes; `path` is only used in errors.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<PackIndex, Error> {
+        let bad = |detail: String| Error::BadIndex {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if bytes.len() < FANOUT_LEN + 40 {
+            return Err(bad(format!("too short ({} bytes)", bytes.len())));
+        }
+        let (body, own) = bytes.split_at(bytes.len() - 20);
+        let actual: [u8; 20] = Sha1::digest(body).into();
+        if actual[..] != own[..] {
+            return Err(bad("checksum mismatch".into()));
+        }
+        let pack_checksum: [u8; 20] = body[body.len() - 20..].try_into().expect("20 bytes");
+        let (version, fan_start) = if bytes[..4] == IDX_V2_MAGIC {
+            let v = be32(&bytes[4..8]);
+            if v != 2 {
+                return Err(bad(format!("unsupported version {v}")));
+            }
+            (2, 8)
+        } else {
+            (1, 0)
+        };
+        let mut fanout = [0u32; 256];
+        let mut prev = 0;
+        for (i, slot) in fanout.iter_mut().enumerate() {
+            let v = be32(&bytes[fan_start + 4 * i..]);
+            if v < prev {
+                return Err(bad("fan-out table is not monotonic".into()));
+            }
+            *slot = v;
+            prev = v;
+        }
+        let n = fanout[255] as usize;
+        let table = fan_start + FANOUT_LEN;
+        let mut ids = Vec::with_capacity(n);
+        let mut offsets = Vec::with_capacity(n);
+        let mut crcs = Vec::new();
+        if version == 2 {
+            // ids, crcs, 32-bit offsets, then 8 bytes per large offset, then 40.
+            let fixed = table + n * 28 + 40;
+            if bytes.len() < fixed || !(bytes.len() - fixed).is_multiple_of(8) {
+                return Err(bad(format!(
+                    "size {} does not fit {n} objects",
+                    bytes.len()
+                )));
+            }
+            let large_count = (bytes.len() - fixed) / 8;
+            let crc_start = table + n * 20;
+            let off_start = crc_start + n * 4;
+            let large_start = off_start + n * 4;
+            for i in 0..n {
+                ids.push(
+                    ObjectId::from_bytes(&bytes[table + 20 * i..table + 20 * i + 20]).expect("20"),
+                );
+                crcs.push(be32(&bytes[crc_start + 4 * i..]));
+                let word = be32(&bytes[off_start + 4 * i..]);
+                let offset = if word & 0x8000_0000 != 0 {
+                    let slot = (word & 0x7fff_ffff) as usize;
+                    if slot >= large_count {
+                        return Err(bad(format!("large offset slot {slot} out of range")));
+                    }
+                    let at = large_start + 8 * slot;
+                    u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+                } else {
+                    u64::from(word)
+                };
+                offsets.push(offset);
+            }
+        } else {
+            if bytes.len() != table + n * 24 + 40 {
+                return Err(bad(format!(
+                    "size {} does not fit {n} objects (v1)",
+                    bytes.len()
+                )));
+            }
+            for i in 0..n {
+                let at = table + 24 * i;
+                offsets.push(u64::from(be32(&bytes[at..])));
+                ids.push(ObjectId::from_bytes(&bytes[at + 4..at + 24]).expect("20"));
+            }
+        }
+        for (i, pair) in ids.windows(2).enumerate() {
+            if pair[0] >= pair[1] {
+                return Err(bad(format!("ids not strictly sorted at entry {}", i + 1)));
+            }
+        }
+        // The fan-out must agree with the ids' first bytes, or lookups would miss.
+        let mut start = 0usize;
+        for (b, &end) in fanout.iter().enumerate() {
+            let end = end as usize;
+            if ids[start..end].iter().any(|id| usize::from(id.0[0]) != b) {
+                return Err(bad(format!("fan-out disagrees with ids at byte {b:02x}")));
+            }
+            start = end;
+        }
+        let mut by_offset: Vec<u32> = (0..n as u32).collect();
+        by_offset.sort_unstable_by_key(|&i| offsets[i as usize]);
+        for pair in by_offset.windows(2) {
+            if offsets[pair[0] as usize] == offsets[pair[1] as usize] {
+                return Err(bad(format!(
+                    "two objects share offset {}",
+                    offsets[pair[0] as usize]
+                )));
+            }
+        }
+        Ok(PackIndex {
+            path: path.to_path_buf(),
+            version,
+            fanout,
+            ids,
+            offsets,
+            crcs,
+            by_offset,
+            pack_checksum,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The checksum of the pack this index describes (its trailer).
+    pub fn pack_checksum(&self) -> &[u8; 20] {
+        &self.pack_checksum
+    }
+
+    /// The pack offset of `id`: fan-out narrows to ids sharing the first
+    /// byte, then a binary search.
+    pub fn lookup(&self, id: &ObjectId) -> Option<u64> {
+        let b = usize::from(id.0[0]);
+        let lo = if b == 0 {
+            0
+        } else {
+            self.fanout[b - 1] as usize
+        };
+        let hi = self.fanout[b] as usize;
+        let i = self.ids[lo..hi].binary_search(id).ok()?;
+        Some(self.offsets[lo + i])
+    }
+
+    /// For the entry starting exactly at `offset`: its CRC-32 (v2 only) and
+    /// the offset of the next entry (`None` for the last one).
+    pub fn entry_at(&self, offset: u64) -> Option<(Option<u32>, Option<u64>)> {
+        let k = self
+            .by_offset
+            .binary_search_by_key(&offset, |&i| self.offsets[i as usize])
+            .ok()?;
+        let crc = self.crcs.get(self.by_offset[k] as usize).copied();
+        let next = self.by_offset.get(k + 1).map(|&i| self.offsets[i as usize]);
+        Some((crc, next))
+    }
+
+    /// All entries in id order (crc32 is 0 for v1 indexes).
+    pub fn entries(&self) -> impl Iterator<Item = IdxEntry> + '_ {
+        self.ids.iter().enumerate().map(|(i, &id)| IdxEntry {
+            id,
+            offset: self.offsets[i],
+            crc32: self.crcs.get(i).copied().unwrap_or(0),
+        })
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u32) -> ObjectId {
+        crate::object::hash_object(crate::object::Kind::Blob, &n.to_be_bytes())
+    }
+
+    #[test]
+    fn round_trip_with_large_offsets() {
+        let mut entries: Vec<IdxEntry> = (0..300u32)
+            .map(|n| IdxEntry {
+                id: id(n),
+                // Every third object beyond 4 GiB, one exactly at the 31-bit limit.
+                offset: match n % 3 {
+                    0 => 12 + u64::from(n) * 100,
+                    1 => (5u64 << 30) + u64::from(n),
+                    _ => MAX_OFFSET32 - 149 + u64::from(n),
+                },
+                crc32: n * 7,
+            })
+            .collect();
+        let bytes = encode_v2(&mut entries, &[9; 20]);
+        let large = entries.iter().filter(|e| e.offset > MAX_OFFSET32).count();
+        assert!(large > 100);
+        assert_eq!(bytes.len(), 8 + 1024 + 300 * 28 + large * 8 + 40);
+        let idx = PackIndex::parse(Path::new("t.idx"), &bytes).unwrap();
+        assert_eq!(idx.len(), 300);
+        assert_eq!(idx.pack_checksum(), &[9; 20]);
+        for e in &entries {
+            assert_eq!(idx.lookup(&e.id), Some(e.offset), "{}", e.id);
+        }
+        assert_eq!(idx.entries().collect::<Vec<_>>(), entries);
+        assert_eq!(idx.lookup(&id(1000)), None);
+        // The exact 31-bit limit stays in the small table, as git does.
+        let small_limit = entries.iter().find(|e| e.offset == MAX_OFFSET32).unwrap();
+        let pos = entries.iter().position(|e| e == small_limit).unwrap();
+        let word = &bytes[8 + 1024 + 300 * 24 + pos * 4..][..4];
+        assert_eq!(word, MAX_OFFSET32.to_be_bytes()[4..].to_vec());
+    }
+
+    #[test]
+    fn empty_index() {
+        let bytes = encode_v2(&mut [], &[0; 20]);
+        let idx = PackIndex::parse(Path::new("e.idx"), &bytes).unwrap();
+        assert!(idx.is_empty());
+        assert_eq!(idx.lookup(&id(1)), None);
+    }
+
+    #[test]
+    fn damaged_index_is_rejected() {
+        let mut entries: Vec<IdxEntry> = (0..10)
+            .map(|n| IdxEntry {
+                id: id(n),
+                offset: 12 + u64::from(n),
+                crc32: 0,
+            })
+            .collect();
+        let bytes = encode_v2(&mut entries, &[1; 20]);
+        for pos in (0..bytes.len()).step_by(7) {
+            let mut b = bytes.clone();
+            b[pos] ^= 0x20;
+            assert!(
+                matches!(
+                    PackIndex::parse(Path::new("d.idx"), &b),
+                    Err(Error::BadIndex { .. })
+                ),
+                "flip at {pos} accepted"
+            );
+        }
+        assert!(PackIndex::parse(Path::new("d.idx"), &bytes[..100]).is_err());
+    }
+}
