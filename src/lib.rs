@@ -5,4 +5,5 @@
 //! commits) -> `repo` (refs, moved last). Reading: `repo` -> `view` (snapshots,
 //! paths, file contents at an offset) -> restore / ls / mount.
 
+pub mod chunk;
 pub mod object;
