@@ -133,7 +133,7 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut records = bupm.map(|content| BupmReader::new(ContentReader::new(repo.objects(), content)));
     let malformed = |detail: String| ViewError::Malformed { id: *tree_id, detail };
-    let mut next_record = |records: &mut Option<BupmReader<ContentReader>>| -> Result<Option<Metadata>, ViewError> {
+    let next_record = |records: &mut Option<BupmReader<ContentReader>>| -> Result<Option<Metadata>, ViewError> {
         match records {
             Some(r) => Ok(r.next_entry().map_err(|e| malformed(format!(".bupm: {e}")))?.flatten()),
             None => Ok(None),
