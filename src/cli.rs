@@ -13,7 +13,13 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Repository path (default: $REWIND_REPO, else ~/.rewind)
-    #[arg(short = 'd', long = "repo", global = true, env = "REWIND_REPO", value_name = "PATH")]
+    #[arg(
+        short = 'd',
+        long = "repo",
+        global = true,
+        env = "REWIND_REPO",
+        value_name = "PATH"
+    )]
     pub repo: Option<PathBuf>,
 
     /// Print only errors

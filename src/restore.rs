@@ -149,16 +149,22 @@ impl<'r> Restorer<'r> {
                     .mode(0o600)
                     .open(dest)
                     .map_err(write_err)?;
-                let written = write_sparse(file, ContentReader::new(self.repo.objects(), node.content()), dest)?;
+                let written = write_sparse(
+                    file,
+                    ContentReader::new(self.repo.objects(), node.content()),
+                    dest,
+                )?;
                 self.bytes += written;
             }
             NodeType::Symlink => {
                 let mut target = Vec::new();
-                io::copy(&mut ContentReader::new(self.repo.objects(), node.content()), &mut target).map_err(|source| {
-                    RestoreError::Read {
-                        path: dest.to_path_buf(),
-                        source,
-                    }
+                io::copy(
+                    &mut ContentReader::new(self.repo.objects(), node.content()),
+                    &mut target,
+                )
+                .map_err(|source| RestoreError::Read {
+                    path: dest.to_path_buf(),
+                    source,
                 })?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), dest).map_err(write_err)?;
             }
@@ -185,11 +191,18 @@ fn remove(path: &Path) -> Result<(), RestoreError> {
 }
 
 fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // Created with no permissions; the saved mode is applied with the rest
     // of the metadata.
     // SAFETY: plain syscall on a NUL-terminated path we own.
-    let rc = unsafe { libc::mknod(c.as_ptr(), (mode & libc::S_IFMT) as libc::mode_t, rdev as libc::dev_t) };
+    let rc = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            (mode & libc::S_IFMT) as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
@@ -199,7 +212,11 @@ fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
 
 /// Copies content into `file`, leaving holes for aligned all-zero blocks so
 /// that sparse files stay sparse. Returns the bytes of content.
-fn write_sparse(mut file: File, mut content: ContentReader, path: &Path) -> Result<u64, RestoreError> {
+fn write_sparse(
+    mut file: File,
+    mut content: ContentReader,
+    path: &Path,
+) -> Result<u64, RestoreError> {
     let werr = |source| RestoreError::Write {
         path: path.to_path_buf(),
         source,

@@ -37,7 +37,10 @@ fn node_row(repo: &Repository, node: &Node, numeric: bool) -> Result<Row, Error>
     };
     let link = if node.node_type == NodeType::Symlink {
         let mut target = Vec::new();
-        io::copy(&mut ContentReader::new(repo.objects(), node.content()), &mut target)?;
+        io::copy(
+            &mut ContentReader::new(repo.objects(), node.content()),
+            &mut target,
+        )?;
         Some(target)
     } else {
         None
@@ -55,7 +58,11 @@ fn node_row(repo: &Repository, node: &Node, numeric: bool) -> Result<Row, Error>
 fn print_rows(rows: &[Row], long: bool) -> io::Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let owner_width = rows.iter().map(|r| r.owner.len()).max().unwrap_or(0);
-    let size_width = rows.iter().map(|r| r.size.to_string().len()).max().unwrap_or(0);
+    let size_width = rows
+        .iter()
+        .map(|r| r.size.to_string().len())
+        .max()
+        .unwrap_or(0);
     for r in rows {
         if long {
             write!(
@@ -103,7 +110,10 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
             }
             rows
         }
-        Item::Tags => snapshots::tags(repo)?.into_iter().map(|(n, _)| dir_row(&n, 0)).collect(),
+        Item::Tags => snapshots::tags(repo)?
+            .into_iter()
+            .map(|(n, _)| dir_row(&n, 0))
+            .collect(),
         Item::Backup { tip, .. } => {
             let all = snapshots::snapshots(repo, &tip)?;
             let mut rows: Vec<Row> = all.iter().map(|s| dir_row(&s.name, s.time)).collect();
@@ -135,7 +145,11 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
 
 pub fn cat_file(repo: &Repository, path: &str) -> Result<Status, Error> {
     let node = match resolve_following(repo, path)? {
-        Item::Node(node) if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink => node,
+        Item::Node(node)
+            if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink =>
+        {
+            node
+        }
         _ => return Err(Box::new(UsageError(format!("{path}: not a file")))),
     };
     let mut reader = ContentReader::new(repo.objects(), node.content());

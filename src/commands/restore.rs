@@ -19,8 +19,12 @@ pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
             }
         }
     }
-    std::fs::create_dir_all(&args.outdir)
-        .map_err(|e| UsageError(format!("cannot create --outdir {}: {e}", args.outdir.display())))?;
+    std::fs::create_dir_all(&args.outdir).map_err(|e| {
+        UsageError(format!(
+            "cannot create --outdir {}: {e}",
+            args.outdir.display()
+        ))
+    })?;
     let mut restorer = Restorer::new(
         repo,
         &RestoreOptions {

@@ -23,8 +23,15 @@ fn rerooting(args: &SaveArgs) -> Result<Rerooting, Error> {
             let (old, new) = g
                 .split_once('=')
                 .filter(|(o, n)| !o.is_empty() && !n.is_empty())
-                .ok_or_else(|| UsageError(format!("--graft {g:?}: expected OLD=NEW, e.g. --graft /srv/www=/www")))?;
-            points.push((absolute(&PathBuf::from(old), &cwd), absolute(&PathBuf::from(new), &cwd)));
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "--graft {g:?}: expected OLD=NEW, e.g. --graft /srv/www=/www"
+                    ))
+                })?;
+            points.push((
+                absolute(&PathBuf::from(old), &cwd),
+                absolute(&PathBuf::from(new), &cwd),
+            ));
         }
         return Ok(Rerooting::Graft(points));
     }
@@ -33,7 +40,11 @@ fn rerooting(args: &SaveArgs) -> Result<Rerooting, Error> {
 
 pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Error> {
     let started = Instant::now();
-    let date = args.date.as_deref().map(crate::time::parse_date).transpose()?;
+    let date = args
+        .date
+        .as_deref()
+        .map(crate::time::parse_date)
+        .transpose()?;
     let options = SaveOptions {
         name: args.name.clone(),
         sources: args.paths.clone(),

@@ -41,7 +41,8 @@ impl Identity {
             }
         };
         // SAFETY: getuid cannot fail.
-        let login = login.unwrap_or_else(|| format!("user{}", unsafe { libc::getuid() }).into_bytes());
+        let login =
+            login.unwrap_or_else(|| format!("user{}", unsafe { libc::getuid() }).into_bytes());
         let full = gecos
             .and_then(|g| g.split(|&b| b == b',').next().map(<[u8]>::to_vec))
             .filter(|g| !g.is_empty())

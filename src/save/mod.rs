@@ -26,7 +26,11 @@ pub enum SaveError {
     #[error("invalid backup name {0:?}: use letters, digits, '.', '_' or '-' (no '/', no leading '.' or '-')")]
     BadName(String),
     #[error("--date {date} is not after the latest snapshot of {name} ({latest}); snapshots of a name must be in time order")]
-    DateNotAfterLatest { name: String, date: i64, latest: i64 },
+    DateNotAfterLatest {
+        name: String,
+        date: i64,
+        latest: i64,
+    },
     #[error("branch {0} was moved by another save too many times; try again")]
     Contended(String),
     #[error(transparent)]
@@ -74,7 +78,9 @@ pub fn validate_name(name: &str) -> Result<(), SaveError> {
         && !name.ends_with(".lock")
         && !name.contains("..")
         && name != "latest"
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+@=".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-+@=".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -118,7 +124,11 @@ impl<'r> ObjectSink<'r> {
 }
 
 /// Runs one save and moves `refs/heads/<name>` to the new commit.
-pub fn save(repo: &Repository, opts: &SaveOptions, identity: &Identity) -> Result<SaveOutcome, SaveError> {
+pub fn save(
+    repo: &Repository,
+    opts: &SaveOptions,
+    identity: &Identity,
+) -> Result<SaveOutcome, SaveError> {
     validate_name(&opts.name)?;
     let ref_name = format!("refs/heads/{}", opts.name);
     let sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
@@ -148,12 +158,22 @@ pub fn save(repo: &Repository, opts: &SaveOptions, identity: &Identity) -> Resul
     // Commits go into the same pack as the trees: nothing is visible before
     // the ref moves, and the ref moves only after the pack is published.
     let requested = opts.date.unwrap_or_else(now);
-    let (commit, time) = commit::write_commit(&mut sink, tree, parent, parent_time, requested, identity)?;
+    let (commit, time) =
+        commit::write_commit(&mut sink, tree, parent, parent_time, requested, identity)?;
     let written = sink.publish()?;
     stats.objects_written = written.objects_written;
     stats.bytes_written = written.bytes_written;
 
-    let (commit, time) = commit::move_branch(repo, &ref_name, commit, parent, time, tree, opts.date.is_some(), identity)?;
+    let (commit, time) = commit::move_branch(
+        repo,
+        &ref_name,
+        commit,
+        parent,
+        time,
+        tree,
+        opts.date.is_some(),
+        identity,
+    )?;
     repo.set_head_if_dangling(&opts.name)?;
     Ok(SaveOutcome {
         commit,
@@ -180,7 +200,9 @@ mod tests {
         for good in ["etc", "web-01", "db_main", "a.b", "mysql@host"] {
             assert!(validate_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "a/b", ".hidden", "-x", "a..b", "x.lock", "latest", "a b", "a~1", "a:b"] {
+        for bad in [
+            "", "a/b", ".hidden", "-x", "a..b", "x.lock", "latest", "a b", "a~1", "a:b",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

@@ -55,7 +55,10 @@ impl VirtualDir {
 
 /// Checks the sources, drops those inside another source, and arranges them
 /// into the snapshot's directory skeleton.
-pub(super) fn resolve_sources(sources: &[PathBuf], rerooting: &Rerooting) -> Result<VirtualDir, SaveError> {
+pub(super) fn resolve_sources(
+    sources: &[PathBuf],
+    rerooting: &Rerooting,
+) -> Result<VirtualDir, SaveError> {
     let cwd = std::env::current_dir().map_err(|source| SaveError::Source {
         path: PathBuf::from("."),
         source,
@@ -69,7 +72,9 @@ pub(super) fn resolve_sources(sources: &[PathBuf], rerooting: &Rerooting) -> Res
             path: source.clone(),
             source: e,
         })?;
-        let (path, is_dir) = if st.file_type().is_symlink() && std::fs::metadata(&absolute).is_ok_and(|m| m.is_dir()) {
+        let (path, is_dir) = if st.file_type().is_symlink()
+            && std::fs::metadata(&absolute).is_ok_and(|m| m.is_dir())
+        {
             let real = std::fs::canonicalize(&absolute).map_err(|e| SaveError::Source {
                 path: source.clone(),
                 source: e,
@@ -197,7 +202,11 @@ impl<'f> Walker<'f> {
         self.warnings.push(message);
     }
 
-    pub fn save_root(&mut self, root: &VirtualDir, sink: &mut ObjectSink) -> Result<ObjectId, SaveError> {
+    pub fn save_root(
+        &mut self,
+        root: &VirtualDir,
+        sink: &mut ObjectSink,
+    ) -> Result<ObjectId, SaveError> {
         self.save_virtual(root, sink)
     }
 
@@ -216,7 +225,11 @@ impl<'f> Walker<'f> {
         }
     }
 
-    fn save_virtual(&mut self, dir: &VirtualDir, sink: &mut ObjectSink) -> Result<ObjectId, SaveError> {
+    fn save_virtual(
+        &mut self,
+        dir: &VirtualDir,
+        sink: &mut ObjectSink,
+    ) -> Result<ObjectId, SaveError> {
         let own = match &dir.real {
             Some(real) => match lstat(real) {
                 Ok(st) => self.capture(real, &st),
@@ -254,11 +267,21 @@ impl<'f> Walker<'f> {
             }
         }
         self.directories += 1;
-        write_directory(own.as_ref(), entries.into_values().collect(), sink, &mut self.splitter)
+        write_directory(
+            own.as_ref(),
+            entries.into_values().collect(),
+            sink,
+            &mut self.splitter,
+        )
     }
 
     /// Saves the entries of a live directory, in bytewise name order.
-    fn save_children(&mut self, dir: &Path, device: Option<u64>, sink: &mut ObjectSink) -> Result<Vec<Stored>, SaveError> {
+    fn save_children(
+        &mut self,
+        dir: &Path,
+        device: Option<u64>,
+        sink: &mut ObjectSink,
+    ) -> Result<Vec<Stored>, SaveError> {
         let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir) {
             Ok(iter) => {
                 let mut names = Vec::new();
@@ -342,7 +365,8 @@ impl<'f> Walker<'f> {
             // Capture already read the target (it fails if it cannot).
             let target = meta.symlink_target.clone().unwrap_or_default();
             (Mode::Symlink, sink.put(Kind::Blob, &target)?, false)
-        } else if [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR, libc::S_IFBLK].contains(&file_type) {
+        } else if [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR, libc::S_IFBLK].contains(&file_type)
+        {
             // bup stores special files as the empty blob; the type, and the
             // device number, live in .bupm.
             (Mode::Blob, sink.put(Kind::Blob, b"")?, false)
@@ -398,7 +422,14 @@ impl<'f> Walker<'f> {
         if st.nlink > 1 {
             let target = path.as_os_str().as_bytes().to_vec();
             meta.hardlink_target = Some(target.clone());
-            self.hardlinks.insert(key, LinkedFile { target, object, size });
+            self.hardlinks.insert(
+                key,
+                LinkedFile {
+                    target,
+                    object,
+                    size,
+                },
+            );
         }
         Ok(Some(object))
     }
@@ -428,12 +459,18 @@ enum StreamError {
 }
 
 /// Splits a stream into chunks, stores them, and shapes the chunk tree.
-fn store_stream(reader: impl Read, sink: &mut ObjectSink, splitter: &mut Splitter) -> Result<(FileObject, u64), StreamError> {
+fn store_stream(
+    reader: impl Read,
+    sink: &mut ObjectSink,
+    splitter: &mut Splitter,
+) -> Result<(FileObject, u64), StreamError> {
     let mut builder = ChunkTreeBuilder::new();
     let size = splitter
         .split(reader, |chunk: &[u8]| -> Result<(), SaveError> {
             let id = sink.put(Kind::Blob, chunk)?;
-            builder.push(id, chunk.len() as u64, &mut |body: &[u8]| sink.put(Kind::Tree, body))
+            builder.push(id, chunk.len() as u64, &mut |body: &[u8]| {
+                sink.put(Kind::Tree, body)
+            })
         })
         .map_err(|e| match e {
             SplitError::Read(e) => StreamError::Read(e),

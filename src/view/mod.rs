@@ -28,7 +28,10 @@ pub enum ViewError {
     #[error("{0}: not a directory")]
     NotADirectory(String),
     #[error("object {id} should be a {expected}")]
-    WrongKind { id: ObjectId, expected: &'static str },
+    WrongKind {
+        id: ObjectId,
+        expected: &'static str,
+    },
     #[error("object {id} is malformed: {detail}")]
     Malformed { id: ObjectId, detail: String },
     #[error(transparent)]
@@ -107,7 +110,10 @@ pub struct Directory {
 fn read_tree(repo: &Repository, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewError> {
     let object = repo.objects().read(id)?;
     if object.kind != Kind::Tree {
-        return Err(ViewError::WrongKind { id: *id, expected: "tree" });
+        return Err(ViewError::WrongKind {
+            id: *id,
+            expected: "tree",
+        });
     }
     tree::decode(&object.data).map_err(|e| ViewError::Malformed {
         id: *id,
@@ -123,7 +129,13 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
     for e in raw {
         let (name, kind) = demangle(&e.name, e.mode);
         match kind {
-            Demangled::Metadata => bupm = Some(if e.mode.is_tree() { Content::ChunkTree(e.id) } else { Content::Blob(e.id) }),
+            Demangled::Metadata => {
+                bupm = Some(if e.mode.is_tree() {
+                    Content::ChunkTree(e.id)
+                } else {
+                    Content::Blob(e.id)
+                })
+            }
             Demangled::Chunked => entries.push((name.to_vec(), e.mode, e.id, true)),
             Demangled::Normal => entries.push((name.to_vec(), e.mode, e.id, false)),
         }
@@ -131,19 +143,31 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
     // .bupm records follow the demangled names' bytewise order, which can
     // differ from git's order of the mangled names.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut records = bupm.map(|content| BupmReader::new(ContentReader::new(repo.objects(), content)));
-    let malformed = |detail: String| ViewError::Malformed { id: *tree_id, detail };
-    let next_record = |records: &mut Option<BupmReader<ContentReader>>| -> Result<Option<Metadata>, ViewError> {
-        match records {
-            Some(r) => Ok(r.next_entry().map_err(|e| malformed(format!(".bupm: {e}")))?.flatten()),
-            None => Ok(None),
-        }
+    let mut records =
+        bupm.map(|content| BupmReader::new(ContentReader::new(repo.objects(), content)));
+    let malformed = |detail: String| ViewError::Malformed {
+        id: *tree_id,
+        detail,
     };
+    let next_record =
+        |records: &mut Option<BupmReader<ContentReader>>| -> Result<Option<Metadata>, ViewError> {
+            match records {
+                Some(r) => Ok(r
+                    .next_entry()
+                    .map_err(|e| malformed(format!(".bupm: {e}")))?
+                    .flatten()),
+                None => Ok(None),
+            }
+        };
     let own = next_record(&mut records)?;
     let mut nodes = Vec::with_capacity(entries.len());
     for (name, mode, id, chunked) in entries {
         let is_dir = mode.is_tree() && !chunked;
-        let meta = if is_dir { None } else { next_record(&mut records)? };
+        let meta = if is_dir {
+            None
+        } else {
+            next_record(&mut records)?
+        };
         nodes.push(Node {
             node_type: node_type_for(mode, chunked, meta.as_ref()),
             name,
@@ -152,7 +176,10 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
             meta,
         });
     }
-    Ok(Directory { meta: own, entries: nodes })
+    Ok(Directory {
+        meta: own,
+        entries: nodes,
+    })
 }
 
 /// The metadata of a saved directory: the first record of its `.bupm`.
@@ -161,7 +188,11 @@ pub fn dir_meta(repo: &Repository, tree_id: &ObjectId) -> Result<Option<Metadata
     let Some(e) = raw.iter().find(|e| e.name == b".bupm") else {
         return Ok(None);
     };
-    let content = if e.mode.is_tree() { Content::ChunkTree(e.id) } else { Content::Blob(e.id) };
+    let content = if e.mode.is_tree() {
+        Content::ChunkTree(e.id)
+    } else {
+        Content::Blob(e.id)
+    };
     let mut reader = BupmReader::new(ContentReader::new(repo.objects(), content));
     Ok(reader
         .next_entry()
@@ -196,11 +227,13 @@ pub enum Item {
     /// `/<name>/latest`, a symlink to the newest snapshot's name.
     Latest { target: String },
     /// A snapshot's root or anything inside it.
-    Node(Node),
+    Node(Box<Node>),
 }
 
 fn split_path(path: &[u8]) -> Vec<&[u8]> {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect()
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect()
 }
 
 /// Resolves a view path like `etc/latest/etc/hosts`. `latest` is followed
@@ -278,5 +311,5 @@ pub fn resolve(repo: &Repository, path: &[u8]) -> Result<Item, ViewError> {
         }
         node = child;
     }
-    Ok(Item::Node(node))
+    Ok(Item::Node(Box::new(node)))
 }
