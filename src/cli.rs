@@ -1,6 +1,7 @@
 //! Command-line definitions (clap). No logic: `commands` does the work.
 
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -99,20 +100,20 @@ pub struct LsArgs {
 
     /// NAME, NAME/SNAPSHOT or NAME/SNAPSHOT/PATH (default: the backup names)
     #[arg(value_name = "PATH")]
-    pub path: Option<String>,
+    pub path: Option<OsString>,
 }
 
 #[derive(Args, Debug)]
 pub struct CatFileArgs {
     /// NAME/SNAPSHOT/PATH of a file
     #[arg(value_name = "PATH")]
-    pub path: String,
+    pub path: OsString,
 }
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Directory to restore into (created if missing)
-    #[arg(short = 'C', long = "outdir", value_name = "DIR", default_value = ".")]
+    #[arg(short = 'C', long = "outdir", value_name = "DIR", required = true)]
     pub outdir: PathBuf,
 
     /// Restore owners by number, not by user and group name
@@ -121,5 +122,5 @@ pub struct RestoreArgs {
 
     /// NAME/SNAPSHOT/PATH; a trailing '/' restores a directory's contents
     #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<String>,
+    pub paths: Vec<OsString>,
 }

@@ -4,11 +4,13 @@ use crate::meta::{mode_string, Metadata};
 use crate::repo::Repository;
 use crate::view::{self, content_size, snapshots, ContentReader, Item, Node, NodeType};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 
 struct Row {
     mode: u32,
     owner: String,
-    size: u64,
+    /// The size, or `major,minor` for devices, as `ls -l` and bup show.
+    size: String,
     mtime: i64,
     name: Vec<u8>,
     link: Option<Vec<u8>>,
@@ -30,10 +32,15 @@ fn owner(meta: Option<&Metadata>, numeric: bool) -> String {
 
 fn node_row(repo: &Repository, node: &Node, numeric: bool) -> Result<Row, Error> {
     let meta = node.meta.as_ref();
-    let size = match (node.node_type, meta.and_then(|m| m.size)) {
-        (NodeType::Directory, _) | (NodeType::Special, _) => 0,
-        (_, Some(size)) => size,
-        (_, None) => content_size(repo.objects(), node.content())?,
+    let is_device = meta.is_some_and(|m| matches!(m.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK));
+    let size = match (node.node_type, meta) {
+        (NodeType::Special, Some(m)) if is_device => {
+            let rdev = m.rdev as libc::dev_t;
+            format!("{},{}", libc::major(rdev), libc::minor(rdev))
+        }
+        (NodeType::Directory | NodeType::Special, _) => "0".into(),
+        (_, Some(Metadata { size: Some(size), .. })) => size.to_string(),
+        _ => content_size(repo.objects(), node.content())?.to_string(),
     };
     let link = if node.node_type == NodeType::Symlink {
         let mut target = Vec::new();
@@ -90,7 +97,7 @@ fn dir_row(name: &str, time: i64) -> Row {
     Row {
         mode: libc::S_IFDIR | 0o755,
         owner: "?/?".into(),
-        size: 0,
+        size: "0".into(),
         mtime: time,
         name: name.as_bytes().to_vec(),
         link: None,
@@ -98,7 +105,7 @@ fn dir_row(name: &str, time: i64) -> Row {
 }
 
 pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
-    let path = args.path.as_deref().unwrap_or("");
+    let path = args.path.as_deref().map_or(&b""[..], |p| p.as_bytes());
     let rows = match resolve_following(repo, path)? {
         Item::Root => {
             let mut rows: Vec<Row> = snapshots::backups(repo)?
@@ -121,7 +128,7 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
                 rows.push(Row {
                     mode: libc::S_IFLNK | 0o755,
                     owner: "?/?".into(),
-                    size: newest.name.len() as u64,
+                    size: newest.name.len().to_string(),
                     mtime: 0,
                     name: b"latest".to_vec(),
                     link: Some(newest.name.as_bytes().to_vec()),
@@ -130,7 +137,7 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
             rows
         }
         Item::Latest { .. } => unreachable!("resolve_following follows latest"),
-        Item::Node(node) if node.node_type == NodeType::Directory && !path.ends_with("/.") => {
+        Item::Node(node) if node.node_type == NodeType::Directory => {
             let dir = view::list_dir_with_meta(repo, &node.id)?;
             dir.entries
                 .iter()
@@ -143,14 +150,19 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
     Ok(Status::Success)
 }
 
-pub fn cat_file(repo: &Repository, path: &str) -> Result<Status, Error> {
+pub fn cat_file(repo: &Repository, path: &[u8]) -> Result<Status, Error> {
     let node = match resolve_following(repo, path)? {
         Item::Node(node)
             if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink =>
         {
             node
         }
-        _ => return Err(Box::new(UsageError(format!("{path}: not a file")))),
+        _ => {
+            return Err(Box::new(UsageError(format!(
+                "{}: not a file",
+                String::from_utf8_lossy(path)
+            ))))
+        }
     };
     let mut reader = ContentReader::new(repo.objects(), node.content());
     let mut out = io::stdout().lock();

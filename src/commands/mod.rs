@@ -9,6 +9,7 @@ mod save;
 use crate::cli::{Cli, Command};
 use crate::repo::Repository;
 use crate::view::{self, Item, ViewError};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -63,19 +64,23 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         }
         Command::Save(args) => save::run(cli, &open(cli)?, args),
         Command::Ls(args) => ls::run(&open(cli)?, args),
-        Command::CatFile(args) => ls::cat_file(&open(cli)?, &args.path),
+        Command::CatFile(args) => ls::cat_file(&open(cli)?, args.path.as_bytes()),
         Command::Restore(args) => restore::run(&open(cli)?, args),
     }
 }
 
 /// Resolves a view path, following `latest` even as the last component, as
 /// `ls` and `cp` follow a symlink named on the command line.
-pub(crate) fn resolve_following(repo: &Repository, path: &str) -> Result<Item, ViewError> {
-    match view::resolve(repo, path.as_bytes())? {
+pub(crate) fn resolve_following(repo: &Repository, path: &[u8]) -> Result<Item, ViewError> {
+    match view::resolve(repo, path)? {
         Item::Latest { target } => {
-            let trimmed = path.trim_end_matches('/');
-            let base = &trimmed[..trimmed.len() - "latest".len()];
-            view::resolve(repo, format!("{base}{target}").as_bytes())
+            let mut trimmed = path;
+            while let Some(rest) = trimmed.strip_suffix(b"/") {
+                trimmed = rest;
+            }
+            let mut followed = trimmed[..trimmed.len() - b"latest".len()].to_vec();
+            followed.extend_from_slice(target.as_bytes());
+            view::resolve(repo, &followed)
         }
         other => Ok(other),
     }

@@ -10,11 +10,13 @@ pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
     // Check every path before writing anything.
     let mut nodes = Vec::new();
     for path in &args.paths {
+        let path = path.as_bytes();
         match resolve_following(repo, path)? {
             Item::Node(node) => nodes.push((path, node)),
             _ => {
                 return Err(Box::new(UsageError(format!(
-                    "{path}: not inside a snapshot; name one, e.g. NAME/latest/ or NAME/latest/etc"
+                    "{}: not inside a snapshot; name one, e.g. NAME/latest/ or NAME/latest/etc",
+                    String::from_utf8_lossy(path)
                 ))))
             }
         }
@@ -32,7 +34,7 @@ pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
         },
     );
     for (path, node) in nodes {
-        if path.ends_with('/') && node.node_type == NodeType::Directory {
+        if path.ends_with(b"/") && node.node_type == NodeType::Directory {
             restorer.restore_contents(&node, &args.outdir)?;
         } else {
             restorer.restore(&node, &args.outdir.join(OsStr::from_bytes(&node.name)))?;

@@ -78,11 +78,15 @@ fn encode(tree: ObjectId, parent: Option<ObjectId>, time: i64, identity: &Identi
     })
 }
 
-/// The author time for a new snapshot: as requested, but at least one second
-/// after the parent's so that snapshot names stay unique and ordered.
+/// The author time for a new snapshot: as requested (now, or `--date`), but
+/// at least one second after the parent's so that snapshot names stay unique
+/// and ordered; bup 0.33's tools break on same-second snapshots.
 fn next_time(requested: i64, parent_time: Option<i64>) -> i64 {
     match parent_time {
-        Some(p) if requested <= p => p + 1,
+        Some(p) if requested <= p => {
+            tracing::info!("snapshot dated {} instead of {requested}: a branch's snapshots must be in time order", p + 1);
+            p + 1
+        }
         _ => requested,
     }
 }
@@ -103,7 +107,6 @@ pub(super) fn write_commit(
 /// Moves the branch from `parent` to `commit`. If another save moved it in
 /// the meantime, writes a new commit of the same tree on top of the new tip
 /// and tries again, so both saves land.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn move_branch(
     repo: &Repository,
     ref_name: &str,
@@ -111,7 +114,6 @@ pub(super) fn move_branch(
     mut parent: Option<ObjectId>,
     mut time: i64,
     tree: ObjectId,
-    date_was_explicit: bool,
     identity: &Identity,
 ) -> Result<(ObjectId, i64), SaveError> {
     for _ in 0..20 {
@@ -124,15 +126,6 @@ pub(super) fn move_branch(
                     Some(id) => Some(author_time(repo, &id)?),
                     None => None,
                 };
-                if let (true, Some(latest)) = (date_was_explicit, parent_time) {
-                    if time <= latest {
-                        return Err(SaveError::DateNotAfterLatest {
-                            name: ref_name.trim_start_matches("refs/heads/").to_string(),
-                            date: time,
-                            latest,
-                        });
-                    }
-                }
                 let mut sink = ObjectSink::new(repo)?;
                 let (id, t) = write_commit(&mut sink, tree, parent, parent_time, time, identity)?;
                 sink.publish()?;

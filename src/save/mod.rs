@@ -137,16 +137,6 @@ pub fn save(
         Some(id) => Some(commit::author_time(repo, &id)?),
         None => None,
     };
-    if let (Some(date), Some(latest)) = (opts.date, parent_time) {
-        if date <= latest {
-            return Err(SaveError::DateNotAfterLatest {
-                name: opts.name.clone(),
-                date,
-                latest,
-            });
-        }
-    }
-
     let mut sink = ObjectSink::new(repo)?;
     let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system);
     let tree = walker.save_root(&sources, &mut sink)?;
@@ -171,7 +161,6 @@ pub fn save(
         parent,
         time,
         tree,
-        opts.date.is_some(),
         identity,
     )?;
     repo.set_head_if_dangling(&opts.name)?;
