@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! scripts/gen-data D1 && cp -a D1 D2 && scripts/gen-data --next-day D2
-//! cargo run --release --example chunk_study -- D1 D2 [--jobs N] [--only dump,vm]
+//! cargo run --release --example chunk_study -- D1 D2 [--jobs N] [--only db,vm,media,src]
+//!     [--candidates MIN/AVG/MAX/NORM,...]   (KiB; default: the built-in list)
+//!     [--level N]                            (zlib level, default 1)
 //! ```
 //!
 //! For every candidate (min/avg/max/normalisation) it splits every file of
@@ -139,6 +141,7 @@ struct Stores {
 }
 
 fn run_day(
+    level: u32,
     splitter: &mut Splitter,
     z: &mut Zlib,
     stores: &mut Stores,
@@ -160,7 +163,7 @@ fn run_day(
         let (mut chunks, mut blobs_new) = (0u64, Tally::default());
         let zr = &mut *z;
         let mut tree_z = Zlib {
-            c: Compress::new(Compression::new(1), true),
+            c: Compress::new(Compression::new(level), true),
             out: Vec::new(),
         };
         let n = splitter
@@ -228,10 +231,29 @@ fn main() {
     let mut jobs = 1usize;
     let mut only: Vec<String> = CATEGORIES.iter().map(|s| s.to_string()).collect();
     let mut dirs = Vec::new();
+    let mut candidates = CANDIDATES.to_vec();
+    let mut level = 1u32;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--jobs" => jobs = it.next().and_then(|v| v.parse().ok()).expect("--jobs N"),
+            "--candidates" => {
+                // min/avg/max/normalisation in KiB, comma separated: 4/8/32/2,...
+                candidates = it
+                    .next()
+                    .expect("--candidates LIST")
+                    .split(',')
+                    .map(|c| {
+                        let v: Vec<u32> =
+                            c.split('/').map(|x| x.parse().expect("number")).collect();
+                        let [min, avg, max, n] = v[..] else {
+                            panic!("candidate {c}: want min/avg/max/norm")
+                        };
+                        p(min, avg, max, n)
+                    })
+                    .collect()
+            }
+            "--level" => level = it.next().and_then(|v| v.parse().ok()).expect("--level N"),
             "--only" => {
                 only = it
                     .next()
@@ -244,7 +266,7 @@ fn main() {
         }
     }
     let [d1, d2] = dirs.as_slice() else {
-        eprintln!("usage: chunk_study DAY1 DAY2 [--jobs N] [--only db,vm,media,src]");
+        eprintln!("usage: chunk_study DAY1 DAY2 [--jobs N] [--only db,vm,media,src] [--candidates MIN/AVG/MAX/NORM,...] [--level ZLIB_LEVEL]");
         std::process::exit(2);
     };
     let cats: Vec<(String, Vec<PathBuf>, Vec<PathBuf>)> = only
@@ -258,13 +280,13 @@ fn main() {
         for _ in 0..jobs {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&params) = CANDIDATES.get(i) else {
+                let Some(&params) = candidates.get(i) else {
                     break;
                 };
                 let t = Instant::now();
                 let mut splitter = Splitter::with_params(params);
                 let mut z = Zlib {
-                    c: Compress::new(Compression::new(1), true),
+                    c: Compress::new(Compression::new(level), true),
                     out: Vec::new(),
                 };
                 let mut stores = Stores {
@@ -273,11 +295,17 @@ fn main() {
                 };
                 let mut per_cat = Vec::new();
                 for (name, f1, _) in &cats {
-                    per_cat.push((name.clone(), run_day(&mut splitter, &mut z, &mut stores, f1)));
+                    per_cat.push((
+                        name.clone(),
+                        run_day(level, &mut splitter, &mut z, &mut stores, f1),
+                    ));
                 }
                 let mut per_cat2 = Vec::new();
                 for (name, _, f2) in &cats {
-                    per_cat2.push((name.clone(), run_day(&mut splitter, &mut z, &mut stores, f2)));
+                    per_cat2.push((
+                        name.clone(),
+                        run_day(level, &mut splitter, &mut z, &mut stores, f2),
+                    ));
                 }
                 let spd: Vec<PathBuf> = cats
                     .iter()
@@ -297,7 +325,10 @@ fn main() {
     results.sort_by_key(|r| r.0);
 
     let shape0 = 0; // the table of chunk sizes uses the first shape
-    println!("## Chunk parameters (trees: fanout 2^{}, cap {})\n", SHAPES[0].fanout_bits, SHAPES[0].max_entries);
+    println!(
+        "## Chunk parameters (zlib level {level}; trees: fanout 2^{}, cap {})\n",
+        SHAPES[0].fanout_bits, SHAPES[0].max_entries
+    );
     println!("sizes in MB (10^6 bytes); day 1 = first save; day 2 = new objects after --next-day; objects = blobs + chunk trees\n");
     print!("| min/avg/max KiB, norm | split MB/s |");
     for (c, _, _) in &cats {
@@ -360,7 +391,12 @@ fn main() {
     }
     println!("\n## Inputs\n");
     for ((c, _), (_, d)) in results[0].2.iter().zip(&results[0].3) {
-        let d1 = results[0].2.iter().find(|x| &x.0 == c).map(|x| &x.1).expect("cat");
+        let d1 = results[0]
+            .2
+            .iter()
+            .find(|x| &x.0 == c)
+            .map(|x| &x.1)
+            .expect("cat");
         println!(
             "- {c}: day 1 {:.1} MB in {} chunks at the first candidate; day 2 {:.1} MB",
             mb(d1.input),

@@ -20,7 +20,7 @@ use std::io::{self, Read};
 /// No chunk is shorter than this, except the last chunk of a file.
 pub const MIN_SIZE: u32 = 4 * 1024;
 /// The target average chunk size.
-pub const AVG_SIZE: u32 = 16 * 1024;
+pub const AVG_SIZE: u32 = 8 * 1024;
 /// No chunk is longer than this (a forced cut, e.g. inside runs of zeros).
 pub const MAX_SIZE: u32 = 64 * 1024;
 /// FastCDC normalisation level: how strongly chunk sizes are pulled towards

@@ -38,9 +38,36 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// logs or dumps (low entropy, repeated substrings).
 fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "the", "backup", "of", "INSERT", "INTO", "VALUES", "server", "data", "and", "file",
-        "chunk", "tree", "2024-05-01", "error", "ok", "user", "id", "=", "'", "(", ")", ",",
-        "select", "from", "where", "root", "daily", "git", "pack", "index",
+        "the",
+        "backup",
+        "of",
+        "INSERT",
+        "INTO",
+        "VALUES",
+        "server",
+        "data",
+        "and",
+        "file",
+        "chunk",
+        "tree",
+        "2024-05-01",
+        "error",
+        "ok",
+        "user",
+        "id",
+        "=",
+        "'",
+        "(",
+        ")",
+        ",",
+        "select",
+        "from",
+        "where",
+        "root",
+        "daily",
+        "git",
+        "pack",
+        "index",
     ];
     let mut rng = Rng(seed);
     let mut out = Vec::with_capacity(len + 32);
@@ -66,7 +93,7 @@ struct Dribble<'a> {
 impl Read for Dribble<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = self.rng.next();
-        if r % 17 == 0 {
+        if r.is_multiple_of(17) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         let n = ((r >> 8) % 70_000) as usize;
@@ -144,12 +171,18 @@ fn read_tree(store: &Store, id: ObjectId, max_entries: usize, out: &mut Vec<u8>)
     for e in &entries {
         assert_eq!(e.name.len(), width, "one name width per tree");
         assert!(
-            e.name.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)),
+            e.name
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)),
             "names are lowercase hex"
         );
         let offset = u64::from_str_radix(std::str::from_utf8(&e.name).expect("ascii"), 16)
             .expect("hex offset");
-        assert_eq!(offset, (out.len() - start) as u64, "offset relative to this tree");
+        assert_eq!(
+            offset,
+            (out.len() - start) as u64,
+            "offset relative to this tree"
+        );
         match e.mode {
             Mode::Blob => {
                 let blob = store.blobs.get(&e.id).expect("blob present");
@@ -164,7 +197,11 @@ fn read_tree(store: &Store, id: ObjectId, max_entries: usize, out: &mut Vec<u8>)
     }
     // The width is that of this tree's total size, so the last entry ends at
     // the end of the data this tree covers.
-    assert_eq!(width, hex_width((out.len() - start) as u64), "bup's name width");
+    assert_eq!(
+        width,
+        hex_width((out.len() - start) as u64),
+        "bup's name width"
+    );
     height + 1
 }
 
@@ -193,9 +230,12 @@ fn tree_ids(store: &Store, id: ObjectId, acc: &mut HashSet<ObjectId>) {
 
 #[test]
 fn frozen_parameters() {
-    assert_eq!((MIN_SIZE, AVG_SIZE, MAX_SIZE), (4096, 16384, 65536));
+    assert_eq!((MIN_SIZE, AVG_SIZE, MAX_SIZE), (4096, 8192, 65536));
     assert_eq!(Params::FROZEN.normalization, 2);
-    assert_eq!((super::tree::FANOUT_BITS, super::tree::MAX_ENTRIES), (4, 256));
+    assert_eq!(
+        (super::tree::FANOUT_BITS, super::tree::MAX_ENTRIES),
+        (6, 1024)
+    );
 }
 
 #[test]
@@ -204,7 +244,10 @@ fn golden_random_input() {
     let chunks = split_all(&data);
     let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
     assert_eq!(lens, GOLDEN_RANDOM_LENS);
-    assert_eq!(hash_object(Kind::Blob, &chunks[0]).to_hex(), GOLDEN_RANDOM_FIRST_ID);
+    assert_eq!(
+        hash_object(Kind::Blob, &chunks[0]).to_hex(),
+        GOLDEN_RANDOM_FIRST_ID
+    );
     assert_eq!(ids_digest(&chunks), GOLDEN_RANDOM_IDS_DIGEST);
 }
 
@@ -214,7 +257,10 @@ fn golden_text_input() {
     let chunks = split_all(&data);
     let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
     assert_eq!(lens, GOLDEN_TEXT_LENS);
-    assert_eq!(hash_object(Kind::Blob, &chunks[0]).to_hex(), GOLDEN_TEXT_FIRST_ID);
+    assert_eq!(
+        hash_object(Kind::Blob, &chunks[0]).to_hex(),
+        GOLDEN_TEXT_FIRST_ID
+    );
     assert_eq!(ids_digest(&chunks), GOLDEN_TEXT_IDS_DIGEST);
 }
 
@@ -228,7 +274,10 @@ fn golden_multi_level_tree() {
     };
     let (back, height) = read_file(&store, obj, super::tree::MAX_ENTRIES);
     assert!(back == data);
-    assert!(height >= 2, "golden file should have subtrees, got height {height}");
+    assert!(
+        height >= 2,
+        "golden file should have subtrees, got height {height}"
+    );
     assert_eq!(top.to_hex(), GOLDEN_TOP_TREE);
     assert_eq!(store.trees.len(), GOLDEN_TREE_COUNT);
 }
@@ -356,7 +405,9 @@ fn two_chunks_make_a_flat_tree_with_bup_names() {
     // 100000 = 0x186a0: five hex digits, so names are five wide.
     assert!(entries.len() >= 2);
     assert_eq!(entries[0].name, b"00000");
-    assert!(entries.iter().all(|e| e.mode == Mode::Blob && e.name.len() == 5));
+    assert!(entries
+        .iter()
+        .all(|e| e.mode == Mode::Blob && e.name.len() == 5));
     let (back, _) = read_file(&store, obj, super::tree::MAX_ENTRIES);
     assert!(back == data);
 }
@@ -388,9 +439,10 @@ fn early_insertion_leaves_most_subtrees_identical() {
     let mut b = a.clone();
     b.splice(150_000..150_000, text_bytes(17, 3000));
     let (mut sa, mut sb) = (Store::default(), Store::default());
-    let (FileObject::Tree(ta), FileObject::Tree(tb)) =
-        (store_file(&a, shape, &mut sa), store_file(&b, shape, &mut sb))
-    else {
+    let (FileObject::Tree(ta), FileObject::Tree(tb)) = (
+        store_file(&a, shape, &mut sa),
+        store_file(&b, shape, &mut sb),
+    ) else {
         panic!("trees expected")
     };
     let (mut ia, mut ib) = (HashSet::new(), HashSet::new());
@@ -410,7 +462,14 @@ fn early_insertion_leaves_most_subtrees_identical() {
 
 #[test]
 fn hex_width_is_bups() {
-    for (n, w) in [(0, 1), (1, 1), (15, 1), (16, 2), (0x16e360, 6), (u64::MAX, 16)] {
+    for (n, w) in [
+        (0, 1),
+        (1, 1),
+        (15, 1),
+        (16, 2),
+        (0x16e360, 6),
+        (u64::MAX, 16),
+    ] {
         assert_eq!(hex_width(n), w, "{n}");
         assert_eq!(format!("{n:x}").len(), w);
     }
@@ -418,11 +477,73 @@ fn hex_width_is_bups() {
 
 // ------------------------------------------------------------ golden values
 
-const GOLDEN_RANDOM_LENS: &[usize] = &[];
-const GOLDEN_RANDOM_FIRST_ID: &str = "";
-const GOLDEN_RANDOM_IDS_DIGEST: &str = "";
-const GOLDEN_TEXT_LENS: &[usize] = &[];
-const GOLDEN_TEXT_FIRST_ID: &str = "";
-const GOLDEN_TEXT_IDS_DIGEST: &str = "";
-const GOLDEN_TOP_TREE: &str = "";
-const GOLDEN_TREE_COUNT: usize = 0;
+const GOLDEN_RANDOM_LENS: &[usize] = &[
+    9314, 10543, 13846, 14995, 10160, 10307, 9234, 8529, 8550, 8597, 10750, 9434, 9922, 8647,
+    13486, 9591, 9856, 12080, 11026, 8704, 10131, 11617, 10566, 8478, 10021, 10653, 8606, 6812,
+    10568, 11926, 6697, 14514, 10643, 12365, 12646, 8268, 6687, 9047, 13657, 13246, 6770, 9780,
+    10178, 13693, 8755, 8342, 8314, 11788, 11159, 9491, 8244, 10058, 9991, 8871, 5148, 8680, 11199,
+    11182, 6738, 8458, 11160, 8610, 10629, 8746, 9663, 10564, 9337, 12443, 8920, 9134, 13660, 8489,
+    6712, 4189, 13755, 9111, 11021, 9148, 11472, 5527, 8810, 10222, 8102, 5008, 8449, 6657, 8846,
+    8973, 10110, 8963, 10686, 4779, 16078, 8505, 8012, 9971, 10705, 14327, 8256, 10468, 10473,
+    11704, 9835, 10870, 8598, 8403, 8696, 7742, 7286, 10744, 12811, 9322, 5338, 8420, 10573, 11923,
+    8296, 9955, 12061, 4722, 9128, 10409, 5179, 9183, 11310, 8983, 9280, 6691, 10204, 10192, 10189,
+    9947, 14419, 10434, 5881, 8454, 12891, 9935, 9624, 8720, 9819, 9668, 9068, 10928, 5521, 12515,
+    12715, 8351, 10259, 9950, 16382, 7209, 8234, 10042, 8313, 9746, 8549, 8819, 10251, 12688,
+    18931, 16775, 8333, 9066, 11786, 8268, 10029, 10630, 8883, 14835, 9639, 10838, 10565, 11132,
+    9329, 10439, 8249, 8971, 9029, 8906, 11425, 8745, 12047, 9785, 9347, 8669, 8523, 9646, 10184,
+    12837, 10949, 11503, 9856, 9891, 10549, 9413, 10122, 8356, 10113, 9096, 8858, 11396, 9141,
+    15224, 8495, 9308, 8512, 13106, 8504, 9325, 10742, 10332, 9865, 11028, 8453, 10109, 10826,
+    8534, 9078, 8707, 8652, 8310, 9560, 8481, 10826, 9545, 8903, 14344, 9436, 10020, 12630, 13723,
+    10248, 10373, 10674, 9109, 8596, 8834, 8546, 10977, 8615, 11328, 8297, 9563, 9842, 8407, 9185,
+    17710, 8795, 9067, 10450, 10283, 10594, 8092, 5167, 10193, 11186, 8887, 5876, 10457, 10964,
+    9089, 9442, 12100, 9416, 9055, 8310, 8417, 10373, 8670, 13157, 10979, 10580, 11456, 4221, 8595,
+    8699, 10233, 9199, 8928, 11925, 8624, 9492, 9462, 9499, 16664, 7296, 4306, 10705, 10596, 8535,
+    11591, 8755, 14145, 8756, 9129, 8533, 8449, 14387, 12712, 9802, 8564, 5857, 7179, 8764, 8509,
+    9527, 8639, 9158, 9906, 8834, 8373, 9456, 7917, 4786, 10209, 6946, 11413, 8378, 6270, 8600,
+    7665, 12055, 10199, 4772, 5796, 7649, 9421, 10293, 9393, 13159, 8649, 7169, 5166, 8358, 8662,
+    8353, 8572, 8345, 9663, 10123, 9585, 8002, 8724, 10086, 9386, 11418, 11472, 8756, 8347, 8476,
+    10602, 8961, 10039, 11585, 9595, 15418, 9061, 4892, 8453, 8916, 5901, 11620, 8308, 8312, 4299,
+    7749, 12225, 10634, 9955, 6696, 8944, 13134, 9750, 4818, 8361, 8909, 8461, 11193, 10468, 6967,
+    9134, 8484, 8572, 8386, 10094, 9751, 9310, 7162, 11297, 9493, 11715, 8509, 8277, 9523, 9938,
+    8295, 4361, 15537, 10895, 11119, 12734, 9055, 9943, 8815, 10229, 8368, 9904, 12793, 4519, 8368,
+    10655, 8218, 8936, 10269, 9307, 10069, 15193, 9075, 5016, 9981, 11062, 6266, 8366, 8272, 10286,
+    6189, 9573, 11116, 9113, 8829, 9546, 10553, 13488, 11692, 8451, 6422, 14662, 5376, 15861, 9516,
+    13418, 9330, 10556, 12558, 8942, 9153, 12023, 5616, 10609, 9480, 12688, 12262, 8885, 8468,
+    11828, 10611, 9654, 5505, 8283, 8792, 20014, 11846, 8409, 9397, 8415, 10218, 9162, 4319, 9596,
+    6637, 11095, 8295, 9766, 8273, 9866, 7225, 14675, 8303, 9038, 9116, 10289, 12168, 9441, 10029,
+    9332, 9942, 12271, 8403, 15166, 8537, 4389, 8707, 9236, 8412, 12278, 8872, 8359, 8923, 8224,
+    8556, 10167, 9048, 11923, 9909, 9578, 13924, 8199, 12665, 9870, 9726, 10931, 10434, 8234,
+    10698, 5311, 10575, 10615, 7487, 8945, 12331, 15956, 10634, 11860, 8290, 10654, 13009, 7419,
+    8444, 12455, 10492, 8369, 13755, 10235, 6227, 8429, 12288, 8544, 12575, 9701, 5503, 9340, 9525,
+    6613, 10855, 11023, 11857, 7295, 9749, 8567, 7088, 9226, 7533, 4434, 9054, 14276, 8823, 5807,
+    9875, 8307, 10324, 14583, 8530, 9040, 5639, 8438, 9018, 11376, 9475, 6506, 13431, 8250, 7165,
+    8749, 9146, 9085, 8342, 10442, 12595, 9879, 12490, 8400, 8702, 8729, 5710, 12271, 8986, 9862,
+    11327, 8563, 9815, 10790, 12188, 10099, 7802, 4214, 12262, 9629, 8542, 5771, 10610, 12740,
+    10231, 8268, 9833, 9763, 11611, 9442, 5240, 16648, 9562, 9163, 8636, 7291, 5075, 10236, 11758,
+    10110, 11225, 9820, 10260, 14307, 9083, 8636, 9101, 8259, 9389, 7087, 10642, 8951, 10482, 8931,
+    9140, 8703, 10023, 8757, 9375, 10552, 13005, 9815, 9727, 8685, 9505, 15384, 9880, 13236, 10093,
+    15444, 7528, 8484,
+];
+const GOLDEN_RANDOM_FIRST_ID: &str = "1bfa91b2b8b05366cd21f59c04b79491c947267d";
+const GOLDEN_RANDOM_IDS_DIGEST: &str = "141489ca86b45700f0822eb316dc31ce6308f39a";
+const GOLDEN_TEXT_LENS: &[usize] = &[
+    10076, 11622, 8732, 9408, 4758, 9538, 11331, 10636, 5067, 9437, 10778, 9967, 6380, 6182, 10146,
+    12983, 9613, 11391, 8796, 10626, 12636, 9296, 11113, 8347, 16082, 12570, 9688, 12035, 8252,
+    12000, 11852, 9027, 9541, 9063, 8818, 8408, 9049, 15295, 10859, 8473, 8480, 12026, 8470, 10803,
+    8209, 9040, 8575, 9134, 17066, 8867, 8360, 12099, 9450, 12462, 8739, 12433, 8197, 8745, 9867,
+    9797, 8386, 10289, 13034, 8461, 11367, 11955, 11185, 13508, 10335, 12044, 9959, 11884, 11008,
+    9557, 13710, 9872, 11397, 8642, 9600, 16722, 8556, 10863, 12162, 9687, 9346, 9783, 8378, 9119,
+    10086, 9843, 9154, 9075, 9801, 5258, 8859, 8400, 10257, 8243, 25501, 7652, 8739, 10472, 8292,
+    9505, 8709, 9287, 18625, 9696, 6414, 12961, 12606, 8982, 9063, 9523, 8267, 10862, 9303, 8228,
+    11766, 9799, 9766, 9674, 8553, 4574, 10498, 11402, 10579, 10242, 8830, 19314, 8818, 8218, 9737,
+    10254, 10737, 8989, 8477, 11311, 9097, 12564, 6253, 13558, 10129, 12949, 9917, 8658, 5350,
+    9241, 9260, 8175, 6453, 8792, 12884, 10242, 8657, 9598, 9499, 9772, 14508, 5417, 9093, 11673,
+    12133, 10668, 9753, 8234, 11760, 9115, 8660, 9479, 9963, 13111, 8396, 8334, 10267, 4117, 7953,
+    6962, 17540, 9889, 9703, 8907, 11811, 12063, 5169, 8986, 7256, 8789, 11583, 11370, 10517,
+    12058, 14969, 10082, 11343, 8865, 10449, 9114, 8692, 14185, 12116, 9167, 4757, 7370, 7367,
+    12078, 9350, 10182, 6081,
+];
+const GOLDEN_TEXT_FIRST_ID: &str = "0b42e2feb77887b61e58e0543bf8c79d28b1bd10";
+const GOLDEN_TEXT_IDS_DIGEST: &str = "833e29116b7db8cc95bff168fb690193ae348fa6";
+const GOLDEN_TOP_TREE: &str = "68cc2820ace1828f9c93049e1c25ec4e60c0e214";
+const GOLDEN_TREE_COUNT: usize = 24;

@@ -27,9 +27,9 @@ use crate::object::tree::{self, Entry, Mode};
 use crate::object::ObjectId;
 
 /// Average fanout of a chunk tree is `2^FANOUT_BITS`. Frozen.
-pub const FANOUT_BITS: u32 = 4;
+pub const FANOUT_BITS: u32 = 6;
 /// Hard cap on entries per chunk tree. Frozen.
-pub const MAX_ENTRIES: usize = 256;
+pub const MAX_ENTRIES: usize = 1024;
 
 /// How a file's content is stored in its directory's tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,7 +236,8 @@ mod tests {
             assert!(b.levels.len() <= 8, "levels {}", b.levels.len());
         }
         assert!(matches!(b.finish(&mut w), Ok(FileObject::Tree(_))));
-        assert!(trees > 200_000 / 32, "{trees} trees");
+        // About one group per 2^FANOUT_BITS chunks, plus their parents.
+        assert!(trees > 200_000 / 128, "{trees} trees");
     }
 
     #[test]
