@@ -62,23 +62,39 @@ fn comparator_catches_each_kind_of_difference() {
         ("mtime", "regular.txt", |p| {
             let md = std::fs::symlink_metadata(p).unwrap();
             use std::os::unix::fs::MetadataExt;
-            set_times(p, (md.atime(), md.atime_nsec()), (md.mtime(), md.mtime_nsec() + 1));
+            set_times(
+                p,
+                (md.atime(), md.atime_nsec()),
+                (md.mtime(), md.mtime_nsec() + 1),
+            );
         }),
         ("mtime", "dirs/nested", |p| {
             let md = std::fs::symlink_metadata(p).unwrap();
             use std::os::unix::fs::MetadataExt;
-            set_times(p, (md.atime(), md.atime_nsec()), (md.mtime() - 1, md.mtime_nsec()));
+            set_times(
+                p,
+                (md.atime(), md.atime_nsec()),
+                (md.mtime() - 1, md.mtime_nsec()),
+            );
         }),
         ("content", "big.bin", |p| {
             use std::os::unix::fs::FileExt;
-            let f = std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .unwrap();
             let md = f.metadata().unwrap();
             let mut b = [0u8; 1];
             f.read_exact_at(&mut b, 3_000_001).unwrap();
             f.write_all_at(&[b[0] ^ 0x40], 3_000_001).unwrap();
             // Keep times so only content differs.
             use std::os::unix::fs::MetadataExt;
-            set_times(p, (md.atime(), md.atime_nsec()), (md.mtime(), md.mtime_nsec()));
+            set_times(
+                p,
+                (md.atime(), md.atime_nsec()),
+                (md.mtime(), md.mtime_nsec()),
+            );
         }),
         ("mode", "modes/setuid", |p| chmod(p, 0o755)),
         ("owner", "owners/u1234", |p| lchown(p, 1234, 5679)),
@@ -86,9 +102,14 @@ fn comparator_catches_each_kind_of_difference() {
             std::fs::remove_file(p).unwrap();
             std::os::unix::fs::symlink("../regular.txX", p).unwrap();
         }),
-        ("xattr", "meta/xattr-file", |p| set_xattr(p, "user.comment", b"hellO")),
+        ("xattr", "meta/xattr-file", |p| {
+            set_xattr(p, "user.comment", b"hellO")
+        }),
         ("acl", "meta/acl-file", |p| {
-            sh(std::process::Command::new("setfacl").arg("-m").arg("u:1234:r").arg(p))
+            sh(std::process::Command::new("setfacl")
+                .arg("-m")
+                .arg("u:1234:r")
+                .arg(p))
         }),
         ("hardlink", "hard/a2", |p| {
             let data = std::fs::read(p).unwrap();
@@ -105,10 +126,15 @@ fn comparator_catches_each_kind_of_difference() {
         }),
         ("sparse", "sparse.img", |p| {
             let tmp = p.with_extension("dense");
-            sh(std::process::Command::new("cp").arg("--sparse=never").arg(p).arg(&tmp));
+            sh(std::process::Command::new("cp")
+                .arg("--sparse=never")
+                .arg(p)
+                .arg(&tmp));
             std::fs::rename(&tmp, p).unwrap();
         }),
-        ("missing", "names/with space", |p| std::fs::remove_file(p).unwrap()),
+        ("missing", "names/with space", |p| {
+            std::fs::remove_file(p).unwrap()
+        }),
         ("extra", "names/brand-new", |p| write(p, b"new")),
     ];
     for (cat, rel, mutate) in cases {

@@ -42,13 +42,10 @@ pub fn scratch_base() -> PathBuf {
 pub fn tempdir() -> tempfile::TempDir {
     let base = scratch_base();
     fs::create_dir_all(&base).expect("create scratch base");
-    let t = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix("rw")
         .tempdir_in(&base)
-        .expect("tempdir");
-    // Canonical paths: snapshot paths embed the absolute source path, so a
-    // symlinked TMPDIR would make expected and actual paths disagree.
-    t
+        .expect("tempdir")
 }
 
 /// Canonical absolute path (no symlinks), as rewind and bup record it.
@@ -552,12 +549,20 @@ fn check(rc: libc::c_int, what: &str, p: &Path) {
 
 pub fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) {
     // SAFETY: valid NUL-terminated path.
-    check(unsafe { libc::mknod(cstr(p).as_ptr(), mode, dev) }, "mknod", p);
+    check(
+        unsafe { libc::mknod(cstr(p).as_ptr(), mode, dev) },
+        "mknod",
+        p,
+    );
 }
 
 pub fn lchown(p: &Path, uid: u32, gid: u32) {
     // SAFETY: valid NUL-terminated path.
-    check(unsafe { libc::lchown(cstr(p).as_ptr(), uid, gid) }, "lchown", p);
+    check(
+        unsafe { libc::lchown(cstr(p).as_ptr(), uid, gid) },
+        "lchown",
+        p,
+    );
 }
 
 pub fn chmod(p: &Path, mode: u32) {
@@ -668,8 +673,7 @@ pub fn make_zoo(dir: &Path) {
         f.set_len(zoo::SPARSE_LEN).expect("truncate");
         use std::os::unix::fs::FileExt;
         f.write_all_at(&random_bytes(2, 4096), 0).expect("w");
-        f.write_all_at(&random_bytes(3, 65536), 5 << 20)
-            .expect("w");
+        f.write_all_at(&random_bytes(3, 65536), 5 << 20).expect("w");
         f.write_all_at(b"island", (9 << 20) + 17).expect("w");
     }
 
@@ -853,8 +857,14 @@ pub fn set_all_times(dir: &Path) {
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, p) in all.iter().enumerate() {
         let i = i as i64;
-        let mtime = (1_600_000_000 + i * 3_607, (i * 123_456_791 + 7) % 1_000_000_000);
-        let atime = (1_650_000_000 + i * 11, (i * 987_654_323 + 3) % 1_000_000_000);
+        let mtime = (
+            1_600_000_000 + i * 3_607,
+            (i * 123_456_791 + 7) % 1_000_000_000,
+        );
+        let atime = (
+            1_650_000_000 + i * 11,
+            (i * 987_654_323 + 3) % 1_000_000_000,
+        );
         set_times(p, atime, mtime);
     }
 }
@@ -879,7 +889,10 @@ pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn make_big_dir(dir: &Path, n: usize) {
     mkdir(dir);
     for i in 0..n {
-        write(&dir.join(format!("f{i:05}")), format!("file {i}\n").as_bytes());
+        write(
+            &dir.join(format!("f{i:05}")),
+            format!("file {i}\n").as_bytes(),
+        );
     }
 }
 
@@ -988,9 +1001,8 @@ pub fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let len = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), std::ptr::null_mut(), 0) };
         let mut val = vec![0u8; len.max(0) as usize + 256];
         // SAFETY: buffer of the given length.
-        let len = unsafe {
-            libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len())
-        };
+        let len =
+            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
         val.truncate(len.max(0) as usize);
         out.insert(name.to_vec(), val);
     }
@@ -1190,10 +1202,8 @@ pub fn compare_with(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
                     push("target", rel, format!("{ta:?} vs {tb:?}"));
                 }
             }
-            "chardev" | "blockdev" => {
-                if ma.rdev() != mb.rdev() {
-                    push("rdev", rel, format!("{} vs {}", ma.rdev(), mb.rdev()));
-                }
+            "chardev" | "blockdev" if ma.rdev() != mb.rdev() => {
+                push("rdev", rel, format!("{} vs {}", ma.rdev(), mb.rdev()));
             }
             _ => {}
         }
@@ -1222,9 +1232,8 @@ pub fn compare_with(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
         let set_a: BTreeSet<_> = set_a.iter().filter(|p| ib.contains_key(*p)).collect();
         let set_b: BTreeSet<_> = set_b.iter().filter(|p| ia.contains_key(*p)).collect();
         if set_a != set_b {
-            let fmt = |s: &BTreeSet<&Vec<u8>>| {
-                s.iter().map(|p| show(p)).collect::<Vec<_>>().join(", ")
-            };
+            let fmt =
+                |s: &BTreeSet<&Vec<u8>>| s.iter().map(|p| show(p)).collect::<Vec<_>>().join(", ");
             push(
                 "hardlink",
                 rel,
@@ -1279,4 +1288,83 @@ impl Drop for TmpfsMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
+}
+
+/// `ls -l` style mode string (`-rwsr-xr-x`), computed from st_mode here.
+pub fn mode_string(mode: u32) -> String {
+    let t = match mode & libc::S_IFMT {
+        libc::S_IFDIR => 'd',
+        libc::S_IFLNK => 'l',
+        libc::S_IFIFO => 'p',
+        libc::S_IFSOCK => 's',
+        libc::S_IFCHR => 'c',
+        libc::S_IFBLK => 'b',
+        _ => '-',
+    };
+    let bit = |m: u32, c: char| if mode & m != 0 { c } else { '-' };
+    let special = |x: u32, s: u32, lower: char, upper: char| match (mode & x != 0, mode & s != 0) {
+        (true, true) => lower,
+        (false, true) => upper,
+        (true, false) => 'x',
+        (false, false) => '-',
+    };
+    [
+        t,
+        bit(0o400, 'r'),
+        bit(0o200, 'w'),
+        special(0o100, 0o4000, 's', 'S'),
+        bit(0o040, 'r'),
+        bit(0o020, 'w'),
+        special(0o010, 0o2000, 's', 'S'),
+        bit(0o004, 'r'),
+        bit(0o002, 'w'),
+        special(0o001, 0o1000, 't', 'T'),
+    ]
+    .iter()
+    .collect()
+}
+
+/// One parsed `ls -l` line: mode, owner, size, the text between size and
+/// name (the date), and the name (a ` -> target` suffix removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LsLine {
+    pub mode: String,
+    pub owner: String,
+    pub size: String,
+    pub middle: String,
+    pub name: String,
+}
+
+/// Parses `MODE OWNER SIZE DATE... NAME [-> TARGET]` lines whose name has no
+/// spaces; lines that do not fit are skipped.
+pub fn parse_ls_long(lines: &[String]) -> Vec<LsLine> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let l = match l.find(" -> ") {
+                Some(i) => &l[..i],
+                None => l.as_str(),
+            };
+            let t: Vec<&str> = l.split_whitespace().collect();
+            if t.len() < 5 {
+                return None;
+            }
+            Some(LsLine {
+                mode: t[0].to_owned(),
+                owner: t[1].to_owned(),
+                size: t[2].to_owned(),
+                middle: t[3..t.len() - 1].join(" "),
+                name: t[t.len() - 1].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Names printed by a short listing, with a trailing `/` (directory marker)
+/// removed.
+pub fn listed_names(out: &Out) -> Vec<String> {
+    out.lines()
+        .into_iter()
+        .map(|l| l.strip_suffix('/').map(str::to_owned).unwrap_or(l))
+        .collect()
 }
