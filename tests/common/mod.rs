@@ -1081,6 +1081,11 @@ fn link_groups(idx: &BTreeMap<Vec<u8>, fs::Metadata>) -> BTreeMap<Vec<u8>, BTree
 /// nanosecond, symlink targets, device numbers, xattrs, ACLs, hardlink
 /// groups and (optionally) sparseness and atimes.
 pub fn compare_with(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
+    for root in [a, b] {
+        if fs::symlink_metadata(root).is_err() {
+            return vec![format!("missing: .: {} does not exist", root.display())];
+        }
+    }
     let ia = index_tree(a);
     let ib = index_tree(b);
     let mut diffs = Vec::new();
