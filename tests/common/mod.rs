@@ -1373,3 +1373,38 @@ pub fn listed_names(out: &Out) -> Vec<String> {
         .map(|l| l.strip_suffix('/').map(str::to_owned).unwrap_or(l))
         .collect()
 }
+
+/// Waits for a spawned child (see `Rw::spawn`) with the usual timeout and
+/// collects its stderr.
+pub fn finish(mut child: std::process::Child, what: &str) -> Out {
+    let mut se = child.stderr.take();
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = se.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if start.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {CHILD_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned();
+    Out {
+        code: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout: Vec::new(),
+        stderr,
+        what: what.to_owned(),
+    }
+}
