@@ -1,0 +1,478 @@
+//! Data safety under crashes, full disks, concurrent writers and corrupted
+//! packs: the repository stays valid, committed snapshots stay intact, and
+//! wrong bytes are never handed out.
+
+mod common;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Comparison of a restore against a source that was read by a save since
+/// (atimes of the source moved) and restored by path (root included).
+fn loose() -> Compare {
+    Compare {
+        atime: false,
+        ..Compare::default()
+    }
+}
+
+#[track_caller]
+fn assert_restores_to(env: &Env, repo: &Path, snap: &str, name: &str, src: &Path) {
+    let out = env.path(&format!("check-{}", rand_suffix()));
+    Rw::bare(&env.home)
+        .arg("-d")
+        .arg(repo)
+        .arg("restore")
+        .arg("--outdir")
+        .arg(&out)
+        .arg(snap_path(name, snap, src))
+        .run()
+        .success();
+    let d = compare_with(src, &out.join(src.file_name().unwrap()), &loose());
+    assert!(
+        d.is_empty(),
+        "{name}/{snap} differs from {}:\n{}",
+        src.display(),
+        d.join("\n")
+    );
+    fs::remove_dir_all(&out).unwrap();
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn small_tree(dir: &Path, tag: &str) {
+    mkdir(&dir.join("sub"));
+    write(&dir.join("a.txt"), format!("small tree {tag}\n").as_bytes());
+    write(
+        &dir.join("sub/b.bin"),
+        &random_bytes(tag.len() as u64 + 99, 70_000),
+    );
+    set_all_times(dir);
+}
+
+fn big_tree(dir: &Path, seed: u64, files: usize, mib: usize) {
+    mkdir(dir);
+    for i in 0..files {
+        write_random(&dir.join(format!("r{i}")), seed * 100 + i as u64, mib << 20);
+    }
+    write(&dir.join("marker"), format!("tree {seed}\n").as_bytes());
+}
+
+#[test]
+fn sigkill_mid_save_leaves_the_repository_consistent() {
+    let env = Env::init();
+    let small = env.path("small");
+    small_tree(&small, "first");
+    env.save("n", Some("1400000000"), &small);
+    let first = utc_snapshot_name(1_400_000_000);
+    let big = env.path("big");
+    big_tree(&big, 1, 6, 8);
+
+    let mut killed_running = 0;
+    for delay in [5u64, 40, 120, 300, 700, 1500] {
+        let child = env.rw().args(["save", "-n", "n"]).arg(&big).spawn();
+        std::thread::sleep(Duration::from_millis(delay));
+        let mut child = child;
+        if child.try_wait().unwrap().is_none() {
+            killed_running += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = finish(child, "killed save");
+
+        assert_fsck(&env.repo, true);
+        assert_restores_to(&env, &env.repo, &first, "n", &small);
+        // Whatever was committed is complete: every other snapshot holds
+        // the whole big tree.
+        let snaps = snapshot_names(&env.rw().args(["ls", "n"]).run().success().lines());
+        assert!(snaps.contains(&first));
+        for s in snaps.iter().filter(|s| **s != first) {
+            assert_restores_to(&env, &env.repo, s, "n", &big);
+        }
+    }
+    assert!(killed_running >= 1, "no kill landed during a save");
+
+    // The repository still takes saves (no stale lock) and they restore.
+    let again = env.path("again");
+    small_tree(&again, "after the kills");
+    env.save("n", None, &again);
+    assert_restores_to(&env, &env.repo, "latest", "n", &again);
+    env.save("n", None, &big);
+    assert_restores_to(&env, &env.repo, "latest", "n", &big);
+    assert_fsck(&env.repo, true);
+}
+
+/// rewind with an explicit repository path.
+fn rwd(env: &Env, repo: &Path) -> Rw {
+    Rw::bare(&env.home).arg("-d").arg(repo)
+}
+
+struct FullDisk {
+    env: Env,
+    mnt: TmpfsMount,
+    repo: PathBuf,
+    small: PathBuf,
+    filler: PathBuf,
+}
+
+/// A repository on a 20 MiB tmpfs holding one small snapshot, with a 2 MiB
+/// filler file that can be deleted to free space.
+fn full_disk_setup() -> FullDisk {
+    let env = Env::new();
+    let mnt = TmpfsMount::new(&env.path("mnt"), "20m");
+    let repo = mnt.path.join("repo");
+    rwd(&env, &repo).arg("init").run().success();
+    let small = env.path("small");
+    small_tree(&small, "before the disk filled");
+    rwd(&env, &repo)
+        .args(["save", "-n", "n"])
+        .arg(&small)
+        .run()
+        .success();
+    let filler = mnt.path.join("filler");
+    write_random(&filler, 77, 2 << 20);
+    FullDisk {
+        env,
+        mnt,
+        repo,
+        small,
+        filler,
+    }
+}
+
+fn save_too_much(fd: &FullDisk) -> Out {
+    let big = fd.env.path("big");
+    big_tree(&big, 2, 5, 8);
+    rwd(&fd.env, &fd.repo)
+        .args(["save", "-n", "n"])
+        .arg(&big)
+        .run()
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_keeps_earlier_snapshots() {
+    let fd = full_disk_setup();
+    let out = save_too_much(&fd);
+    assert_ne!(out.code, 0, "a save that cannot fit must fail");
+    let msg = out.stderr.to_lowercase();
+    assert!(
+        msg.contains("no space left") || msg.contains("disk full") || msg.contains("space"),
+        "the error should say the disk is full:\n{}",
+        out.stderr
+    );
+    assert_fsck(&fd.repo, true);
+    assert_eq!(
+        branch_commits(&fd.repo, "n").len(),
+        1,
+        "the failed save must not commit"
+    );
+    assert_restores_to(&fd.env, &fd.repo, "latest", "n", &fd.small);
+
+    fs::remove_file(&fd.filler).unwrap();
+    let next = fd.env.path("next");
+    small_tree(&next, "after freeing space");
+    rwd(&fd.env, &fd.repo)
+        .args(["save", "-n", "n"])
+        .arg(&next)
+        .run()
+        .success();
+    assert_restores_to(&fd.env, &fd.repo, "latest", "n", &next);
+    assert_fsck(&fd.repo, true);
+}
+
+#[test]
+fn failed_save_on_full_disk_removes_its_temporary_files() {
+    let fd = full_disk_setup();
+    let before = fd.mnt.used();
+    let out = save_too_much(&fd);
+    assert_ne!(out.code, 0);
+    let after = fd.mnt.used();
+    assert!(
+        after <= before + (1 << 20),
+        "a failed save left {} KiB behind on a full disk",
+        (after.saturating_sub(before)) >> 10
+    );
+}
+
+/// Runs two saves at once, `rounds` times; returns how many succeeded per
+/// branch. Each either succeeds or fails with a message, never a panic.
+fn race(env: &Env, names: [&str; 2], srcs: [&Path; 2], rounds: usize) -> [usize; 2] {
+    let mut ok = [0usize; 2];
+    for _ in 0..rounds {
+        let children: Vec<_> = (0..2)
+            .map(|i| env.rw().args(["save", "-n", names[i]]).arg(srcs[i]).spawn())
+            .collect();
+        let outs: Vec<Out> = children
+            .into_iter()
+            .map(|c| finish(c, "concurrent save").no_panic())
+            .collect();
+        for (i, o) in outs.iter().enumerate() {
+            if o.code == 0 {
+                ok[i] += 1;
+            } else {
+                assert!(!o.stderr.trim().is_empty(), "failed without a message");
+            }
+        }
+        assert!(
+            outs.iter().any(|o| o.code == 0),
+            "both concurrent saves failed:\n{}\n{}",
+            outs[0].stderr,
+            outs[1].stderr
+        );
+    }
+    ok
+}
+
+fn check_all_snapshots(env: &Env, name: &str, srcs: &[&Path]) {
+    let snaps = snapshot_names(&env.rw().args(["ls", name]).run().success().lines());
+    // Every commit is visible as its own snapshot.
+    assert_eq!(
+        snaps.len(),
+        branch_commits(&env.repo, name).len(),
+        "{snaps:?}"
+    );
+    for s in snaps {
+        // Find which source this snapshot holds by trying each.
+        let mut matched = false;
+        for src in srcs {
+            let probe = env
+                .rw()
+                .arg("cat-file")
+                .arg(snap_path(name, &s, &src.join("marker")))
+                .run();
+            if probe.code == 0 && probe.stdout == fs::read(src.join("marker")).unwrap() {
+                assert_restores_to(env, &env.repo, &s, name, src);
+                matched = true;
+            }
+        }
+        assert!(matched, "{name}/{s} holds none of the sources");
+    }
+}
+
+#[test]
+fn concurrent_saves_to_the_same_name() {
+    let env = Env::init();
+    let a = env.path("a");
+    let b = env.path("b");
+    big_tree(&a, 3, 2, 4);
+    big_tree(&b, 4, 2, 4);
+    env.save("n", Some("1400000000"), &a);
+    let ok = race(&env, ["n", "n"], [&a, &b], 3);
+    assert_fsck(&env.repo, true);
+    // No lost update: every successful save is a commit on the branch.
+    assert_eq!(branch_commits(&env.repo, "n").len(), 1 + ok[0] + ok[1]);
+    check_all_snapshots(&env, "n", &[&a, &b]);
+}
+
+#[test]
+fn concurrent_saves_to_different_names() {
+    let env = Env::init();
+    let a = env.path("a");
+    let b = env.path("b");
+    big_tree(&a, 5, 2, 4);
+    big_tree(&b, 6, 2, 4);
+    let ok = race(&env, ["x", "y"], [&a, &b], 3);
+    assert_fsck(&env.repo, true);
+    assert_eq!(branch_commits(&env.repo, "x").len(), ok[0]);
+    assert_eq!(branch_commits(&env.repo, "y").len(), ok[1]);
+    check_all_snapshots(&env, "x", &[&a]);
+    check_all_snapshots(&env, "y", &[&b]);
+}
+
+/// (pack path, offset, end) of an object, from `git show-index`.
+fn locate(repo: &Path, id: &str) -> (PathBuf, u64, u64) {
+    for f in pack_dir_listing(repo) {
+        if !f.ends_with(".idx") {
+            continue;
+        }
+        let idx = repo.join("objects/pack").join(&f);
+        let data = fs::read(&idx).unwrap();
+        let out = run_with_input(
+            std::process::Command::new("git").arg("show-index"),
+            Some(&data),
+        )
+        .success();
+        let mut entries: Vec<(u64, String)> = out
+            .lines()
+            .iter()
+            .map(|l| {
+                let mut t = l.split_whitespace();
+                (
+                    t.next().unwrap().parse().unwrap(),
+                    t.next().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        entries.sort();
+        if let Some(i) = entries.iter().position(|e| e.1 == id) {
+            let pack = idx.with_extension("pack");
+            let end = entries
+                .get(i + 1)
+                .map(|e| e.0)
+                .unwrap_or(fs::metadata(&pack).unwrap().len() - 20);
+            return (pack, entries[i].0, end);
+        }
+    }
+    panic!("object {id} is not in any pack");
+}
+
+/// Flips one byte in the middle of an object's stored bytes.
+fn corrupt(repo: &Path, id: &str) -> String {
+    let (pack, start, end) = locate(repo, id);
+    let at = start + (end - start) / 2;
+    let mut data = fs::read(&pack).unwrap();
+    data[at as usize] ^= 0x5a;
+    chmod(&pack, 0o644);
+    fs::write(&pack, &data).unwrap();
+    pack.file_stem().unwrap().to_str().unwrap().to_owned()
+}
+
+fn rev_parse(env: &Env, spec: &str) -> String {
+    run(env.git().args(["rev-parse", spec]))
+        .success()
+        .stdout_str()
+        .trim()
+        .to_owned()
+}
+
+#[track_caller]
+fn assert_refuses(out: &Out, id: &str, pack: &str) {
+    assert_ne!(
+        out.code, 0,
+        "{}: corrupt object served with exit 0",
+        out.what
+    );
+    assert!(
+        out.stderr.contains(id),
+        "{}: message should name object {id}:\n{}",
+        out.what,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(pack),
+        "{}: message should name {pack}:\n{}",
+        out.what,
+        out.stderr
+    );
+}
+
+/// Every byte written out must be a prefix of the true content.
+#[track_caller]
+fn assert_prefix(got: &[u8], truth: &[u8], what: &str) {
+    assert!(
+        got.len() <= truth.len() && truth[..got.len()] == *got,
+        "{what}: wrong bytes were output ({} bytes)",
+        got.len()
+    );
+}
+
+fn corruption_case(victim_rel: &str, pick: impl Fn(&Env, &str) -> String) {
+    let env = Env::init();
+    let src = env.path("src");
+    mkdir(&src.join("dir"));
+    write(&src.join("dir/small"), &random_bytes(11, 1500));
+    write(&src.join("dir/chunked"), &random_bytes(12, 400_000));
+    write(&src.join("other"), b"unrelated\n");
+    env.save("n", None, &src);
+    let rel = src.strip_prefix("/").unwrap().to_str().unwrap().to_owned();
+    let id = pick(&env, &rel);
+    let pack = corrupt(&env.repo, &id);
+
+    let victim = src.join(victim_rel);
+    let truth = fs::read(&victim).unwrap();
+    let cat = env
+        .rw()
+        .arg("cat-file")
+        .arg(snap_path("n", "latest", &victim))
+        .run();
+    assert_refuses(&cat, &id, &pack);
+    assert_prefix(&cat.stdout, &truth, "cat-file");
+
+    for target in [victim.clone(), src.join("dir")] {
+        let out = env.path(&format!("out-{}", rand_suffix()));
+        let r = env
+            .rw()
+            .arg("restore")
+            .arg("--outdir")
+            .arg(&out)
+            .arg(snap_path("n", "latest", &target))
+            .run();
+        assert_refuses(&r, &id, &pack);
+        let written = if target == victim {
+            out.join(victim.file_name().unwrap())
+        } else {
+            out.join("dir").join(victim.file_name().unwrap())
+        };
+        if let Ok(got) = fs::read(&written) {
+            assert_prefix(&got, &truth, "restore");
+        }
+    }
+    // Data elsewhere stays readable.
+    let other = env
+        .rw()
+        .arg("cat-file")
+        .arg(snap_path("n", "latest", &src.join("other")))
+        .run()
+        .success();
+    assert_eq!(other.stdout, b"unrelated\n");
+}
+
+#[test]
+fn corrupt_single_blob_is_reported_never_served() {
+    corruption_case("dir/small", |env, rel| {
+        rev_parse(env, &format!("n:{rel}/dir/small"))
+    });
+}
+
+#[test]
+fn corrupt_middle_chunk_is_reported_never_served() {
+    corruption_case("dir/chunked", |env, rel| {
+        let out = run(env
+            .git()
+            .args(["ls-tree", "-r", &format!("n:{rel}/dir/chunked.bup")]))
+        .success();
+        let ids: Vec<String> = out
+            .lines()
+            .iter()
+            .map(|l| l.split_whitespace().nth(2).unwrap().to_owned())
+            .collect();
+        assert!(ids.len() >= 3, "expected several chunks: {ids:?}");
+        ids[ids.len() / 2].clone()
+    });
+}
+
+#[test]
+fn corrupt_tree_is_reported() {
+    let env = Env::init();
+    let src = env.path("src");
+    mkdir(&src.join("dir"));
+    for i in 0..40 {
+        write(
+            &src.join(format!("dir/file-with-a-long-name-{i:03}")),
+            b"x\n",
+        );
+    }
+    env.save("n", None, &src);
+    let rel = src.strip_prefix("/").unwrap().to_str().unwrap().to_owned();
+    let id = rev_parse(&env, &format!("n:{rel}/dir"));
+    let pack = corrupt(&env.repo, &id);
+    let ls = env
+        .rw()
+        .arg("ls")
+        .arg(snap_path("n", "latest", &src.join("dir")))
+        .run();
+    assert_refuses(&ls, &id, &pack);
+    let out = env.path("out");
+    let r = env
+        .rw()
+        .arg("restore")
+        .arg("--outdir")
+        .arg(&out)
+        .arg(snap_path("n", "latest", &src))
+        .run();
+    assert_refuses(&r, &id, &pack);
+}
