@@ -528,3 +528,109 @@ fn write_directory(
     });
     sink.put(Kind::Tree, &tree::encode(&mut entries))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Timespec;
+    use crate::repo::Repository;
+
+    fn meta(mode: u32, size: Option<u64>) -> Metadata {
+        let t = |sec| Timespec {
+            sec,
+            nsec: 123_456_789,
+        };
+        Metadata {
+            mode,
+            uid: 1000,
+            gid: 100,
+            user: b"alice".to_vec(),
+            group: b"users".to_vec(),
+            atime: t(1_700_000_000),
+            mtime: t(1_700_000_001),
+            ctime: t(1_700_000_002),
+            size,
+            ..Metadata::default()
+        }
+    }
+
+    /// Pins the encoding of a directory (tree entries, mangling, `.bupm`
+    /// order and bytes). If this id changes, snapshots written before and
+    /// after stop sharing trees and the format has changed: never update
+    /// the expected value without a format version plan.
+    #[test]
+    fn golden_directory_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
+        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut splitter = Splitter::new();
+        let blob = sink.put(Kind::Blob, b"hello\n").unwrap();
+        let mut link = meta(libc::S_IFLNK | 0o777, Some(5));
+        link.symlink_target = Some(b"hello".to_vec());
+        let mut fifo = meta(libc::S_IFIFO | 0o600, None);
+        fifo.xattrs = vec![(b"user.k".to_vec(), b"v".to_vec())];
+        let sub = write_directory(
+            Some(&meta(libc::S_IFDIR | 0o700, None)),
+            Vec::new(),
+            &mut sink,
+            &mut splitter,
+        )
+        .unwrap();
+        let children = vec![
+            Stored {
+                name: b"two.bin.a".to_vec(),
+                mode: Mode::Blob,
+                id: blob,
+                chunked: false,
+                meta: Some(meta(libc::S_IFREG | 0o644, Some(6))),
+            },
+            Stored {
+                name: b"two.bin".to_vec(),
+                mode: Mode::Tree,
+                id: sub,
+                chunked: true,
+                meta: Some(meta(libc::S_IFREG | 0o600, Some(6))),
+            },
+            Stored {
+                name: b"x.bup".to_vec(),
+                mode: Mode::Blob,
+                id: blob,
+                chunked: false,
+                meta: Some(meta(libc::S_IFREG | 0o755, Some(6))),
+            },
+            Stored {
+                name: b"link".to_vec(),
+                mode: Mode::Symlink,
+                id: blob,
+                chunked: false,
+                meta: Some(link),
+            },
+            Stored {
+                name: b"fifo".to_vec(),
+                mode: Mode::Blob,
+                id: ObjectId::EMPTY_BLOB,
+                chunked: false,
+                meta: Some(fifo),
+            },
+            Stored {
+                name: b"sub".to_vec(),
+                mode: Mode::Tree,
+                id: sub,
+                chunked: false,
+                meta: None,
+            },
+        ];
+        let root = write_directory(
+            Some(&meta(libc::S_IFDIR | 0o755, None)),
+            children,
+            &mut sink,
+            &mut splitter,
+        )
+        .unwrap();
+        assert_eq!(sub.to_string(), GOLDEN_SUB);
+        assert_eq!(root.to_string(), GOLDEN_ROOT);
+    }
+
+    const GOLDEN_SUB: &str = "629f953d456f4f44bf604391825707705a58e6b2";
+    const GOLDEN_ROOT: &str = "9ab7d6be5c801cefb64ca3dc7efb03c3b1c96455";
+}
