@@ -267,11 +267,18 @@ impl Rw {
 }
 
 /// A scratch directory with a repository path inside it (not yet created).
+///
+/// When an `Env` is dropped at the end of a passing test and its repository
+/// exists, `git fsck --strict` must be clean: every repository a test writes
+/// is checked. Tests that kill writers set `dangling_ok`; tests that corrupt
+/// the repository on purpose set `corrupted`.
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,
     pub repo: PathBuf,
     pub home: PathBuf,
+    pub dangling_ok: std::cell::Cell<bool>,
+    pub corrupted: std::cell::Cell<bool>,
 }
 
 impl Env {
@@ -285,6 +292,8 @@ impl Env {
             root,
             home,
             tmp,
+            dangling_ok: std::cell::Cell::new(false),
+            corrupted: std::cell::Cell::new(false),
         }
     }
 
@@ -330,6 +339,15 @@ impl Env {
 
     pub fn bup(&self) -> Command {
         bup(&self.repo, &self.home)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && !self.corrupted.get() && self.repo.join("objects").is_dir()
+        {
+            assert_fsck(&self.repo, self.dangling_ok.get());
+        }
     }
 }
 
