@@ -248,10 +248,14 @@ impl SparseWriter<'_> {
             }
             if self.hole_pending {
                 let at = self.offset + start as u64;
-                self.file.seek(SeekFrom::Start(at)).map_err(|e| self.error(e))?;
+                self.file
+                    .seek(SeekFrom::Start(at))
+                    .map_err(|e| self.error(e))?;
                 self.hole_pending = false;
             }
-            self.file.write_all(&data[start..end]).map_err(|e| self.error(e))?;
+            self.file
+                .write_all(&data[start..end])
+                .map_err(|e| self.error(e))?;
             start = end;
         }
         self.offset += data.len() as u64;

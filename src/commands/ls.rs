@@ -32,14 +32,20 @@ fn owner(meta: Option<&Metadata>, numeric: bool) -> String {
 
 fn node_row(repo: &Repository, node: &Node, numeric: bool) -> Result<Row, Error> {
     let meta = node.meta.as_ref();
-    let is_device = meta.is_some_and(|m| matches!(m.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK));
+    let is_device =
+        meta.is_some_and(|m| matches!(m.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK));
     let size = match (node.node_type, meta) {
         (NodeType::Special, Some(m)) if is_device => {
             let rdev = m.rdev as libc::dev_t;
             format!("{},{}", libc::major(rdev), libc::minor(rdev))
         }
         (NodeType::Directory | NodeType::Special, _) => "0".into(),
-        (_, Some(Metadata { size: Some(size), .. })) => size.to_string(),
+        (
+            _,
+            Some(Metadata {
+                size: Some(size), ..
+            }),
+        ) => size.to_string(),
         _ => content_size(repo.objects(), node.content())?.to_string(),
     };
     let link = if node.node_type == NodeType::Symlink {

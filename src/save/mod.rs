@@ -154,15 +154,8 @@ pub fn save(
     stats.objects_written = written.objects_written;
     stats.bytes_written = written.bytes_written;
 
-    let (commit, time) = commit::move_branch(
-        repo,
-        &ref_name,
-        commit,
-        parent,
-        time,
-        tree,
-        identity,
-    )?;
+    let (commit, time) =
+        commit::move_branch(repo, &ref_name, commit, parent, time, tree, identity)?;
     repo.set_head_if_dangling(&opts.name)?;
     Ok(SaveOutcome {
         commit,
