@@ -3,6 +3,7 @@
 //! and picks the exit status.
 
 mod ls;
+mod mount;
 mod restore;
 mod save;
 
@@ -65,6 +66,8 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         Command::Ls(args) => ls::run(&open(cli)?, args),
         Command::CatFile(args) => ls::cat_file(&open(cli)?, &args.path),
         Command::Restore(args) => restore::run(&open(cli)?, args),
+        Command::Mount(args) => mount::run(cli, args),
+        Command::Umount(args) => mount::umount(args),
     }
 }
 
