@@ -38,9 +38,36 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// logs or dumps (low entropy, repeated substrings).
 fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "the", "backup", "of", "INSERT", "INTO", "VALUES", "server", "data", "and", "file",
-        "chunk", "tree", "2024-05-01", "error", "ok", "user", "id", "=", "'", "(", ")", ",",
-        "select", "from", "where", "root", "daily", "git", "pack", "index",
+        "the",
+        "backup",
+        "of",
+        "INSERT",
+        "INTO",
+        "VALUES",
+        "server",
+        "data",
+        "and",
+        "file",
+        "chunk",
+        "tree",
+        "2024-05-01",
+        "error",
+        "ok",
+        "user",
+        "id",
+        "=",
+        "'",
+        "(",
+        ")",
+        ",",
+        "select",
+        "from",
+        "where",
+        "root",
+        "daily",
+        "git",
+        "pack",
+        "index",
     ];
     let mut rng = Rng(seed);
     let mut out = Vec::with_capacity(len + 32);
@@ -144,12 +171,18 @@ fn read_tree(store: &Store, id: ObjectId, max_entries: usize, out: &mut Vec<u8>)
     for e in &entries {
         assert_eq!(e.name.len(), width, "one name width per tree");
         assert!(
-            e.name.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)),
+            e.name
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)),
             "names are lowercase hex"
         );
         let offset = u64::from_str_radix(std::str::from_utf8(&e.name).expect("ascii"), 16)
             .expect("hex offset");
-        assert_eq!(offset, (out.len() - start) as u64, "offset relative to this tree");
+        assert_eq!(
+            offset,
+            (out.len() - start) as u64,
+            "offset relative to this tree"
+        );
         match e.mode {
             Mode::Blob => {
                 let blob = store.blobs.get(&e.id).expect("blob present");
@@ -164,7 +197,11 @@ fn read_tree(store: &Store, id: ObjectId, max_entries: usize, out: &mut Vec<u8>)
     }
     // The width is that of this tree's total size, so the last entry ends at
     // the end of the data this tree covers.
-    assert_eq!(width, hex_width((out.len() - start) as u64), "bup's name width");
+    assert_eq!(
+        width,
+        hex_width((out.len() - start) as u64),
+        "bup's name width"
+    );
     height + 1
 }
 
@@ -195,7 +232,10 @@ fn tree_ids(store: &Store, id: ObjectId, acc: &mut HashSet<ObjectId>) {
 fn frozen_parameters() {
     assert_eq!((MIN_SIZE, AVG_SIZE, MAX_SIZE), (4096, 16384, 65536));
     assert_eq!(Params::FROZEN.normalization, 2);
-    assert_eq!((super::tree::FANOUT_BITS, super::tree::MAX_ENTRIES), (4, 256));
+    assert_eq!(
+        (super::tree::FANOUT_BITS, super::tree::MAX_ENTRIES),
+        (4, 256)
+    );
 }
 
 #[test]
@@ -204,7 +244,10 @@ fn golden_random_input() {
     let chunks = split_all(&data);
     let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
     assert_eq!(lens, GOLDEN_RANDOM_LENS);
-    assert_eq!(hash_object(Kind::Blob, &chunks[0]).to_hex(), GOLDEN_RANDOM_FIRST_ID);
+    assert_eq!(
+        hash_object(Kind::Blob, &chunks[0]).to_hex(),
+        GOLDEN_RANDOM_FIRST_ID
+    );
     assert_eq!(ids_digest(&chunks), GOLDEN_RANDOM_IDS_DIGEST);
 }
 
@@ -214,7 +257,10 @@ fn golden_text_input() {
     let chunks = split_all(&data);
     let lens: Vec<usize> = chunks.iter().map(Vec::len).collect();
     assert_eq!(lens, GOLDEN_TEXT_LENS);
-    assert_eq!(hash_object(Kind::Blob, &chunks[0]).to_hex(), GOLDEN_TEXT_FIRST_ID);
+    assert_eq!(
+        hash_object(Kind::Blob, &chunks[0]).to_hex(),
+        GOLDEN_TEXT_FIRST_ID
+    );
     assert_eq!(ids_digest(&chunks), GOLDEN_TEXT_IDS_DIGEST);
 }
 
@@ -228,7 +274,10 @@ fn golden_multi_level_tree() {
     };
     let (back, height) = read_file(&store, obj, super::tree::MAX_ENTRIES);
     assert!(back == data);
-    assert!(height >= 2, "golden file should have subtrees, got height {height}");
+    assert!(
+        height >= 2,
+        "golden file should have subtrees, got height {height}"
+    );
     assert_eq!(top.to_hex(), GOLDEN_TOP_TREE);
     assert_eq!(store.trees.len(), GOLDEN_TREE_COUNT);
 }
@@ -356,7 +405,9 @@ fn two_chunks_make_a_flat_tree_with_bup_names() {
     // 100000 = 0x186a0: five hex digits, so names are five wide.
     assert!(entries.len() >= 2);
     assert_eq!(entries[0].name, b"00000");
-    assert!(entries.iter().all(|e| e.mode == Mode::Blob && e.name.len() == 5));
+    assert!(entries
+        .iter()
+        .all(|e| e.mode == Mode::Blob && e.name.len() == 5));
     let (back, _) = read_file(&store, obj, super::tree::MAX_ENTRIES);
     assert!(back == data);
 }
@@ -388,9 +439,10 @@ fn early_insertion_leaves_most_subtrees_identical() {
     let mut b = a.clone();
     b.splice(150_000..150_000, text_bytes(17, 3000));
     let (mut sa, mut sb) = (Store::default(), Store::default());
-    let (FileObject::Tree(ta), FileObject::Tree(tb)) =
-        (store_file(&a, shape, &mut sa), store_file(&b, shape, &mut sb))
-    else {
+    let (FileObject::Tree(ta), FileObject::Tree(tb)) = (
+        store_file(&a, shape, &mut sa),
+        store_file(&b, shape, &mut sb),
+    ) else {
         panic!("trees expected")
     };
     let (mut ia, mut ib) = (HashSet::new(), HashSet::new());
@@ -410,7 +462,14 @@ fn early_insertion_leaves_most_subtrees_identical() {
 
 #[test]
 fn hex_width_is_bups() {
-    for (n, w) in [(0, 1), (1, 1), (15, 1), (16, 2), (0x16e360, 6), (u64::MAX, 16)] {
+    for (n, w) in [
+        (0, 1),
+        (1, 1),
+        (15, 1),
+        (16, 2),
+        (0x16e360, 6),
+        (u64::MAX, 16),
+    ] {
         assert_eq!(hex_width(n), w, "{n}");
         assert_eq!(format!("{n:x}").len(), w);
     }
