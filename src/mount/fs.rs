@@ -33,6 +33,8 @@ pub const LIVE_TTL: Duration = Duration::from_secs(1);
 pub const FROZEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 type Shared<T> = Arc<Vec<T>>;
+/// A directory's entries: name, type, and the salt of the child's inode number.
+type Listing = Vec<(Vec<u8>, FileType, Option<[u8; 20]>)>;
 
 /// Ref-derived listings with the time they were read.
 #[derive(Default)]
@@ -296,10 +298,7 @@ impl RewindFs {
 
     /// All entries of a directory inode (without "." and ".."), with the
     /// salt each child's inode number is hashed with.
-    fn entries(
-        &self,
-        kind: &InodeKind,
-    ) -> Result<Vec<(Vec<u8>, FileType, Option<[u8; 20]>)>, ViewError> {
+    fn entries(&self, kind: &InodeKind) -> Result<Listing, ViewError> {
         Ok(match kind {
             InodeKind::Root => {
                 let mut v: Vec<_> = self
