@@ -482,6 +482,32 @@ fn daemon_mode_detaches_after_mounting() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// Regression: a session that ended because it was unmounted from outside
+/// must not unmount, on its way out, a new mount made at the same place.
+#[test]
+fn remounting_right_after_an_external_unmount_stays_mounted() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let mut first = Mount::start(&fx, &[]);
+    let mut old = first.child.take().expect("child");
+    // Its guard must not touch the mount point that the second one uses.
+    std::mem::forget(first);
+    run(Command::new("fusermount3").arg("-u").arg(&fx.mnt));
+    let second = Mount::start(&fx, &[]);
+    let status = old.wait().expect("old mount process");
+    assert!(status.success(), "{status}");
+    assert!(
+        is_mounted(&fx.mnt),
+        "the old session unmounted the new mount"
+    );
+    assert_eq!(
+        fs::read(second.snap().join("a.txt")).expect("read"),
+        b"hello\n"
+    );
+}
+
 fn as_nobody(args: &[&str], path: &Path) -> Output {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -51,7 +51,7 @@ pub struct RewindFs {
     chunks: Arc<ChunkCache>,
     dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
     live: Mutex<Live>,
-    files: Mutex<HashMap<u64, Arc<Mutex<FileReader>>>>,
+    files: Mutex<HashMap<u64, Arc<FileReader>>>,
     next_fh: AtomicU64,
     /// Started on first use: after the daemon forked, never before.
     prefetch: OnceLock<SyncSender<ObjectId>>,
@@ -500,7 +500,7 @@ impl Filesystem for RewindFs {
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let reader = FileReader::new(info.node.content(), size);
-        lock(&self.files).insert(fh, Arc::new(Mutex::new(reader)));
+        lock(&self.files).insert(fh, Arc::new(reader));
         reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
     }
 
@@ -519,7 +519,7 @@ impl Filesystem for RewindFs {
             return reply.error(Errno::EBADF);
         };
         let mut out = Vec::with_capacity(size as usize);
-        let result = lock(&reader).read_at(
+        let result = reader.read_at(
             self.repo.objects(),
             &self.chunks,
             offset,

@@ -124,6 +124,14 @@ fn daemonize() -> Result<(), MountError> {
 /// Mounts `repo` and serves it until unmounted or signalled.
 pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     check_mountpoint(&cfg.mountpoint)?;
+    // Absolute: the daemon changes to / before it uses the path again.
+    let mountpoint = cfg
+        .mountpoint
+        .canonicalize()
+        .map_err(|source| MountError::MountPoint {
+            path: cfg.mountpoint.clone(),
+            source,
+        })?;
     let mut options = vec![
         MountOption::RO,
         MountOption::NoDev,
@@ -151,19 +159,19 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
     let fs = RewindFs::new(repo, cfg.cache_bytes.max(4 << 20));
-    let session =
-        Session::new(fs, &cfg.mountpoint, &config).map_err(|source| MountError::Mount {
-            path: cfg.mountpoint.clone(),
-            source,
-        })?;
+    let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
+        path: mountpoint.clone(),
+        source,
+    })?;
     if !cfg.foreground {
         daemonize()?;
     }
-    tracing::info!("mounted on {}", cfg.mountpoint.display());
+    tracing::info!("mounted on {}", mountpoint.display());
     let background = session.spawn().map_err(|source| MountError::Os {
         action: "starting the request threads",
         source,
     })?;
+    raise_readahead(&mountpoint);
     loop {
         let timeout = libc::timespec {
             tv_sec: 0,
@@ -172,21 +180,42 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
         // SAFETY: waits on our own blocked signal set.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
         if sig > 0 {
-            tracing::info!("signal {sig}: unmounting {}", cfg.mountpoint.display());
+            tracing::info!("signal {sig}: unmounting {}", mountpoint.display());
             if let Err(e) = background.umount_and_join() {
                 // Busy (a shell inside it): detach lazily so we still exit.
                 tracing::warn!("unmount: {e}; detaching lazily");
-                let _ = lazy_unmount(&cfg.mountpoint);
+                let _ = lazy_unmount(&mountpoint);
             }
             return Ok(());
         }
         if background.guard.is_finished() {
-            // Unmounted from outside (fusermount3 -u, umount).
-            return background.join().map_err(|source| MountError::Os {
-                action: "serving requests",
-                source,
-            });
+            // Unmounted from outside (fusermount3 -u, umount). Dropping the
+            // session would unmount its mount point again, and by now that
+            // may be a new mount made there after ours went away: leak the
+            // finished session instead (the process is about to exit).
+            std::mem::forget(background);
+            return Ok(());
         }
+    }
+}
+
+/// The kernel reads ahead through a FUSE mount by at most its bdi's
+/// `read_ahead_kb` (128 KiB by default), whatever the file system asks for;
+/// bigger requests mean fewer round trips. Needs root; harmless otherwise.
+/// Called once requests are being served (the stat goes through us).
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev() as libc::dev_t;
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, "1024") {
+        tracing::debug!("{path}: {e} (read-ahead stays at the kernel default)");
     }
 }
 

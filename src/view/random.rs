@@ -210,11 +210,13 @@ struct Level {
     depth: usize,
 }
 
-/// Per-open-file state for reads at arbitrary offsets.
+/// Per-open-file state for reads at arbitrary offsets. Shared by the
+/// threads serving one open file: only the remembered leaf is locked, and
+/// only while a chunk is located, so chunks inflate in parallel.
 pub struct FileReader {
     content: Content,
     size: u64,
-    leaf: Option<Level>,
+    leaf: Mutex<Option<Level>>,
 }
 
 /// A chunk located for a read: its absolute range and object id.
@@ -232,7 +234,7 @@ impl FileReader {
         FileReader {
             content,
             size,
-            leaf: None,
+            leaf: Mutex::new(None),
         }
     }
 
@@ -243,7 +245,7 @@ impl FileReader {
     /// Finds the blob holding byte `pos` (which must be < size), starting
     /// from the remembered leaf when it covers `pos`, else from the root.
     pub fn locate(
-        &mut self,
+        &self,
         store: &ObjectStore,
         cache: &ChunkCache,
         pos: u64,
@@ -258,7 +260,8 @@ impl FileReader {
             }
             Content::ChunkTree(id) => id,
         };
-        let mut level = match self.leaf.take() {
+        let remembered = self.leaf.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut level = match remembered {
             Some(l) if l.start <= pos && pos < l.end => l,
             _ => Level {
                 table: cache.table(store, &root)?,
@@ -288,7 +291,7 @@ impl FileReader {
                 });
             }
             if !e.is_tree {
-                self.leaf = Some(level);
+                *self.leaf.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
                 return Ok(Located {
                     start,
                     end,
@@ -315,7 +318,7 @@ impl FileReader {
     /// the file). Returns the next chunk after the last one touched, for
     /// read-ahead, when the read ended inside the file.
     pub fn read_at(
-        &mut self,
+        &self,
         store: &ObjectStore,
         cache: &ChunkCache,
         offset: u64,
