@@ -47,6 +47,10 @@ pub enum Command {
     CatFile(CatFileArgs),
     /// Restore saved files and directories
     Restore(RestoreArgs),
+    /// Show every snapshot as a read-only directory tree
+    Mount(MountArgs),
+    /// Unmount a rewind mount (also a stale one)
+    Umount(UmountArgs),
 }
 
 #[derive(Args, Debug)]
@@ -123,4 +127,33 @@ pub struct RestoreArgs {
     /// NAME/SNAPSHOT/PATH; a trailing '/' restores a directory's contents
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Stay in the foreground (default: detach once mounted)
+    #[arg(short = 'f', long)]
+    pub foreground: bool,
+
+    /// Let other users browse; the kernel enforces the saved permissions
+    #[arg(long = "allow-other")]
+    pub allow_other: bool,
+
+    /// Memory for cached trees and file chunks, e.g. 256M or 1G
+    #[arg(long = "cache-size", value_name = "SIZE", default_value = "256M")]
+    pub cache_size: String,
+
+    /// Threads serving requests
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub threads: usize,
+
+    /// Empty directory to mount on
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
 }

@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod cli;
 pub mod commands;
 pub mod meta;
+pub mod mount;
 pub mod object;
 pub mod pack;
 pub mod repo;

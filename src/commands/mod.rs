@@ -3,6 +3,7 @@
 //! and picks the exit status.
 
 mod ls;
+mod mount;
 mod restore;
 mod save;
 
@@ -66,6 +67,8 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         Command::Ls(args) => ls::run(&open(cli)?, args),
         Command::CatFile(args) => ls::cat_file(&open(cli)?, args.path.as_bytes()),
         Command::Restore(args) => restore::run(&open(cli)?, args),
+        Command::Mount(args) => mount::run(cli, args),
+        Command::Umount(args) => mount::umount(args),
     }
 }
 

@@ -11,6 +11,7 @@
 //! reads what rewind and what bup 0.33 wrote.
 
 pub mod file;
+pub mod random;
 pub mod snapshots;
 
 use crate::meta::record::BupmReader;

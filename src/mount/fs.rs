@@ -1,0 +1,774 @@
+//! The `fuser::Filesystem` implementation: maps kernel requests onto the
+//! view and its answers back onto attributes and errnos.
+//!
+//! Two kinds of data: the top levels (backup names, snapshot lists, `latest`,
+//! tags) come from refs and may change at any time, so they are re-read at
+//! most every [`LIVE_TTL`] and the kernel caches them that long; everything
+//! inside a snapshot is addressed by hashes and never changes, so the kernel
+//! may cache it for [`FROZEN_TTL`] and keep file pages across opens.
+
+use super::attr;
+use super::inodes::{InodeKind, InodeTable, NodeInfo, ROOT};
+use crate::object::{Kind, ObjectId};
+use crate::repo::Repository;
+use crate::view::random::{ByteLru, ChunkCache, FileReader};
+use crate::view::{self, content_size, snapshots, Directory, Node, NodeType, ViewError};
+use fuser::{
+    AccessFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long listings that follow refs are trusted.
+pub const LIVE_TTL: Duration = Duration::from_secs(1);
+/// How long immutable snapshot contents are cached by the kernel.
+pub const FROZEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+type Shared<T> = Arc<Vec<T>>;
+/// A directory's entries: name, type, and the salt of the child's inode number.
+type Listing = Vec<(Vec<u8>, FileType, Option<[u8; 20]>)>;
+
+/// Ref-derived listings with the time they were read.
+#[derive(Default)]
+struct Live {
+    backups: Option<(Instant, Shared<(String, ObjectId)>)>,
+    tags: Option<(Instant, Shared<(String, ObjectId)>)>,
+    /// Per backup name: the tip the list was built from, and the list.
+    snapshots: HashMap<String, (ObjectId, Shared<view::Snapshot>)>,
+}
+
+pub struct RewindFs {
+    repo: Arc<Repository>,
+    inodes: InodeTable,
+    chunks: Arc<ChunkCache>,
+    dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
+    live: Mutex<Live>,
+    files: Mutex<HashMap<u64, Arc<FileReader>>>,
+    next_fh: AtomicU64,
+    /// Started on first use: after the daemon forked, never before.
+    prefetch: OnceLock<SyncSender<ObjectId>>,
+    uid: u32,
+    gid: u32,
+    mounted_at: SystemTime,
+}
+
+/// What went wrong, as an errno; damage is logged with the object it names.
+fn errno(e: &ViewError, what: &str) -> Errno {
+    match e {
+        ViewError::NotFound(_) => Errno::ENOENT,
+        ViewError::NotADirectory(_) => Errno::ENOTDIR,
+        _ => {
+            tracing::error!("{what}: {e}");
+            Errno::EIO
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RewindFs {
+    pub fn new(repo: Repository, cache_bytes: usize) -> RewindFs {
+        // Directories get a quarter of the budget, chunks the rest.
+        RewindFs {
+            repo: Arc::new(repo),
+            inodes: InodeTable::new(),
+            chunks: Arc::new(ChunkCache::new(cache_bytes - cache_bytes / 4)),
+            dirs: Mutex::new(ByteLru::new(cache_bytes / 4)),
+            live: Mutex::new(Live::default()),
+            files: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            prefetch: OnceLock::new(),
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    fn backups(&self) -> Result<Shared<(String, ObjectId)>, ViewError> {
+        if let Some((at, list)) = &lock(&self.live).backups {
+            if at.elapsed() < LIVE_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let list = Arc::new(snapshots::backups(&self.repo)?);
+        lock(&self.live).backups = Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    fn tags(&self) -> Result<Shared<(String, ObjectId)>, ViewError> {
+        if let Some((at, list)) = &lock(&self.live).tags {
+            if at.elapsed() < LIVE_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let list = Arc::new(snapshots::tags(&self.repo)?);
+        lock(&self.live).tags = Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// The snapshots of a backup name, rebuilt only when its tip moved.
+    fn snapshots(&self, name: &str) -> Result<Shared<view::Snapshot>, ViewError> {
+        let backups = self.backups()?;
+        let Some((_, tip)) = backups.iter().find(|(n, _)| n == name) else {
+            return Err(ViewError::NotFound(name.to_string()));
+        };
+        if let Some((t, list)) = lock(&self.live).snapshots.get(name) {
+            if t == tip {
+                return Ok(list.clone());
+            }
+        }
+        let list = Arc::new(snapshots::snapshots(&self.repo, tip)?);
+        lock(&self.live)
+            .snapshots
+            .insert(name.to_string(), (*tip, list.clone()));
+        Ok(list)
+    }
+
+    fn dir(&self, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
+        if let Some(d) = lock(&self.dirs).get(tree) {
+            return Ok(d);
+        }
+        let dir = Arc::new(view::list_dir(&self.repo, tree)?);
+        let size = 256
+            + dir
+                .entries
+                .iter()
+                .map(|n| {
+                    160 + n.name.len()
+                        + n.meta.as_ref().map_or(0, |m| {
+                            m.xattrs
+                                .iter()
+                                .map(|(k, v)| k.len() + v.len())
+                                .sum::<usize>()
+                                + m.symlink_target.as_ref().map_or(0, |t| t.len())
+                        })
+                })
+                .sum::<usize>();
+        lock(&self.dirs).put(*tree, dir.clone(), size);
+        Ok(dir)
+    }
+
+    fn root_node(&self, tree: ObjectId, name: &[u8]) -> Result<Node, ViewError> {
+        Ok(Node {
+            name: name.to_vec(),
+            node_type: NodeType::Directory,
+            id: tree,
+            chunked: false,
+            meta: view::dir_meta(&self.repo, &tree)?,
+        })
+    }
+
+    /// A tag's target as a node: a commit's tree, a tree, or a blob.
+    fn tag_node(&self, name: &[u8], id: ObjectId) -> Result<Node, ViewError> {
+        let (kind, _) = self.repo.objects().read_header(&id)?;
+        match kind {
+            Kind::Commit => {
+                let tree = snapshots::read_commit(&self.repo, &id)?.tree;
+                self.root_node(tree, name)
+            }
+            Kind::Tree => self.root_node(id, name),
+            _ => Ok(Node {
+                name: name.to_vec(),
+                node_type: NodeType::Regular,
+                id,
+                chunked: false,
+                meta: None,
+            }),
+        }
+    }
+
+    fn size_of(&self, info: &NodeInfo) -> Result<u64, ViewError> {
+        if let Some(s) = info.size.get() {
+            return Ok(*s);
+        }
+        let node = &info.node;
+        let size = match (node.node_type, node.meta.as_ref()) {
+            (NodeType::Directory | NodeType::Special, _) => 0,
+            (NodeType::Symlink, Some(m)) if m.symlink_target.is_some() => {
+                m.symlink_target.as_ref().map_or(0, |t| t.len() as u64)
+            }
+            (_, Some(m)) if m.size.is_some() && node.node_type == NodeType::Regular => {
+                m.size.unwrap_or(0)
+            }
+            _ => content_size(self.repo.objects(), node.content())?,
+        };
+        Ok(*info.size.get_or_init(|| size))
+    }
+
+    fn attr_of(&self, ino: u64, kind: &InodeKind) -> Result<fuser::FileAttr, ViewError> {
+        Ok(match kind {
+            InodeKind::Root | InodeKind::Tags | InodeKind::Backup(_) => {
+                attr::synthetic_dir(ino, self.uid, self.gid, self.mounted_at)
+            }
+            InodeKind::Latest(name) => {
+                let len = self.latest_target(name)?.len();
+                attr::latest_link(ino, len, self.uid, self.gid)
+            }
+            InodeKind::Node(info) => {
+                let size = self.size_of(info)?;
+                attr::node_attr(ino, info, size, self.uid, self.gid)
+            }
+        })
+    }
+
+    fn latest_target(&self, backup: &str) -> Result<String, ViewError> {
+        let list = self.snapshots(backup)?;
+        list.last()
+            .map(|s| s.name.clone())
+            .ok_or_else(|| ViewError::NotFound(format!("{backup}/latest")))
+    }
+
+    /// Resolves `name` in `parent`: (kind, salt, whether the entry follows refs).
+    fn child(
+        &self,
+        parent: &InodeKind,
+        name: &[u8],
+    ) -> Result<(InodeKind, Option<[u8; 20]>, bool), ViewError> {
+        let missing = || ViewError::NotFound(String::from_utf8_lossy(name).into_owned());
+        match parent {
+            InodeKind::Root => {
+                if name == b".tag" {
+                    return Ok((InodeKind::Tags, None, true));
+                }
+                let backups = self.backups()?;
+                let (n, _) = backups
+                    .iter()
+                    .find(|(n, _)| n.as_bytes() == name)
+                    .ok_or_else(missing)?;
+                Ok((InodeKind::Backup(n.clone()), None, true))
+            }
+            InodeKind::Tags => {
+                let tags = self.tags()?;
+                let (_, id) = tags
+                    .iter()
+                    .find(|(n, _)| n.as_bytes() == name)
+                    .ok_or_else(missing)?;
+                let node = self.tag_node(name, *id)?;
+                Ok((InodeKind::Node(NodeInfo::new(node)), Some(id.0), true))
+            }
+            InodeKind::Backup(backup) => {
+                if name == b"latest" {
+                    self.latest_target(backup)?;
+                    return Ok((InodeKind::Latest(backup.clone()), None, true));
+                }
+                let list = self.snapshots(backup)?;
+                let snap = list
+                    .iter()
+                    .find(|s| s.name.as_bytes() == name)
+                    .ok_or_else(missing)?;
+                let node = self.root_node(snap.tree, name)?;
+                Ok((
+                    InodeKind::Node(NodeInfo::new(node)),
+                    Some(snap.commit.0),
+                    true,
+                ))
+            }
+            InodeKind::Latest(_) => Err(ViewError::NotADirectory(
+                String::from_utf8_lossy(name).into_owned(),
+            )),
+            InodeKind::Node(info) => {
+                if info.node.node_type != NodeType::Directory {
+                    return Err(ViewError::NotADirectory(
+                        String::from_utf8_lossy(&info.node.name).into_owned(),
+                    ));
+                }
+                let dir = self.dir(&info.node.id)?;
+                let i = dir
+                    .entries
+                    .binary_search_by(|n| n.name.as_slice().cmp(name))
+                    .map_err(|_| missing())?;
+                let mut node = dir.entries[i].clone();
+                if node.node_type == NodeType::Directory {
+                    node.meta = view::dir_meta(&self.repo, &node.id)?;
+                }
+                Ok((InodeKind::Node(NodeInfo::new(node)), None, false))
+            }
+        }
+    }
+
+    /// All entries of a directory inode (without "." and ".."), with the
+    /// salt each child's inode number is hashed with.
+    fn entries(&self, kind: &InodeKind) -> Result<Listing, ViewError> {
+        Ok(match kind {
+            InodeKind::Root => {
+                let mut v: Vec<_> = self
+                    .backups()?
+                    .iter()
+                    .map(|(n, _)| (n.as_bytes().to_vec(), FileType::Directory, None))
+                    .collect();
+                if !self.tags()?.is_empty() {
+                    v.push((b".tag".to_vec(), FileType::Directory, None));
+                }
+                v
+            }
+            InodeKind::Tags => self
+                .tags()?
+                .iter()
+                .map(|(n, id)| (n.as_bytes().to_vec(), FileType::Directory, Some(id.0)))
+                .collect(),
+            InodeKind::Backup(name) => {
+                let list = self.snapshots(name)?;
+                let mut v: Vec<_> = list
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.name.as_bytes().to_vec(),
+                            FileType::Directory,
+                            Some(s.commit.0),
+                        )
+                    })
+                    .collect();
+                if !list.is_empty() {
+                    v.push((b"latest".to_vec(), FileType::Symlink, None));
+                }
+                v
+            }
+            InodeKind::Latest(_) => return Err(ViewError::NotADirectory("latest".into())),
+            InodeKind::Node(info) => {
+                if info.node.node_type != NodeType::Directory {
+                    return Err(ViewError::NotADirectory(
+                        String::from_utf8_lossy(&info.node.name).into_owned(),
+                    ));
+                }
+                self.dir(&info.node.id)?
+                    .entries
+                    .iter()
+                    .map(|n| (n.name.clone(), attr::file_type(n.mode()), None))
+                    .collect()
+            }
+        })
+    }
+
+    fn read_link(&self, kind: &InodeKind) -> Result<Vec<u8>, ViewError> {
+        match kind {
+            InodeKind::Latest(backup) => Ok(self.latest_target(backup)?.into_bytes()),
+            InodeKind::Node(info) if info.node.node_type == NodeType::Symlink => {
+                if let Some(t) = info
+                    .node
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.symlink_target.clone())
+                {
+                    return Ok(t);
+                }
+                let mut target = Vec::new();
+                view::ContentReader::new(self.repo.objects(), info.node.content())
+                    .take(64 * 1024)
+                    .read_to_end(&mut target)
+                    .map_err(|e| ViewError::Malformed {
+                        id: info.node.id,
+                        detail: format!("symlink target: {e}"),
+                    })?;
+                Ok(target)
+            }
+            _ => Err(ViewError::NotFound("not a symlink".into())),
+        }
+    }
+
+    fn node_of(&self, ino: INodeNo) -> Result<(u64, InodeKind), Errno> {
+        self.inodes.get(ino.0).ok_or(Errno::ENOENT)
+    }
+
+    /// Queues the next chunk of a sequential reader for inflating ahead.
+    fn prefetch(&self, id: ObjectId) {
+        if self.chunks.contains(&id) {
+            return;
+        }
+        let tx = self.prefetch.get_or_init(|| {
+            let (tx, rx) = sync_channel::<ObjectId>(8);
+            let repo = self.repo.clone();
+            let chunks = self.chunks.clone();
+            let spawned = std::thread::Builder::new()
+                .name("rewind-readahead".into())
+                .spawn(move || {
+                    for id in rx {
+                        // Errors surface again, with a log line, when the
+                        // reader itself gets there.
+                        let _ = chunks.blob(repo.objects(), &id);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("no read-ahead thread: {e}");
+            }
+            tx
+        });
+        // Full queue: the reader is ahead of inflating anyway.
+        let _ = tx.try_send(id);
+    }
+}
+
+impl Filesystem for RewindFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // As much kernel read-ahead as allowed: inflating is cheap per byte,
+        // expensive per request.
+        let _ = config
+            .set_max_readahead(4 << 20)
+            .or_else(|max| config.set_max_readahead(max));
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent_kind = match self.node_of(parent) {
+            Ok((_, k)) => k,
+            Err(e) => return reply.error(e),
+        };
+        let name = name.as_bytes();
+        let result = self
+            .child(&parent_kind, name)
+            .and_then(|(kind, salt, live)| {
+                let ino = self.inodes.assign(parent.0, name, salt, kind.clone());
+                match self.attr_of(ino, &kind) {
+                    Ok(a) => Ok((a, live, matches!(kind, InodeKind::Node(_)))),
+                    Err(e) => {
+                        self.inodes.forget(ino, 1);
+                        Err(e)
+                    }
+                }
+            });
+        match result {
+            Ok((attr, live, frozen)) => {
+                let entry_ttl = if live { LIVE_TTL } else { FROZEN_TTL };
+                // A node's contents never change under its inode (snapshot
+                // roots and tags are salted with their commit); only the
+                // synthetic directories and `latest` need short lifetimes.
+                let attr_ttl = if frozen { FROZEN_TTL } else { LIVE_TTL };
+                reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, Generation(0))
+            }
+            Err(e) => reply.error(errno(&e, "lookup")),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (_, kind) = match self.node_of(ino) {
+            Ok(k) => k,
+            Err(e) => return reply.error(e),
+        };
+        match self.attr_of(ino.0, &kind) {
+            Ok(a) => {
+                let ttl = match kind {
+                    InodeKind::Node(_) => FROZEN_TTL,
+                    _ => LIVE_TTL,
+                };
+                reply.attr(&ttl, &a)
+            }
+            Err(e) => reply.error(errno(&e, "getattr")),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let (_, kind) = match self.node_of(ino) {
+            Ok(k) => k,
+            Err(e) => return reply.error(e),
+        };
+        match self.read_link(&kind) {
+            Ok(t) => reply.data(&t),
+            Err(ViewError::NotFound(_)) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(errno(&e, "readlink")),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        let info = match self.node_of(ino) {
+            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Regular => info,
+            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Directory => {
+                return reply.error(Errno::EISDIR)
+            }
+            Ok(_) => return reply.error(Errno::EINVAL),
+            Err(e) => return reply.error(e),
+        };
+        let size = match self.size_of(&info) {
+            Ok(s) => s,
+            Err(e) => return reply.error(errno(&e, "open")),
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let reader = FileReader::new(info.node.content(), size);
+        lock(&self.files).insert(fh, Arc::new(reader));
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(reader) = lock(&self.files).get(&fh.0).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut out = Vec::with_capacity(size as usize);
+        let result = reader.read_at(
+            self.repo.objects(),
+            &self.chunks,
+            offset,
+            size as usize,
+            &mut out,
+        );
+        match result {
+            Ok(next) => {
+                reply.data(&out);
+                if let Some(next) = next {
+                    self.prefetch(next.id);
+                }
+            }
+            Err(e) => {
+                let path = match self.inodes.get(ino.0) {
+                    Some((_, InodeKind::Node(info))) => {
+                        String::from_utf8_lossy(&info.node.name).into_owned()
+                    }
+                    _ => format!("inode {}", ino.0),
+                };
+                reply.error(errno(&e, &format!("reading {path} at {offset}")))
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok()
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        lock(&self.files).remove(&fh.0);
+        reply.ok()
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.node_of(ino) {
+            Ok((_, InodeKind::Node(info))) if info.node.node_type != NodeType::Directory => {
+                reply.error(Errno::ENOTDIR)
+            }
+            Ok((_, InodeKind::Latest(_))) => reply.error(Errno::ENOTDIR),
+            Ok((_, InodeKind::Node(_))) => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let (parent, kind) = match self.node_of(ino) {
+            Ok(k) => k,
+            Err(e) => return reply.error(e),
+        };
+        let entries = match self.entries(&kind) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno(&e, "readdir")),
+        };
+        let dots = [
+            (ino.0, FileType::Directory, &b"."[..]),
+            (
+                if ino.0 == ROOT { ROOT } else { parent },
+                FileType::Directory,
+                &b".."[..],
+            ),
+        ];
+        let all =
+            dots.into_iter()
+                .chain(entries.iter().map(|(name, ft, salt)| {
+                    (self.inodes.peek(ino.0, name, *salt), *ft, name.as_slice())
+                }));
+        for (i, (child, ft, name)) in all.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), i as u64 + 1, ft, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, self.inodes.len() as u64, 0, 4096, 255, 4096)
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = match self.node_of(ino) {
+            Ok((_, InodeKind::Node(info))) => info.node.meta.as_ref().and_then(|m| {
+                m.xattrs
+                    .iter()
+                    .find(|(k, _)| k.as_slice() == name.as_bytes())
+                    .map(|(_, v)| v.clone())
+            }),
+            Ok(_) => None,
+            Err(e) => return reply.error(e),
+        };
+        match value {
+            None => reply.error(Errno::NO_XATTR),
+            Some(v) => xattr_reply(reply, &v, size),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let mut names = Vec::new();
+        match self.node_of(ino) {
+            Ok((_, InodeKind::Node(info))) => {
+                for (k, _) in info.node.meta.iter().flat_map(|m| m.xattrs.iter()) {
+                    names.extend_from_slice(k);
+                    names.push(0);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return reply.error(e),
+        }
+        xattr_reply(reply, &names, size)
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            return reply.error(Errno::EROFS);
+        }
+        match self.node_of(ino) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    // Everything that would change the file system.
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<fuser::TimeOrNow>,
+        _mtime: Option<fuser::TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn mknod(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, _: u32, _: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn mkdir(&self, _: &Request, _: INodeNo, _: &OsStr, _: u32, _: u32, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn unlink(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn rmdir(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn symlink(&self, _: &Request, _: INodeNo, _: &OsStr, _: &std::path::Path, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn rename(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: &OsStr,
+        _: INodeNo,
+        _: &OsStr,
+        _: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn link(&self, _: &Request, _: INodeNo, _: INodeNo, _: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn create(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: &OsStr,
+        _: u32,
+        _: u32,
+        _: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn setxattr(
+        &self,
+        _: &Request,
+        _: INodeNo,
+        _: &OsStr,
+        _: &[u8],
+        _: i32,
+        _: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS)
+    }
+
+    fn removexattr(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS)
+    }
+}
+
+/// getxattr/listxattr's protocol: size 0 asks for the length; too small a
+/// buffer is ERANGE.
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32)
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::ERANGE)
+    } else {
+        reply.data(value)
+    }
+}

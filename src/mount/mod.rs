@@ -1,0 +1,281 @@
+//! `rewind mount`: every snapshot as a plain read-only directory tree.
+//!
+//! A thin adapter over [`crate::view`]: [`fs`] answers kernel requests,
+//! [`inodes`] numbers what the kernel holds, [`attr`] turns `.bupm` records
+//! into attributes. This file owns the lifecycle: checking the mount point,
+//! mounting, detaching into the background once the mount works (so errors
+//! reach the caller), and unmounting on SIGINT/SIGTERM.
+
+mod attr;
+mod fs;
+mod inodes;
+
+pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
+
+use crate::repo::Repository;
+use fuser::{Config, MountOption, Session, SessionACL};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(
+        "{}: stale mount point (\"Transport endpoint is not connected\": a previous mount's \
+         process is gone); run `rewind umount {}` first",
+        path.display(),
+        path.display()
+    )]
+    Stale { path: PathBuf },
+    #[error("{}: cannot use as a mount point: {source}", path.display())]
+    MountPoint {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("mounting on {}: {source}", path.display())]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unmounting {}: {detail}", path.display())]
+    Unmount { path: PathBuf, detail: String },
+    #[error("{action}: {source}")]
+    Os {
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub struct MountConfig {
+    pub mountpoint: PathBuf,
+    /// Stay attached to the terminal instead of detaching.
+    pub foreground: bool,
+    /// Let other users in, with the kernel enforcing the saved permissions.
+    pub allow_other: bool,
+    /// Byte budget for decoded trees, directories and inflated chunks.
+    pub cache_bytes: usize,
+    /// Threads serving kernel requests.
+    pub threads: usize,
+}
+
+/// Refuses a stale or unusable mount point with a message that says what to do.
+pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(MountError::NotADirectory {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(MountError::Stale {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(MountError::MountPoint {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset only write the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        set
+    }
+}
+
+/// Detaches from the terminal after the mount works: the parent exits 0
+/// without running destructors (which would unmount), the child carries on
+/// in a new session with standard streams on /dev/null.
+fn daemonize() -> Result<(), MountError> {
+    let os = |action| move |source| MountError::Os { action, source };
+    // SAFETY: no threads exist yet (the session's threads start after this),
+    // so fork duplicates a single-threaded process.
+    match unsafe { libc::fork() } {
+        -1 => return Err(os("fork")(io::Error::last_os_error())),
+        0 => {}
+        _ => unsafe { libc::_exit(0) },
+    }
+    // SAFETY: plain system calls on descriptors we own.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+    Ok(())
+}
+
+/// Mounts `repo` and serves it until unmounted or signalled.
+pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
+    check_mountpoint(&cfg.mountpoint)?;
+    // Absolute: the daemon changes to / before it uses the path again.
+    let mountpoint = cfg
+        .mountpoint
+        .canonicalize()
+        .map_err(|source| MountError::MountPoint {
+            path: cfg.mountpoint.clone(),
+            source,
+        })?;
+    let mut options = vec![
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::FSName(format!("rewind:{}", repo.path().display())),
+        MountOption::Subtype("rewind".into()),
+    ];
+    let acl = if cfg.allow_other {
+        // Others may browse, but only what the saved modes allow them.
+        options.push(MountOption::DefaultPermissions);
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let mut config = Config::default();
+    config.mount_options = options;
+    config.acl = acl;
+    config.n_threads = Some(cfg.threads.max(1));
+    config.clone_fd = true;
+
+    // Signals are taken synchronously by the main thread; block them before
+    // any thread exists so every thread inherits the mask.
+    let set = signal_set();
+    // SAFETY: changes only this thread's signal mask.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+
+    let fs = RewindFs::new(repo, cfg.cache_bytes.max(4 << 20));
+    let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
+        path: mountpoint.clone(),
+        source,
+    })?;
+    if !cfg.foreground {
+        daemonize()?;
+    }
+    tracing::info!("mounted on {}", mountpoint.display());
+    let background = session.spawn().map_err(|source| MountError::Os {
+        action: "starting the request threads",
+        source,
+    })?;
+    raise_readahead(&mountpoint);
+    loop {
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        // SAFETY: waits on our own blocked signal set.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+        if sig > 0 {
+            tracing::info!("signal {sig}: unmounting {}", mountpoint.display());
+            if let Err(e) = background.umount_and_join() {
+                // Busy (a shell inside it): detach lazily so we still exit.
+                tracing::warn!("unmount: {e}; detaching lazily");
+                let _ = lazy_unmount(&mountpoint);
+            }
+            return Ok(());
+        }
+        if background.guard.is_finished() {
+            // Unmounted from outside (fusermount3 -u, umount). Dropping the
+            // session would unmount its mount point again, and by now that
+            // may be a new mount made there after ours went away: leak the
+            // finished session instead (the process is about to exit).
+            std::mem::forget(background);
+            return Ok(());
+        }
+    }
+}
+
+/// The kernel reads ahead through a FUSE mount by at most its bdi's
+/// `read_ahead_kb` (128 KiB by default), whatever the file system asks for;
+/// bigger requests mean fewer round trips. Needs root; harmless otherwise.
+/// Called once requests are being served (the stat goes through us).
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev() as libc::dev_t;
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, "1024") {
+        tracing::debug!("{path}: {e} (read-ahead stays at the kernel default)");
+    }
+}
+
+fn lazy_unmount(path: &Path) -> Result<(), MountError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        MountError::Unmount {
+            path: path.to_path_buf(),
+            detail: "path contains a NUL byte".into(),
+        }
+    })?;
+    // SAFETY: umount2 with a valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    let status = Command::new("fusermount3")
+        .args(["-u", "-z", "--"])
+        .arg(path)
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        other => Err(MountError::Unmount {
+            path: path.to_path_buf(),
+            detail: format!("fusermount3 -u -z: {other:?}"),
+        }),
+    }
+}
+
+/// `rewind umount`: `fusermount3 -u`, falling back to umount(2) when we are
+/// root. Works on stale mounts (whose process died) too.
+pub fn unmount(path: &Path) -> Result<(), MountError> {
+    let output = Command::new("fusermount3")
+        .arg("-u")
+        .arg("--")
+        .arg(path)
+        .output();
+    let why = match output {
+        Ok(o) if o.status.success() => return Ok(()),
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => format!("cannot run fusermount3: {e}"),
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+            MountError::Unmount {
+                path: path.to_path_buf(),
+                detail: "path contains a NUL byte".into(),
+            }
+        })?;
+        // SAFETY: umount2 with a valid C string.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        return Err(MountError::Unmount {
+            path: path.to_path_buf(),
+            detail: format!("{why}; umount: {e}"),
+        });
+    }
+    Err(MountError::Unmount {
+        path: path.to_path_buf(),
+        detail: why,
+    })
+}

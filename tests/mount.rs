@@ -1,0 +1,570 @@
+//! `rewind mount` through the real kernel: every check uses tools that do not
+//! trust rewind (diff, stat, getfattr, cat as another user, bup restore).
+//! Needs root-capable FUSE (/dev/fuse and fusermount3); skipped with a
+//! message where that is missing.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rewind");
+
+fn fuse_available() -> bool {
+    let ok = Path::new("/dev/fuse").exists()
+        && Command::new("fusermount3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: no /dev/fuse or fusermount3");
+    }
+    ok
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn rewind(repo: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("-d").arg(repo).env("TZ", "UTC");
+    c
+}
+
+/// Deterministic bytes (xorshift), half random, half text: several chunks.
+fn sample(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len / 2 {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("INSERT INTO t VALUES ({i},'row');\n").as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    src: PathBuf,
+    repo: PathBuf,
+    mnt: PathBuf,
+}
+
+/// A source tree with a multi-chunk file, small files, a symlink, an xattr,
+/// a 0600 file and a big directory, saved once as `t` (contents at the
+/// snapshot root). Everything is world-traversable so another user can try.
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().to_path_buf();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let src = root.join("src");
+    fs::create_dir_all(src.join("sub/deeper")).expect("mkdir");
+    fs::write(src.join("big.bin"), sample(12 << 20, 7)).expect("write");
+    fs::write(src.join("a.txt"), b"hello\n").expect("write");
+    fs::write(src.join("empty"), b"").expect("write");
+    fs::write(src.join("sub/deeper/x"), b"deep\n").expect("write");
+    fs::write(src.join("shadow"), b"root:secret:1:0:99999:7:::\n").expect("write");
+    fs::set_permissions(src.join("shadow"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::os::unix::fs::symlink("a.txt", src.join("link")).expect("symlink");
+    for i in 0..300 {
+        fs::write(src.join(format!("sub/f{i:04}")), format!("{i}\n")).expect("write");
+    }
+    if have("setfattr") {
+        run(Command::new("setfattr")
+            .args(["-n", "user.color", "-v", "blue"])
+            .arg(src.join("a.txt")));
+    }
+    let repo = root.join("repo");
+    let mnt = root.join("mnt");
+    fs::create_dir(&mnt).expect("mkdir");
+    run(rewind(&repo).arg("init"));
+    run(rewind(&repo)
+        .args(["save", "-n", "t", "--date", "1700000000", "--strip"])
+        .arg(&src));
+    Fixture {
+        _tmp: tmp,
+        root,
+        src,
+        repo,
+        mnt,
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let (Ok(m), Some(parent)) = (fs::metadata(path), path.parent()) else {
+        return false;
+    };
+    fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
+}
+
+/// A foreground `rewind mount` child; unmounted and reaped on drop.
+struct Mount {
+    child: Option<Child>,
+    path: PathBuf,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn start(fx: &Fixture, extra: &[&str]) -> Mount {
+        Mount::start_repo(&fx.repo, &fx.mnt, &fx.root.join("mount.log"), extra)
+    }
+
+    fn start_repo(repo: &Path, mnt: &Path, log: &Path, extra: &[&str]) -> Mount {
+        let child = rewind(repo)
+            .args(["mount", "--foreground"])
+            .args(extra)
+            .arg(mnt)
+            .stderr(fs::File::create(log).expect("log"))
+            .spawn()
+            .expect("spawn rewind mount");
+        let mut m = Mount {
+            child: Some(child),
+            path: mnt.to_path_buf(),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !is_mounted(mnt) {
+            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("rewind mount exited with {status}: {}", m.log_text());
+            }
+            assert!(Instant::now() < deadline, "not mounted: {}", m.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn snap(&self) -> PathBuf {
+        self.path.join("t/latest")
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if is_mounted(&self.path) || fs::metadata(&self.path).is_err() {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.path)
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `stat` lines for every path under `dir`, relative names, sorted; sizes
+/// only for non-directories (a directory's size is the file system's own).
+fn stat_tree(dir: &Path, format: &str) -> String {
+    let out = run(Command::new("sh").current_dir(dir).arg("-c").arg(format!(
+        "find . -mindepth 1 | LC_ALL=C sort | xargs -d '\\n' stat -c '{format}'; \
+         find . -mindepth 1 ! -type d | LC_ALL=C sort | xargs -d '\\n' stat -c '%n %s'"
+    )));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_same_lines(want: &str, got: &str) {
+    let w: Vec<&str> = want.lines().collect();
+    let g: Vec<&str> = got.lines().collect();
+    let missing: Vec<_> = w.iter().filter(|l| !g.contains(l)).take(5).collect();
+    let extra: Vec<_> = g.iter().filter(|l| !w.contains(l)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && w.len() == g.len(),
+        "differs: expected {missing:?}, got {extra:?}"
+    );
+}
+
+#[test]
+fn mounted_snapshot_matches_source() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let m = Mount::start(&fx, &[]);
+    let snap = m.snap();
+    run(Command::new("diff").arg("-r").arg(&fx.src).arg(&snap));
+    // Type+mode, owner, size, mtime and ctime with nanoseconds.
+    let fmt = "%n %f %u %g %y %z";
+    assert_same_lines(&stat_tree(&fx.src, fmt), &stat_tree(&snap, fmt));
+    // Symlink target and xattrs.
+    assert_eq!(
+        fs::read_link(snap.join("link")).expect("readlink"),
+        Path::new("a.txt")
+    );
+    if have("getfattr") {
+        let dump = |p: &Path| {
+            let out = run(Command::new("getfattr")
+                .args(["-d", "--absolute-names", "-m", "user\\."])
+                .arg(p));
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let here = dump(&snap.join("a.txt"));
+        assert!(here.contains("user.color=\"blue\""), "{here}");
+        assert_eq!(dump(&fx.src.join("a.txt")), here);
+    }
+    // Listings of the top levels.
+    let names = |p: &Path| {
+        let mut v: Vec<String> = fs::read_dir(p)
+            .expect("readdir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&m.path), ["t"]);
+    assert_eq!(names(&m.path.join("t")), ["2023-11-14-221320", "latest"]);
+    assert_eq!(
+        fs::read_link(m.path.join("t/latest")).expect("latest"),
+        Path::new("2023-11-14-221320")
+    );
+    // Missing is ENOENT; writing is EROFS.
+    let missing = fs::metadata(snap.join("nope")).expect_err("missing");
+    assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
+    let write = fs::OpenOptions::new()
+        .write(true)
+        .open(snap.join("a.txt"))
+        .expect_err("write");
+    assert_eq!(write.raw_os_error(), Some(libc::EROFS));
+    let mkdir = fs::create_dir(snap.join("newdir")).expect_err("mkdir");
+    assert_eq!(mkdir.raw_os_error(), Some(libc::EROFS));
+}
+
+#[test]
+fn random_ranges_of_a_multichunk_file() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let m = Mount::start(&fx, &["--cache-size", "8M"]);
+    let want = fs::read(fx.src.join("big.bin")).expect("read");
+    let f = fs::File::open(m.snap().join("big.bin")).expect("open");
+    let mut x: u64 = 99;
+    for round in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = [1usize, 4096, 100_000, 1 << 20][round % 4];
+        let off = (x as usize) % want.len();
+        let end = (off + len).min(want.len());
+        let mut buf = vec![0u8; end - off];
+        f.read_exact_at(&mut buf, off as u64).expect("pread");
+        assert!(buf == want[off..end], "bytes differ at {off}+{len}");
+    }
+    // Past the end: nothing.
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        f.read_at(&mut buf, want.len() as u64 + 10).expect("read"),
+        0
+    );
+}
+
+#[test]
+fn two_readers_at_once() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let m = Mount::start(&fx, &[]);
+    let want = fs::read(fx.src.join("big.bin")).expect("read");
+    let path = m.snap().join("big.bin");
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| fs::read(&path).expect("read through mount")))
+            .collect();
+        for r in readers {
+            assert!(r.join().expect("reader") == want);
+        }
+    });
+}
+
+#[test]
+fn a_save_while_mounted_appears_within_seconds() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let m = Mount::start(&fx, &[]);
+    let latest = m.path.join("t/latest");
+    assert_eq!(
+        fs::read_link(&latest).expect("latest"),
+        Path::new("2023-11-14-221320")
+    );
+    fs::write(fx.src.join("new.txt"), b"new\n").expect("write");
+    run(rewind(&fx.repo)
+        .args(["save", "-n", "t", "--date", "1700086400", "--strip"])
+        .arg(&fx.src));
+    run(rewind(&fx.repo)
+        .args(["save", "-n", "other", "--date", "1700086400"])
+        .arg(fx.src.join("a.txt")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let moved = fs::read_link(&latest).is_ok_and(|t| t == Path::new("2023-11-15-221320"));
+        if moved && m.path.join("other/latest").exists() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new save not visible after 5 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(fs::read(latest.join("new.txt")).expect("read"), b"new\n");
+    assert!(m.path.join("t/2023-11-14-221320/a.txt").exists());
+    assert!(!m.path.join("t/2023-11-14-221320/new.txt").exists());
+}
+
+#[test]
+fn a_damaged_pack_gives_eio_for_that_file_only() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    // The big file's chunks fill most of the pack: damage its middle.
+    let pack_dir = fx.repo.join("objects/pack");
+    let pack = fs::read_dir(&pack_dir)
+        .expect("pack dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .expect("a pack");
+    let mut bytes = fs::read(&pack).expect("read pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::set_permissions(&pack, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::File::create(&pack)
+        .and_then(|mut f| f.write_all(&bytes))
+        .expect("write pack");
+    let m = Mount::start(&fx, &[]);
+    let err = fs::read(m.snap().join("big.bin")).expect_err("damaged file must not read");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    // Everything else still serves.
+    assert_eq!(fs::read(m.snap().join("a.txt")).expect("a.txt"), b"hello\n");
+    assert_eq!(
+        fs::read(m.snap().join("sub/deeper/x")).expect("x"),
+        b"deep\n"
+    );
+    assert_eq!(
+        fs::read_dir(m.snap().join("sub")).expect("sub").count(),
+        301
+    );
+    let log = m.log_text();
+    assert!(
+        log.contains("corrupt") && log.contains("big.bin"),
+        "log: {log}"
+    );
+}
+
+#[test]
+fn sigterm_unmounts_cleanly() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let mut m = Mount::start(&fx, &[]);
+    let mut child = m.child.take().expect("child");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit {status}: {}", m.log_text());
+    assert!(!is_mounted(&fx.mnt), "still mounted after SIGTERM");
+    assert!(fs::metadata(&fx.mnt).is_ok(), "mount point left stale");
+}
+
+#[test]
+fn stale_mount_point_is_detected_and_umount_clears_it() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let mut m = Mount::start(&fx, &[]);
+    let mut child = m.child.take().expect("child");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    // The kernel may answer from its attribute cache for up to a second.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let stale = loop {
+        match fs::metadata(&fx.mnt) {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(_) => panic!("mount point still answers after its process died"),
+        }
+    };
+    assert_eq!(stale.raw_os_error(), Some(libc::ENOTCONN));
+    let out = rewind(&fx.repo)
+        .args(["mount", "--foreground"])
+        .arg(&fx.mnt)
+        .output()
+        .expect("spawn");
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("stale") && msg.contains("rewind umount"),
+        "{msg}"
+    );
+    run(rewind(&fx.repo).arg("umount").arg(&fx.mnt));
+    assert!(fs::metadata(&fx.mnt).is_ok());
+    let again = Mount::start(&fx, &[]);
+    assert!(again.snap().join("a.txt").exists());
+}
+
+#[test]
+fn daemon_mode_detaches_after_mounting() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let out = rewind(&fx.repo)
+        .arg("mount")
+        .arg(&fx.mnt)
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Mounted when the command returns, not later.
+    assert!(is_mounted(&fx.mnt));
+    assert_eq!(
+        fs::read(fx.mnt.join("t/latest/a.txt")).expect("read"),
+        b"hello\n"
+    );
+    run(rewind(&fx.repo).arg("umount").arg(&fx.mnt));
+    assert!(!is_mounted(&fx.mnt));
+    // A mount point that does not exist is an error the caller sees.
+    let out = rewind(&fx.repo)
+        .arg("mount")
+        .arg(fx.root.join("absent"))
+        .output()
+        .expect("spawn");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Regression: a session that ended because it was unmounted from outside
+/// must not unmount, on its way out, a new mount made at the same place.
+#[test]
+fn remounting_right_after_an_external_unmount_stays_mounted() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    let mut first = Mount::start(&fx, &[]);
+    let mut old = first.child.take().expect("child");
+    // Its guard must not touch the mount point that the second one uses.
+    std::mem::forget(first);
+    run(Command::new("fusermount3").arg("-u").arg(&fx.mnt));
+    let second = Mount::start(&fx, &[]);
+    let status = old.wait().expect("old mount process");
+    assert!(status.success(), "{status}");
+    assert!(
+        is_mounted(&fx.mnt),
+        "the old session unmounted the new mount"
+    );
+    assert_eq!(
+        fs::read(second.snap().join("a.txt")).expect("read"),
+        b"hello\n"
+    );
+}
+
+fn as_nobody(args: &[&str], path: &Path) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("setpriv")
+}
+
+#[test]
+fn other_users_get_only_what_saved_permissions_allow() {
+    if !fuse_available() || !have("setpriv") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let fx = fixture();
+    {
+        let m = Mount::start(&fx, &["--allow-other"]);
+        let readable = as_nobody(&["cat"], &m.snap().join("a.txt"));
+        assert!(readable.status.success(), "{readable:?}");
+        assert_eq!(readable.stdout, b"hello\n");
+        let secret = as_nobody(&["cat"], &m.snap().join("shadow"));
+        assert!(!secret.status.success(), "nobody read a 0600 root file");
+        assert!(String::from_utf8_lossy(&secret.stderr).contains("Permission denied"));
+        // Root still reads it.
+        assert!(fs::read(m.snap().join("shadow")).is_ok());
+    }
+    let m = Mount::start(&fx, &[]);
+    let ls = as_nobody(&["ls"], &m.path);
+    assert!(!ls.status.success(), "another user entered a private mount");
+    assert!(fs::read_dir(&m.path).is_ok());
+}
+
+#[test]
+fn a_bup_written_repository_matches_bup_restore() {
+    if !fuse_available() || !have("bup") {
+        return;
+    }
+    let fx = fixture();
+    let bup_dir = fx.root.join("bup");
+    let bup = |args: &[&str]| {
+        let mut c = Command::new("bup");
+        c.args(args).env("BUP_DIR", &bup_dir).env("TZ", "UTC");
+        c
+    };
+    run(&mut bup(&["init"]));
+    run(bup(&["index"]).arg(&fx.src));
+    run(bup(&["save", "-n", "b", "--strip", "-d", "1700000000"]).arg(&fx.src));
+    let restored = fx.root.join("restored");
+    run(bup(&["restore", "-C"]).arg(&restored).arg("b/latest/."));
+    let m = Mount::start_repo(&bup_dir, &fx.mnt, &fx.root.join("bup-mount.log"), &[]);
+    let snap = m.path.join("b/latest");
+    run(Command::new("diff").arg("-r").arg(&restored).arg(&snap));
+    let fmt = "%n %f %u %g %y";
+    assert_same_lines(&stat_tree(&restored, fmt), &stat_tree(&snap, fmt));
+}
