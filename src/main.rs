@@ -19,9 +19,10 @@ fn main() -> ExitCode {
             };
         }
     };
+    // --quiet drops the summary and progress, never the warnings: under
+    // cron they are what tells an admin that a file was not saved.
     let level = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
+        (true, _) | (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
     };

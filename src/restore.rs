@@ -169,8 +169,12 @@ impl<'r> Restorer<'r> {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), dest).map_err(write_err)?;
             }
             NodeType::Special => {
-                let meta = node.meta.as_ref().expect("special nodes come from .bupm");
-                mknod(dest, meta.mode, meta.rdev).map_err(write_err)?;
+                // The view only calls a node special when .bupm says so.
+                let (mode, rdev) = node
+                    .meta
+                    .as_ref()
+                    .map_or((libc::S_IFIFO, 0), |m| (m.mode, m.rdev));
+                mknod(dest, mode, rdev).map_err(write_err)?;
             }
             NodeType::Directory => unreachable!("directories are restored by restore()"),
         }

@@ -50,7 +50,16 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf, Error> {
 }
 
 fn open(cli: &Cli) -> Result<Repository, Error> {
-    Ok(Repository::open(&repo_path(cli)?)?)
+    let path = repo_path(cli)?;
+    match Repository::open(&path) {
+        Ok(repo) => Ok(repo),
+        Err(crate::repo::Error::NotARepository { .. }) if !path.exists() => Err(Box::new(UsageError(format!(
+            "no repository at {}: create one with `rewind -d {} init`, or name another with -d or REWIND_REPO",
+            path.display(),
+            path.display()
+        )))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn run(cli: &Cli) -> Result<Status, Error> {
