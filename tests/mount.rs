@@ -568,3 +568,116 @@ fn a_bup_written_repository_matches_bup_restore() {
     let fmt = "%n %f %u %g %y";
     assert_same_lines(&stat_tree(&restored, fmt), &stat_tree(&snap, fmt));
 }
+
+/// `stat -c '%h %i'` of each path, polled until the link counts settle (a
+/// group's size may be provisional for a moment while it is counted).
+fn links_and_inodes(paths: &[PathBuf], want_links: &[u64]) -> Vec<(u64, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = run(Command::new("stat").args(["-c", "%h %i"]).args(paths));
+        let got: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (h, i) = l.split_once(' ').expect("two fields");
+                (h.parse().expect("nlink"), i.parse().expect("ino"))
+            })
+            .collect();
+        let links: Vec<u64> = got.iter().map(|g| g.0).collect();
+        if links == want_links || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn hardlink_groups_share_an_inode_and_count_their_members() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    // A group of three and a pair, spread over directories, next to the
+    // fixture's ordinary files; saved as a second snapshot.
+    for d in ["hl/a", "hl/b", "hl/c"] {
+        fs::create_dir_all(fx.src.join(d)).expect("mkdir");
+    }
+    fs::write(fx.src.join("hl/a/three"), b"three\n").expect("write");
+    fs::hard_link(fx.src.join("hl/a/three"), fx.src.join("hl/b/three")).expect("link");
+    fs::hard_link(fx.src.join("hl/a/three"), fx.src.join("hl/c/other-name")).expect("link");
+    fs::write(fx.src.join("hl/a/two"), b"two\n").expect("write");
+    fs::hard_link(fx.src.join("hl/a/two"), fx.src.join("hl/c/two")).expect("link");
+    fs::write(fx.src.join("hl/b/one"), b"two\n").expect("write");
+    run(rewind(&fx.repo)
+        .args(["save", "-n", "t", "--date", "1700086400", "--strip"])
+        .arg(&fx.src));
+    let m = Mount::start(&fx, &[]);
+    let hl = m.snap().join("hl");
+    let paths: Vec<PathBuf> = [
+        "a/three",
+        "b/three",
+        "c/other-name",
+        "a/two",
+        "c/two",
+        "b/one",
+    ]
+    .iter()
+    .map(|p| hl.join(p))
+    .collect();
+    let got = links_and_inodes(&paths, &[3, 3, 3, 2, 2, 1]);
+    let links: Vec<u64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(links, [3, 3, 3, 2, 2, 1]);
+    assert!(got[0].1 == got[1].1 && got[1].1 == got[2].1, "{got:?}");
+    assert_eq!(got[3].1, got[4].1, "{got:?}");
+    assert_ne!(got[0].1, got[3].1);
+    assert!(got[5].1 != got[0].1 && got[5].1 != got[3].1);
+    // readdir's d_ino agrees with lookup's (find -inum walks readdir).
+    let listed = run(Command::new("ls").arg("-i").arg(hl.join("b")));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&format!("{} three", got[0].1)),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    // `cp -a` out of the mount recreates the groups.
+    let copy = fx.root.join("copy");
+    run(Command::new("cp").arg("-a").arg(&hl).arg(&copy));
+    let ino = |p: &str| fs::metadata(copy.join(p)).expect("stat copy").ino();
+    let nlink = |p: &str| fs::metadata(copy.join(p)).expect("stat copy").nlink();
+    assert!(ino("a/three") == ino("b/three") && ino("b/three") == ino("c/other-name"));
+    assert_eq!(ino("a/two"), ino("c/two"));
+    assert_ne!(ino("a/three"), ino("a/two"));
+    assert_eq!(
+        (nlink("a/three"), nlink("a/two"), nlink("b/one")),
+        (3, 2, 1)
+    );
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(fx.src.join("hl"))
+        .arg(&copy));
+}
+
+#[test]
+fn hardlink_groups_are_per_snapshot() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    fs::write(fx.src.join("x1"), b"x\n").expect("write");
+    fs::hard_link(fx.src.join("x1"), fx.src.join("x2")).expect("link");
+    for date in ["1700086400", "1700172800"] {
+        run(rewind(&fx.repo)
+            .args(["save", "-n", "t", "--date", date, "--strip"])
+            .arg(&fx.src));
+    }
+    let m = Mount::start(&fx, &[]);
+    let p = |snap: &str, f: &str| m.path.join("t").join(snap).join(f);
+    let got = links_and_inodes(
+        &[
+            p("2023-11-15-221320", "x1"),
+            p("2023-11-15-221320", "x2"),
+            p("2023-11-16-221320", "x1"),
+        ],
+        &[2, 2, 2],
+    );
+    assert_eq!(got[0], got[1]);
+    assert_ne!(got[0].1, got[2].1, "a group spans snapshots: {got:?}");
+}

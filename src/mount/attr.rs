@@ -70,8 +70,8 @@ pub fn latest_link(ino: u64, target_len: usize, uid: u32, gid: u32) -> FileAttr 
 }
 
 /// Attributes of a saved node. `size` is the content size for files and
-/// symlinks (already resolved by the caller).
-pub fn node_attr(ino: u64, info: &NodeInfo, size: u64, uid: u32, gid: u32) -> FileAttr {
+/// symlinks, `nlink` its hardlink group's size (both resolved by the caller).
+pub fn node_attr(ino: u64, info: &NodeInfo, size: u64, nlink: u32, uid: u32, gid: u32) -> FileAttr {
     let node = &info.node;
     let mode = node.mode();
     let default = Metadata::default();
@@ -96,7 +96,11 @@ pub fn node_attr(ino: u64, info: &NodeInfo, size: u64, uid: u32, gid: u32) -> Fi
         perm: (mode & 0o7777) as u16,
         // Directories say 1 ("unknown"), so `find` does not use the link
         // count to skip subdirectories.
-        nlink: 1,
+        nlink: if node.node_type == NodeType::Directory {
+            1
+        } else {
+            nlink.max(1)
+        },
         uid,
         gid,
         rdev: kernel_rdev(meta.rdev),

@@ -8,7 +8,8 @@
 //! may cache it for [`FROZEN_TTL`] and keep file pages across opens.
 
 use super::attr;
-use super::inodes::{InodeKind, InodeTable, NodeInfo, ROOT};
+use super::inodes::{InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
+use super::links::LinkCounts;
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repository;
 use crate::view::random::{ByteLru, ChunkCache, FileReader};
@@ -33,8 +34,9 @@ pub const LIVE_TTL: Duration = Duration::from_secs(1);
 pub const FROZEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 type Shared<T> = Arc<Vec<T>>;
-/// A directory's entries: name, type, and the salt of the child's inode number.
-type Listing = Vec<(Vec<u8>, FileType, Option<[u8; 20]>)>;
+/// A directory's entries: name, type, and what the child's inode number is
+/// derived from.
+type Listing = Vec<(Vec<u8>, FileType, Key)>;
 
 /// Ref-derived listings with the time they were read.
 #[derive(Default)]
@@ -52,6 +54,7 @@ pub struct RewindFs {
     dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
     live: Mutex<Live>,
     files: Mutex<HashMap<u64, Arc<FileReader>>>,
+    links: LinkCounts,
     next_fh: AtomicU64,
     /// Started on first use: after the daemon forked, never before.
     prefetch: OnceLock<SyncSender<ObjectId>>,
@@ -78,14 +81,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RewindFs {
     pub fn new(repo: Repository, cache_bytes: usize) -> RewindFs {
-        // Directories get a quarter of the budget, chunks the rest.
+        // Directories get a quarter of the budget, hardlink counts a
+        // sixteenth, chunks the rest.
+        let repo = Arc::new(repo);
+        let dirs = cache_bytes / 4;
+        let links = cache_bytes / 16;
         RewindFs {
-            repo: Arc::new(repo),
+            repo: repo.clone(),
             inodes: InodeTable::new(),
-            chunks: Arc::new(ChunkCache::new(cache_bytes - cache_bytes / 4)),
-            dirs: Mutex::new(ByteLru::new(cache_bytes / 4)),
+            chunks: Arc::new(ChunkCache::new(cache_bytes - dirs - links)),
+            dirs: Mutex::new(ByteLru::new(dirs)),
             live: Mutex::new(Live::default()),
             files: Mutex::new(HashMap::new()),
+            links: LinkCounts::new(repo, links),
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
             uid: unsafe { libc::geteuid() },
@@ -205,18 +213,37 @@ impl RewindFs {
         Ok(*info.size.get_or_init(|| size))
     }
 
-    fn attr_of(&self, ino: u64, kind: &InodeKind) -> Result<fuser::FileAttr, ViewError> {
+    /// Attributes and how long the kernel may keep them.
+    fn attr_of(
+        &self,
+        ino: u64,
+        kind: &InodeKind,
+    ) -> Result<(fuser::FileAttr, Duration), ViewError> {
         Ok(match kind {
-            InodeKind::Root | InodeKind::Tags | InodeKind::Backup(_) => {
-                attr::synthetic_dir(ino, self.uid, self.gid, self.mounted_at)
-            }
+            InodeKind::Root | InodeKind::Tags | InodeKind::Backup(_) => (
+                attr::synthetic_dir(ino, self.uid, self.gid, self.mounted_at),
+                LIVE_TTL,
+            ),
             InodeKind::Latest(name) => {
                 let len = self.latest_target(name)?.len();
-                attr::latest_link(ino, len, self.uid, self.gid)
+                (attr::latest_link(ino, len, self.uid, self.gid), LIVE_TTL)
             }
             InodeKind::Node(info) => {
                 let size = self.size_of(info)?;
-                attr::node_attr(ino, info, size, self.uid, self.gid)
+                // A node's contents never change under its inode (snapshot
+                // roots and tags are salted with their commit); only a link
+                // count still being counted is provisional.
+                let (nlink, ttl) = match info.hardlink() {
+                    Some((snapshot, target)) => match self.links.nlink(snapshot, target) {
+                        (n, true) => (n, FROZEN_TTL),
+                        (n, false) => (n, LIVE_TTL),
+                    },
+                    None => (1, FROZEN_TTL),
+                };
+                (
+                    attr::node_attr(ino, info, size, nlink, self.uid, self.gid),
+                    ttl,
+                )
             }
         })
     }
@@ -228,24 +255,33 @@ impl RewindFs {
             .ok_or_else(|| ViewError::NotFound(format!("{backup}/latest")))
     }
 
-    /// Resolves `name` in `parent`: (kind, salt, whether the entry follows refs).
+    /// Resolves `name` in `parent`: (kind, inode key, whether the entry
+    /// follows refs).
     fn child(
         &self,
+        parent_ino: u64,
         parent: &InodeKind,
         name: &[u8],
-    ) -> Result<(InodeKind, Option<[u8; 20]>, bool), ViewError> {
+    ) -> Result<(InodeKind, Key, bool), ViewError> {
+        let entry = |salt| Key::entry(parent_ino, name, salt);
+        let root = |key: &Key, tree| {
+            Some(Arc::new(SnapshotRef {
+                id: key.snapshot_id(),
+                tree,
+            }))
+        };
         let missing = || ViewError::NotFound(String::from_utf8_lossy(name).into_owned());
         match parent {
             InodeKind::Root => {
                 if name == b".tag" {
-                    return Ok((InodeKind::Tags, None, true));
+                    return Ok((InodeKind::Tags, entry(None), true));
                 }
                 let backups = self.backups()?;
                 let (n, _) = backups
                     .iter()
                     .find(|(n, _)| n.as_bytes() == name)
                     .ok_or_else(missing)?;
-                Ok((InodeKind::Backup(n.clone()), None, true))
+                Ok((InodeKind::Backup(n.clone()), entry(None), true))
             }
             InodeKind::Tags => {
                 let tags = self.tags()?;
@@ -254,12 +290,17 @@ impl RewindFs {
                     .find(|(n, _)| n.as_bytes() == name)
                     .ok_or_else(missing)?;
                 let node = self.tag_node(name, *id)?;
-                Ok((InodeKind::Node(NodeInfo::new(node)), Some(id.0), true))
+                let key = entry(Some(id.0));
+                let snapshot = match node.node_type {
+                    NodeType::Directory => root(&key, node.id),
+                    _ => None,
+                };
+                Ok((InodeKind::Node(NodeInfo::new(node, snapshot)), key, true))
             }
             InodeKind::Backup(backup) => {
                 if name == b"latest" {
                     self.latest_target(backup)?;
-                    return Ok((InodeKind::Latest(backup.clone()), None, true));
+                    return Ok((InodeKind::Latest(backup.clone()), entry(None), true));
                 }
                 let list = self.snapshots(backup)?;
                 let snap = list
@@ -267,11 +308,9 @@ impl RewindFs {
                     .find(|s| s.name.as_bytes() == name)
                     .ok_or_else(missing)?;
                 let node = self.root_node(snap.tree, name)?;
-                Ok((
-                    InodeKind::Node(NodeInfo::new(node)),
-                    Some(snap.commit.0),
-                    true,
-                ))
+                let key = entry(Some(snap.commit.0));
+                let snapshot = root(&key, snap.tree);
+                Ok((InodeKind::Node(NodeInfo::new(node, snapshot)), key, true))
             }
             InodeKind::Latest(_) => Err(ViewError::NotADirectory(
                 String::from_utf8_lossy(name).into_owned(),
@@ -291,45 +330,45 @@ impl RewindFs {
                 if node.node_type == NodeType::Directory {
                     node.meta = view::dir_meta(&self.repo, &node.id)?;
                 }
-                Ok((InodeKind::Node(NodeInfo::new(node)), None, false))
+                let child = NodeInfo::new(node, info.snapshot.clone());
+                let key = match child.hardlink() {
+                    Some((snapshot, target)) => Key::group(snapshot.id, target),
+                    None => entry(None),
+                };
+                Ok((InodeKind::Node(child), key, false))
             }
         }
     }
 
     /// All entries of a directory inode (without "." and ".."), with the
-    /// salt each child's inode number is hashed with.
-    fn entries(&self, kind: &InodeKind) -> Result<Listing, ViewError> {
+    /// key each child's inode number is derived from (as in [`Self::child`]).
+    fn entries(&self, ino: u64, kind: &InodeKind) -> Result<Listing, ViewError> {
+        let item = |name: &[u8], ft, salt| (name.to_vec(), ft, Key::entry(ino, name, salt));
         Ok(match kind {
             InodeKind::Root => {
                 let mut v: Vec<_> = self
                     .backups()?
                     .iter()
-                    .map(|(n, _)| (n.as_bytes().to_vec(), FileType::Directory, None))
+                    .map(|(n, _)| item(n.as_bytes(), FileType::Directory, None))
                     .collect();
                 if !self.tags()?.is_empty() {
-                    v.push((b".tag".to_vec(), FileType::Directory, None));
+                    v.push(item(b".tag", FileType::Directory, None));
                 }
                 v
             }
             InodeKind::Tags => self
                 .tags()?
                 .iter()
-                .map(|(n, id)| (n.as_bytes().to_vec(), FileType::Directory, Some(id.0)))
+                .map(|(n, id)| item(n.as_bytes(), FileType::Directory, Some(id.0)))
                 .collect(),
             InodeKind::Backup(name) => {
                 let list = self.snapshots(name)?;
                 let mut v: Vec<_> = list
                     .iter()
-                    .map(|s| {
-                        (
-                            s.name.as_bytes().to_vec(),
-                            FileType::Directory,
-                            Some(s.commit.0),
-                        )
-                    })
+                    .map(|s| item(s.name.as_bytes(), FileType::Directory, Some(s.commit.0)))
                     .collect();
                 if !list.is_empty() {
-                    v.push((b"latest".to_vec(), FileType::Symlink, None));
+                    v.push(item(b"latest", FileType::Symlink, None));
                 }
                 v
             }
@@ -340,10 +379,23 @@ impl RewindFs {
                         String::from_utf8_lossy(&info.node.name).into_owned(),
                     ));
                 }
+                let snapshot = info.snapshot.as_ref().map(|s| s.id);
                 self.dir(&info.node.id)?
                     .entries
                     .iter()
-                    .map(|n| (n.name.clone(), attr::file_type(n.mode()), None))
+                    .map(|n| {
+                        let group = n
+                            .meta
+                            .as_ref()
+                            .and_then(|m| m.hardlink_target.as_deref())
+                            .filter(|_| n.node_type != NodeType::Directory)
+                            .zip(snapshot);
+                        let key = match group {
+                            Some((target, snapshot)) => Key::group(snapshot, target),
+                            None => Key::entry(ino, &n.name, None),
+                        };
+                        (n.name.clone(), attr::file_type(n.mode()), key)
+                    })
                     .collect()
             }
         })
@@ -425,11 +477,11 @@ impl Filesystem for RewindFs {
         };
         let name = name.as_bytes();
         let result = self
-            .child(&parent_kind, name)
-            .and_then(|(kind, salt, live)| {
-                let ino = self.inodes.assign(parent.0, name, salt, kind.clone());
+            .child(parent.0, &parent_kind, name)
+            .and_then(|(kind, key, live)| {
+                let ino = self.inodes.assign(key, kind.clone());
                 match self.attr_of(ino, &kind) {
-                    Ok(a) => Ok((a, live, matches!(kind, InodeKind::Node(_)))),
+                    Ok((a, ttl)) => Ok((a, ttl, live)),
                     Err(e) => {
                         self.inodes.forget(ino, 1);
                         Err(e)
@@ -437,12 +489,8 @@ impl Filesystem for RewindFs {
                 }
             });
         match result {
-            Ok((attr, live, frozen)) => {
+            Ok((attr, attr_ttl, live)) => {
                 let entry_ttl = if live { LIVE_TTL } else { FROZEN_TTL };
-                // A node's contents never change under its inode (snapshot
-                // roots and tags are salted with their commit); only the
-                // synthetic directories and `latest` need short lifetimes.
-                let attr_ttl = if frozen { FROZEN_TTL } else { LIVE_TTL };
                 reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, Generation(0))
             }
             Err(e) => reply.error(errno(&e, "lookup")),
@@ -459,13 +507,7 @@ impl Filesystem for RewindFs {
             Err(e) => return reply.error(e),
         };
         match self.attr_of(ino.0, &kind) {
-            Ok(a) => {
-                let ttl = match kind {
-                    InodeKind::Node(_) => FROZEN_TTL,
-                    _ => LIVE_TTL,
-                };
-                reply.attr(&ttl, &a)
-            }
+            Ok((a, ttl)) => reply.attr(&ttl, &a),
             Err(e) => reply.error(errno(&e, "getattr")),
         }
     }
@@ -599,7 +641,7 @@ impl Filesystem for RewindFs {
             Ok(k) => k,
             Err(e) => return reply.error(e),
         };
-        let entries = match self.entries(&kind) {
+        let entries = match self.entries(ino.0, &kind) {
             Ok(e) => e,
             Err(e) => return reply.error(errno(&e, "readdir")),
         };
@@ -611,11 +653,11 @@ impl Filesystem for RewindFs {
                 &b".."[..],
             ),
         ];
-        let all =
-            dots.into_iter()
-                .chain(entries.iter().map(|(name, ft, salt)| {
-                    (self.inodes.peek(ino.0, name, *salt), *ft, name.as_slice())
-                }));
+        let all = dots.into_iter().chain(
+            entries
+                .iter()
+                .map(|(name, ft, key)| (self.inodes.peek(key), *ft, name.as_slice())),
+        );
         for (i, (child, ft, name)) in all.enumerate().skip(offset as usize) {
             if reply.add(INodeNo(child), i as u64 + 1, ft, OsStr::from_bytes(name)) {
                 break;

@@ -11,7 +11,13 @@
 //! drops entries on `forget`, so its size follows the kernel's dentry cache,
 //! not the repository. Hash collisions are resolved by probing, never by
 //! sharing.
+//!
+//! Hardlinked files are the one deliberate sharing: every member of a group
+//! (the same `.bupm` `hardlink_target` within one snapshot) is numbered by
+//! (snapshot, target) instead of (parent, name), so `cp -a` and `rsync -H`
+//! see one inode and recreate the links.
 
+use crate::object::ObjectId;
 use crate::view::Node;
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
@@ -34,28 +40,81 @@ pub enum InodeKind {
     Node(Arc<NodeInfo>),
 }
 
+/// The snapshot (or tag) a node lies in: hardlink groups are per snapshot.
+#[derive(Debug)]
+pub struct SnapshotRef {
+    /// Stable for the snapshot's root path (see [`Key::snapshot_id`]).
+    pub id: u64,
+    /// The root tree, where a scan for link counts starts.
+    pub tree: ObjectId,
+}
+
 /// A node of a snapshot and what was computed about it once.
 #[derive(Debug)]
 pub struct NodeInfo {
     pub node: Node,
+    /// None only for a tag that names a bare blob.
+    pub snapshot: Option<Arc<SnapshotRef>>,
     /// File size, computed on first need (from `.bupm` or the chunk tree).
     pub size: OnceLock<u64>,
 }
 
 impl NodeInfo {
-    pub fn new(node: Node) -> Arc<NodeInfo> {
+    pub fn new(node: Node, snapshot: Option<Arc<SnapshotRef>>) -> Arc<NodeInfo> {
         Arc::new(NodeInfo {
             node,
+            snapshot,
             size: OnceLock::new(),
         })
     }
+
+    /// (snapshot, group key) when this node is a member of a hardlink group.
+    pub fn hardlink(&self) -> Option<(&Arc<SnapshotRef>, &[u8])> {
+        if self.node.node_type == crate::view::NodeType::Directory {
+            return None;
+        }
+        let target = self.node.meta.as_ref()?.hardlink_target.as_deref()?;
+        Some((self.snapshot.as_ref()?, target))
+    }
 }
 
+/// What an inode number is derived from.
 #[derive(PartialEq, Eq, Clone, Debug)]
-struct Key {
+pub struct Key {
     parent: u64,
     name: Vec<u8>,
     salt: Option<[u8; 20]>,
+    /// `parent` is a snapshot id and `name` a hardlink group key.
+    group: bool,
+}
+
+impl Key {
+    /// The entry `name` of directory `parent`; `salt` is the commit or tag
+    /// target for entries whose meaning follows refs.
+    pub fn entry(parent: u64, name: &[u8], salt: Option<[u8; 20]>) -> Key {
+        Key {
+            parent,
+            name: name.to_vec(),
+            salt,
+            group: false,
+        }
+    }
+
+    /// Every member of hardlink group `target` in snapshot `snapshot`.
+    pub fn group(snapshot: u64, target: &[u8]) -> Key {
+        Key {
+            parent: snapshot,
+            name: target.to_vec(),
+            salt: None,
+            group: true,
+        }
+    }
+
+    /// An identity for the snapshot rooted at this key: the unprobed hash,
+    /// known before (and whatever) number the root itself gets.
+    pub fn snapshot_id(&self) -> u64 {
+        hash_key(self)
+    }
 }
 
 struct Slot {
@@ -81,6 +140,7 @@ impl Hash for Key {
         self.parent.hash(state);
         self.name.hash(state);
         self.salt.hash(state);
+        self.group.hash(state);
     }
 }
 
@@ -105,11 +165,7 @@ impl InodeTable {
         slots.insert(
             ROOT,
             Slot {
-                key: Key {
-                    parent: 0,
-                    name: Vec::new(),
-                    salt: None,
-                },
+                key: Key::entry(0, b"", None),
                 kind: InodeKind::Root,
                 lookups: 1,
             },
@@ -124,14 +180,10 @@ impl InodeTable {
         slots.get(&ino).map(|s| (s.key.parent, s.kind.clone()))
     }
 
-    /// The number for (parent, name, salt), registering one more kernel
-    /// reference to it (a lookup reply).
-    pub fn assign(&self, parent: u64, name: &[u8], salt: Option<[u8; 20]>, kind: InodeKind) -> u64 {
-        let key = Key {
-            parent,
-            name: name.to_vec(),
-            salt,
-        };
+    /// The number for `key`, registering one more kernel reference to it
+    /// (a lookup reply). A key already present keeps its first kind: for a
+    /// hardlink group, the member looked up first stands for all.
+    pub fn assign(&self, key: Key, kind: InodeKind) -> u64 {
         let mut ino = fix(hash_key(&key));
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -153,19 +205,14 @@ impl InodeTable {
         }
     }
 
-    /// The number (parent, name, salt) has or would get, without a kernel
-    /// reference (for readdir's d_ino).
-    pub fn peek(&self, parent: u64, name: &[u8], salt: Option<[u8; 20]>) -> u64 {
-        let key = Key {
-            parent,
-            name: name.to_vec(),
-            salt,
-        };
-        let mut ino = fix(hash_key(&key));
+    /// The number `key` has or would get, without a kernel reference (for
+    /// readdir's d_ino).
+    pub fn peek(&self, key: &Key) -> u64 {
+        let mut ino = fix(hash_key(key));
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         loop {
             match slots.get(&ino) {
-                Some(s) if s.key != key => ino = fix(ino.wrapping_add(1)),
+                Some(s) if s.key != *key => ino = fix(ino.wrapping_add(1)),
                 _ => return ino,
             }
         }
@@ -198,21 +245,33 @@ mod tests {
     #[test]
     fn numbers_are_stable_across_forget_and_distinct_per_salt() {
         let t = InodeTable::new();
-        let a = t.assign(ROOT, b"etc", None, InodeKind::Backup("etc".into()));
-        assert_eq!(
-            t.assign(ROOT, b"etc", None, InodeKind::Backup("etc".into())),
-            a
-        );
-        assert_eq!(t.peek(ROOT, b"etc", None), a);
+        let etc = || Key::entry(ROOT, b"etc", None);
+        let a = t.assign(etc(), InodeKind::Backup("etc".into()));
+        assert_eq!(t.assign(etc(), InodeKind::Backup("etc".into())), a);
+        assert_eq!(t.peek(&etc()), a);
         t.forget(a, 2);
         assert!(t.get(a).is_none());
         assert_eq!(t.len(), 1);
-        assert_eq!(
-            t.assign(ROOT, b"etc", None, InodeKind::Backup("etc".into())),
-            a
-        );
-        let salted = t.assign(ROOT, b"etc", Some([1; 20]), InodeKind::Tags);
+        assert_eq!(t.assign(etc(), InodeKind::Backup("etc".into())), a);
+        let salted = t.assign(Key::entry(ROOT, b"etc", Some([1; 20])), InodeKind::Tags);
         assert_ne!(salted, a);
         assert!(a > ROOT && salted > ROOT);
+    }
+
+    #[test]
+    fn hardlink_groups_share_a_number_per_snapshot_only() {
+        let t = InodeTable::new();
+        let snap1 = Key::entry(5, b"2024-01-01-000000", Some([1; 20])).snapshot_id();
+        let snap2 = Key::entry(5, b"2024-01-02-000000", Some([2; 20])).snapshot_id();
+        let a = t.assign(Key::group(snap1, b"/src/a"), InodeKind::Tags);
+        let b = t.assign(Key::group(snap1, b"/src/a"), InodeKind::Tags);
+        assert_eq!(a, b);
+        assert_ne!(t.peek(&Key::group(snap2, b"/src/a")), a);
+        // A group key never collides with an entry of the same bytes.
+        assert_ne!(t.peek(&Key::entry(snap1, b"/src/a", None)), a);
+        t.forget(a, 1);
+        assert!(t.get(a).is_some(), "one member still referenced");
+        t.forget(a, 1);
+        assert!(t.get(a).is_none());
     }
 }

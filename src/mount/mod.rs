@@ -9,6 +9,7 @@
 mod attr;
 mod fs;
 mod inodes;
+mod links;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
 
