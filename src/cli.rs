@@ -147,6 +147,11 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,
 
+    /// Append log lines (e.g. a damaged object) to FILE; default once
+    /// detached: syslog, facility daemon
+    #[arg(long = "log-file", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+
     /// Empty directory to mount on
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,

@@ -356,19 +356,7 @@ fn a_damaged_pack_gives_eio_for_that_file_only() {
     }
     let fx = fixture();
     // The big file's chunks fill most of the pack: damage its middle.
-    let pack_dir = fx.repo.join("objects/pack");
-    let pack = fs::read_dir(&pack_dir)
-        .expect("pack dir")
-        .map(|e| e.expect("entry").path())
-        .find(|p| p.extension().is_some_and(|e| e == "pack"))
-        .expect("a pack");
-    let mut bytes = fs::read(&pack).expect("read pack");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    fs::set_permissions(&pack, fs::Permissions::from_mode(0o644)).expect("chmod");
-    fs::File::create(&pack)
-        .and_then(|mut f| f.write_all(&bytes))
-        .expect("write pack");
+    damage_pack(&fx.repo);
     let m = Mount::start(&fx, &[]);
     let err = fs::read(m.snap().join("big.bin")).expect_err("damaged file must not read");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
@@ -386,6 +374,74 @@ fn a_damaged_pack_gives_eio_for_that_file_only() {
     assert!(
         log.contains("corrupt") && log.contains("big.bin"),
         "log: {log}"
+    );
+}
+
+/// Flips a byte in the middle of the repository's (only) pack, where the
+/// big file's chunks are.
+fn damage_pack(repo: &Path) {
+    let pack_dir = repo.join("objects/pack");
+    let pack = fs::read_dir(&pack_dir)
+        .expect("pack dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .expect("a pack");
+    let mut bytes = fs::read(&pack).expect("read pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::set_permissions(&pack, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::File::create(&pack)
+        .and_then(|mut f| f.write_all(&bytes))
+        .expect("write pack");
+}
+
+#[test]
+fn a_detached_mount_logs_damage_to_its_log_file() {
+    if !fuse_available() {
+        return;
+    }
+    let fx = fixture();
+    damage_pack(&fx.repo);
+    let log = fx.root.join("mount.log");
+    fs::write(&log, "earlier line\n").expect("write");
+    run(rewind(&fx.repo)
+        .arg("mount")
+        .arg("--log-file")
+        .arg(&log)
+        .arg(&fx.mnt));
+    let read = fs::read(fx.mnt.join("t/latest/big.bin"));
+    let text = || fs::read_to_string(&log).unwrap_or_default();
+    // The forwarding thread may need a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !text().contains("corrupt") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(rewind(&fx.repo).arg("umount").arg(&fx.mnt));
+    assert_eq!(read.expect_err("damaged").raw_os_error(), Some(libc::EIO));
+    let text = text();
+    assert!(text.starts_with("earlier line\n"), "not appended: {text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("corrupt"))
+        .unwrap_or_else(|| panic!("no damage line: {text}"));
+    assert!(line.contains("big.bin"), "{line}");
+    assert!(!line.contains('\x1b'), "colour codes in the file: {line}");
+    // It names the damaged object: an id the pack's index lists.
+    let id = line
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .find(|w| w.len() == 40)
+        .unwrap_or_else(|| panic!("no object id: {line}"));
+    let idx = fs::read_dir(fx.repo.join("objects/pack"))
+        .expect("pack dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("an idx");
+    let listed = run(Command::new("git")
+        .arg("show-index")
+        .stdin(fs::File::open(idx).expect("idx")));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(id),
+        "{id} is not in the pack"
     );
 }
 

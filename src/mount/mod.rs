@@ -4,12 +4,14 @@
 //! [`inodes`] numbers what the kernel holds, [`attr`] turns `.bupm` records
 //! into attributes. This file owns the lifecycle: checking the mount point,
 //! mounting, detaching into the background once the mount works (so errors
-//! reach the caller), and unmounting on SIGINT/SIGTERM.
+//! reach the caller), logging there ([`log`]), and unmounting on
+//! SIGINT/SIGTERM.
 
 mod attr;
 mod fs;
 mod inodes;
 mod links;
+mod log;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
 
@@ -44,6 +46,12 @@ pub enum MountError {
     },
     #[error("unmounting {}: {detail}", path.display())]
     Unmount { path: PathBuf, detail: String },
+    #[error("{}: cannot open the log file: {source}", path.display())]
+    LogFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{action}: {source}")]
     Os {
         action: &'static str,
@@ -62,6 +70,9 @@ pub struct MountConfig {
     pub cache_bytes: usize,
     /// Threads serving kernel requests.
     pub threads: usize,
+    /// Append log lines here once mounted; without it a detached mount logs
+    /// to syslog and a foreground one to standard error.
+    pub log_file: Option<PathBuf>,
 }
 
 /// Refuses a stale or unusable mount point with a message that says what to do.
@@ -159,6 +170,15 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     // SAFETY: changes only this thread's signal mask.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
+    // Opened first: a log file that cannot be written is the caller's error.
+    let sink = match &cfg.log_file {
+        Some(path) => Some(log::Sink::file(path).map_err(|source| MountError::LogFile {
+            path: path.clone(),
+            source,
+        })?),
+        None if !cfg.foreground => Some(log::Sink::Syslog),
+        None => None,
+    };
     let fs = RewindFs::new(repo, cfg.cache_bytes.max(4 << 20));
     let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
         path: mountpoint.clone(),
@@ -167,6 +187,15 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     if !cfg.foreground {
         daemonize()?;
     }
+    // Dropped last (declared before the session): the unmount's own lines
+    // still get written.
+    let _log = match sink {
+        Some(sink) => Some(log::redirect_stderr(sink).map_err(|source| MountError::Os {
+            action: "redirecting the log",
+            source,
+        })?),
+        None => None,
+    };
     tracing::info!("mounted on {}", mountpoint.display());
     let background = session.spawn().map_err(|source| MountError::Os {
         action: "starting the request threads",
