@@ -37,16 +37,27 @@ impl Status {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// The repository path, made absolute: a mount daemon changes its working
+/// directory to `/` after detaching, and must still find the repository.
 pub fn repo_path(cli: &Cli) -> Result<PathBuf, Error> {
-    if let Some(p) = &cli.repo {
-        return Ok(p.clone());
+    let path = match (&cli.repo, std::env::var_os("HOME")) {
+        (Some(p), _) => p.clone(),
+        (None, Some(home)) => PathBuf::from(home).join(".rewind"),
+        (None, None) => {
+            return Err(Box::new(UsageError(
+                "no repository given: use -d PATH or set REWIND_REPO (HOME is not set)".into(),
+            )))
+        }
+    };
+    if path.as_os_str().is_empty() {
+        return Err(Box::new(UsageError(
+            "empty repository path: use -d PATH or set REWIND_REPO".into(),
+        )));
     }
-    match std::env::var_os("HOME") {
-        Some(home) => Ok(PathBuf::from(home).join(".rewind")),
-        None => Err(Box::new(UsageError(
-            "no repository given: use -d PATH or set REWIND_REPO (HOME is not set)".into(),
-        ))),
-    }
+    Ok(crate::source::paths::absolute(
+        &path,
+        &std::env::current_dir()?,
+    ))
 }
 
 fn open(cli: &Cli) -> Result<Repository, Error> {
