@@ -560,17 +560,27 @@ impl Filesystem for RewindFs {
         let Some(reader) = lock(&self.files).get(&fh.0).cloned() else {
             return reply.error(Errno::EBADF);
         };
-        let mut out = Vec::with_capacity(size as usize);
-        let result = reader.read_at(
-            self.repo.objects(),
-            &self.chunks,
-            offset,
-            size as usize,
-            &mut out,
-        );
+        // One buffer per serving thread, reused: a fresh megabyte per
+        // request would be a fresh mmap, faulted in page by page.
+        thread_local! {
+            static OUT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let result = OUT.with(|out| {
+            let mut out = out.borrow_mut();
+            out.clear();
+            let next = reader.read_at(
+                self.repo.objects(),
+                &self.chunks,
+                offset,
+                size as usize,
+                &mut out,
+            )?;
+            Ok((std::mem::take(&mut *out), next))
+        });
         match result {
-            Ok(next) => {
+            Ok((out, next)) => {
                 reply.data(&out);
+                OUT.with(|b| *b.borrow_mut() = out);
                 if let Some(next) = next {
                     self.prefetch(next.id);
                 }
