@@ -728,15 +728,14 @@ impl<'r> ChangeIndex<'r> {
         };
         let start = started
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+            .unwrap_or_default();
         ChangeIndex {
             repo,
             old,
             new,
             racy_from: Timespec {
-                sec: start - RACY_MARGIN_SECS,
-                nsec: 0,
+                sec: start.as_secs() as i64 - RACY_MARGIN_SECS,
+                nsec: start.subsec_nanos(),
             },
             racy: 0,
         }

@@ -366,37 +366,30 @@ impl<'f, 'r> Walker<'f, 'r> {
             .index
             .unchanged(&key, &st)
             .filter(|e| kind_fits(e.kind, st.file_type()) && self.index.has_object(&e.id));
-        let (kind, id, record, clean) = match old {
-            // Unchanged: no capture, no read. A hard-linked file's record
-            // names the first link seen in *this* save, so only its content
-            // is reused.
-            Some(e) if st.nlink <= 1 || e.kind == EntryKind::Symlink => {
-                if matches!(e.kind, EntryKind::Blob | EntryKind::Chunked) {
-                    self.counts.files_reused += 1;
-                }
-                let (kind, id, old_atime) = (e.kind, e.id, e.atime);
-                match reuse_record(e.record, old_atime, &st) {
-                    Some((record, same)) => (kind, id, record, same),
-                    None => match self.save_fresh(path, &st, None, sink)? {
-                        Some((kind, id, record)) => (kind, id, record, false),
-                        None => return Ok(None),
-                    },
-                }
-            }
-            other => {
-                let known = other.and_then(|e| match e.kind {
-                    EntryKind::Blob => Some(FileObject::Blob(e.id)),
-                    EntryKind::Chunked => Some(FileObject::Tree(e.id)),
-                    _ => None,
-                });
+        let known = old.as_ref().and_then(|e| match e.kind {
+            EntryKind::Blob => Some(FileObject::Blob(e.id)),
+            EntryKind::Chunked => Some(FileObject::Tree(e.id)),
+            _ => None,
+        });
+        // A hard-linked file's record names the first link seen in *this*
+        // save, so only its content is reused, never its record.
+        let reusable = old.filter(|_| st.nlink <= 1 || known.is_none());
+        let reused = reusable.and_then(|e| {
+            let (kind, id) = (e.kind, e.id);
+            reuse_record(e.record, e.atime, &st).map(|(record, same)| (kind, id, record, same))
+        });
+        let (kind, id, record, clean) = match reused {
+            // Unchanged: no capture, no read.
+            Some(r) => {
                 if known.is_some() {
                     self.counts.files_reused += 1;
                 }
-                match self.save_fresh(path, &st, known, sink)? {
-                    Some((kind, id, record)) => (kind, id, record, false),
-                    None => return Ok(None),
-                }
+                r
             }
+            None => match self.save_fresh(path, &st, known, sink)? {
+                Some((kind, id, record)) => (kind, id, record, false),
+                None => return Ok(None),
+            },
         };
         let entry = Entry::new(kind, &st, id, 0, record);
         self.index.record(&key, &entry);
@@ -532,7 +525,10 @@ impl<'f, 'r> Walker<'f, 'r> {
         let (object, size) = match known {
             // Unchanged since indexed, and not racy then: what was stored
             // had exactly the size lstat shows.
-            Some(object) => (object, st.size),
+            Some(object) => {
+                self.counts.files_reused += 1;
+                (object, st.size)
+            }
             None => {
                 let file = match open_for_reading(path) {
                     Ok(f) => f,
