@@ -216,16 +216,22 @@ fn racy_file_is_read_again_next_time() {
     fx.save("n");
     let path = fx.src.join("a/f3.txt");
     write(&path, b"file 0 X\n");
+    let changed = std::time::Instant::now();
     // Changed within the margin of the save that reads it: not recorded...
     let b = fx.save("n");
     assert_eq!(b.stats.files_read, 1);
     // ...so the next save reads it again, though nothing changed since.
+    let c_started = changed.elapsed();
     let c = fx.save("n");
     assert_eq!(c.stats.files_read, 1);
     assert_eq!(c.tree, b.tree);
     past_racy_margin();
     let d = fx.save("n");
-    assert_eq!(d.stats.files_read, 1);
+    // Unless a very loaded machine started `c` after the margin (then `c`
+    // recorded it), `c` left it out too.
+    if c_started < Duration::from_millis(RACY_MARGIN_SECS as u64 * 1000 - 300) {
+        assert_eq!(d.stats.files_read, 1);
+    }
     let e = fx.save("n");
     assert_eq!(e.stats.files_read, 0);
     assert_eq!(e.tree, b.tree);
