@@ -5,6 +5,7 @@
 //! was: unpublished packs are temp files, and the ref moves last.
 
 mod commit;
+pub mod index;
 mod walk;
 
 use crate::object::{hash_object, Kind, ObjectId};
@@ -54,7 +55,14 @@ pub struct SaveOptions {
 pub struct SaveStats {
     pub files: u64,
     pub directories: u64,
+    /// Regular files whose content was read (new or changed), and bytes.
+    pub files_read: u64,
     pub bytes_read: u64,
+    /// Regular files unchanged since the last save (change index): their
+    /// stored content was reused without reading them.
+    pub files_reused: u64,
+    /// Directories whose whole tree was reused from the last save.
+    pub directories_reused: u64,
     pub objects_written: u64,
     pub bytes_written: u64,
 }
@@ -137,13 +145,26 @@ pub fn save(
         Some(id) => Some(commit::author_time(repo, &id)?),
         None => None,
     };
+    // Taken before the first lstat: the change index does not record
+    // paths changed this close to the save (see index::RACY_MARGIN_SECS).
+    let started = std::time::SystemTime::now();
+    let change_index = index::ChangeIndex::open(repo, &opts.name, started);
     let mut sink = ObjectSink::new(repo)?;
-    let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system);
+    let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index);
     let tree = walker.save_root(&sources, &mut sink)?;
+    let walk::Walker {
+        index: change_index,
+        warnings,
+        counts,
+        ..
+    } = walker;
     let mut stats = sink.stats.clone();
-    stats.files = walker.files;
-    stats.directories = walker.directories;
-    stats.bytes_read = walker.bytes_read;
+    stats.files = counts.files;
+    stats.directories = counts.directories;
+    stats.files_read = counts.files_read;
+    stats.bytes_read = counts.bytes_read;
+    stats.files_reused = counts.files_reused;
+    stats.directories_reused = counts.directories_reused;
 
     // Commits go into the same pack as the trees: nothing is visible before
     // the ref moves, and the ref moves only after the pack is published.
@@ -156,12 +177,17 @@ pub fn save(
 
     let (commit, time) =
         commit::move_branch(repo, &ref_name, commit, parent, time, tree, identity)?;
+    // Only now is every object the new index names reachable from a ref.
+    // A failure here costs the next save time, not this snapshot.
+    if let Err(e) = change_index.publish(commit) {
+        tracing::warn!("{e}; the next save will read every file again");
+    }
     repo.set_head_if_dangling(&opts.name)?;
     Ok(SaveOutcome {
         commit,
         tree,
         time,
-        warnings: walker.warnings,
+        warnings,
         stats,
     })
 }

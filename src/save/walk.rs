@@ -3,13 +3,14 @@
 //! all of its children exist. Per-entry problems (unreadable, vanished) are
 //! warnings: the entry is left out and the save goes on.
 
+use super::index::{self, ChangeIndex, Entry, EntryKind};
 use super::{ObjectSink, SaveError};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
 use crate::meta::capture::{lstat, Capturer, Stat};
-use crate::meta::record::encode_entry;
-use crate::meta::Metadata;
-use crate::object::tree::{self, mangle, Entry, Mode};
+use crate::meta::record::{decode_all, encode_entry};
+use crate::meta::{Metadata, Timespec};
+use crate::object::tree::{self, mangle, Mode};
 use crate::object::{Kind, ObjectId};
 use crate::source::filter::Filter;
 use crate::source::paths::{self, Level, Rerooting};
@@ -159,8 +160,13 @@ struct Stored {
     mode: Mode,
     id: ObjectId,
     chunked: bool,
-    /// `None` for subdirectories, whose metadata lives in their own `.bupm`.
-    meta: Option<Metadata>,
+    /// The encoded `.bupm` entry; `None` for subdirectories, whose metadata
+    /// lives in their own `.bupm`.
+    record: Option<Vec<u8>>,
+    /// Exactly as the previous change index had it (same stat, object and
+    /// record, and for a directory the same entries): a directory made only
+    /// of clean entries can reuse its previous tree.
+    clean: bool,
 }
 
 /// A regular file already stored during this save, for hardlink siblings.
@@ -170,30 +176,42 @@ struct LinkedFile {
     size: u64,
 }
 
-pub(super) struct Walker<'f> {
+/// What the walk did, for `SaveStats`.
+#[derive(Debug, Default)]
+pub(super) struct WalkCounts {
+    pub files: u64,
+    pub directories: u64,
+    /// Regular files whose content was read, and how many bytes.
+    pub files_read: u64,
+    pub bytes_read: u64,
+    /// Regular files whose content object came from the change index.
+    pub files_reused: u64,
+    /// Directories whose whole tree came from the change index.
+    pub directories_reused: u64,
+}
+
+pub(super) struct Walker<'f, 'r> {
     filter: &'f Filter,
     one_file_system: bool,
     splitter: Splitter,
     capturer: Capturer,
     hardlinks: HashMap<(u64, u64), LinkedFile>,
+    pub index: ChangeIndex<'r>,
     pub warnings: Vec<String>,
-    pub files: u64,
-    pub directories: u64,
-    pub bytes_read: u64,
+    pub counts: WalkCounts,
 }
 
-impl<'f> Walker<'f> {
-    pub fn new(filter: &'f Filter, one_file_system: bool) -> Walker<'f> {
+impl<'f, 'r> Walker<'f, 'r> {
+    pub fn new(filter: &'f Filter, one_file_system: bool, index: ChangeIndex<'r>) -> Self {
         Walker {
             filter,
             one_file_system,
             splitter: Splitter::new(),
             capturer: Capturer::new(),
             hardlinks: HashMap::new(),
+            index,
             warnings: Vec::new(),
-            files: 0,
-            directories: 0,
-            bytes_read: 0,
+            counts: WalkCounts::default(),
         }
     }
 
@@ -243,7 +261,8 @@ impl<'f> Walker<'f> {
         let mut entries: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
         for merged in &dir.merged {
             let device = self.one_file_system.then(|| device_of(merged)).flatten();
-            for stored in self.save_children(merged, device, sink)? {
+            let key = index::path_key(merged);
+            for stored in self.save_children(merged, &key, device, sink)? {
                 entries.entry(stored.name.clone()).or_insert(stored);
             }
         }
@@ -256,29 +275,35 @@ impl<'f> Walker<'f> {
                         mode: Mode::Tree,
                         id,
                         chunked: false,
-                        meta: None,
+                        record: None,
+                        clean: false,
                     })
                 }
-                VirtualNode::File(path) => self.save_entry(path, name.clone(), None, sink)?,
+                VirtualNode::File(path) => {
+                    let key = index::path_key(path);
+                    self.save_entry(path, key, name.clone(), None, sink)?
+                }
             };
             // Explicit sources override a same-named entry of a merged dir.
             if let Some(stored) = stored {
                 entries.insert(name.clone(), stored);
             }
         }
-        self.directories += 1;
+        self.counts.directories += 1;
         write_directory(
-            own.as_ref(),
+            &encode_record(own.as_ref()),
             entries.into_values().collect(),
             sink,
             &mut self.splitter,
         )
     }
 
-    /// Saves the entries of a live directory, in bytewise name order.
+    /// Saves the entries of a live directory, in bytewise name order (which
+    /// is also the change index's order: see `index::key_cmp`).
     fn save_children(
         &mut self,
         dir: &Path,
+        dir_key: &[u8],
         device: Option<u64>,
         sink: &mut ObjectSink,
     ) -> Result<Vec<Stored>, SaveError> {
@@ -308,17 +333,20 @@ impl<'f> Walker<'f> {
             if self.filter.excludes(&path) {
                 continue;
             }
-            if let Some(stored) = self.save_entry(&path, name, device, sink)? {
+            let key = index::child_key(dir_key, &name);
+            if let Some(stored) = self.save_entry(&path, key, name, device, sink)? {
                 out.push(stored);
             }
         }
         Ok(out)
     }
 
-    /// Saves one live path of any type; `None` when it was skipped.
+    /// Saves one live path of any type; `None` when it was skipped. `key`
+    /// is its change index key.
     fn save_entry(
         &mut self,
         path: &Path,
+        key: Vec<u8>,
         name: Vec<u8>,
         device: Option<u64>,
         sink: &mut ObjectSink,
@@ -330,66 +358,160 @@ impl<'f> Walker<'f> {
                 return Ok(None);
             }
         };
-        let file_type = st.file_type();
-        if file_type == libc::S_IFDIR {
-            // Metadata first: listing the directory may change its atime.
-            let Some(own) = self.capture(path, &st) else {
-                return Ok(None);
-            };
-            let children = if device.is_some_and(|d| d != st.dev) {
-                Vec::new() // a mount point under --one-file-system: kept empty
-            } else {
-                self.save_children(path, device, sink)?
-            };
-            self.directories += 1;
-            let own = Some(own);
-            let id = write_directory(own.as_ref(), children, sink, &mut self.splitter)?;
-            return Ok(Some(Stored {
-                name,
-                mode: Mode::Tree,
-                id,
-                chunked: false,
-                meta: None,
-            }));
+        if st.file_type() == libc::S_IFDIR {
+            return self.save_dir(path, key, name, &st, device, sink);
         }
-        let Some(mut meta) = self.capture(path, &st) else {
+        // Index entries are taken in walk order, whether used or not.
+        let old = self
+            .index
+            .unchanged(&key, &st)
+            .filter(|e| kind_fits(e.kind, st.file_type()) && self.index.has_object(&e.id));
+        let known = old.as_ref().and_then(|e| match e.kind {
+            EntryKind::Blob => Some(FileObject::Blob(e.id)),
+            EntryKind::Chunked => Some(FileObject::Tree(e.id)),
+            _ => None,
+        });
+        // A hard-linked file's record names the first link seen in *this*
+        // save, so only its content is reused, never its record.
+        let reusable = old.filter(|_| st.nlink <= 1 || known.is_none());
+        let reused = reusable.and_then(|e| {
+            let (kind, id) = (e.kind, e.id);
+            reuse_record(e.record, e.atime, &st).map(|(record, same)| (kind, id, record, same))
+        });
+        let (kind, id, record, clean) = match reused {
+            // Unchanged: no capture, no read.
+            Some(r) => {
+                if known.is_some() {
+                    self.counts.files_reused += 1;
+                }
+                r
+            }
+            None => match self.save_fresh(path, &st, known, sink)? {
+                Some((kind, id, record)) => (kind, id, record, false),
+                None => return Ok(None),
+            },
+        };
+        let entry = Entry::new(kind, &st, id, 0, record);
+        self.index.record(&key, &entry);
+        self.counts.files += 1;
+        Ok(Some(Stored {
+            name,
+            mode: match kind {
+                EntryKind::Chunked => Mode::Tree,
+                EntryKind::Symlink => Mode::Symlink,
+                _ => Mode::Blob,
+            },
+            id,
+            chunked: kind == EntryKind::Chunked,
+            record: Some(entry.record),
+            clean,
+        }))
+    }
+
+    /// Saves a non-directory by capturing its metadata and storing its
+    /// content (or `known`, the content object of an unchanged regular
+    /// file). `None` if it was skipped.
+    fn save_fresh(
+        &mut self,
+        path: &Path,
+        st: &Stat,
+        known: Option<FileObject>,
+        sink: &mut ObjectSink,
+    ) -> Result<Option<(EntryKind, ObjectId, Vec<u8>)>, SaveError> {
+        let file_type = st.file_type();
+        let Some(mut meta) = self.capture(path, st) else {
             return Ok(None);
         };
-        let (mode, id, chunked) = if file_type == libc::S_IFREG {
-            match self.save_file(path, &st, &mut meta, sink)? {
-                Some(FileObject::Blob(id)) => (Mode::Blob, id, false),
-                Some(FileObject::Tree(id)) => (Mode::Tree, id, true),
+        let (kind, id) = if file_type == libc::S_IFREG {
+            match self.save_file(path, st, &mut meta, known, sink)? {
+                Some(FileObject::Blob(id)) => (EntryKind::Blob, id),
+                Some(FileObject::Tree(id)) => (EntryKind::Chunked, id),
                 None => return Ok(None),
             }
         } else if file_type == libc::S_IFLNK {
             // Capture already read the target (it fails if it cannot).
             let target = meta.symlink_target.clone().unwrap_or_default();
-            (Mode::Symlink, sink.put(Kind::Blob, &target)?, false)
+            (EntryKind::Symlink, sink.put(Kind::Blob, &target)?)
         } else if [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR, libc::S_IFBLK].contains(&file_type)
         {
             // bup stores special files as the empty blob; the type, and the
             // device number, live in .bupm.
-            (Mode::Blob, sink.put(Kind::Blob, b"")?, false)
+            (EntryKind::Special, sink.put(Kind::Blob, b"")?)
         } else {
             self.warn(format!("{}: unknown file type, skipped", path.display()));
             return Ok(None);
         };
-        self.files += 1;
+        Ok(Some((kind, id, encode_record(Some(&meta)))))
+    }
+
+    /// Saves a live directory: its entries first, then its own metadata
+    /// and tree, or the previous tree when nothing in it changed.
+    fn save_dir(
+        &mut self,
+        path: &Path,
+        key: Vec<u8>,
+        name: Vec<u8>,
+        st: &Stat,
+        device: Option<u64>,
+        sink: &mut ObjectSink,
+    ) -> Result<Option<Stored>, SaveError> {
+        let children = if device.is_some_and(|d| d != st.dev) {
+            Vec::new() // a mount point under --one-file-system: kept empty
+        } else {
+            self.save_children(path, &key, device, sink)?
+        };
+        self.counts.directories += 1;
+        // The index is in post-order: the directory's entry comes after its
+        // contents. Its metadata is the lstat taken before listing (listing
+        // may change the atime), captured now only if it changed.
+        let old = self
+            .index
+            .unchanged(&key, st)
+            .filter(|e| e.kind == EntryKind::Dir);
+        let (old_tree, old_children) = old.as_ref().map_or((None, 0), |e| (Some(e.id), e.children));
+        let reused = old.and_then(|e| reuse_record(e.record, e.atime, st));
+        let (record, same_record) = match reused {
+            Some(r) => r,
+            None => match self.capture(path, st) {
+                Some(own) => (encode_record(Some(&own)), false),
+                None => return Ok(None),
+            },
+        };
+        let n = children.len() as u64;
+        let reuse_tree = old_tree.filter(|id| {
+            same_record
+                && old_children == n
+                && children.iter().all(|c| c.clean)
+                && self.index.has_object(id)
+        });
+        let id = match reuse_tree {
+            Some(id) => {
+                self.counts.directories_reused += 1;
+                id
+            }
+            None => write_directory(&record, children, sink, &mut self.splitter)?,
+        };
+        self.index
+            .record(&key, &Entry::new(EntryKind::Dir, st, id, n, record));
         Ok(Some(Stored {
             name,
-            mode,
+            mode: Mode::Tree,
             id,
-            chunked,
-            meta: Some(meta),
+            chunked: false,
+            record: None,
+            clean: reuse_tree.is_some(),
         }))
     }
 
-    /// Stores a regular file's content; `None` if it could not be read.
+    /// Stores a regular file's content, or takes `known` (an unchanged
+    /// file's content object) without reading; `None` if it could not be
+    /// read.
     fn save_file(
         &mut self,
         path: &Path,
         st: &Stat,
         meta: &mut Metadata,
+        known: Option<FileObject>,
         sink: &mut ObjectSink,
     ) -> Result<Option<FileObject>, SaveError> {
         let key = (st.dev, st.ino);
@@ -400,22 +522,34 @@ impl<'f> Walker<'f> {
                 return Ok(Some(linked.object));
             }
         }
-        let file = match open_for_reading(path) {
-            Ok(f) => f,
-            Err(e) => {
-                self.warn(format!("{}: cannot read: {e}", path.display()));
-                return Ok(None);
+        let (object, size) = match known {
+            // Unchanged since indexed, and not racy then: what was stored
+            // had exactly the size lstat shows.
+            Some(object) => {
+                self.counts.files_reused += 1;
+                (object, st.size)
+            }
+            None => {
+                let file = match open_for_reading(path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.warn(format!("{}: cannot read: {e}", path.display()));
+                        return Ok(None);
+                    }
+                };
+                let (object, size) = match store_stream(file, sink, &mut self.splitter) {
+                    Ok(stored) => stored,
+                    Err(StreamError::Read(e)) => {
+                        self.warn(format!("{}: cannot read: {e}", path.display()));
+                        return Ok(None);
+                    }
+                    Err(StreamError::Save(e)) => return Err(e),
+                };
+                self.counts.files_read += 1;
+                self.counts.bytes_read += size;
+                (object, size)
             }
         };
-        let (object, size) = match store_stream(file, sink, &mut self.splitter) {
-            Ok(stored) => stored,
-            Err(StreamError::Read(e)) => {
-                self.warn(format!("{}: cannot read: {e}", path.display()));
-                return Ok(None);
-            }
-            Err(StreamError::Save(e)) => return Err(e),
-        };
-        self.bytes_read += size;
         // The size bup shows (and FUSE uses) is what was actually stored,
         // even if the file changed while it was read.
         meta.size = Some(size);
@@ -433,6 +567,43 @@ impl<'f> Walker<'f> {
         }
         Ok(Some(object))
     }
+}
+
+/// Whether an index entry of `kind` can describe a path of `file_type`.
+fn kind_fits(kind: EntryKind, file_type: u32) -> bool {
+    match kind {
+        EntryKind::Blob | EntryKind::Chunked => file_type == libc::S_IFREG,
+        EntryKind::Symlink => file_type == libc::S_IFLNK,
+        EntryKind::Special => {
+            [libc::S_IFIFO, libc::S_IFSOCK, libc::S_IFCHR, libc::S_IFBLK].contains(&file_type)
+        }
+        EntryKind::Dir => file_type == libc::S_IFDIR,
+    }
+}
+
+fn encode_record(meta: Option<&Metadata>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    encode_entry(meta, &mut out);
+    out
+}
+
+/// An unchanged path's previous `.bupm` record, with the access time the
+/// walk just saw (the only field an unchanged stat does not vouch for), and
+/// whether it is byte-identical to before. `None` if the record does not
+/// decode back to itself (then the caller captures afresh).
+fn reuse_record(record: Vec<u8>, old_atime: Timespec, st: &Stat) -> Option<(Vec<u8>, bool)> {
+    if old_atime == st.atime {
+        return Some((record, true));
+    }
+    let mut entries = decode_all(&record).ok()?;
+    let Some(Some(mut meta)) = entries.pop().filter(|_| entries.is_empty()) else {
+        return None;
+    };
+    if meta.atime != old_atime || encode_record(Some(&meta)) != record {
+        return None;
+    }
+    meta.atime = st.atime;
+    Some((encode_record(Some(&meta)), false))
 }
 
 fn device_of(path: &Path) -> Option<u64> {
@@ -483,20 +654,19 @@ fn store_stream(
 }
 
 /// Writes a directory's `.bupm` and tree. `own` is the directory's own
-/// metadata (`None` writes bup's empty record, for synthetic parents).
+/// encoded record (bup's empty record `00` for synthetic parents).
 fn write_directory(
-    own: Option<&Metadata>,
+    own: &[u8],
     mut children: Vec<Stored>,
     sink: &mut ObjectSink,
     splitter: &mut Splitter,
 ) -> Result<ObjectId, SaveError> {
     // .bupm records follow the bytewise order of the unmangled names.
     children.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut bupm = Vec::new();
-    encode_entry(own, &mut bupm);
+    let mut bupm = own.to_vec();
     for child in &children {
-        if let Some(meta) = &child.meta {
-            encode_entry(Some(meta), &mut bupm);
+        if let Some(record) = &child.record {
+            bupm.extend_from_slice(record);
         }
     }
     // A large .bupm is chunked like a file (bup does the same), so that a
@@ -506,21 +676,21 @@ fn write_directory(
         Err(StreamError::Save(e)) => return Err(e),
         Err(StreamError::Read(e)) => unreachable!("reading from memory cannot fail: {e}"),
     };
-    let mut entries: Vec<Entry> = children
+    let mut entries: Vec<tree::Entry> = children
         .into_iter()
-        .map(|c| Entry {
+        .map(|c| tree::Entry {
             mode: c.mode,
             name: mangle(&c.name, c.chunked),
             id: c.id,
         })
         .collect();
     entries.push(match bupm_object {
-        FileObject::Blob(id) => Entry {
+        FileObject::Blob(id) => tree::Entry {
             mode: Mode::Blob,
             name: b".bupm".to_vec(),
             id,
         },
-        FileObject::Tree(id) => Entry {
+        FileObject::Tree(id) => tree::Entry {
             mode: Mode::Tree,
             name: b".bupm".to_vec(),
             id,
@@ -532,7 +702,6 @@ fn write_directory(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::Timespec;
     use crate::repo::Repository;
 
     fn meta(mode: u32, size: Option<u64>) -> Metadata {
@@ -570,7 +739,7 @@ mod tests {
         let mut fifo = meta(libc::S_IFIFO | 0o600, None);
         fifo.xattrs = vec![(b"user.k".to_vec(), b"v".to_vec())];
         let sub = write_directory(
-            Some(&meta(libc::S_IFDIR | 0o700, None)),
+            &encode_record(Some(&meta(libc::S_IFDIR | 0o700, None))),
             Vec::new(),
             &mut sink,
             &mut splitter,
@@ -582,46 +751,52 @@ mod tests {
                 mode: Mode::Blob,
                 id: blob,
                 chunked: false,
-                meta: Some(meta(libc::S_IFREG | 0o644, Some(6))),
+                record: Some(encode_record(Some(&meta(libc::S_IFREG | 0o644, Some(6))))),
+                clean: false,
             },
             Stored {
                 name: b"two.bin".to_vec(),
                 mode: Mode::Tree,
                 id: sub,
                 chunked: true,
-                meta: Some(meta(libc::S_IFREG | 0o600, Some(6))),
+                record: Some(encode_record(Some(&meta(libc::S_IFREG | 0o600, Some(6))))),
+                clean: false,
             },
             Stored {
                 name: b"x.bup".to_vec(),
                 mode: Mode::Blob,
                 id: blob,
                 chunked: false,
-                meta: Some(meta(libc::S_IFREG | 0o755, Some(6))),
+                record: Some(encode_record(Some(&meta(libc::S_IFREG | 0o755, Some(6))))),
+                clean: false,
             },
             Stored {
                 name: b"link".to_vec(),
                 mode: Mode::Symlink,
                 id: blob,
                 chunked: false,
-                meta: Some(link),
+                record: Some(encode_record(Some(&link))),
+                clean: false,
             },
             Stored {
                 name: b"fifo".to_vec(),
                 mode: Mode::Blob,
                 id: ObjectId::EMPTY_BLOB,
                 chunked: false,
-                meta: Some(fifo),
+                record: Some(encode_record(Some(&fifo))),
+                clean: false,
             },
             Stored {
                 name: b"sub".to_vec(),
                 mode: Mode::Tree,
                 id: sub,
                 chunked: false,
-                meta: None,
+                record: None,
+                clean: false,
             },
         ];
         let root = write_directory(
-            Some(&meta(libc::S_IFDIR | 0o755, None)),
+            &encode_record(Some(&meta(libc::S_IFDIR | 0o755, None))),
             children,
             &mut sink,
             &mut splitter,
