@@ -9,7 +9,7 @@ use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
 use crate::meta::capture::{lstat, Capturer, Stat};
 use crate::meta::record::{decode_all, encode_entry};
-use crate::meta::{Metadata, Timespec};
+use crate::meta::Metadata;
 use crate::object::tree::{self, mangle, Mode};
 use crate::object::{Kind, ObjectId};
 use crate::source::filter::Filter;
@@ -248,9 +248,10 @@ impl<'f, 'r> Walker<'f, 'r> {
         dir: &VirtualDir,
         sink: &mut ObjectSink,
     ) -> Result<ObjectId, SaveError> {
-        let own = match &dir.real {
+        // The lstat is taken before listing, which may move the atime.
+        let own_stat = match &dir.real {
             Some(real) => match lstat(real) {
-                Ok(st) => self.capture(real, &st),
+                Ok(st) => Some((real, st)),
                 Err(e) => {
                     self.warn(format!("{}: cannot stat: {e}", real.display()));
                     None
@@ -290,12 +291,35 @@ impl<'f, 'r> Walker<'f, 'r> {
             }
         }
         self.counts.directories += 1;
-        write_directory(
-            &encode_record(own.as_ref()),
+        // Like a walked directory, its record comes from the index when its
+        // stat is unchanged, and its entry follows its contents.
+        let Some((real, st)) = own_stat else {
+            return write_directory(
+                &encode_record(None),
+                entries.into_values().collect(),
+                sink,
+                &mut self.splitter,
+            );
+        };
+        let key = index::path_key(real);
+        let old = self
+            .index
+            .unchanged(&key, &st)
+            .filter(|e| e.kind == EntryKind::Dir);
+        let record = match old.and_then(|e| reuse_record(e.record)) {
+            Some((record, _)) => record,
+            None => encode_record(self.capture(real, &st).as_ref()),
+        };
+        let n = entries.len() as u64;
+        let id = write_directory(
+            &record,
             entries.into_values().collect(),
             sink,
             &mut self.splitter,
-        )
+        )?;
+        self.index
+            .record(&key, &Entry::new(EntryKind::Dir, &st, id, n, record));
+        Ok(id)
     }
 
     /// Saves the entries of a live directory, in bytewise name order (which
@@ -371,12 +395,19 @@ impl<'f, 'r> Walker<'f, 'r> {
             EntryKind::Chunked => Some(FileObject::Tree(e.id)),
             _ => None,
         });
-        // A hard-linked file's record names the first link seen in *this*
-        // save, so only its content is reused, never its record.
-        let reusable = old.filter(|_| st.nlink <= 1 || known.is_none());
-        let reused = reusable.and_then(|e| {
+        let reused = old.and_then(|e| {
             let (kind, id) = (e.kind, e.id);
-            reuse_record(e.record, e.atime, &st).map(|(record, same)| (kind, id, record, same))
+            match known {
+                // A hard-linked file's record names the first link met in
+                // *this* save: the rest of the record is reused.
+                Some(object) if st.nlink > 1 => self
+                    .reuse_hardlinked(path, &st, &e.record, object)
+                    .map(|record| {
+                        let same = record == e.record;
+                        (kind, id, record, same)
+                    }),
+                _ => reuse_record(e.record).map(|(record, same)| (kind, id, record, same)),
+            }
         });
         let (kind, id, record, clean) = match reused {
             // Unchanged: no capture, no read.
@@ -411,6 +442,32 @@ impl<'f, 'r> Walker<'f, 'r> {
     /// Saves a non-directory by capturing its metadata and storing its
     /// content (or `known`, the content object of an unchanged regular
     /// file). `None` if it was skipped.
+    /// An unchanged hard-linked file's previous record with this save's
+    /// group key, and the link registered so that later members of its
+    /// group find it. `None` if the record does not decode.
+    fn reuse_hardlinked(
+        &mut self,
+        path: &Path,
+        st: &Stat,
+        record: &[u8],
+        object: FileObject,
+    ) -> Option<Vec<u8>> {
+        let mut entries = decode_all(record).ok()?;
+        let Some(Some(mut meta)) = entries.pop().filter(|_| entries.is_empty()) else {
+            return None;
+        };
+        let linked = self
+            .hardlinks
+            .entry((st.dev, st.ino))
+            .or_insert_with(|| LinkedFile {
+                target: path.as_os_str().as_bytes().to_vec(),
+                object,
+                size: st.size,
+            });
+        meta.hardlink_target = Some(linked.target.clone());
+        Some(encode_record(Some(&meta)))
+    }
+
     fn save_fresh(
         &mut self,
         path: &Path,
@@ -469,7 +526,7 @@ impl<'f, 'r> Walker<'f, 'r> {
             .unchanged(&key, st)
             .filter(|e| e.kind == EntryKind::Dir);
         let (old_tree, old_children) = old.as_ref().map_or((None, 0), |e| (Some(e.id), e.children));
-        let reused = old.and_then(|e| reuse_record(e.record, e.atime, st));
+        let reused = old.and_then(|e| reuse_record(e.record));
         let (record, same_record) = match reused {
             Some(r) => r,
             None => match self.capture(path, st) {
@@ -587,23 +644,13 @@ fn encode_record(meta: Option<&Metadata>) -> Vec<u8> {
     out
 }
 
-/// An unchanged path's previous `.bupm` record, with the access time the
-/// walk just saw (the only field an unchanged stat does not vouch for), and
-/// whether it is byte-identical to before. `None` if the record does not
-/// decode back to itself (then the caller captures afresh).
-fn reuse_record(record: Vec<u8>, old_atime: Timespec, st: &Stat) -> Option<(Vec<u8>, bool)> {
-    if old_atime == st.atime {
-        return Some((record, true));
-    }
-    let mut entries = decode_all(&record).ok()?;
-    let Some(Some(mut meta)) = entries.pop().filter(|_| entries.is_empty()) else {
-        return None;
-    };
-    if meta.atime != old_atime || encode_record(Some(&meta)) != record {
-        return None;
-    }
-    meta.atime = st.atime;
-    Some((encode_record(Some(&meta)), false))
+/// An unchanged path's previous `.bupm` record, reused as it is. An
+/// unchanged stat vouches for every field but the access time, which is kept
+/// from when the record was captured, as bup does: re-recording atimes would
+/// make every directory's `.bupm`, and so every tree, new on each save of an
+/// unchanged tree (reading a directory moves its atime).
+fn reuse_record(record: Vec<u8>) -> Option<(Vec<u8>, bool)> {
+    Some((record, true))
 }
 
 fn device_of(path: &Path) -> Option<u64> {
@@ -650,6 +697,11 @@ fn store_stream(
     let object = builder
         .finish(&mut |body: &[u8]| sink.put(Kind::Tree, body))
         .map_err(StreamError::Save)?;
+    if size == 0 {
+        // No chunk was stored for an empty stream: the builder names the
+        // empty blob, which must exist like any other object.
+        sink.put(Kind::Blob, b"").map_err(StreamError::Save)?;
+    }
     Ok((object, size))
 }
 
