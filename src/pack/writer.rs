@@ -59,11 +59,48 @@ pub struct PackWriter {
     /// Every id written by this writer, including packs already rolled over.
     written: HashSet<ObjectId>,
     published: Vec<PathBuf>,
-    deflate: Compress,
-    store: Compress,
+    compressor: Compressor,
     header: Vec<u8>,
     zbuf: Vec<u8>,
     stats: WriteStats,
+}
+
+/// Turns object bytes into the zlib stream of a pack entry, storing
+/// (level 0) what does not compress. Owns its zlib states so that they are
+/// reused across objects: one per thread in a parallel pipeline.
+pub struct Compressor {
+    deflate: Compress,
+    store: Compress,
+}
+
+impl Compressor {
+    /// A compressor for zlib `level` (clamped to 0..=9).
+    pub fn new(level: u32) -> Compressor {
+        Compressor {
+            deflate: Compress::new(Compression::new(level.min(9)), true),
+            store: Compress::new(Compression::none(), true),
+        }
+    }
+
+    /// Deflates `data` into `out` (cleared first), storing it (level 0)
+    /// when it does not compress: first by a sample test, then by the real
+    /// result. Returns whether it was stored.
+    pub fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
+        let sample_says_store = data.len() >= SAMPLE_MIN && {
+            let mid = data.len() / 2 - SAMPLE_LEN / 2;
+            let sample = &data[mid..mid + SAMPLE_LEN];
+            deflate_into(&mut self.deflate, sample, out);
+            out.len() as f64 > sample.len() as f64 * INCOMPRESSIBLE_RATIO
+        };
+        if !sample_says_store {
+            deflate_into(&mut self.deflate, data, out);
+            if out.len() <= stored_len(data.len()) {
+                return false;
+            }
+        }
+        deflate_into(&mut self.store, data, out);
+        true
+    }
 }
 
 struct OpenPack {
@@ -96,8 +133,7 @@ impl PackWriter {
             current: None,
             written: HashSet::new(),
             published: Vec::new(),
-            deflate: Compress::new(Compression::new(DEFAULT_LEVEL), true),
-            store: Compress::new(Compression::none(), true),
+            compressor: Compressor::new(DEFAULT_LEVEL),
             header: Vec::with_capacity(32),
             zbuf: Vec::new(),
             stats: WriteStats::default(),
@@ -107,12 +143,18 @@ impl PackWriter {
     /// zlib level for compressible objects (default [`DEFAULT_LEVEL`]).
     pub fn set_compression_level(&mut self, level: u32) {
         self.level = Compression::new(level.min(9));
-        self.deflate = Compress::new(self.level, true);
+        self.compressor = Compressor::new(level);
     }
 
     /// Pack size after which the current pack is published and a new one begun.
     pub fn set_size_limit(&mut self, bytes: u64) {
         self.size_limit = bytes.max(PACK_HEADER_LEN + 1);
+    }
+
+    /// The zlib level this writer compresses with (for a pipeline that
+    /// compresses on other threads with its own [`Compressor`]s).
+    pub fn compression_level(&self) -> u32 {
+        self.level.level()
     }
 
     pub fn stats(&self) -> WriteStats {
@@ -139,31 +181,54 @@ impl PackWriter {
             self.stats.duplicates += 1;
             return Ok(());
         }
-        self.compress(data);
+        let mut zbuf = std::mem::take(&mut self.zbuf);
+        let stored = self.compressor.compress(data, &mut zbuf);
+        let result = self.append_compressed(id, kind, data.len() as u64, &zbuf, stored);
+        self.zbuf = zbuf;
+        result
+    }
+
+    /// Appends an entry compressed elsewhere (by a [`Compressor`] on a worker
+    /// thread): `zdata` is the complete zlib stream of the `size` bytes whose
+    /// id is `id`. The caller vouches that they belong together; a duplicate
+    /// id is skipped as in [`write_with_id`](Self::write_with_id).
+    pub fn append_compressed(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+        zdata: &[u8],
+        stored: bool,
+    ) -> Result<(), Error> {
+        if self.written.contains(&id) {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
         self.header.clear();
-        encode_entry_header(kind, data.len() as u64, &mut self.header);
+        encode_entry_header(kind, size, &mut self.header);
         if self.current.is_none() {
             self.current = Some(self.start_pack()?);
         }
         let pack = self.current.as_mut().expect("just opened");
         let mut crc = crc32fast::Hasher::new();
         crc.update(&self.header);
-        crc.update(&self.zbuf);
+        crc.update(zdata);
         let tmp_path = pack.tmp.path().to_path_buf();
         pack.out
             .write_all(&self.header)
-            .and_then(|_| pack.out.write_all(&self.zbuf))
+            .and_then(|_| pack.out.write_all(zdata))
             .map_err(Error::io("writing pack", tmp_path))?;
         pack.entries.push(IdxEntry {
             id,
             offset: pack.offset,
             crc32: crc.finalize(),
         });
-        let entry_len = (self.header.len() + self.zbuf.len()) as u64;
+        let entry_len = (self.header.len() + zdata.len()) as u64;
         pack.offset += entry_len;
         self.written.insert(id);
         self.stats.objects += 1;
-        self.stats.raw_bytes += data.len() as u64;
+        self.stats.stored += u64::from(stored);
+        self.stats.raw_bytes += size;
         self.stats.packed_bytes += entry_len;
         if pack.offset >= self.size_limit {
             let pack = self.current.take().expect("open");
@@ -205,25 +270,6 @@ impl PackWriter {
             offset: PACK_HEADER_LEN,
             entries: Vec::new(),
         })
-    }
-
-    /// Deflates `data` into `self.zbuf`, storing it (level 0) when it does
-    /// not compress: first by a sample test, then by the real result.
-    fn compress(&mut self, data: &[u8]) {
-        let sample_says_store = data.len() >= SAMPLE_MIN && {
-            let mid = data.len() / 2 - SAMPLE_LEN / 2;
-            let sample = &data[mid..mid + SAMPLE_LEN];
-            deflate_into(&mut self.deflate, sample, &mut self.zbuf);
-            self.zbuf.len() as f64 > sample.len() as f64 * INCOMPRESSIBLE_RATIO
-        };
-        if !sample_says_store {
-            deflate_into(&mut self.deflate, data, &mut self.zbuf);
-            if self.zbuf.len() <= stored_len(data.len()) {
-                return;
-            }
-        }
-        deflate_into(&mut self.store, data, &mut self.zbuf);
-        self.stats.stored += 1;
     }
 
     fn publish(&mut self, pack: OpenPack) -> Result<Vec<PathBuf>, Error> {
