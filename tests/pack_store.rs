@@ -917,3 +917,216 @@ fn bench_writer() {
         random.len() as f64 / start.elapsed().as_secs_f64() / 1e6
     );
 }
+
+/// Publishes one pack per blob; returns the ids and each pack's paths.
+fn packs_of_blobs(repo: &Repository, tag: &str, n: usize) -> Vec<(ObjectId, Vec<PathBuf>)> {
+    (0..n)
+        .map(|i| {
+            let mut w = repo.pack_writer().unwrap();
+            let id = w
+                .write(Kind::Blob, format!("{tag} blob {i}").as_bytes())
+                .unwrap();
+            (id, w.finish().unwrap())
+        })
+        .collect()
+}
+
+fn rewind_dir(repo: &Repository) -> PathBuf {
+    repo.path().join("rewind")
+}
+
+/// The regression bup suffered: a cache said "already stored" for objects
+/// of a pack that had been deleted, and new snapshots referred to them.
+#[test]
+fn known_objects_table_never_claims_objects_of_a_deleted_pack() {
+    use rewind::repo::known::{KnownObjects, MIDX_NAME};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repository::init(tmp.path()).unwrap();
+    let blobs = packs_of_blobs(&repo, "a", 6);
+    repo.objects().refresh().unwrap();
+
+    // More packs than allowed outside the table: it is written and covers all.
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 2);
+    assert!(known.report().rebuilt);
+    assert_eq!(known.report().covered_packs, 6);
+    assert_eq!(known.report().table_objects, 6);
+    assert!(blobs.iter().all(|(id, _)| known.contains(id)));
+    let absent = hash_object(Kind::Blob, b"never written");
+    assert!(!known.contains(&absent));
+    drop(known);
+    let table = rewind_dir(&repo).join(MIDX_NAME);
+    assert!(table.is_file());
+    // Git must never see it as its own multi-pack-index.
+    assert!(!tmp.path().join("objects/pack/multi-pack-index").exists());
+
+    // Reopened with nothing changed: the table is used as it is.
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 2);
+    assert!(!known.report().rebuilt);
+    assert_eq!(known.report().covered_packs, 6);
+    drop(known);
+
+    // Delete one covered pack (as a prune or `git gc` would). The table
+    // still lists its object, but must not be believed.
+    let (gone, paths) = &blobs[2];
+    for p in paths {
+        std::fs::remove_file(p).unwrap();
+    }
+    let before = std::fs::read(&table).unwrap();
+    repo.objects().refresh().unwrap();
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 2);
+    assert!(!known.contains(gone), "stale 'already stored' for {gone}");
+    assert!(known.report().rejected.as_deref().unwrap().contains("gone"));
+    assert!(known.report().rebuilt);
+    for (id, _) in blobs.iter().filter(|(id, _)| id != gone) {
+        assert!(known.contains(id));
+    }
+    assert_ne!(std::fs::read(&table).unwrap(), before, "table rewritten");
+
+    // The same holds when the table would not be rebuilt (few packs outside
+    // it): deleting a covered pack still drops the table.
+    drop(known);
+    let (gone2, paths) = &blobs[3];
+    for p in paths {
+        std::fs::remove_file(p).unwrap();
+    }
+    repo.objects().refresh().unwrap();
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 100);
+    assert!(!known.contains(gone2));
+    assert!(!known.report().rebuilt);
+    assert_eq!(known.report().covered_packs, 0);
+    assert!(known.contains(&blobs[0].0));
+
+    // And a save run through the whole pipeline writes the object again.
+    drop(known);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"a blob 3").unwrap();
+    assert_eq!(hash_object(Kind::Blob, b"a blob 3"), *gone2);
+    rewind_save(&repo, &src);
+    repo.objects().refresh().unwrap();
+    assert_eq!(repo.objects().read(gone2).unwrap().data, b"a blob 3");
+}
+
+fn rewind_save(repo: &Repository, src: &Path) {
+    let opts = rewind::save::SaveOptions {
+        name: "t".into(),
+        sources: vec![src.to_path_buf()],
+        date: None,
+        rerooting: Default::default(),
+        filter: rewind::source::filter::Filter::new(&[], &[]).unwrap(),
+        one_file_system: false,
+    };
+    let id = rewind::save::Identity {
+        name: b"t".to_vec(),
+        email: b"t@example.com".to_vec(),
+    };
+    rewind::save::save(repo, &opts, &id).unwrap();
+}
+
+#[test]
+fn known_objects_table_new_packs_are_covered_and_damage_means_rebuild() {
+    use rewind::repo::known::{KnownObjects, MIDX_NAME};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repository::init(tmp.path()).unwrap();
+    let first = packs_of_blobs(&repo, "x", 4);
+    repo.objects().refresh().unwrap();
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 1);
+    assert!(known.report().rebuilt);
+    drop(known);
+
+    // New packs after the table: answered through their own idx.
+    let later = packs_of_blobs(&repo, "y", 2);
+    repo.objects().refresh().unwrap();
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 2);
+    assert!(!known.report().rebuilt);
+    assert_eq!(
+        (known.report().covered_packs, known.report().uncovered_packs),
+        (4, 2)
+    );
+    assert!(first.iter().chain(&later).all(|(id, _)| known.contains(id)));
+    drop(known);
+
+    // A torn table (cut anywhere) or a flipped byte is ignored and rebuilt.
+    let table = rewind_dir(&repo).join(MIDX_NAME);
+    let good = std::fs::read(&table).unwrap();
+    let cuts = [0, 7, 20, good.len() / 2, good.len() - 1];
+    // Magic, pack count, a pack name, an id, the fan-out, the checksum.
+    let ids_end = good.len() - (1 << 18) - 28;
+    let flips = [
+        0usize,
+        9,
+        30,
+        ids_end - 50,
+        good.len() - 100_000,
+        good.len() - 10,
+    ];
+    for (i, damaged) in cuts
+        .iter()
+        .map(|&n| good[..n].to_vec())
+        .chain(flips.iter().map(|&at| {
+            let mut b = good.clone();
+            b[at] ^= 0x10;
+            b
+        }))
+        .enumerate()
+    {
+        std::fs::write(&table, &damaged).unwrap();
+        let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 0);
+        assert!(known.report().rejected.is_some(), "damage {i} accepted");
+        assert!(known.report().rebuilt, "damage {i}");
+        assert!(first.iter().chain(&later).all(|(id, _)| known.contains(id)));
+        assert_eq!(known.report().table_objects, 6);
+    }
+}
+
+/// A write error in the pipeline's appender thread (here EFBIG from a file
+/// size limit, standing in for ENOSPC) fails the save with that error and
+/// leaves no pack, no temporary file and no branch behind.
+#[test]
+fn save_write_error_in_pipeline_surfaces_and_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    Repository::init(&repo_dir).unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..4 {
+        std::fs::write(src.join(format!("n{i}")), noise(i, 1 << 20)).unwrap();
+    }
+    // An ignored SIGXFSZ survives exec, so writes past the limit fail with
+    // EFBIG instead of killing the process.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 400; exec \"$0\" -d \"$1\" save -n b \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_rewind"))
+        .arg(&repo_dir)
+        .arg(&src)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "save succeeded: {stderr}");
+    assert!(
+        stderr.contains("pack"),
+        "error does not name the pack: {stderr}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(repo_dir.join("objects"))
+        .unwrap()
+        .chain(std::fs::read_dir(repo_dir.join("objects/pack")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "pack" && n != "info")
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(!repo_dir.join("refs/heads/b").exists());
+
+    // Without the limit the same save works.
+    let status = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .arg("-d")
+        .arg(&repo_dir)
+        .args(["save", "-n", "b"])
+        .arg(&src)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(repo_dir.join("refs/heads/b").exists());
+}

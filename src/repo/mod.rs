@@ -7,6 +7,7 @@
 
 pub mod error;
 pub(crate) mod fsutil;
+pub mod known;
 mod loose;
 pub mod refs;
 pub mod store;

@@ -125,6 +125,15 @@ impl ObjectStore {
             .collect()
     }
 
+    /// The packs currently in use (a snapshot; `refresh` does not change it).
+    pub fn pack_files(&self) -> Vec<Arc<PackFile>> {
+        self.snapshot()
+            .packs
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
     /// Whether `id` is in a pack we know of or loose. Does not rescan.
     pub fn contains(&self, id: &ObjectId) -> bool {
         let set = self.snapshot();

@@ -6,16 +6,17 @@
 
 mod commit;
 pub mod index;
+mod sink;
 mod walk;
 
-use crate::object::{hash_object, Kind, ObjectId};
-use crate::pack::PackWriter;
+use crate::object::ObjectId;
 use crate::repo::Repository;
 use crate::source::filter::Filter;
 use crate::source::paths::Rerooting;
 use std::path::PathBuf;
 
 pub use commit::Identity;
+pub(crate) use sink::ObjectSink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
@@ -93,41 +94,6 @@ pub fn validate_name(name: &str) -> Result<(), SaveError> {
         Ok(())
     } else {
         Err(SaveError::BadName(name.to_string()))
-    }
-}
-
-/// Writes objects into one pack writer, skipping those the repository or
-/// the pack already holds.
-pub(crate) struct ObjectSink<'r> {
-    repo: &'r Repository,
-    pack: PackWriter,
-    pub stats: SaveStats,
-}
-
-impl<'r> ObjectSink<'r> {
-    pub fn new(repo: &'r Repository) -> Result<ObjectSink<'r>, SaveError> {
-        Ok(ObjectSink {
-            repo,
-            pack: repo.pack_writer()?,
-            stats: SaveStats::default(),
-        })
-    }
-
-    pub fn put(&mut self, kind: Kind, data: &[u8]) -> Result<ObjectId, SaveError> {
-        let id = hash_object(kind, data);
-        if !self.pack.contains(&id) && !self.repo.objects().contains(&id) {
-            self.pack.write_with_id(id, kind, data)?;
-            self.stats.objects_written += 1;
-            self.stats.bytes_written += data.len() as u64;
-        }
-        Ok(id)
-    }
-
-    /// Publishes the pack(s) and makes them visible to the object store.
-    fn publish(self) -> Result<SaveStats, SaveError> {
-        self.pack.finish()?;
-        self.repo.objects().refresh()?;
-        Ok(self.stats)
     }
 }
 

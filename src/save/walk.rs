@@ -754,6 +754,7 @@ fn write_directory(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::Timespec;
     use crate::repo::Repository;
 
     fn meta(mode: u32, size: Option<u64>) -> Metadata {

@@ -1,0 +1,484 @@
+//! "Is this object already stored?" for a save, fast with hundreds of packs
+//! and in a few bytes of memory per object.
+//!
+//! Three sources answer, each only for what it has verified:
+//! - the object table `rewind/objects.midx`: every id of a named set of packs,
+//!   sorted, on disk (read with `pread`, one small bucket per lookup), with a
+//!   Bloom filter (10 bits per object) and a 2^16-entry fan-out in memory;
+//! - the indexes of packs the table does not cover (packs published since it
+//!   was written), looked up one by one;
+//! - loose objects, but only under the `objects/xx` directories that existed
+//!   when this value was made (rewind writes no loose objects).
+//!
+//! The table is keyed by the exact set of pack file names it covers. It is
+//! used only if every one of those packs is among the packs the store has
+//! open; a missing pack (pruned, repacked by `git gc`) means the table is
+//! discarded and rebuilt. A stale "already stored" would make a save
+//! reference an object that no longer exists, which is how bup lost data
+//! through its `.midx`/bloom caches; a false "absent" only costs a
+//! duplicate copy. So every doubt (torn file, bad checksum, unknown
+//! version, read error) resolves to "absent" or "rebuild", never to
+//! "present". Git never reads this file (git's own
+//! `objects/pack/multi-pack-index` would be trusted by git, so we do not
+//! write that).
+//!
+//! File layout (all integers big-endian):
+//! `"RWMIDX\0\x01"`, u32 pack count, per pack a u16 name length and the
+//! name (`pack-<sha>.idx`, sorted), the object ids (20 bytes each, strictly
+//! sorted), the fan-out (65,536 u32: number of ids whose first two bytes are
+//! <= i), u64 object count, and the SHA-1 of everything before it. It is
+//! written to a temporary file, fsynced and renamed into place.
+
+use super::store::ObjectStore;
+use super::{fsutil, loose, Error};
+use crate::object::ObjectId;
+use crate::pack::PackFile;
+use sha1::{Digest, Sha1};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC: &[u8; 8] = b"RWMIDX\0\x01";
+const FANOUT: usize = 1 << 16;
+const FANOUT_BYTES: u64 = FANOUT as u64 * 4;
+const BLOOM_BITS_PER_ID: u64 = 10;
+const BLOOM_HASHES: u64 = 7;
+/// File name under the repository's `rewind/` directory.
+pub const MIDX_NAME: &str = "objects.midx";
+/// How many packs may sit outside the table before it is rebuilt. Each
+/// costs one idx lookup per absent object; a rebuild reads every idx.
+pub const DEFAULT_MAX_UNCOVERED: usize = 8;
+
+/// What [`KnownObjects::open`] found and did, for tests and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KnownReport {
+    /// Packs answered by the table.
+    pub covered_packs: usize,
+    /// Packs looked up through their own idx.
+    pub uncovered_packs: usize,
+    pub table_objects: u64,
+    /// Whether the table was (re)written by this open.
+    pub rebuilt: bool,
+    /// Why an existing table was not used, if one existed.
+    pub rejected: Option<String>,
+}
+
+pub struct KnownObjects {
+    table: Option<Table>,
+    uncovered: Vec<Arc<PackFile>>,
+    objects_dir: PathBuf,
+    /// `objects/xx` directories present at open (index = first id byte).
+    loose_dirs: Box<[bool; 256]>,
+    report: KnownReport,
+}
+
+impl KnownObjects {
+    /// Builds the answerer for the packs `store` has open now, with the
+    /// table in `rewind_dir`. Never fails: when the table cannot be read or
+    /// written, lookups fall back to the packs' own indexes.
+    pub fn open(store: &ObjectStore, rewind_dir: &Path) -> KnownObjects {
+        KnownObjects::open_with(store, rewind_dir, DEFAULT_MAX_UNCOVERED)
+    }
+
+    /// As [`open`](Self::open), rebuilding the table once more than
+    /// `max_uncovered` packs are outside it.
+    pub fn open_with(store: &ObjectStore, rewind_dir: &Path, max_uncovered: usize) -> KnownObjects {
+        let packs = store.pack_files();
+        let path = rewind_dir.join(MIDX_NAME);
+        let mut report = KnownReport::default();
+        let mut table = match Table::open(&path) {
+            Ok(Some(t)) => Some(t),
+            Ok(None) => None,
+            Err(why) => {
+                tracing::info!("not using {}: {why}", path.display());
+                report.rejected = Some(why);
+                None
+            }
+        };
+        // The table may only speak for packs that still exist.
+        if let Some(t) = &table {
+            if let Some(gone) = t
+                .packs
+                .iter()
+                .find(|name| !packs.iter().any(|p| &pack_name(p) == *name))
+            {
+                let why = format!("it covers {gone}, which is gone");
+                tracing::info!("not using {}: {why}", path.display());
+                report.rejected = Some(why);
+                table = None;
+            }
+        }
+        let uncovered = |t: &Option<Table>| -> Vec<Arc<PackFile>> {
+            packs
+                .iter()
+                .filter(|p| t.as_ref().is_none_or(|t| !t.packs.contains(&pack_name(p))))
+                .cloned()
+                .collect()
+        };
+        if uncovered(&table).len() > max_uncovered {
+            match Table::build(&path, &packs) {
+                Ok(t) => {
+                    table = Some(t);
+                    report.rebuilt = true;
+                }
+                Err(e) => tracing::warn!(
+                    "cannot write {} (lookups will be slower): {e}",
+                    path.display()
+                ),
+            }
+        }
+        let uncovered = uncovered(&table);
+        report.covered_packs = packs.len() - uncovered.len();
+        report.uncovered_packs = uncovered.len();
+        report.table_objects = table.as_ref().map_or(0, |t| t.count);
+        let objects_dir = store.objects_dir().to_path_buf();
+        KnownObjects {
+            table,
+            uncovered,
+            loose_dirs: loose_dirs(&objects_dir),
+            objects_dir,
+            report,
+        }
+    }
+
+    pub fn report(&self) -> &KnownReport {
+        &self.report
+    }
+
+    /// Whether `id` is stored in a pack that existed at open (or loose).
+    /// Read errors answer "absent": a duplicate is harmless, a false
+    /// "present" is not.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        if let Some(t) = &self.table {
+            match t.contains(id) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("reading {}: {e}", t.path.display()),
+            }
+        }
+        self.uncovered
+            .iter()
+            .any(|p| p.index().lookup(id).is_some())
+            || (self.loose_dirs[usize::from(id.0[0])] && loose::exists(&self.objects_dir, id))
+    }
+}
+
+fn pack_name(p: &PackFile) -> String {
+    p.index()
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn loose_dirs(objects_dir: &Path) -> Box<[bool; 256]> {
+    let mut dirs = Box::new([false; 256]);
+    // On a listing error assume every directory may hold objects.
+    let Ok(entries) = std::fs::read_dir(objects_dir) else {
+        return Box::new([true; 256]);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.len() == 2 {
+            if let Ok(b) = u8::from_str_radix(&name, 16) {
+                dirs[usize::from(b)] = true;
+            }
+        }
+    }
+    dirs
+}
+
+/// A verified object table: the ids stay on disk, the filter and the
+/// fan-out are in memory.
+struct Table {
+    path: PathBuf,
+    file: File,
+    packs: BTreeSet<String>,
+    ids_start: u64,
+    count: u64,
+    fanout: Vec<u32>,
+    bloom: Bloom,
+}
+
+impl Table {
+    /// Reads and verifies the table at `path`; `Ok(None)` if there is none,
+    /// `Err(reason)` if it cannot be trusted.
+    fn open(path: &Path) -> Result<Option<Table>, String> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot open it: {e}")),
+        };
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut r = HashingReader {
+            inner: BufReader::with_capacity(1 << 20, &file),
+            hasher: Sha1::new(),
+            read: 0,
+        };
+        let io = |e: std::io::Error| format!("cannot read it: {e}");
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).map_err(io)?;
+        if &magic != MAGIC {
+            return Err("unknown format or version".into());
+        }
+        let npacks = r.u32().map_err(io)?;
+        let mut packs = BTreeSet::new();
+        for _ in 0..npacks {
+            let mut n = [0u8; 2];
+            r.read_exact(&mut n).map_err(io)?;
+            let mut name = vec![0u8; usize::from(u16::from_be_bytes(n))];
+            r.read_exact(&mut name).map_err(io)?;
+            let name = String::from_utf8(name).map_err(|_| "a pack name is not UTF-8")?;
+            packs.insert(name);
+        }
+        let ids_start = r.read;
+        let tail = FANOUT_BYTES + 8 + 20;
+        let ids_len = len
+            .checked_sub(ids_start + tail)
+            .filter(|l| l % 20 == 0)
+            .ok_or("its size does not fit its layout")?;
+        let count = ids_len / 20;
+        let mut bloom = Bloom::new(count);
+        let mut counts = vec![0u32; FANOUT];
+        let mut prev: Option<[u8; 20]> = None;
+        for _ in 0..count {
+            let mut id = [0u8; 20];
+            r.read_exact(&mut id).map_err(io)?;
+            if prev.is_some_and(|p| p >= id) {
+                return Err("ids are not strictly sorted".into());
+            }
+            prev = Some(id);
+            counts[prefix(&id)] += 1;
+            bloom.insert(&id);
+        }
+        let mut fanout = vec![0u32; FANOUT];
+        let mut running = 0u64;
+        for (i, slot) in fanout.iter_mut().enumerate() {
+            *slot = r.u32().map_err(io)?;
+            running += u64::from(counts[i]);
+            if u64::from(*slot) != running {
+                return Err(format!("fan-out disagrees with the ids at {i:04x}"));
+            }
+        }
+        let mut n = [0u8; 8];
+        r.read_exact(&mut n).map_err(io)?;
+        if u64::from_be_bytes(n) != count {
+            return Err("object count disagrees with its size".into());
+        }
+        let actual: [u8; 20] = r.hasher.finalize().into();
+        let mut stored = [0u8; 20];
+        r.inner.read_exact(&mut stored).map_err(io)?;
+        if actual != stored {
+            return Err("checksum mismatch".into());
+        }
+        Ok(Some(Table {
+            path: path.to_path_buf(),
+            file,
+            packs,
+            ids_start,
+            count,
+            fanout,
+            bloom,
+        }))
+    }
+
+    /// Writes a table of every id in `packs` to `path` (crash-safely) and
+    /// opens it.
+    fn build(path: &Path, packs: &[Arc<PackFile>]) -> Result<Table, Error> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp_midx_")
+            .tempfile_in(dir)
+            .map_err(Error::io("creating temporary file in", dir))?;
+        let tmp_path = tmp.path().to_path_buf();
+        let io = |e| Error::io("writing object table", &tmp_path)(e);
+        let file = tmp.reopen().map_err(io)?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha1::new(),
+        };
+        let names: BTreeSet<String> = packs.iter().map(|p| pack_name(p)).collect();
+        w.put(MAGIC).map_err(io)?;
+        w.put(&(names.len() as u32).to_be_bytes()).map_err(io)?;
+        for name in &names {
+            let len = u16::try_from(name.len()).map_err(|_| {
+                io(std::io::Error::other(format!(
+                    "pack name {name} is too long"
+                )))
+            })?;
+            w.put(&len.to_be_bytes()).map_err(io)?;
+            w.put(name.as_bytes()).map_err(io)?;
+        }
+        // k-way merge of the sorted idx id lists, dropping ids held by
+        // several packs.
+        let mut heads = BinaryHeap::new();
+        let mut iters: Vec<_> = packs.iter().map(|p| p.index().entries()).collect();
+        for (i, it) in iters.iter_mut().enumerate() {
+            if let Some(e) = it.next() {
+                heads.push(Reverse((e.id, i)));
+            }
+        }
+        let mut counts = vec![0u32; FANOUT];
+        let mut count = 0u64;
+        let mut last: Option<ObjectId> = None;
+        while let Some(Reverse((id, i))) = heads.pop() {
+            if let Some(e) = iters[i].next() {
+                heads.push(Reverse((e.id, i)));
+            }
+            if last == Some(id) {
+                continue;
+            }
+            last = Some(id);
+            w.put(&id.0).map_err(io)?;
+            counts[prefix(&id.0)] += 1;
+            count += 1;
+        }
+        let mut running = 0u32;
+        for c in counts {
+            running += c;
+            w.put(&running.to_be_bytes()).map_err(io)?;
+        }
+        w.put(&count.to_be_bytes()).map_err(io)?;
+        let sum: [u8; 20] = w.hasher.finalize().into();
+        let mut inner = w.inner;
+        inner.write_all(&sum).map_err(io)?;
+        let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        tmp.persist(path)
+            .map_err(|e| Error::io("replacing", path)(e.error))?;
+        fsutil::fsync_dir(dir)?;
+        // Re-read what we wrote: the table in use is always a verified one.
+        match Table::open(path) {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => Err(Error::io("reading back", path)(
+                std::io::ErrorKind::NotFound.into(),
+            )),
+            Err(why) => Err(Error::io("reading back", path)(std::io::Error::other(why))),
+        }
+    }
+
+    fn contains(&self, id: &ObjectId) -> std::io::Result<bool> {
+        if !self.bloom.may_contain(&id.0) {
+            return Ok(false);
+        }
+        let p = prefix(&id.0);
+        let start = if p == 0 { 0 } else { self.fanout[p - 1] };
+        let end = self.fanout[p];
+        if start >= end {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; (end - start) as usize * 20];
+        self.file
+            .read_exact_at(&mut buf, self.ids_start + u64::from(start) * 20)?;
+        let (mut lo, mut hi) = (0usize, buf.len() / 20);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match buf[mid * 20..mid * 20 + 20].cmp(&id.0[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn prefix(id: &[u8; 20]) -> usize {
+    usize::from(u16::from_be_bytes([id[0], id[1]]))
+}
+
+/// A Bloom filter over SHA-1 ids. The ids are uniformly distributed, so
+/// their own bytes serve as the hash functions (double hashing).
+struct Bloom {
+    bits: Vec<u64>,
+    nbits: u64,
+}
+
+impl Bloom {
+    fn new(count: u64) -> Bloom {
+        let nbits = (count * BLOOM_BITS_PER_ID).max(64).next_multiple_of(64);
+        Bloom {
+            bits: vec![0; (nbits / 64) as usize],
+            nbits,
+        }
+    }
+
+    fn positions(nbits: u64, id: &[u8; 20]) -> impl Iterator<Item = u64> {
+        let h1 = u64::from_le_bytes(id[4..12].try_into().expect("8 bytes"));
+        let h2 = u64::from_le_bytes(id[12..20].try_into().expect("8 bytes")) | 1;
+        (0..BLOOM_HASHES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % nbits)
+    }
+
+    fn insert(&mut self, id: &[u8; 20]) {
+        for bit in Bloom::positions(self.nbits, id) {
+            self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    fn may_contain(&self, id: &[u8; 20]) -> bool {
+        Bloom::positions(self.nbits, id)
+            .all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha1,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_exact(buf)?;
+        self.hasher.update(&*buf);
+        self.read += buf.len() as u64;
+        Ok(())
+    }
+
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_exact(&mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha1,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(bytes);
+        self.inner.write_all(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bloom_has_no_false_negatives_and_few_false_positives() {
+        let ids: Vec<[u8; 20]> = (0..10_000u32)
+            .map(|n| crate::object::hash_object(crate::object::Kind::Blob, &n.to_be_bytes()).0)
+            .collect();
+        let mut bloom = Bloom::new(ids.len() as u64);
+        for id in &ids {
+            bloom.insert(id);
+        }
+        assert!(ids.iter().all(|id| bloom.may_contain(id)));
+        let false_hits = (10_000..20_000u32)
+            .map(|n| crate::object::hash_object(crate::object::Kind::Blob, &n.to_be_bytes()).0)
+            .filter(|id| bloom.may_contain(id))
+            .count();
+        assert!(false_hits < 300, "{false_hits} false positives in 10,000");
+    }
+}
