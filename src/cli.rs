@@ -87,6 +87,10 @@ pub struct SaveArgs {
     #[arg(short = 'x', long = "one-file-system")]
     pub one_file_system: bool,
 
+    /// Print one JSON object with the outcome on standard output at the end
+    #[arg(long)]
+    pub json: bool,
+
     /// Files and directories to save
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,

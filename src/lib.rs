@@ -12,6 +12,7 @@ pub mod meta;
 pub mod mount;
 pub mod object;
 pub mod pack;
+pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod save;

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("REWIND_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(rewind::progress::StderrWriter)
         .without_time()
         .with_target(false)
         .init();

@@ -1,10 +1,13 @@
 use super::{Error, Status, UsageError};
 use crate::cli::{Cli, SaveArgs};
+use crate::progress::{self, Progress, ProgressSnapshot, Renderer};
 use crate::repo::Repository;
-use crate::save::{save, Identity, SaveOptions};
+use crate::save::{save, Identity, SaveOptions, SaveOutcome};
 use crate::source::filter::Filter;
 use crate::source::paths::{absolute, Rerooting};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn rerooting(args: &SaveArgs) -> Result<Rerooting, Error> {
@@ -53,8 +56,27 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
         filter: Filter::new(&args.exclude, &args.exclude_from)?,
         one_file_system: args.one_file_system,
     };
+    let progress = Progress::new();
+    // Dropped (and the bar erased) by `?` below if the save fails, before
+    // `main` prints the error.
+    let renderer = Renderer::start(
+        Arc::clone(&progress),
+        progress::should_draw(cli.quiet, args.json),
+        "saving",
+    );
+    // The walker does not report into `progress` yet: until it does, the
+    // bar shows the elapsed time only and the JSON has no new/changed/
+    // unchanged split (null).
     let outcome = save(repo, &options, &Identity::current())?;
-    if !cli.quiet {
+    renderer.finish();
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = Status::from_warnings(&outcome.warnings);
+    if args.json {
+        let json = summary_json(&args.name, &outcome, &progress.snapshot(), elapsed, &status);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{json}")?;
+        out.flush()?;
+    } else if !cli.quiet {
         let s = &outcome.stats;
         eprintln!(
             "saved {}/{}: {} files, {} directories, {} read, {} new in {} objects, {:.1}s{}",
@@ -65,7 +87,7 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
             human_bytes(s.bytes_read),
             human_bytes(s.bytes_written),
             s.objects_written,
-            started.elapsed().as_secs_f64(),
+            elapsed,
             if outcome.warnings.is_empty() {
                 String::new()
             } else {
@@ -73,7 +95,79 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
             }
         );
     }
-    Ok(Status::from_warnings(&outcome.warnings))
+    Ok(status)
+}
+
+/// The `--json` result: one object, keys in a fixed order, every key always
+/// present (null where the value is not known) so that scripts can rely on
+/// the shape.
+fn summary_json(
+    name: &str,
+    outcome: &SaveOutcome,
+    progress: &ProgressSnapshot,
+    elapsed: f64,
+    status: &Status,
+) -> String {
+    let s = &outcome.stats;
+    let split = |n: u64| {
+        if progress.classified() {
+            n.to_string()
+        } else {
+            "null".to_string()
+        }
+    };
+    let warnings: Vec<String> = outcome.warnings.iter().map(|w| json_string(w)).collect();
+    format!(
+        concat!(
+            "{{\"name\":{},\"snapshot\":{},\"time\":{},\"commit\":\"{}\",\"tree\":\"{}\",",
+            "\"files\":{},\"directories\":{},",
+            "\"files_new\":{},\"files_changed\":{},\"files_unchanged\":{},",
+            "\"bytes_read\":{},\"bytes_added\":{},\"objects_added\":{},",
+            "\"duration_seconds\":{:.3},\"status\":{},\"warnings\":[{}]}}"
+        ),
+        json_string(name),
+        json_string(&crate::time::snapshot_name(outcome.time)),
+        outcome.time,
+        outcome.commit,
+        outcome.tree,
+        s.files,
+        s.directories,
+        split(progress.files_new),
+        split(progress.files_changed),
+        split(progress.files_unchanged),
+        s.bytes_read,
+        s.bytes_written,
+        s.objects_written,
+        elapsed,
+        json_string(match status {
+            Status::Success => "success",
+            Status::Partial => "partial",
+        }),
+        warnings.join(","),
+    )
+}
+
+/// A JSON string literal. Rust strings are valid UTF-8 already (warnings
+/// about non-UTF-8 paths were made lossy when formatted), so only quotes,
+/// backslashes and control characters need escaping.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {
@@ -88,5 +182,19 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_string;
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_string("plain"), "\"plain\"");
+        assert_eq!(
+            json_string("a\"b\\c\nd\u{1}e\u{7f}é"),
+            "\"a\\\"b\\\\c\\nd\\u0001e\\u007fé\""
+        );
     }
 }
