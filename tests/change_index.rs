@@ -53,6 +53,7 @@ impl Fixture {
             rerooting: Rerooting::Strip,
             filter: Filter::new(&excludes, &[]).unwrap(),
             one_file_system: false,
+            progress: None,
         };
         let identity = Identity {
             name: b"Test".to_vec(),

@@ -1015,6 +1015,7 @@ fn rewind_save(repo: &Repository, src: &Path) {
         rerooting: Default::default(),
         filter: rewind::source::filter::Filter::new(&[], &[]).unwrap(),
         one_file_system: false,
+        progress: None,
     };
     let id = rewind::save::Identity {
         name: b"t".to_vec(),

@@ -55,8 +55,13 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
         rerooting: rerooting(args)?,
         filter: Filter::new(&args.exclude, &args.exclude_from)?,
         one_file_system: args.one_file_system,
+        progress: None,
     };
     let progress = Progress::new();
+    let options = SaveOptions {
+        progress: Some(Arc::clone(&progress)),
+        ..options
+    };
     // Dropped (and the bar erased) by `?` below if the save fails, before
     // `main` prints the error.
     let renderer = Renderer::start(
@@ -64,9 +69,6 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
         progress::should_draw(cli.quiet, args.json),
         "saving",
     );
-    // The walker does not report into `progress` yet: until it does, the
-    // bar shows the elapsed time only and the JSON has no new/changed/
-    // unchanged split (null).
     let outcome = save(repo, &options, &Identity::current())?;
     renderer.finish();
     let elapsed = started.elapsed().as_secs_f64();
@@ -79,10 +81,12 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
     } else if !cli.quiet {
         let s = &outcome.stats;
         eprintln!(
-            "saved {}/{}: {} files, {} directories, {} read, {} new in {} objects, {:.1}s{}",
+            "saved {}/{}: {} files ({} read, {} unchanged), {} directories, {} read, {} new in {} objects, {:.1}s{}",
             args.name,
             crate::time::snapshot_name(outcome.time),
             s.files,
+            s.files_read,
+            s.files_reused,
             s.directories,
             human_bytes(s.bytes_read),
             human_bytes(s.bytes_written),

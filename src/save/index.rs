@@ -745,8 +745,17 @@ impl<'r> ChangeIndex<'r> {
     /// stat, same kind of object). The caller still checks the object with
     /// [`ChangeIndex::has_object`] before relying on it.
     pub fn unchanged(&mut self, key: &[u8], st: &Stat) -> Option<Entry> {
-        let entry = self.old.as_mut()?.take(key)?;
-        entry.matches(st).then_some(entry)
+        self.lookup(key, st).0
+    }
+
+    /// Like [`ChangeIndex::unchanged`], also telling whether `key` was in
+    /// the previous index at all (a changed path rather than a new one).
+    pub fn lookup(&mut self, key: &[u8], st: &Stat) -> (Option<Entry>, bool) {
+        match self.old.as_mut().and_then(|old| old.take(key)) {
+            Some(entry) if entry.matches(st) => (Some(entry), true),
+            Some(_) => (None, true),
+            None => (None, false),
+        }
     }
 
     /// Whether the repository still holds `id` (a gc may have removed it).

@@ -50,6 +50,8 @@ pub struct SaveOptions {
     pub rerooting: Rerooting,
     pub filter: Filter,
     pub one_file_system: bool,
+    /// Live counters for a progress display; `None` when nobody watches.
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -116,7 +118,8 @@ pub fn save(
     let started = std::time::SystemTime::now();
     let change_index = index::ChangeIndex::open(repo, &opts.name, started);
     let mut sink = ObjectSink::new(repo)?;
-    let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index);
+    let progress = opts.progress.clone().unwrap_or_default();
+    let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index, progress);
     let tree = walker.save_root(&sources, &mut sink)?;
     let walk::Walker {
         index: change_index,

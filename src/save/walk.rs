@@ -12,6 +12,7 @@ use crate::meta::record::{decode_all, encode_entry};
 use crate::meta::Metadata;
 use crate::object::tree::{self, mangle, Mode};
 use crate::object::{Kind, ObjectId};
+use crate::progress::{FileChange, Progress};
 use crate::source::filter::Filter;
 use crate::source::paths::{self, Level, Rerooting};
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A directory of the snapshot that is not (only) a walked directory: the
 /// root, the parents of each source, graft targets. `merged` are live
@@ -191,6 +193,7 @@ pub(super) struct WalkCounts {
 }
 
 pub(super) struct Walker<'f, 'r> {
+    progress: Arc<Progress>,
     filter: &'f Filter,
     one_file_system: bool,
     splitter: Splitter,
@@ -202,8 +205,14 @@ pub(super) struct Walker<'f, 'r> {
 }
 
 impl<'f, 'r> Walker<'f, 'r> {
-    pub fn new(filter: &'f Filter, one_file_system: bool, index: ChangeIndex<'r>) -> Self {
+    pub fn new(
+        filter: &'f Filter,
+        one_file_system: bool,
+        index: ChangeIndex<'r>,
+        progress: Arc<Progress>,
+    ) -> Self {
         Walker {
+            progress,
             filter,
             one_file_system,
             splitter: Splitter::new(),
@@ -217,6 +226,7 @@ impl<'f, 'r> Walker<'f, 'r> {
 
     fn warn(&mut self, message: String) {
         tracing::warn!("{message}");
+        self.progress.add_warning();
         self.warnings.push(message);
     }
 
@@ -291,6 +301,7 @@ impl<'f, 'r> Walker<'f, 'r> {
             }
         }
         self.counts.directories += 1;
+        self.progress.add_directory();
         // Like a walked directory, its record comes from the index when its
         // stat is unchanged, and its entry follows its contents.
         let Some((real, st)) = own_stat else {
@@ -385,11 +396,10 @@ impl<'f, 'r> Walker<'f, 'r> {
         if st.file_type() == libc::S_IFDIR {
             return self.save_dir(path, key, name, &st, device, sink);
         }
+        self.progress.set_current(path);
         // Index entries are taken in walk order, whether used or not.
-        let old = self
-            .index
-            .unchanged(&key, &st)
-            .filter(|e| kind_fits(e.kind, st.file_type()) && self.index.has_object(&e.id));
+        let (old, indexed) = self.index.lookup(&key, &st);
+        let old = old.filter(|e| kind_fits(e.kind, st.file_type()) && self.index.has_object(&e.id));
         let known = old.as_ref().and_then(|e| match e.kind {
             EntryKind::Blob => Some(FileObject::Blob(e.id)),
             EntryKind::Chunked => Some(FileObject::Tree(e.id)),
@@ -408,6 +418,11 @@ impl<'f, 'r> Walker<'f, 'r> {
                     }),
                 _ => reuse_record(e.record).map(|(record, same)| (kind, id, record, same)),
             }
+        });
+        self.progress.add_classified_file(match (&reused, indexed) {
+            (Some(_), _) => FileChange::Unchanged,
+            (None, true) => FileChange::Changed,
+            (None, false) => FileChange::New,
         });
         let (kind, id, record, clean) = match reused {
             // Unchanged: no capture, no read.
@@ -518,6 +533,7 @@ impl<'f, 'r> Walker<'f, 'r> {
             self.save_children(path, &key, device, sink)?
         };
         self.counts.directories += 1;
+        self.progress.add_directory();
         // The index is in post-order: the directory's entry comes after its
         // contents. Its metadata is the lstat taken before listing (listing
         // may change the atime), captured now only if it changed.
@@ -594,14 +610,15 @@ impl<'f, 'r> Walker<'f, 'r> {
                         return Ok(None);
                     }
                 };
-                let (object, size) = match store_stream(file, sink, &mut self.splitter) {
-                    Ok(stored) => stored,
-                    Err(StreamError::Read(e)) => {
-                        self.warn(format!("{}: cannot read: {e}", path.display()));
-                        return Ok(None);
-                    }
-                    Err(StreamError::Save(e)) => return Err(e),
-                };
+                let (object, size) =
+                    match store_stream(file, sink, &mut self.splitter, Some(&self.progress)) {
+                        Ok(stored) => stored,
+                        Err(StreamError::Read(e)) => {
+                            self.warn(format!("{}: cannot read: {e}", path.display()));
+                            return Ok(None);
+                        }
+                        Err(StreamError::Save(e)) => return Err(e),
+                    };
                 self.counts.files_read += 1;
                 self.counts.bytes_read += size;
                 (object, size)
@@ -681,10 +698,14 @@ fn store_stream(
     reader: impl Read,
     sink: &mut ObjectSink,
     splitter: &mut Splitter,
+    progress: Option<&Progress>,
 ) -> Result<(FileObject, u64), StreamError> {
     let mut builder = ChunkTreeBuilder::new();
     let size = splitter
         .split(reader, |chunk: &[u8]| -> Result<(), SaveError> {
+            if let Some(p) = progress {
+                p.add_bytes_read(chunk.len() as u64);
+            }
             let id = sink.put(Kind::Blob, chunk)?;
             builder.push(id, chunk.len() as u64, &mut |body: &[u8]| {
                 sink.put(Kind::Tree, body)
@@ -723,7 +744,7 @@ fn write_directory(
     }
     // A large .bupm is chunked like a file (bup does the same), so that a
     // change to one entry of a huge directory stores little.
-    let (bupm_object, _) = match store_stream(&bupm[..], sink, splitter) {
+    let (bupm_object, _) = match store_stream(&bupm[..], sink, splitter, None) {
         Ok(stored) => stored,
         Err(StreamError::Save(e)) => return Err(e),
         Err(StreamError::Read(e)) => unreachable!("reading from memory cannot fail: {e}"),
