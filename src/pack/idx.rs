@@ -233,6 +233,19 @@ impl PackIndex {
         &self.pack_checksum
     }
 
+    /// A 256-bit set of the first bytes of the ids in this index.
+    pub fn first_bytes(&self) -> [u64; 4] {
+        let mut mask = [0u64; 4];
+        let mut below = 0;
+        for (b, &upto) in self.fanout.iter().enumerate() {
+            if upto > below {
+                mask[b / 64] |= 1 << (b % 64);
+            }
+            below = upto;
+        }
+        mask
+    }
+
     /// The pack offset of `id`: fan-out narrows to ids sharing the first
     /// byte, then a binary search.
     pub fn lookup(&self, id: &ObjectId) -> Option<u64> {
