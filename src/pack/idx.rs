@@ -295,6 +295,31 @@ mod tests {
     }
 
     #[test]
+    fn first_bytes_marks_exactly_the_first_bytes_present() {
+        let mut entries: Vec<IdxEntry> = [0x00u8, 0x41, 0x41, 0x80, 0xff]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let mut raw = [0u8; 20];
+                raw[0] = b;
+                raw[19] = i as u8;
+                IdxEntry {
+                    id: ObjectId(raw),
+                    offset: 12 + i as u64 * 10,
+                    crc32: 0,
+                }
+            })
+            .collect();
+        let bytes = encode_v2(&mut entries, &[0; 20]);
+        let index = PackIndex::parse(Path::new("t.idx"), &bytes).expect("valid idx");
+        let mask = index.first_bytes();
+        for b in 0..256usize {
+            let set = mask[b / 64] & (1 << (b % 64)) != 0;
+            assert_eq!(set, [0x00, 0x41, 0x80, 0xff].contains(&b), "byte {b:#x}");
+        }
+    }
+
+    #[test]
     fn round_trip_with_large_offsets() {
         let mut entries: Vec<IdxEntry> = (0..300u32)
             .map(|n| IdxEntry {
