@@ -233,6 +233,19 @@ impl PackIndex {
         &self.pack_checksum
     }
 
+    /// A 256-bit set of the first bytes of the ids in this index.
+    pub fn first_bytes(&self) -> [u64; 4] {
+        let mut mask = [0u64; 4];
+        let mut below = 0;
+        for (b, &upto) in self.fanout.iter().enumerate() {
+            if upto > below {
+                mask[b / 64] |= 1 << (b % 64);
+            }
+            below = upto;
+        }
+        mask
+    }
+
     /// The pack offset of `id`: fan-out narrows to ids sharing the first
     /// byte, then a binary search.
     pub fn lookup(&self, id: &ObjectId) -> Option<u64> {
@@ -279,6 +292,31 @@ mod tests {
 
     fn id(n: u32) -> ObjectId {
         crate::object::hash_object(crate::object::Kind::Blob, &n.to_be_bytes())
+    }
+
+    #[test]
+    fn first_bytes_marks_exactly_the_first_bytes_present() {
+        let mut entries: Vec<IdxEntry> = [0x00u8, 0x41, 0x41, 0x80, 0xff]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let mut raw = [0u8; 20];
+                raw[0] = b;
+                raw[19] = i as u8;
+                IdxEntry {
+                    id: ObjectId(raw),
+                    offset: 12 + i as u64 * 10,
+                    crc32: 0,
+                }
+            })
+            .collect();
+        let bytes = encode_v2(&mut entries, &[0; 20]);
+        let index = PackIndex::parse(Path::new("t.idx"), &bytes).expect("valid idx");
+        let mask = index.first_bytes();
+        for b in 0..256usize {
+            let set = mask[b / 64] & (1 << (b % 64)) != 0;
+            assert_eq!(set, [0x00, 0x41, 0x80, 0xff].contains(&b), "byte {b:#x}");
+        }
     }
 
     #[test]

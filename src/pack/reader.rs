@@ -16,10 +16,18 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// Memory reserved up front from a size read off disk (see `delta::MAX_PREALLOC`).
 const MAX_PREALLOC: u64 = 64 << 20;
-const READ_CHUNK: usize = 64 << 10;
+/// Bytes read per `pread`. Chunks average ~10 KiB compressed or less and a
+/// file's chunks sit next to each other in a pack, so one read serves the
+/// headers and streams of a run of objects instead of two syscalls each.
+const WINDOW: usize = 128 << 10;
+
+/// Distinguishes open packs in the per-thread read window (0 = none).
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 /// Why reading an entry failed, before the caller attaches the object id.
 #[derive(Debug)]
@@ -54,7 +62,12 @@ pub struct PackFile {
     file: File,
     len: u64,
     index: PackIndex,
-    damage: Option<String>,
+    /// Identifies this open pack in the per-thread read window.
+    uid: u64,
+    /// Pack/index mismatch, checked on first read rather than at open: a
+    /// repository with thousands of packs would otherwise pay two random
+    /// reads per pack before answering anything.
+    damage: OnceLock<Option<String>>,
 }
 
 impl PackFile {
@@ -67,19 +80,25 @@ impl PackFile {
             .metadata()
             .map_err(Error::io("reading size of pack", &path))?
             .len();
-        let mut pack = PackFile {
+        Ok(PackFile {
             path,
             file,
             len,
             index,
-            damage: None,
-        };
-        pack.damage = pack.check_frame().map_err(|e| Error::Io {
-            action: "reading pack",
-            path: pack.path.clone(),
-            source: e,
-        })?;
-        Ok(pack)
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            damage: OnceLock::new(),
+        })
+    }
+
+    /// The result of `check_frame`, computed once. A read error is not
+    /// remembered (it may be transient) and fails this read only. Public so
+    /// that a store opening many packs can check them in parallel.
+    pub fn damage(&self) -> Result<Option<&str>, ReadFail> {
+        if let Some(d) = self.damage.get() {
+            return Ok(d.as_deref());
+        }
+        let found = self.check_frame().map_err(ReadFail::Io)?;
+        Ok(self.damage.get_or_init(|| found).as_deref())
     }
 
     /// Compares the pack's header and trailer with its index.
@@ -88,10 +107,27 @@ impl PackFile {
             return Ok(Some(format!("pack is too short ({} bytes)", self.len)));
         }
         let mut head = [0u8; 12];
-        self.file.read_exact_at(&mut head, 0)?;
         let mut trailer = [0u8; 20];
-        self.file
-            .read_exact_at(&mut trailer, self.len - PACK_TRAILER_LEN)?;
+        let trailer_at = (self.len - PACK_TRAILER_LEN) as usize;
+        if self.len <= WINDOW as u64 {
+            // A small pack (one save's worth) in one read, which also leaves
+            // its entries in this thread's window for the read that follows.
+            SCRATCH.with(|cell| {
+                let mut scratch = cell.borrow_mut();
+                let src = Source {
+                    file: &self.file,
+                    uid: self.uid,
+                    data_end: self.len,
+                };
+                scratch.fill(&src, 0)?;
+                head.copy_from_slice(&scratch.buf[..12]);
+                trailer.copy_from_slice(&scratch.buf[trailer_at..trailer_at + 20]);
+                io::Result::Ok(())
+            })?;
+        } else {
+            self.file.read_exact_at(&mut head, 0)?;
+            self.file.read_exact_at(&mut trailer, trailer_at as u64)?;
+        }
         let version = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
         let count = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
         Ok(
@@ -125,20 +161,34 @@ impl PackFile {
 
     /// Reads and parses the entry header at `offset`.
     pub fn entry_header(&self, offset: u64) -> Result<EntryHeader, ReadFail> {
-        if let Some(d) = &self.damage {
-            return Err(ReadFail::Corrupt(d.clone()));
+        if let Some(d) = self.damage()? {
+            return Err(ReadFail::Corrupt(d.to_string()));
         }
         if offset < PACK_HEADER_LEN || offset >= self.data_end() {
             return Err(ReadFail::Corrupt(format!(
                 "entry offset {offset} is outside the pack's entries"
             )));
         }
-        let mut buf = [0u8; 32];
         let want = (self.data_end() - offset).min(32) as usize;
-        self.file
-            .read_exact_at(&mut buf[..want], offset)
-            .map_err(ReadFail::Io)?;
-        parse_entry_header(offset, &buf[..want]).map_err(ReadFail::Corrupt)
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let src = self.source();
+            let got = scratch.bytes_at(&src, offset).map_err(ReadFail::Io)?;
+            if got.len() < want {
+                // The window ends inside this header: start it here.
+                scratch.fill(&src, offset).map_err(ReadFail::Io)?;
+            }
+            let got = scratch.bytes_at(&src, offset).map_err(ReadFail::Io)?;
+            parse_entry_header(offset, &got[..want.min(got.len())]).map_err(ReadFail::Corrupt)
+        })
+    }
+
+    fn source(&self) -> Source<'_> {
+        Source {
+            file: &self.file,
+            uid: self.uid,
+            data_end: self.data_end(),
+        }
     }
 
     /// Inflates the zlib stream of the entry described by `header`, which
@@ -160,7 +210,7 @@ impl PackFile {
             expected_crc: crc,
         };
         inflate_at(
-            &self.file,
+            &self.source(),
             header.data_offset,
             end,
             header.size,
@@ -173,7 +223,7 @@ impl PackFile {
     /// size header) without reading the rest.
     pub fn inflate_prefix(&self, header: &EntryHeader, n: usize) -> Result<Vec<u8>, ReadFail> {
         inflate_at(
-            &self.file,
+            &self.source(),
             header.data_offset,
             self.data_end(),
             header.size,
@@ -192,18 +242,61 @@ struct EntryCheck {
     expected_crc: Option<u32>,
 }
 
+/// Where window reads come from: one open pack.
+struct Source<'a> {
+    file: &'a File,
+    uid: u64,
+    data_end: u64,
+}
+
+/// Per-thread inflate state and read window, reused across reads (a fresh
+/// zlib state, buffer and `pread` per object cost measurable time). The
+/// window holds `buf[..len]` = pack `pack` bytes from `start`; packs never
+/// change under an open handle, so cached bytes cannot go stale.
+struct Scratch {
+    z: Decompress,
+    buf: Vec<u8>,
+    pack: u64,
+    start: u64,
+    len: usize,
+}
+
+impl Scratch {
+    /// Reads the window from `pos` (up to the end of the entries).
+    fn fill(&mut self, src: &Source, pos: u64) -> io::Result<()> {
+        self.pack = 0;
+        let n = src.data_end.saturating_sub(pos).min(self.buf.len() as u64) as usize;
+        src.file.read_exact_at(&mut self.buf[..n], pos)?;
+        (self.pack, self.start, self.len) = (src.uid, pos, n);
+        Ok(())
+    }
+
+    /// The window's bytes from `pos` on, reading it first if it does not
+    /// hold `pos`. Empty only at the end of the entries.
+    fn bytes_at(&mut self, src: &Source, pos: u64) -> io::Result<&[u8]> {
+        let held = self.pack == src.uid && self.start <= pos && pos < self.start + self.len as u64;
+        if !held {
+            self.fill(src, pos)?;
+        }
+        Ok(&self.buf[(pos - self.start) as usize..self.len])
+    }
+}
+
 thread_local! {
-    /// Per-thread inflate state and input buffer, reused across reads (a
-    /// fresh zlib state and 64 KiB buffer per object cost measurable time).
-    static INFLATE: RefCell<(Decompress, Vec<u8>)> =
-        RefCell::new((Decompress::new(true), vec![0u8; READ_CHUNK]));
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        z: Decompress::new(true),
+        buf: vec![0u8; WINDOW],
+        pack: 0,
+        start: 0,
+        len: 0,
+    });
 }
 
 /// Inflates the zlib stream starting at `pos` (not reading at or past `end`)
 /// that must inflate to exactly `size` bytes. With `prefix`, stops after that
 /// many output bytes.
 fn inflate_at(
-    file: &File,
+    src: &Source,
     mut pos: u64,
     end: u64,
     size: u64,
@@ -219,39 +312,37 @@ fn inflate_at(
     };
     // One spare byte of room lets us notice a stream that inflates too far.
     let mut out = Vec::with_capacity(limit.min(MAX_PREALLOC) as usize + 1);
-    INFLATE.with(|cell| {
+    SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (z, inbuf) = &mut *guard;
-        z.reset(true);
-        let (mut in_pos, mut in_len) = (0usize, 0usize);
+        guard.z.reset(true);
         loop {
-            if in_pos == in_len {
-                if pos >= end {
-                    return Err(ReadFail::Corrupt(format!(
-                        "zlib stream is truncated ({} of {size} bytes inflated)",
-                        out.len()
-                    )));
-                }
-                let n = (end - pos).min(inbuf.len() as u64) as usize;
-                file.read_exact_at(&mut inbuf[..n], pos)
-                    .map_err(ReadFail::Io)?;
-                pos += n as u64;
-                in_pos = 0;
-                in_len = n;
+            if pos >= end {
+                return Err(ReadFail::Corrupt(format!(
+                    "zlib stream is truncated ({} of {size} bytes inflated)",
+                    out.len()
+                )));
             }
             if out.len() == out.capacity() {
                 let room = (limit + 1 - out.len() as u64).min(out.len().max(4096) as u64);
                 out.reserve_exact(room as usize);
             }
-            let (before_in, before_out) = (z.total_in(), z.total_out());
-            let status = z
-                .decompress_vec(&inbuf[in_pos..in_len], &mut out, FlushDecompress::None)
+            let (before_in, before_out) = (guard.z.total_in(), guard.z.total_out());
+            let scratch = &mut *guard;
+            let avail = {
+                let bytes = scratch.bytes_at(src, pos).map_err(ReadFail::Io)?;
+                bytes.len().min((end - pos) as usize)
+            };
+            let from = (pos - scratch.start) as usize;
+            let input = &scratch.buf[from..from + avail];
+            let status = scratch
+                .z
+                .decompress_vec(input, &mut out, FlushDecompress::None)
                 .map_err(|e| ReadFail::Corrupt(format!("zlib data is damaged: {e}")))?;
-            let used = (z.total_in() - before_in) as usize;
+            let used = (scratch.z.total_in() - before_in) as usize;
             if let Some(h) = crc.as_mut() {
-                h.update(&inbuf[in_pos..in_pos + used]);
+                h.update(&input[..used]);
             }
-            in_pos += used;
+            pos += used as u64;
             if out.len() as u64 > limit {
                 if prefix.is_some() {
                     out.truncate(limit as usize);
@@ -264,8 +355,9 @@ fn inflate_at(
             match status {
                 Status::StreamEnd => break,
                 Status::Ok | Status::BufError => {
-                    let stalled = z.total_in() == before_in && z.total_out() == before_out;
-                    if stalled && in_pos < in_len {
+                    let stalled =
+                        scratch.z.total_in() == before_in && scratch.z.total_out() == before_out;
+                    if stalled && used < avail {
                         return Err(ReadFail::Corrupt("zlib stream makes no progress".into()));
                     }
                 }
@@ -281,12 +373,11 @@ fn inflate_at(
             )));
         }
         if let (Some(check), Some(h)) = (check, crc) {
-            let stream_end = pos - (in_len - in_pos) as u64;
-            if stream_end != end {
+            if pos != end {
                 return Err(ReadFail::Corrupt(format!(
                     "entry at offset {} has {} stray bytes after its zlib stream",
                     check.start,
-                    end - stream_end
+                    end - pos
                 )));
             }
             let actual = h.finalize();

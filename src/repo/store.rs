@@ -35,9 +35,26 @@ pub struct Object {
 #[derive(Default)]
 struct PackSet {
     packs: Vec<(u64, Arc<PackFile>)>,
+    /// Per pack (same order), which first bytes its ids start with: with
+    /// thousands of small packs (one per save) most are ruled out from this
+    /// dense array without touching their indexes.
+    first_bytes: Vec<[u64; 4]>,
     /// Indexes that failed to open, with the reason; objects they hold are
     /// reported as corrupt rather than silently missing.
     broken: Vec<(PathBuf, String)>,
+}
+
+impl PackSet {
+    /// The first pack holding `id`: (pack uid, pack, offset).
+    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, u64)> {
+        let b = usize::from(id.0[0]);
+        let (word, bit) = (b / 64, 1u64 << (b % 64));
+        self.packs
+            .iter()
+            .zip(&self.first_bytes)
+            .filter(|(_, mask)| mask[word] & bit != 0)
+            .find_map(|((uid, p), _)| p.index().lookup(id).map(|o| (*uid, p, o)))
+    }
 }
 
 pub struct ObjectStore {
@@ -84,14 +101,28 @@ impl ObjectStore {
             }
         }
         idx_paths.sort();
+        // Pack names are content hashes: same name, same content, so packs
+        // already open are kept.
+        let kept: HashMap<&Path, &(u64, Arc<PackFile>)> = old
+            .packs
+            .iter()
+            .map(|entry| (entry.1.index().path(), entry))
+            .collect();
+        let new_paths: Vec<&PathBuf> = idx_paths
+            .iter()
+            .filter(|p| !kept.contains_key(p.as_path()))
+            .collect();
+        let mut opened = open_packs(&new_paths).into_iter();
         let mut set = PackSet::default();
-        for idx_path in idx_paths {
-            // Pack names are content hashes: same name, same content.
-            if let Some(p) = old.packs.iter().find(|(_, p)| p.index().path() == idx_path) {
-                set.packs.push(p.clone());
+        for idx_path in &idx_paths {
+            if let Some(entry) = kept.get(idx_path.as_path()) {
+                set.packs.push((*entry).clone());
                 continue;
             }
-            match PackFile::open(&idx_path) {
+            let Some(result) = opened.next() else {
+                break;
+            };
+            match result {
                 Ok(p) => {
                     let uid = self.next_pack_id.fetch_add(1, Ordering::Relaxed);
                     set.packs.push((uid, Arc::new(p)));
@@ -103,10 +134,15 @@ impl ObjectStore {
                         continue;
                     }
                     tracing::warn!("cannot use pack index {}: {e}", idx_path.display());
-                    set.broken.push((idx_path, e.to_string()));
+                    set.broken.push((idx_path.clone(), e.to_string()));
                 }
             }
         }
+        set.first_bytes = set
+            .packs
+            .iter()
+            .map(|(_, p)| p.index().first_bytes())
+            .collect();
         let live: Vec<u64> = set.packs.iter().map(|(uid, _)| *uid).collect();
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         self.cache
@@ -137,10 +173,7 @@ impl ObjectStore {
     /// Whether `id` is in a pack we know of or loose. Does not rescan.
     pub fn contains(&self, id: &ObjectId) -> bool {
         let set = self.snapshot();
-        set.packs
-            .iter()
-            .any(|(_, p)| p.index().lookup(id).is_some())
-            || loose::exists(&self.objects_dir, id)
+        set.find(id).is_some() || loose::exists(&self.objects_dir, id)
     }
 
     /// Reads and verifies an object. On a miss, rescans the packs once (a
@@ -159,10 +192,8 @@ impl ObjectStore {
         }
         for attempt in 0..2 {
             let set = self.snapshot();
-            for (uid, pack) in &set.packs {
-                if let Some(offset) = pack.index().lookup(id) {
-                    return self.read_packed(*uid, pack, offset, id, depth);
-                }
+            if let Some((uid, pack, offset)) = set.find(id) {
+                return self.read_packed(uid, pack, offset, id, depth);
             }
             if let Some(obj) = loose::read(&self.objects_dir, id)? {
                 return Ok(obj);
@@ -195,11 +226,7 @@ impl ObjectStore {
             });
         }
         let set = self.snapshot();
-        let Some((_, pack, offset)) = set
-            .packs
-            .iter()
-            .find_map(|(uid, p)| p.index().lookup(id).map(|o| (uid, p, o)))
-        else {
+        let Some((_, pack, offset)) = set.find(id) else {
             if let Some(h) = loose::read_header_of(&self.objects_dir, id)? {
                 return Ok(h);
             }
@@ -331,6 +358,55 @@ impl ObjectStore {
             );
         }
     }
+}
+
+/// Packs opened per thread before another thread is worth starting.
+const PACKS_PER_THREAD: usize = 64;
+const MAX_OPEN_THREADS: usize = 16;
+
+/// Opens the packs of `idx_paths`, results in the same order. Opening is
+/// disk latency (an index read and the pack's frame check per pack), so a
+/// repository with thousands of packs (one per save) opens them from
+/// several threads at once rather than paying each wait in turn.
+fn open_packs(idx_paths: &[&PathBuf]) -> Vec<Result<PackFile, Error>> {
+    let open = |path: &PathBuf| {
+        let pack = PackFile::open(path)?;
+        // Reads the frame now, while other threads wait on other packs; an
+        // I/O error here is not remembered and is met again on first read.
+        let _ = pack.damage();
+        Ok(pack)
+    };
+    let threads = idx_paths
+        .len()
+        .div_ceil(PACKS_PER_THREAD)
+        .min(MAX_OPEN_THREADS);
+    if threads <= 1 {
+        return idx_paths.iter().map(|p| open(p)).collect();
+    }
+    let per = idx_paths.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = idx_paths
+            .chunks(per)
+            .map(|part| {
+                let worker = std::thread::Builder::new()
+                    .name("rewind-open-packs".into())
+                    .spawn_scoped(scope, move || {
+                        part.iter().map(|p| open(p)).collect::<Vec<_>>()
+                    });
+                (part, worker)
+            })
+            .collect();
+        let mut all: Vec<Result<PackFile, Error>> = Vec::with_capacity(idx_paths.len());
+        for (part, worker) in workers {
+            match worker.map(|w| w.join()) {
+                Ok(Ok(results)) => all.extend(results),
+                // No thread (or a bug in one): open its share here rather
+                // than lose packs.
+                _ => all.extend(part.iter().map(|p| open(p))),
+            }
+        }
+        all
+    })
 }
 
 type CachedBase = (Kind, Arc<Vec<u8>>, u64);
