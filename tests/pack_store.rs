@@ -6,6 +6,7 @@
 use rewind::object::{hash_object, Kind, ObjectId};
 use rewind::repo::{Error, ObjectStore, Repository};
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -1130,4 +1131,40 @@ fn save_write_error_in_pipeline_surfaces_and_publishes_nothing() {
         .unwrap();
     assert!(status.success());
     assert!(repo_dir.join("refs/heads/b").exists());
+}
+
+/// A loose object whose file is damaged anywhere (zlib header, object
+/// header, content, checksum) reads as `Corrupt` naming it, never as data.
+#[test]
+fn damaged_loose_objects_are_corrupt_never_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    git_history(&work);
+    let git_dir = work.join(".git");
+    let content = text(5, 2000);
+    let hex = git_stdin(&git_dir, &["hash-object", "-w", "--stdin"], &content);
+    let id = ObjectId::from_hex(hex.trim_ascii()).unwrap();
+    let hex = id.to_string();
+    let path = git_dir.join("objects").join(&hex[..2]).join(&hex[2..]);
+    let original = std::fs::read(&path).unwrap();
+    let mut caught = 0;
+    for pos in (0..original.len()).step_by(7) {
+        let mut damaged = original.clone();
+        damaged[pos] ^= 0x40;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&path, &damaged).unwrap();
+        let repo = Repository::open(&git_dir).unwrap();
+        match repo.objects().read(&id) {
+            Ok(object) => assert_eq!(object.data, content, "wrong bytes after a flip at {pos}"),
+            Err(Error::Corrupt { id: named, .. }) => {
+                assert_eq!(named, id);
+                caught += 1;
+            }
+            Err(other) => panic!("flip at {pos}: unexpected error {other}"),
+        }
+    }
+    assert!(
+        caught > original.len() / 14,
+        "only {caught} flips were caught"
+    );
 }

@@ -32,62 +32,85 @@ pub(crate) fn exists(objects_dir: &Path, id: &ObjectId) -> bool {
     path_of(objects_dir, id).is_file()
 }
 
-/// Reads the "<kind> <size>\0" header from an inflating reader.
-fn read_header(
-    z: &mut impl Read,
-    corrupt: &dyn Fn(String) -> Error,
-    io_err: &dyn Fn(io::Error) -> Error,
-) -> Result<(Kind, u64), Error> {
-    let mut header = Vec::with_capacity(32);
-    let mut byte = [0u8; 1];
-    loop {
-        match z.read(&mut byte) {
-            Ok(0) => return Err(corrupt("header is truncated".into())),
-            Ok(_) => {}
-            Err(e)
-                if e.kind() == io::ErrorKind::InvalidInput
-                    || e.kind() == io::ErrorKind::InvalidData =>
-            {
-                return Err(corrupt(format!("zlib data is damaged: {e}")))
-            }
-            Err(e) => return Err(io_err(e)),
-        }
-        if byte[0] == 0 {
-            break;
-        }
-        header.push(byte[0]);
-        if header.len() > 32 {
-            return Err(corrupt("header is too long".into()));
+/// An open loose object: its inflating stream, and the errors that name it.
+struct Loose {
+    id: ObjectId,
+    path: PathBuf,
+    z: ZlibDecoder<io::BufReader<std::fs::File>>,
+}
+
+impl Loose {
+    /// `None` if the object does not exist.
+    fn open(objects_dir: &Path, id: &ObjectId) -> Result<Option<Loose>, Error> {
+        Ok(open(objects_dir, id)?.map(|(path, file)| Loose {
+            id: *id,
+            path,
+            z: ZlibDecoder::new(io::BufReader::new(file)),
+        }))
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        Error::Corrupt {
+            id: self.id,
+            pack: None,
+            detail: format!("loose object {}: {detail}", self.path.display()),
         }
     }
-    let text = std::str::from_utf8(&header).map_err(|_| corrupt("header is not text".into()))?;
-    let (kind, size) = text
-        .split_once(' ')
-        .ok_or_else(|| corrupt(format!("bad header {text:?}")))?;
-    let kind =
-        Kind::from_name(kind.as_bytes()).ok_or_else(|| corrupt(format!("bad kind {kind:?}")))?;
-    let size: u64 = size
-        .parse()
-        .map_err(|_| corrupt(format!("bad size {size:?}")))?;
-    Ok((kind, size))
+
+    fn io_err(&self, e: io::Error) -> Error {
+        Error::io("reading loose object", self.path.clone())(e)
+    }
+
+    /// Reads the "<kind> <size>\0" header.
+    fn header(&mut self) -> Result<(Kind, u64), Error> {
+        let mut header = Vec::with_capacity(32);
+        let mut byte = [0u8; 1];
+        loop {
+            match self.z.read(&mut byte) {
+                Ok(0) => return Err(self.corrupt("header is truncated".into())),
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidInput
+                        || e.kind() == io::ErrorKind::InvalidData =>
+                {
+                    return Err(self.corrupt(format!("zlib data is damaged: {e}")))
+                }
+                Err(e) => return Err(self.io_err(e)),
+            }
+            if byte[0] == 0 {
+                break;
+            }
+            header.push(byte[0]);
+            if header.len() > 32 {
+                return Err(self.corrupt("header is too long".into()));
+            }
+        }
+        let text =
+            std::str::from_utf8(&header).map_err(|_| self.corrupt("header is not text".into()))?;
+        let (kind, size) = text
+            .split_once(' ')
+            .ok_or_else(|| self.corrupt(format!("bad header {text:?}")))?;
+        let kind = Kind::from_name(kind.as_bytes())
+            .ok_or_else(|| self.corrupt(format!("bad kind {kind:?}")))?;
+        let size: u64 = size
+            .parse()
+            .map_err(|_| self.corrupt(format!("bad size {size:?}")))?;
+        Ok((kind, size))
+    }
 }
 
 /// Reads, inflates and verifies a loose object; `None` if it does not exist.
 pub(crate) fn read(objects_dir: &Path, id: &ObjectId) -> Result<Option<Object>, Error> {
-    let Some((path, file)) = open(objects_dir, id)? else {
+    let Some(mut loose) = Loose::open(objects_dir, id)? else {
         return Ok(None);
     };
-    let corrupt = |detail: String| Error::Corrupt {
-        id: *id,
-        pack: None,
-        detail: format!("loose object {}: {detail}", path.display()),
-    };
-    let io_err = |e: io::Error| Error::io("reading loose object", path.clone())(e);
-    let mut z = ZlibDecoder::new(io::BufReader::new(file));
-    let (kind, size) = read_header(&mut z, &corrupt, &io_err)?;
+    let (kind, size) = loose.header()?;
     let mut data = Vec::with_capacity(size.min(MAX_PREALLOC) as usize);
     // Read one byte past the declared size to notice a stream that is too long.
-    match (&mut z).take(size.saturating_add(1)).read_to_end(&mut data) {
+    match (&mut loose.z)
+        .take(size.saturating_add(1))
+        .read_to_end(&mut data)
+    {
         Ok(_) => {}
         Err(e)
             if matches!(
@@ -95,18 +118,15 @@ pub(crate) fn read(objects_dir: &Path, id: &ObjectId) -> Result<Option<Object>, 
                 io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
             ) =>
         {
-            return Err(corrupt(format!("zlib data is damaged: {e}")))
+            return Err(loose.corrupt(format!("zlib data is damaged: {e}")))
         }
-        Err(e) => return Err(io_err(e)),
+        Err(e) => return Err(loose.io_err(e)),
     }
     if data.len() as u64 != size {
-        return Err(corrupt(format!(
-            "holds {} bytes, header says {size}",
-            data.len()
-        )));
+        return Err(loose.corrupt(format!("holds {} bytes, header says {size}", data.len())));
     }
     if hash_object(kind, &data) != *id {
-        return Err(corrupt("content does not match its id".into()));
+        return Err(loose.corrupt("content does not match its id".into()));
     }
     Ok(Some(Object { kind, data }))
 }
@@ -116,15 +136,8 @@ pub(crate) fn read_header_of(
     objects_dir: &Path,
     id: &ObjectId,
 ) -> Result<Option<(Kind, u64)>, Error> {
-    let Some((path, file)) = open(objects_dir, id)? else {
-        return Ok(None);
-    };
-    let corrupt = |detail: String| Error::Corrupt {
-        id: *id,
-        pack: None,
-        detail: format!("loose object {}: {detail}", path.display()),
-    };
-    let io_err = |e: io::Error| Error::io("reading loose object", path.clone())(e);
-    let mut z = ZlibDecoder::new(io::BufReader::new(file));
-    read_header(&mut z, &corrupt, &io_err).map(Some)
+    match Loose::open(objects_dir, id)? {
+        Some(mut loose) => loose.header().map(Some),
+        None => Ok(None),
+    }
 }
