@@ -127,13 +127,9 @@ pub fn save(
         counts,
         ..
     } = walker;
-    let mut stats = sink.stats.clone();
-    stats.files = counts.files;
-    stats.directories = counts.directories;
-    stats.files_read = counts.files_read;
-    stats.bytes_read = counts.bytes_read;
-    stats.files_reused = counts.files_reused;
-    stats.directories_reused = counts.directories_reused;
+    // The walk fills the file and directory counts; the object counts come
+    // from the sink once it has published.
+    let mut stats = counts;
 
     // Commits go into the same pack as the trees: nothing is visible before
     // the ref moves, and the ref moves only after the pack is published.

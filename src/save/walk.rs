@@ -4,7 +4,7 @@
 //! warnings: the entry is left out and the save goes on.
 
 use super::index::{self, ChangeIndex, Entry, EntryKind};
-use super::{ObjectSink, SaveError};
+use super::{ObjectSink, SaveError, SaveStats};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
 use crate::meta::capture::{lstat, Capturer, Stat};
@@ -104,28 +104,30 @@ pub(super) fn resolve_sources(
     Ok(root)
 }
 
+/// The subdirectory `name` of `dir`, created if missing. When a file source
+/// and a directory source want the same name, the directory wins so that
+/// nothing below it is lost.
+fn child_dir<'d>(dir: &'d mut VirtualDir, name: &[u8]) -> &'d mut VirtualDir {
+    let node = dir
+        .children
+        .entry(name.to_vec())
+        .or_insert_with(|| VirtualNode::Dir(VirtualDir::default()));
+    if let VirtualNode::File(_) = node {
+        *node = VirtualNode::Dir(VirtualDir::default());
+    }
+    match node {
+        VirtualNode::Dir(d) => d,
+        VirtualNode::File(_) => unreachable!("replaced just above"),
+    }
+}
+
 fn insert(root: &mut VirtualDir, levels: &[Level], source: &Path, is_dir: bool) {
     let (last, parents) = levels.split_last().expect("at least the root level");
     let mut dir = root;
     if !parents.is_empty() {
         dir.set_real(&parents[0].real);
         for level in &parents[1..] {
-            let node = dir
-                .children
-                .entry(level.name.clone())
-                .or_insert_with(|| VirtualNode::Dir(VirtualDir::default()));
-            dir = match node {
-                VirtualNode::Dir(d) => d,
-                // A file source and a directory source want the same name;
-                // the directory wins so that nothing below it is lost.
-                VirtualNode::File(_) => {
-                    *node = VirtualNode::Dir(VirtualDir::default());
-                    match node {
-                        VirtualNode::Dir(d) => d,
-                        VirtualNode::File(_) => unreachable!(),
-                    }
-                }
-            };
+            dir = child_dir(dir, &level.name);
             dir.set_real(&level.real);
         }
     }
@@ -133,20 +135,7 @@ fn insert(root: &mut VirtualDir, levels: &[Level], source: &Path, is_dir: bool) 
         let target = if parents.is_empty() {
             dir
         } else {
-            match dir
-                .children
-                .entry(last.name.clone())
-                .or_insert_with(|| VirtualNode::Dir(VirtualDir::default()))
-            {
-                VirtualNode::Dir(d) => d,
-                node @ VirtualNode::File(_) => {
-                    *node = VirtualNode::Dir(VirtualDir::default());
-                    match node {
-                        VirtualNode::Dir(d) => d,
-                        VirtualNode::File(_) => unreachable!(),
-                    }
-                }
-            }
+            child_dir(dir, &last.name)
         };
         target.set_real(&last.real);
         target.merged.push(source.to_path_buf());
@@ -179,20 +168,6 @@ struct LinkedFile {
     size: u64,
 }
 
-/// What the walk did, for `SaveStats`.
-#[derive(Debug, Default)]
-pub(super) struct WalkCounts {
-    pub files: u64,
-    pub directories: u64,
-    /// Regular files whose content was read, and how many bytes.
-    pub files_read: u64,
-    pub bytes_read: u64,
-    /// Regular files whose content object came from the change index.
-    pub files_reused: u64,
-    /// Directories whose whole tree came from the change index.
-    pub directories_reused: u64,
-}
-
 pub(super) struct Walker<'f, 'r> {
     progress: Arc<Progress>,
     filter: &'f Filter,
@@ -207,7 +182,9 @@ pub(super) struct Walker<'f, 'r> {
     read_streak: u32,
     pub index: ChangeIndex<'r>,
     pub warnings: Vec<String>,
-    pub counts: WalkCounts,
+    /// The walk's share of the save's statistics (files, directories,
+    /// bytes read, reuse); the sink adds the object counts.
+    pub counts: SaveStats,
 }
 
 impl<'f, 'r> Walker<'f, 'r> {
@@ -228,7 +205,7 @@ impl<'f, 'r> Walker<'f, 'r> {
             read_streak: 0,
             index,
             warnings: Vec::new(),
-            counts: WalkCounts::default(),
+            counts: SaveStats::default(),
         }
     }
 
