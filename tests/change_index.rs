@@ -53,6 +53,7 @@ impl Fixture {
             rerooting: Rerooting::Strip,
             filter: Filter::new(&excludes, &[]).unwrap(),
             one_file_system: false,
+            commands: Vec::new(),
             progress: None,
         };
         let identity = Identity {

@@ -1016,6 +1016,7 @@ fn rewind_save(repo: &Repository, src: &Path) {
         rerooting: Default::default(),
         filter: rewind::source::filter::Filter::new(&[], &[]).unwrap(),
         one_file_system: false,
+        commands: Vec::new(),
         progress: None,
     };
     let id = rewind::save::Identity {

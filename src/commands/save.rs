@@ -55,6 +55,7 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
         rerooting: rerooting(args)?,
         filter: Filter::new(&args.exclude, &args.exclude_from)?,
         one_file_system: args.one_file_system,
+        commands: Vec::new(),
         progress: None,
     };
     let progress = Progress::new();

@@ -50,6 +50,8 @@ pub struct SaveOptions {
     pub rerooting: Rerooting,
     pub filter: Filter,
     pub one_file_system: bool,
+    /// Commands whose output is saved as files (dump sources).
+    pub commands: Vec<crate::source::command::CommandSource>,
     /// Live counters for a progress display; `None` when nobody watches.
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
@@ -106,6 +108,17 @@ pub fn save(
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
     validate_name(&opts.name)?;
+    if let Some(source) = opts.commands.first() {
+        // The walker does not stream commands yet; refuse rather than
+        // commit a snapshot that silently lacks the dump.
+        return Err(SaveError::Source {
+            path: source.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "dump sources are not supported by this build",
+            ),
+        });
+    }
     let ref_name = format!("refs/heads/{}", opts.name);
     let sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
     let parent = repo.read_ref(&ref_name)?;

@@ -2,5 +2,6 @@
 //! land in the snapshot (`paths`), and which directory entries are skipped
 //! (`filter`: excludes and one-file-system).
 
+pub mod command;
 pub mod filter;
 pub mod paths;
