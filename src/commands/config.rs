@@ -1,0 +1,45 @@
+//! `rewind config init|check`.
+
+use super::{configured_repo_path, load_config, open_at, Error, Status};
+use crate::cli::{Cli, ConfigCommand};
+use crate::config::{format_duration, TEMPLATE};
+use std::io::Write;
+
+pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
+    match command {
+        ConfigCommand::Init => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(TEMPLATE.as_bytes())?;
+            out.flush()?;
+            Ok(Status::Success)
+        }
+        ConfigCommand::Check => {
+            let config = load_config(cli)?;
+            let repo = configured_repo_path(cli, &config)?;
+            // Opening it proves the path is a repository; a config whose
+            // repository does not exist yet is an error worth seeing now.
+            open_at(&repo)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "configuration {}: ok", config.path.display())?;
+            writeln!(out, "repository {}", repo.display())?;
+            for b in &config.backups {
+                writeln!(
+                    out,
+                    "backup {}: {} paths, {} excludes, {} dumps{}, max-age {}",
+                    b.name,
+                    b.paths.len(),
+                    b.excludes.len() + b.exclude_from.len(),
+                    b.dumps.len(),
+                    if b.one_file_system {
+                        ", one file system"
+                    } else {
+                        ""
+                    },
+                    format_duration(b.max_age_secs)
+                )?;
+            }
+            out.flush()?;
+            Ok(Status::Success)
+        }
+    }
+}
