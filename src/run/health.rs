@@ -48,8 +48,11 @@ pub struct Health {
 pub fn judge(tip: Option<&Tip>, last: Option<&Record>, max_age_secs: u64, now: i64) -> Health {
     let health = |state, reason: String| Health { state, reason };
     if let Some(r) = last.filter(|r| r.result == record::Result::Failed) {
-        // A snapshot made after the failure (a manual save) supersedes it.
-        if tip.is_none_or(|t| t.time < r.time) {
+        // A snapshot made since the failure (a manual save) supersedes it;
+        // the snapshot the record carries over is the one from before.
+        let before_failure =
+            |t: &Tip| r.saved.as_ref().is_some_and(|s| s.commit == t.commit) || t.time < r.time;
+        if tip.is_none_or(before_failure) {
             return health(
                 State::Critical,
                 format!(
