@@ -244,9 +244,21 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
                     format!("empty dump command in backup {name:?}"),
                 ));
             }
+            let path = absolute(&d.path, "dump path (`as`)")?;
+            // The save would refuse it too, but only at run time.
+            if let Some(inside) = paths.iter().find(|p| path.starts_with(p)) {
+                return Err(err(
+                    d.path.span(),
+                    format!(
+                        "dump path {} of backup {name:?} lies inside its path {}; give the dump a path outside the saved directories",
+                        path.display(),
+                        inside.display()
+                    ),
+                ));
+            }
             dumps.push(CommandSource {
                 command: d.command.get_ref().clone(),
-                path: absolute(&d.path, "dump path (`as`)")?,
+                path,
             });
         }
         if paths.is_empty() && dumps.is_empty() {

@@ -179,6 +179,17 @@ fn every_config_error_names_the_file_and_line() {
         "{e}"
     );
 
+    let e = config_error(
+        &env,
+        &format!("{backup}[[backup.dump]]\ncommand = \"pg_dump\"\nas = \"/etc/db.sql\"\n"),
+    );
+    assert!(
+        e.contains(&format!(
+            "{f}:6:6: dump path /etc/db.sql of backup \"etc\" lies inside its path /etc"
+        )),
+        "{e}"
+    );
+
     let e = config_error(&env, &format!("{backup}\n[retention]\nkeep-daily = 7\n"));
     assert!(
         e.contains(&format!(

@@ -16,12 +16,24 @@ use std::sync::Arc;
 /// and also sent to the log file (`main` keeps this target off stderr).
 pub const REPORT_TARGET: &str = "rewind::report";
 
-/// A line for the user and the log file.
-fn report(quiet: bool, line: &str) {
-    if !quiet {
+/// How a summary line is logged in the log file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// A line for the user (unless quiet and all went well) and the log file.
+fn report(quiet: bool, level: Level, line: &str) {
+    if !quiet || level != Level::Info {
         eprintln!("{line}");
     }
-    tracing::info!(target: REPORT_TARGET, "{line}");
+    match level {
+        Level::Info => tracing::info!(target: REPORT_TARGET, "{line}"),
+        Level::Warn => tracing::warn!(target: REPORT_TARGET, "{line}"),
+        Level::Error => tracing::error!(target: REPORT_TARGET, "{line}"),
+    }
 }
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
@@ -72,15 +84,19 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
                     }
                 );
                 if o.warnings.is_empty() {
-                    report(cli.quiet, &line);
+                    report(cli.quiet, Level::Info, &line);
                 } else {
                     // Shown even with --quiet: cron mails it.
-                    report(false, &line);
+                    report(cli.quiet, Level::Warn, &line);
                     partial.push(done.name.clone());
                 }
             }
             Err(e) => {
-                report(false, &format!("{}: FAILED, nothing saved: {e}", done.name));
+                report(
+                    cli.quiet,
+                    Level::Error,
+                    &format!("{}: FAILED, nothing saved: {e}", done.name),
+                );
                 failed.push(done.name.clone());
             }
         }
@@ -96,7 +112,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     let elapsed = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
         report(
-            false,
+            cli.quiet,
+            Level::Error,
             &format!(
                 "run: {} of {} failed ({}), {:.1}s",
                 failed.len(),
@@ -109,7 +126,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     }
     if !partial.is_empty() || !records_ok {
         report(
-            false,
+            cli.quiet,
+            Level::Warn,
             &format!(
                 "run: {} saved, {} with warnings ({}), {:.1}s",
                 backups(total),
@@ -122,6 +140,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     }
     report(
         cli.quiet,
+        Level::Info,
         &format!("run: {} saved, {elapsed:.1}s", backups(total)),
     );
     Ok(Status::Success)
@@ -131,7 +150,16 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
 fn dry_run(config: &Config, repo: &std::path::Path) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "configuration {}", config.path.display())?;
-    writeln!(out, "repository {}", repo.display())?;
+    if crate::repo::Repository::open(repo).is_ok() {
+        writeln!(out, "repository {}", repo.display())?;
+    } else {
+        writeln!(
+            out,
+            "repository {} (not a repository yet: create it with `rewind -d {} init`)",
+            repo.display(),
+            repo.display()
+        )?;
+    }
     for b in &config.backups {
         writeln!(out, "backup {}:", b.name)?;
         for p in &b.paths {

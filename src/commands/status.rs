@@ -87,7 +87,7 @@ fn gather(cli: &Cli, args: &StatusArgs, now: i64) -> Result<Vec<Row>, Error> {
 }
 
 /// The figures of the record that made the newest snapshot, if a run did.
-fn saved_figures<'a>(row: &'a Row) -> Option<&'a record::Saved> {
+fn saved_figures(row: &Row) -> Option<&record::Saved> {
     let tip = row.tip.as_ref()?;
     row.last
         .as_ref()?
