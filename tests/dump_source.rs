@@ -283,7 +283,10 @@ fn failed_dumps_leave_the_previous_snapshot_latest() {
             .filter_map(|l| l.strip_prefix("    "))
             .map(|l| l.len() + 1)
             .sum();
-        assert!(repeated <= (64 << 10) + 64, "{repeated} bytes of stderr repeated");
+        assert!(
+            repeated <= (64 << 10) + 64,
+            "{repeated} bytes of stderr repeated"
+        );
         if command.starts_with("seq") {
             assert!(out.stderr.trim_end().ends_with("300000"), "{}", out.stderr);
         }

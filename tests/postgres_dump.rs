@@ -247,7 +247,10 @@ fn postgres_dump_restores_the_first_snapshot_rows_from_the_mount() {
          FROM generate_series(1, 20000) AS i;",
     );
     let original = server.rows("app");
-    assert_eq!(server.sql("app", "SELECT count(*) FROM items").trim(), "20000");
+    assert_eq!(
+        server.sql("app", "SELECT count(*) FROM items").trim(),
+        "20000"
+    );
 
     let env = Env::init();
     let save = |date: &str, db: &str| {
