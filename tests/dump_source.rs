@@ -250,6 +250,13 @@ fn failed_dumps_leave_the_previous_snapshot_latest() {
             "it exited with status 1",
             "late failure",
         ),
+        // A flood on stderr neither blocks the dump nor grows without bound:
+        // the message keeps the end.
+        (
+            "seq 1 300000 >&2; echo out; exit 2".to_owned(),
+            "it exited with status 2",
+            "[... earlier output cut]",
+        ),
         // Standard input is /dev/null, not rewind's (which has data here).
         ("cat".to_owned(), "it wrote nothing to standard output", ""),
     ];
@@ -268,6 +275,21 @@ fn failed_dumps_leave_the_previous_snapshot_latest() {
             .stderr_contains("no snapshot was made")
             .stderr_contains(stderr);
         assert!(out.stdout.is_empty());
+        // At most the 64 KiB tail of the command's stderr is repeated (each
+        // line indented by four spaces in the message), and the cut marker.
+        let repeated: usize = out
+            .stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .map(|l| l.len() + 1)
+            .sum();
+        assert!(
+            repeated <= (64 << 10) + 64,
+            "{repeated} bytes of stderr repeated"
+        );
+        if command.starts_with("seq") {
+            assert!(out.stderr.trim_end().ends_with("300000"), "{}", out.stderr);
+        }
         assert_unchanged(&env, &tip, &packs, &command);
     }
 
