@@ -100,7 +100,7 @@ fn text(state: State, rows: &[Row], now: i64) -> String {
     let problems: Vec<String> = rows
         .iter()
         .filter(|r| r.health.state != State::Ok)
-        .map(|r| format!("{}: {}", r.name, r.health.reason))
+        .map(|r| format!("{}: {}", r.name, first_words(&r.health.reason)))
         .collect();
     let mut out = if problems.is_empty() {
         match rows.len() {
@@ -186,4 +186,15 @@ fn json(state: State, error: Option<&str>, rows: &[Row], now: i64) -> String {
         error.map_or("null".into(), json_string),
         backups.join(",")
     )
+}
+
+/// A reason cut for the first line, which monitoring shows in one line of
+/// a table; the backup's own line and --json have it whole.
+fn first_words(reason: &str) -> String {
+    const MAX: usize = 300;
+    if reason.chars().count() <= MAX {
+        return reason.to_string();
+    }
+    let cut: String = reason.chars().take(MAX).collect();
+    format!("{cut}...")
 }

@@ -72,7 +72,7 @@ impl BackupRun {
                 .outcome
                 .as_ref()
                 .err()
-                .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" ")),
+                .map(|e| shorten(&e.split_whitespace().collect::<Vec<_>>().join(" "))),
             warnings: self.outcome.as_ref().map_or(0, |o| o.warnings.len() as u64),
             duration_seconds: (self.elapsed * 1000.0).round() / 1000.0,
             saved,
@@ -116,9 +116,38 @@ fn one_line(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Most of a long error for the record: its start (what failed) and its
+/// end (the last lines a dump wrote to stderr), at most about 2 KiB.
+fn shorten(text: &str) -> String {
+    const KEEP: usize = 1000;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 2 * KEEP + 5 {
+        return text.to_string();
+    }
+    let head: String = chars[..KEEP].iter().collect();
+    let tail: String = chars[chars.len() - KEEP..].iter().collect();
+    format!("{head} ... {tail}")
+}
+
 /// Seconds since the epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn long_errors_keep_their_start_and_end() {
+        assert_eq!(shorten("short"), "short");
+        let long = format!("dump failed: {}END", "é".repeat(5000));
+        let short = shorten(&long);
+        assert!(short.starts_with("dump failed: é"));
+        assert!(short.ends_with("éEND"));
+        assert!(short.contains(" ... "));
+        assert_eq!(short.chars().count(), 2005);
+    }
 }
