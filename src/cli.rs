@@ -10,7 +10,8 @@ use std::path::PathBuf;
     version,
     about = "Daily backups into plain git repositories that bup can read",
     after_help = "Exit status: 0 success; 1 partial success (some files could not be saved or restored: \
-                  see the warnings); 2 error (nothing was changed)."
+                  see the warnings); 2 error (nothing was changed; for run: a backup failed, the \
+                  others were made). status exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct Cli {
     /// Repository path (default: $REWIND_REPO, else ~/.rewind)
