@@ -91,8 +91,17 @@ pub struct SaveArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Save the standard output of CMD (run with /bin/sh -c) as the file
+    /// given by the matching --as
+    #[arg(long = "from-command", value_name = "CMD")]
+    pub from_command: Vec<String>,
+
+    /// Absolute path in the snapshot of the matching --from-command's output
+    #[arg(long = "as", value_name = "PATH")]
+    pub as_path: Vec<PathBuf>,
+
     /// Files and directories to save
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "from_command", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
 

@@ -3,6 +3,7 @@ use crate::cli::{Cli, SaveArgs};
 use crate::progress::{self, Progress, ProgressSnapshot, Renderer};
 use crate::repo::Repository;
 use crate::save::{save, Identity, SaveOptions, SaveOutcome};
+use crate::source::command::CommandSource;
 use crate::source::filter::Filter;
 use crate::source::paths::{absolute, Rerooting};
 use std::io::Write;
@@ -41,6 +42,27 @@ fn rerooting(args: &SaveArgs) -> Result<Rerooting, Error> {
     Ok(Rerooting::None)
 }
 
+/// `--from-command` and `--as` pair up in the order given.
+fn commands(args: &SaveArgs) -> Result<Vec<CommandSource>, Error> {
+    if args.from_command.len() != args.as_path.len() {
+        return Err(Box::new(UsageError(format!(
+            "--from-command and --as go in pairs (each command with the path of its output), \
+             but {} --from-command and {} --as were given",
+            args.from_command.len(),
+            args.as_path.len()
+        ))));
+    }
+    Ok(args
+        .from_command
+        .iter()
+        .zip(&args.as_path)
+        .map(|(command, path)| CommandSource {
+            command: command.clone(),
+            path: path.clone(),
+        })
+        .collect())
+}
+
 pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Error> {
     let started = Instant::now();
     let date = args
@@ -55,7 +77,7 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
         rerooting: rerooting(args)?,
         filter: Filter::new(&args.exclude, &args.exclude_from)?,
         one_file_system: args.one_file_system,
-        commands: Vec::new(),
+        commands: commands(args)?,
         progress: None,
     };
     let progress = Progress::new();
@@ -82,13 +104,14 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
     } else if !cli.quiet {
         let s = &outcome.stats;
         eprintln!(
-            "saved {}/{}: {} files ({} read, {} unchanged), {} directories, {} read, {} new in {} objects, {:.1}s{}",
+            "saved {}/{}: {} files ({} read, {} unchanged), {} directories{}, {} read, {} new in {} objects, {:.1}s{}",
             args.name,
             crate::time::snapshot_name(outcome.time),
             s.files,
             s.files_read,
             s.files_reused,
             s.directories,
+            dumps_summary(&outcome.dumps),
             human_bytes(s.bytes_read),
             human_bytes(s.bytes_written),
             s.objects_written,
@@ -101,6 +124,18 @@ pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Erro
         );
     }
     Ok(status)
+}
+
+/// ", 2 dumps (1.2 GiB)", or nothing for a save without dumps.
+fn dumps_summary(dumps: &[crate::save::DumpReport]) -> String {
+    match dumps.len() {
+        0 => String::new(),
+        n => format!(
+            ", {n} dump{} ({})",
+            if n == 1 { "" } else { "s" },
+            human_bytes(dumps.iter().map(|d| d.bytes).sum())
+        ),
+    }
 }
 
 /// The `--json` result: one object, keys in a fixed order, every key always
@@ -122,12 +157,25 @@ fn summary_json(
         }
     };
     let warnings: Vec<String> = outcome.warnings.iter().map(|w| json_string(w)).collect();
+    let dumps: Vec<String> = outcome
+        .dumps
+        .iter()
+        .map(|d| {
+            format!(
+                "{{\"path\":{},\"command\":{},\"bytes\":{},\"duration_seconds\":{:.3}}}",
+                json_string(&d.path.to_string_lossy()),
+                json_string(&d.command),
+                d.bytes,
+                d.seconds
+            )
+        })
+        .collect();
     format!(
         concat!(
             "{{\"name\":{},\"snapshot\":{},\"time\":{},\"commit\":\"{}\",\"tree\":\"{}\",",
             "\"files\":{},\"directories\":{},",
             "\"files_new\":{},\"files_changed\":{},\"files_unchanged\":{},",
-            "\"bytes_read\":{},\"bytes_added\":{},\"objects_added\":{},",
+            "\"bytes_read\":{},\"bytes_added\":{},\"objects_added\":{},\"dumps\":[{}],",
             "\"duration_seconds\":{:.3},\"status\":{},\"warnings\":[{}]}}"
         ),
         json_string(name),
@@ -143,6 +191,7 @@ fn summary_json(
         s.bytes_read,
         s.bytes_written,
         s.objects_written,
+        dumps.join(","),
         elapsed,
         json_string(match status {
             Status::Success => "success",

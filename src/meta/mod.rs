@@ -18,7 +18,7 @@
 pub mod acl;
 pub mod apply;
 pub mod capture;
-mod ids;
+pub(crate) mod ids;
 pub mod record;
 mod sys;
 mod vint;

@@ -5,6 +5,7 @@
 //! was: unpublished packs are temp files, and the ref moves last.
 
 mod commit;
+pub mod dump;
 pub mod index;
 mod sink;
 mod walk;
@@ -16,6 +17,7 @@ use crate::source::paths::Rerooting;
 use std::path::PathBuf;
 
 pub use commit::Identity;
+pub use dump::{DumpError, DumpFailure, DumpReport};
 pub(crate) use sink::ObjectSink;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,9 @@ pub enum SaveError {
     },
     #[error("branch {0} was moved by another save too many times; try again")]
     Contended(String),
+    /// A dump source failed or cannot be placed: no snapshot is made.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
     #[error(transparent)]
     Repo(#[from] crate::repo::Error),
     #[error(transparent)]
@@ -80,6 +85,8 @@ pub struct SaveOutcome {
     /// One line per file or directory that could not be saved.
     pub warnings: Vec<String>,
     pub stats: SaveStats,
+    /// The dump sources saved, in the order given.
+    pub dumps: Vec<DumpReport>,
 }
 
 /// Backup names become `refs/heads/<name>`: flat (bup cannot list names with
@@ -108,30 +115,23 @@ pub fn save(
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
     validate_name(&opts.name)?;
-    if let Some(source) = opts.commands.first() {
-        // The walker does not stream commands yet; refuse rather than
-        // commit a snapshot that silently lacks the dump.
-        return Err(SaveError::Source {
-            path: source.path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                "dump sources are not supported by this build",
-            ),
-        });
-    }
     let ref_name = format!("refs/heads/{}", opts.name);
-    let sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    let mut sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    // Every dump path is checked before any command runs.
+    dump::check(&opts.commands, &sources)?;
     let parent = repo.read_ref(&ref_name)?;
     let parent_time = match parent {
         Some(id) => Some(commit::author_time(repo, &id)?),
         None => None,
     };
+    let mut sink = ObjectSink::new(repo)?;
+    let progress = opts.progress.clone().unwrap_or_default();
+    // Dumps run first: a failed one ends the save before the walk.
+    let dumps = dump::run_all(&opts.commands, &mut sources, &mut sink, &progress)?;
     // Taken before the first lstat: the change index does not record
     // paths changed this close to the save (see index::RACY_MARGIN_SECS).
     let started = std::time::SystemTime::now();
     let change_index = index::ChangeIndex::open(repo, &opts.name, started);
-    let mut sink = ObjectSink::new(repo)?;
-    let progress = opts.progress.clone().unwrap_or_default();
     let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index, progress);
     let tree = walker.save_root(&sources, &mut sink)?;
     let walk::Walker {
@@ -167,6 +167,7 @@ pub fn save(
         time,
         warnings,
         stats,
+        dumps,
     })
 }
 

@@ -42,6 +42,8 @@ enum VirtualNode {
     Dir(VirtualDir),
     /// A non-directory source, saved under its level name.
     File(PathBuf),
+    /// A dump source's output, stored before the walk (see `dump`).
+    Dump(super::dump::DumpedFile),
 }
 
 impl VirtualDir {
@@ -112,12 +114,12 @@ fn child_dir<'d>(dir: &'d mut VirtualDir, name: &[u8]) -> &'d mut VirtualDir {
         .children
         .entry(name.to_vec())
         .or_insert_with(|| VirtualNode::Dir(VirtualDir::default()));
-    if let VirtualNode::File(_) = node {
+    if !matches!(node, VirtualNode::Dir(_)) {
         *node = VirtualNode::Dir(VirtualDir::default());
     }
     match node {
         VirtualNode::Dir(d) => d,
-        VirtualNode::File(_) => unreachable!("replaced just above"),
+        _ => unreachable!("replaced just above"),
     }
 }
 
@@ -279,6 +281,7 @@ impl<'f, 'r> Walker<'f, 'r> {
                     let key = index::path_key(path);
                     self.save_entry(path, key, name.clone(), None, sink)?
                 }
+                VirtualNode::Dump(dumped) => Some(self.dumped_entry(name, dumped)),
             };
             // Explicit sources override a same-named entry of a merged dir.
             if let Some(stored) = stored {
@@ -768,13 +771,13 @@ fn warm(path: &Path) {
     }
 }
 
-enum StreamError {
+pub(super) enum StreamError {
     Read(io::Error),
     Save(SaveError),
 }
 
 /// Splits a stream into chunks, stores them, and shapes the chunk tree.
-fn store_stream(
+pub(super) fn store_stream(
     reader: impl Read,
     sink: &mut ObjectSink,
     splitter: &mut Splitter,
@@ -850,6 +853,99 @@ fn write_directory(
         },
     });
     sink.put(Kind::Tree, &tree::encode(&mut entries))
+}
+
+/// Dump sources in the snapshot skeleton (the running is `dump`'s).
+impl VirtualDir {
+    /// Why a dump cannot be stored at the path made of `names`, or `None`.
+    /// A dump never goes inside a walked directory: it would hide, or be
+    /// hidden by, a live entry of the same name.
+    pub(super) fn dump_conflict(&self, names: &[Vec<u8>]) -> Option<String> {
+        let mut dir = self;
+        let mut at = PathBuf::from("/");
+        for (i, name) in names.iter().enumerate() {
+            if let Some(saved) = dir.merged.first() {
+                let stored = if *saved == at {
+                    String::new()
+                } else {
+                    format!(", stored as {}", at.display())
+                };
+                return Some(format!(
+                    "it would be inside the saved directory {}{stored}; put the dump \
+                     outside the saved paths, or in a backup of its own",
+                    saved.display(),
+                ));
+            }
+            at.push(OsStr::from_bytes(name));
+            let last = i + 1 == names.len();
+            match dir.children.get(name) {
+                None => return None,
+                Some(VirtualNode::Dir(d)) if !last => dir = d,
+                Some(VirtualNode::Dir(_)) => {
+                    return Some(format!(
+                        "the saved paths need {} as a directory",
+                        at.display()
+                    ))
+                }
+                Some(VirtualNode::File(path)) if last => {
+                    return Some(format!("the saved file {} is stored there", path.display()))
+                }
+                Some(VirtualNode::File(path)) => {
+                    return Some(format!(
+                        "the saved file {} is stored at {}, where the dump needs a directory",
+                        path.display(),
+                        at.display()
+                    ))
+                }
+                Some(VirtualNode::Dump(_)) => {
+                    return Some(format!("another dump is stored at {}", at.display()))
+                }
+            }
+        }
+        None
+    }
+
+    /// Stores a dump at the path made of `names`, creating the missing
+    /// directories above it as synthetic ones (bup's empty record).
+    pub(super) fn place_dump(
+        &mut self,
+        names: &[Vec<u8>],
+        dumped: super::dump::DumpedFile,
+    ) -> Result<(), String> {
+        if let Some(reason) = self.dump_conflict(names) {
+            return Err(reason);
+        }
+        let (last, parents) = names.split_last().ok_or("no file name")?;
+        let mut dir = self;
+        for name in parents {
+            dir = child_dir(dir, name);
+        }
+        dir.children.insert(last.clone(), VirtualNode::Dump(dumped));
+        Ok(())
+    }
+}
+
+impl Walker<'_, '_> {
+    /// A dump's entry. Never recorded in the change index: it has no live
+    /// file to stat, so nothing could ever vouch that it is unchanged.
+    fn dumped_entry(&mut self, name: &[u8], dumped: &super::dump::DumpedFile) -> Stored {
+        self.counts.files += 1;
+        self.counts.files_read += 1;
+        self.counts.bytes_read += dumped.size;
+        self.progress.add_file();
+        let (mode, id, chunked) = match dumped.object {
+            FileObject::Blob(id) => (Mode::Blob, id, false),
+            FileObject::Tree(id) => (Mode::Tree, id, true),
+        };
+        Stored {
+            name: name.to_vec(),
+            mode,
+            id,
+            chunked,
+            record: Some(dumped.record.clone()),
+            clean: false,
+        }
+    }
 }
 
 #[cfg(test)]
