@@ -783,10 +783,11 @@ fn concurrent_ref_updates_never_lose_an_update() {
 }
 
 #[test]
-fn held_lock_waits_then_fails_naming_the_lock() {
+fn held_lock_waits_and_a_stale_one_is_removed() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Arc::new(Repository::init(tmp.path()).unwrap());
     let a = hash_object(Kind::Blob, b"a");
+    let b = hash_object(Kind::Blob, b"b");
     let lock = tmp.path().join("refs/heads/x.lock");
     std::fs::write(&lock, b"").unwrap();
     // Released within the wait: the update goes through.
@@ -797,15 +798,34 @@ fn held_lock_waits_then_fails_naming_the_lock() {
     });
     repo.update_ref("refs/heads/x", a, None).unwrap();
     releaser.join().unwrap();
-    // Never released: RefLocked after ~5 s, the lock left alone.
+
+    // A live rewind holds the guard while it holds a ref lock: the lock is
+    // waited for, never removed under it.
+    let guard_path = tmp.path().join("rewind/refs.guard");
+    let guard = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&guard_path)
+        .unwrap();
+    guard.lock().unwrap();
+    std::fs::write(&lock, b"").unwrap();
+    let (l2, repo2) = (lock.clone(), Arc::clone(&repo));
+    let updater = std::thread::spawn(move || repo2.update_ref("refs/heads/x", b, Some(a)));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(l2.exists(), "a lock held by a live process was removed");
+    assert_eq!(repo.read_ref("refs/heads/x").unwrap(), Some(a));
+    std::fs::remove_file(&lock).unwrap();
+    guard.unlock().unwrap();
+    updater.join().unwrap().unwrap();
+    assert_eq!(repo.read_ref("refs/heads/x").unwrap(), Some(b));
+
+    // Left by a process that died (kill -9 between lock and rename): nobody
+    // holds the guard, so after the wait the lock is stale and removed.
     std::fs::write(&lock, b"").unwrap();
     let start = std::time::Instant::now();
-    match repo.update_ref("refs/heads/x", a, Some(a)) {
-        Err(Error::RefLocked { lock: l }) => assert_eq!(l, lock),
-        other => panic!("{other:?}"),
-    }
+    repo.update_ref("refs/heads/x", a, Some(b)).unwrap();
     assert!(start.elapsed().as_secs_f64() > 4.0);
-    assert!(lock.exists());
+    assert!(!lock.exists());
+    assert_eq!(repo.read_ref("refs/heads/x").unwrap(), Some(a));
 }
 
 #[test]

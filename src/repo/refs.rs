@@ -5,6 +5,13 @@
 //! lock, compare with what the caller expects, write the new value into the
 //! lock file, fsync, rename it over the ref, fsync the directory. A loose ref
 //! shadows the same name in `packed-refs`; we never rewrite `packed-refs`.
+//!
+//! A process killed while it holds `<ref>.lock` leaves the file behind, and
+//! git's convention alone would then block every later save until an admin
+//! removes it. So rewind also holds a kernel lock (flock, released when the
+//! process dies) on `rewind/refs.guard` while it holds any ref lock: a ref
+//! lock that outlives a wait while we hold the guard was not made by a live
+//! rewind, and is removed as stale.
 
 use super::fsutil::fsync_dir;
 use super::Error;
@@ -14,8 +21,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How long to wait for a lock held by someone else before giving up.
+/// How long to wait for a lock held by someone else before giving up (or,
+/// holding the guard, before calling it stale). git and bup hold ref locks
+/// for milliseconds.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the guard; other rewinds hold it for at most about
+/// LOCK_TIMEOUT.
+const GUARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The guard file, relative to the git directory.
+const GUARD_PATH: &str = "rewind/refs.guard";
 /// Symbolic refs nest at most this deep (git uses 5 as well).
 const MAX_SYMREF_DEPTH: usize = 5;
 
@@ -242,20 +256,58 @@ pub(crate) struct RefLock {
     lock_path: PathBuf,
     target: PathBuf,
     file: Option<File>,
+    /// Declared last: released after the lock file is gone.
+    _guard: Guard,
+}
+
+/// An exclusive flock on `rewind/refs.guard`, held while a ref lock is.
+struct Guard {
+    _file: File,
+}
+
+impl Guard {
+    fn acquire(git_dir: &Path) -> Result<Guard, Error> {
+        let path = git_dir.join(GUARD_PATH);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io("creating", parent))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("opening", &path))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Guard { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < GUARD_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::RefLocked { lock: path });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("locking", path)(e)),
+            }
+        }
+    }
 }
 
 impl RefLock {
-    /// Creates the lock file for `target`, retrying for a while if another
-    /// process holds it.
-    pub(crate) fn acquire(target: &Path) -> Result<RefLock, Error> {
+    /// Creates the lock file for `target` (a ref file inside `git_dir`),
+    /// waiting a while if another process holds it, and removing it if it
+    /// was left behind by a process that died.
+    pub(crate) fn acquire(git_dir: &Path, target: &Path) -> Result<RefLock, Error> {
         let mut lock_path = target.as_os_str().to_os_string();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(Error::io("creating ref directory", parent))?;
         }
+        let guard = Guard::acquire(git_dir)?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
+        let mut removed_stale = false;
         loop {
             match OpenOptions::new()
                 .write(true)
@@ -267,11 +319,27 @@ impl RefLock {
                         lock_path,
                         target: target.to_path_buf(),
                         file: Some(file),
+                        _guard: guard,
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if start.elapsed() >= LOCK_TIMEOUT {
-                        return Err(Error::RefLocked { lock: lock_path });
+                        // No live rewind holds it (we hold the guard), and
+                        // git or bup would have finished long ago.
+                        if removed_stale {
+                            return Err(Error::RefLocked { lock: lock_path });
+                        }
+                        tracing::warn!(
+                            "removing stale lock {} left by an interrupted process",
+                            lock_path.display()
+                        );
+                        match std::fs::remove_file(&lock_path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(Error::io("removing stale lock", lock_path)(e)),
+                        }
+                        removed_stale = true;
+                        continue;
                     }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -317,7 +385,7 @@ pub(crate) fn update_ref(
 ) -> Result<(), Error> {
     check_updatable(name)?;
     let path = git_dir.join(name);
-    let lock = RefLock::acquire(&path)?;
+    let lock = RefLock::acquire(git_dir, &path)?;
     let current = match read_loose(git_dir, name)? {
         Some(Loose::Id(id)) => Some(id),
         Some(Loose::Symbolic(_)) => {
@@ -356,7 +424,7 @@ pub(crate) fn set_head_if_dangling(git_dir: &Path, branch: &str) -> Result<bool,
     let target = format!("refs/heads/{branch}");
     check_updatable(&target)?;
     let head = git_dir.join("HEAD");
-    let lock = RefLock::acquire(&head)?;
+    let lock = RefLock::acquire(git_dir, &head)?;
     match read_loose(git_dir, "HEAD")? {
         Some(Loose::Symbolic(current))
             if current == target || read_ref(git_dir, &current)?.is_some() =>
