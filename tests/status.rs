@@ -75,7 +75,7 @@ fn fresh_stale_and_never_saved_backups() {
     let lines = out.lines();
     assert!(
         lines[0].starts_with("CRITICAL: old: newest snapshot is 3d")
-            && lines[0].ends_with("old (max-age 1d2h)"),
+            && lines[0].contains("old (max-age 1d2h) | fresh_age="),
         "{}",
         out.stdout_str()
     );
@@ -107,7 +107,22 @@ fn fresh_stale_and_never_saved_backups() {
 
     // --max-age overrides the configuration for every backup...
     let out = status(&env, &cfg, &["--max-age", "4d"], 0);
-    assert_eq!(out.lines()[0], "OK: 2 backups fresh");
+    let first = out.lines()[0].clone();
+    let (message, perf) = first.split_once(" | ").expect("performance data");
+    assert_eq!(message, "OK: 2 backups fresh");
+    // Ages in seconds with max-age as the critical threshold.
+    let perf: Vec<&str> = perf.split(' ').collect();
+    assert_eq!(perf.len(), 2, "{first}");
+    assert!(
+        perf[0].starts_with("fresh_age=") && perf[0].ends_with(&format!("s;;{}", 4 * 86400)),
+        "{first}"
+    );
+    let old_age: i64 = perf[1]
+        .strip_prefix("old_age=")
+        .and_then(|v| v.split('s').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    assert!((3 * 86400..3 * 86400 + 300).contains(&old_age), "{first}");
     // ...and a backup's own max-age overrides the top-level one.
     let cfg = config(&env, Some("3d12h"));
     status(&env, &cfg, &[], 0);

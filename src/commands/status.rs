@@ -104,12 +104,31 @@ fn text(state: State, rows: &[Row], now: i64) -> String {
         .collect();
     let mut out = if problems.is_empty() {
         match rows.len() {
-            1 => "OK: 1 backup fresh\n".to_string(),
-            n => format!("OK: {n} backups fresh\n"),
+            1 => "OK: 1 backup fresh".to_string(),
+            n => format!("OK: {n} backups fresh"),
         }
     } else {
-        format!("{}: {}\n", state.as_str(), problems.join("; "))
+        format!("{}: {}", state.as_str(), problems.join("; "))
     };
+    // Performance data, for graphs: each snapshot's age in seconds, with
+    // its max-age as the critical threshold ('label'=value;warn;crit).
+    let perf: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let t = r.tip.as_ref()?;
+            Some(format!(
+                "{}_age={}s;;{}",
+                r.name,
+                now.saturating_sub(t.time).max(0),
+                r.max_age_secs
+            ))
+        })
+        .collect();
+    if !perf.is_empty() {
+        out.push_str(" | ");
+        out.push_str(&perf.join(" "));
+    }
+    out.push('\n');
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in rows {
         let snapshot = match &r.tip {
