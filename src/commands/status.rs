@@ -116,9 +116,15 @@ fn text(state: State, rows: &[Row], now: i64) -> String {
         .iter()
         .filter_map(|r| {
             let t = r.tip.as_ref()?;
+            // A label holding '=' must be quoted (names have no quotes).
+            let label = format!("{}_age", r.name);
+            let label = if label.contains('=') {
+                format!("'{label}'")
+            } else {
+                label
+            };
             Some(format!(
-                "{}_age={}s;;{}",
-                r.name,
+                "{label}={}s;;{}",
                 now.saturating_sub(t.time).max(0),
                 r.max_age_secs
             ))
