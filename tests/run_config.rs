@@ -111,6 +111,21 @@ fn config_check_reports_what_is_configured() {
         text.contains("backup db: 0 paths, 0 excludes, 1 dumps"),
         "{text}"
     );
+
+    // A path that does not exist would fail the run: check says so.
+    fs::remove_dir_all(env.path("data")).unwrap();
+    let out = rw_config(&env, &config)
+        .args(["config", "check"])
+        .run()
+        .status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "backup files: path {} does not exist",
+            env.path("data").display()
+        )) && out.stderr.contains("1 problem(s) in"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Runs `rewind run` on `text` and returns stderr, asserting exit 2.

@@ -1,6 +1,6 @@
 //! `rewind config init|check`.
 
-use super::{configured_repo_path, load_config, open_at, Error, Status};
+use super::{configured_repo_path, load_config, open_at, Error, Status, UsageError};
 use crate::cli::{Cli, ConfigCommand};
 use crate::config::{format_duration, TEMPLATE};
 use std::io::Write;
@@ -39,7 +39,45 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
                 )?;
             }
             out.flush()?;
-            Ok(Status::Success)
+            // What the file cannot say wrong but a run would fail on.
+            let problems = missing_files(&config);
+            for p in &problems {
+                eprintln!("rewind: {p}");
+            }
+            match problems.len() {
+                0 => Ok(Status::Success),
+                n => Err(Box::new(UsageError(format!(
+                    "{n} problem(s) in {} would fail `rewind run`",
+                    config.path.display()
+                )))),
+            }
         }
     }
+}
+
+/// Paths and exclude files that do not exist: the save of their backup
+/// would fail.
+fn missing_files(config: &crate::config::Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for b in &config.backups {
+        for p in &b.paths {
+            if std::fs::symlink_metadata(p).is_err() {
+                problems.push(format!(
+                    "backup {}: path {} does not exist",
+                    b.name,
+                    p.display()
+                ));
+            }
+        }
+        for f in &b.exclude_from {
+            if std::fs::metadata(f).is_err() {
+                problems.push(format!(
+                    "backup {}: exclude-from file {} cannot be read",
+                    b.name,
+                    f.display()
+                ));
+            }
+        }
+    }
+    problems
 }
