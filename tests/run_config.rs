@@ -504,36 +504,66 @@ fn a_second_run_is_refused_while_one_runs_and_a_dead_runs_lock_is_taken_over() {
         go.display()
     );
     let config = two_backups(&env, &command);
-    let mut first = rw_config(&env, &config).args(["-q", "run"]).spawn();
+    let first = rw_config(&env, &config).args(["-q", "run"]).spawn();
+    // Whatever happens below, the blocked run is released and reaped.
+    let mut first = Blocked {
+        child: first,
+        go: go.clone(),
+    };
     wait_for(&started);
+    let pid = first.child.id();
     let second = rw_config(&env, &config).arg("run").run().status(2);
     let lock = env.repo.join("rewind/run.lock");
     assert!(
         second
             .stderr
-            .contains(&format!("another rewind run (pid {}, started ", first.id()))
+            .contains(&format!("another rewind run (pid {pid}, started "))
             && second.stderr.contains(&format!("holds {}", lock.display())),
         "{}",
         second.stderr
     );
+    assert_eq!(second.stderr.lines().count(), 1, "{}", second.stderr);
+
+    // Killed while holding the lock: the kernel drops the flock, the text
+    // stays; the next run says whose lock it takes over.
+    first.child.kill().expect("kill the first run");
+    first.child.wait().expect("reap the first run");
+    env.dangling_ok.set(true);
+    assert!(fs::read_to_string(&lock)
+        .unwrap()
+        .starts_with(&format!("pid {pid}\n")));
     fs::write(&go, b"").unwrap();
-    let status = first.wait().expect("wait for the first run");
-    assert!(status.success(), "first run: {status}");
+    let out = rw_config(&env, &config).args(["-v", "run"]).run().success();
+    assert!(
+        out.stderr.contains(&format!(
+            "taking over run lock {} left by a run that ended without releasing it (pid {pid}, started ",
+            lock.display()
+        )),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         fs::read(&lock).unwrap(),
         b"",
         "a finished run leaves the lock empty"
     );
+    // The killed run's dump backup made no snapshot; this one made both.
+    assert_eq!(branch_commits(&env.repo, "db").len(), 1);
+    assert_eq!(branch_commits(&env.repo, "files").len(), 2);
+}
 
-    // A run that died holding the lock left its text; the kernel dropped
-    // the flock, so the next run takes over and says so.
-    fs::write(&lock, "pid 999999999\nstarted 1700000000\n").unwrap();
-    let out = rw_config(&env, &config).args(["-v", "run"]).run().success();
-    assert!(
-        out.stderr.contains("taking over run lock") && out.stderr.contains("pid 999999999"),
-        "{}",
-        out.stderr
-    );
+/// A spawned run whose dump waits for the file `go`.
+struct Blocked {
+    child: std::process::Child,
+    go: PathBuf,
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.go, b"");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
