@@ -127,6 +127,45 @@ pub fn resolve_path(given: Option<&Path>, cwd: &Path) -> PathBuf {
     }
 }
 
+/// Dump commands run with the rights of whoever runs `rewind run`, usually
+/// root: a file that another user can change is a way to root. Refused
+/// when the file is writable by group or others, or owned by someone other
+/// than the running user or root.
+pub fn check_trusted(config: &Config) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    if config.backups.iter().all(|b| b.dumps.is_empty()) {
+        return Ok(());
+    }
+    let path = &config.path;
+    let md = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let problem = if md.mode() & 0o022 != 0 {
+        Some(format!(
+            "it is writable by others (mode {:04o}): chmod go-w {}",
+            md.mode() & 0o7777,
+            path.display()
+        ))
+    } else if md.uid() != me && md.uid() != 0 {
+        Some(format!(
+            "it belongs to uid {}: chown it to root or to uid {me}",
+            md.uid()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(ConfigError::Invalid {
+            path: path.clone(),
+            message: format!("refusing to run its dump commands: {p}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = match std::fs::read_to_string(path) {

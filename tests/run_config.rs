@@ -17,6 +17,8 @@ fn rw_config(env: &Env, config: &Path) -> Rw {
 fn write_config(env: &Env, text: &str) -> PathBuf {
     let path = env.path("rewind.toml");
     fs::write(&path, text).expect("write config");
+    // Whatever the umask: a config with dumps must not be writable by others.
+    chmod(&path, 0o644);
     path
 }
 
@@ -439,6 +441,46 @@ fn two_backups_again(env: &Env, dump_command: &str) -> PathBuf {
 
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
+}
+
+#[test]
+fn dump_commands_from_a_file_others_can_change_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::init();
+    let config = two_backups(&env, "echo dump");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = rw_config(&env, &config).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: refusing to run its dump commands: it is writable by others (mode 0666): chmod go-w {}",
+            config.display(),
+            config.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(branch_tip(&env.repo, "files"), None, "nothing ran");
+    // Owned by another user (not root): refused too.
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let (uid, gid) = user_ids("nobody");
+    lchown(&config, uid, gid);
+    let out = rw_config(&env, &config).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains(&format!("it belongs to uid {uid}")),
+        "{}",
+        out.stderr
+    );
+    // Without dumps, nothing is run with anyone's rights: accepted.
+    fs::write(
+        &config,
+        format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"files\"\npaths = [\"{}\"]\n",
+            env.repo.display(),
+            env.path("data").display()
+        ),
+    )
+    .unwrap();
+    rw_config(&env, &config).args(["-q", "run"]).run().success();
 }
 
 #[test]

@@ -43,6 +43,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         dry_run(&config, &repo_path)?;
         return Ok(Status::Success);
     }
+    crate::config::check_trusted(&config)?;
     let repo = open_at(&repo_path)?;
     let _lock = lock::acquire(repo.path())?;
     let mut records = match record::load(repo.path()) {

@@ -24,6 +24,7 @@ fn install(cli: &Cli, at: &str, root: &Path) -> Result<Status, Error> {
     // A schedule of a configuration that does not load would fail nightly
     // and silently: refuse it now.
     let config = load_config(cli)?;
+    crate::config::check_trusted(&config)?;
     let job = Job {
         exe: std::env::current_exe()?,
         config: config.path.clone(),
