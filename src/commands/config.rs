@@ -15,6 +15,7 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
         }
         ConfigCommand::Check => {
             let config = load_config(cli)?;
+            crate::config::check_trusted(&config)?;
             let repo = configured_repo_path(cli, &config)?;
             // Opening it proves the path is a repository; a config whose
             // repository does not exist yet is an error worth seeing now.
