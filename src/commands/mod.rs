@@ -2,16 +2,22 @@
 //! library and print results. Errors bubble up to `main`, which prints them
 //! and picks the exit status.
 
+mod config;
 mod ls;
 mod mount;
 mod restore;
+mod run;
 mod save;
+mod schedule;
+mod status;
 
 use crate::cli::{Cli, Command};
 use crate::repo::Repository;
 use crate::view::{self, Item, ViewError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+pub use run::REPORT_TARGET;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -21,6 +27,10 @@ pub enum Status {
     Success,
     /// Done, but some entries could not be handled (already reported).
     Partial,
+    /// Finished with this exit status, whose meaning the command defines
+    /// and has already reported (`run`: 2 when a backup failed; `status`:
+    /// the Nagios plugin codes).
+    Exit(u8),
 }
 
 impl Status {
@@ -61,7 +71,26 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf, Error> {
 }
 
 fn open(cli: &Cli) -> Result<Repository, Error> {
-    let path = repo_path(cli)?;
+    open_at(&repo_path(cli)?)
+}
+
+/// The configuration named by `--config` / `REWIND_CONFIG` / the default.
+fn load_config(cli: &Cli) -> Result<crate::config::Config, crate::config::ConfigError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    crate::config::load(&crate::config::resolve_path(cli.config.as_deref(), &cwd))
+}
+
+/// The repository of configured commands: `-d`/`REWIND_REPO` first, then
+/// the configuration's `repository`, then the default of [`repo_path`].
+fn configured_repo_path(cli: &Cli, config: &crate::config::Config) -> Result<PathBuf, Error> {
+    match (&cli.repo, &config.repository) {
+        (None, Some(path)) => Ok(path.clone()),
+        _ => repo_path(cli),
+    }
+}
+
+fn open_at(path: &std::path::Path) -> Result<Repository, Error> {
+    let path = path.to_path_buf();
     match Repository::open(&path) {
         Ok(repo) => Ok(repo),
         Err(crate::repo::Error::NotARepository { .. }) if !path.exists() => Err(Box::new(UsageError(format!(
@@ -89,6 +118,10 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         Command::Restore(args) => restore::run(&open(cli)?, args),
         Command::Mount(args) => mount::run(cli, args),
         Command::Umount(args) => mount::umount(args),
+        Command::Config(command) => config::run(cli, command),
+        Command::Run(args) => run::run(cli, args),
+        Command::Status(args) => Ok(status::run(cli, args)),
+        Command::Schedule(command) => schedule::run(cli, command),
     }
 }
 

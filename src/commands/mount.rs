@@ -30,7 +30,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<Status, Error> {
         allow_other: args.allow_other,
         cache_bytes,
         threads: args.threads.clamp(1, 64),
-        log_file: args.log_file.clone(),
+        log_file: cli.log_file.clone(),
     };
     mount::run(repo, &cfg)?;
     Ok(Status::Success)

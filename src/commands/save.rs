@@ -195,7 +195,7 @@ fn summary_json(
         elapsed,
         json_string(match status {
             Status::Success => "success",
-            Status::Partial => "partial",
+            Status::Partial | Status::Exit(_) => "partial",
         }),
         warnings.join(","),
     )
@@ -204,7 +204,7 @@ fn summary_json(
 /// A JSON string literal. Rust strings are valid UTF-8 already (warnings
 /// about non-UTF-8 paths were made lossy when formatted), so only quotes,
 /// backslashes and control characters need escaping.
-fn json_string(s: &str) -> String {
+pub(crate) fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

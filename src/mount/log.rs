@@ -167,6 +167,21 @@ fn strip_ansi(line: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The same stamp and tag for tracing's own file output (`--log-file` of
+/// the other commands): `2026-11-22 01:00:00 +0000 rewind[123]:`.
+pub struct Stamp;
+
+impl tracing_subscriber::fmt::time::FormatTime for Stamp {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(
+            w,
+            "{} rewind[{}]:",
+            String::from_utf8_lossy(&timestamp()),
+            std::process::id()
+        )
+    }
+}
+
 /// Local time, as `date '+%F %T %z'` prints it.
 fn timestamp() -> Vec<u8> {
     // SAFETY: time/localtime_r/strftime write only into values we own.

@@ -11,7 +11,7 @@ mod attr;
 mod fs;
 mod inodes;
 mod links;
-mod log;
+pub mod log;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
 

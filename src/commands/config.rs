@@ -1,0 +1,84 @@
+//! `rewind config init|check`.
+
+use super::{configured_repo_path, load_config, open_at, Error, Status, UsageError};
+use crate::cli::{Cli, ConfigCommand};
+use crate::config::{format_duration, TEMPLATE};
+use std::io::Write;
+
+pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
+    match command {
+        ConfigCommand::Init => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(TEMPLATE.as_bytes())?;
+            out.flush()?;
+            Ok(Status::Success)
+        }
+        ConfigCommand::Check => {
+            let config = load_config(cli)?;
+            crate::config::check_trusted(&config)?;
+            let repo = configured_repo_path(cli, &config)?;
+            // Opening it proves the path is a repository; a config whose
+            // repository does not exist yet is an error worth seeing now.
+            open_at(&repo)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "configuration {}: ok", config.path.display())?;
+            writeln!(out, "repository {}", repo.display())?;
+            for b in &config.backups {
+                writeln!(
+                    out,
+                    "backup {}: {} paths, {} excludes, {} dumps{}, max-age {}",
+                    b.name,
+                    b.paths.len(),
+                    b.excludes.len() + b.exclude_from.len(),
+                    b.dumps.len(),
+                    if b.one_file_system {
+                        ", one file system"
+                    } else {
+                        ""
+                    },
+                    format_duration(b.max_age_secs)
+                )?;
+            }
+            out.flush()?;
+            // What the file cannot say wrong but a run would fail on.
+            let problems = missing_files(&config);
+            for p in &problems {
+                eprintln!("rewind: {p}");
+            }
+            match problems.len() {
+                0 => Ok(Status::Success),
+                n => Err(Box::new(UsageError(format!(
+                    "{n} problem(s) in {} would fail `rewind run`",
+                    config.path.display()
+                )))),
+            }
+        }
+    }
+}
+
+/// Paths and exclude files that do not exist: the save of their backup
+/// would fail.
+fn missing_files(config: &crate::config::Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for b in &config.backups {
+        for p in &b.paths {
+            if std::fs::symlink_metadata(p).is_err() {
+                problems.push(format!(
+                    "backup {}: path {} does not exist",
+                    b.name,
+                    p.display()
+                ));
+            }
+        }
+        for f in &b.exclude_from {
+            if std::fs::metadata(f).is_err() {
+                problems.push(format!(
+                    "backup {}: exclude-from file {} cannot be read",
+                    b.name,
+                    f.display()
+                ));
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,202 @@
+//! `rewind run`: every configured backup, in order, under the run lock.
+//! One summary line per backup (problems always, the rest unless --quiet),
+//! and an exit status for cron: 0 all saved, 1 some saved with warnings,
+//! 2 a backup failed (or the run could not start).
+
+use super::save::human_bytes;
+use super::{configured_repo_path, load_config, open_at, Error, Status};
+use crate::cli::{Cli, RunArgs};
+use crate::config::Config;
+use crate::progress::{self, Progress, Renderer};
+use crate::run::{self, lock, record};
+use std::io::Write;
+use std::sync::Arc;
+
+/// Tracing target of the summary lines: printed on stderr by this module
+/// and also sent to the log file (`main` keeps this target off stderr).
+pub const REPORT_TARGET: &str = "rewind::report";
+
+/// How a summary line is logged in the log file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// A line for the user (unless quiet and all went well) and the log file.
+fn report(quiet: bool, level: Level, line: &str) {
+    if !quiet || level != Level::Info {
+        eprintln!("{line}");
+    }
+    match level {
+        Level::Info => tracing::info!(target: REPORT_TARGET, "{line}"),
+        Level::Warn => tracing::warn!(target: REPORT_TARGET, "{line}"),
+        Level::Error => tracing::error!(target: REPORT_TARGET, "{line}"),
+    }
+}
+
+pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
+    let config = load_config(cli)?;
+    let repo_path = configured_repo_path(cli, &config)?;
+    if args.dry_run {
+        dry_run(&config, &repo_path)?;
+        return Ok(Status::Success);
+    }
+    crate::config::check_trusted(&config)?;
+    let repo = open_at(&repo_path)?;
+    let _lock = lock::acquire(repo.path())?;
+    let mut records = match record::load(repo.path()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("{e}; starting new records");
+            record::Records::default()
+        }
+    };
+    let started = std::time::Instant::now();
+    let (mut partial, mut failed) = (Vec::new(), Vec::new());
+    let mut records_ok = true;
+    for backup in &config.backups {
+        let progress = Progress::new();
+        let renderer = Renderer::start(
+            Arc::clone(&progress),
+            progress::should_draw(cli.quiet, false),
+            "saving",
+        );
+        let done = run::run_backup(&repo, backup, Some(progress));
+        renderer.finish();
+        match &done.outcome {
+            Ok(o) => {
+                let s = &o.stats;
+                let line = format!(
+                    "{}: saved {}: {} files ({} read, {} unchanged), {} read, {} new, {:.1}s{}",
+                    done.name,
+                    crate::time::snapshot_name(o.time),
+                    s.files,
+                    s.files_read,
+                    s.files_reused,
+                    human_bytes(s.bytes_read),
+                    human_bytes(s.bytes_written),
+                    done.elapsed,
+                    if o.warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} warnings", o.warnings.len())
+                    }
+                );
+                if o.warnings.is_empty() {
+                    report(cli.quiet, Level::Info, &line);
+                } else {
+                    // Shown even with --quiet: cron mails it.
+                    report(cli.quiet, Level::Warn, &line);
+                    partial.push(done.name.clone());
+                }
+            }
+            Err(e) => {
+                report(
+                    cli.quiet,
+                    Level::Error,
+                    &format!("{}: FAILED, nothing saved: {e}", done.name),
+                );
+                failed.push(done.name.clone());
+            }
+        }
+        let previous = records.backup.get(&done.name);
+        let rec = done.record(previous);
+        records.backup.insert(done.name.clone(), rec);
+        if let Err(e) = record::store(repo.path(), &records) {
+            tracing::error!("{e}; `rewind status` will not know how this run went");
+            records_ok = false;
+        }
+    }
+    let total = config.backups.len();
+    let elapsed = started.elapsed().as_secs_f64();
+    if !failed.is_empty() {
+        report(
+            cli.quiet,
+            Level::Error,
+            &format!(
+                "run: {} of {} failed ({}), {:.1}s",
+                failed.len(),
+                backups(total),
+                failed.join(", "),
+                elapsed
+            ),
+        );
+        return Ok(Status::Exit(2));
+    }
+    if !partial.is_empty() || !records_ok {
+        report(
+            cli.quiet,
+            Level::Warn,
+            &format!(
+                "run: {} saved, {} with warnings ({}), {:.1}s",
+                backups(total),
+                partial.len(),
+                partial.join(", "),
+                elapsed
+            ),
+        );
+        return Ok(Status::Partial);
+    }
+    report(
+        cli.quiet,
+        Level::Info,
+        &format!("run: {} saved, {elapsed:.1}s", backups(total)),
+    );
+    Ok(Status::Success)
+}
+
+/// What a run would do, on standard output; runs no command, takes no lock.
+fn dry_run(config: &Config, repo: &std::path::Path) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "configuration {}", config.path.display())?;
+    if crate::repo::Repository::open(repo).is_ok() {
+        writeln!(out, "repository {}", repo.display())?;
+    } else {
+        writeln!(
+            out,
+            "repository {} (not a repository yet: create it with `rewind -d {} init`)",
+            repo.display(),
+            repo.display()
+        )?;
+    }
+    for b in &config.backups {
+        writeln!(out, "backup {}:", b.name)?;
+        for p in &b.paths {
+            writeln!(out, "  would save {}", p.display())?;
+        }
+        for e in &b.excludes {
+            writeln!(out, "  excluding {e}")?;
+        }
+        for f in &b.exclude_from {
+            writeln!(out, "  excluding the patterns in {}", f.display())?;
+        }
+        if b.one_file_system {
+            writeln!(out, "  staying on each path's file system")?;
+        }
+        for d in &b.dumps {
+            writeln!(
+                out,
+                "  would run `{}` and save its output as {}",
+                d.command,
+                d.path.display()
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "no retention and no mirror: this version keeps every snapshot and copies nothing off-site"
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// "1 backup", "2 backups".
+fn backups(n: usize) -> String {
+    if n == 1 {
+        "1 backup".into()
+    } else {
+        format!("{n} backups")
+    }
+}

@@ -1,0 +1,225 @@
+//! `rewind status`: one line per configured backup, for people and for
+//! monitoring. The first line is the overall state (OK, WARNING, CRITICAL,
+//! UNKNOWN) as a Nagios plugin prints it, and the exit status is the
+//! plugin's code (0, 1, 2, 3).
+
+use super::save::{human_bytes, json_string};
+use super::{configured_repo_path, load_config, open_at, Error, Status};
+use crate::cli::{Cli, StatusArgs};
+use crate::run::health::{judge, Health, State, Tip};
+use crate::run::record::{self, Record};
+use crate::view::snapshots::read_commit;
+use std::io::Write;
+
+struct Row {
+    name: String,
+    tip: Option<Tip>,
+    last: Option<Record>,
+    max_age_secs: u64,
+    health: Health,
+}
+
+pub fn run(cli: &Cli, args: &StatusArgs) -> Status {
+    let now = crate::run::now();
+    let (state, text) = match gather(cli, args, now) {
+        Ok(rows) => {
+            let state = rows
+                .iter()
+                .map(|r| r.health.state)
+                .max()
+                .unwrap_or(State::Ok);
+            let text = if args.json {
+                json(state, None, &rows, now)
+            } else {
+                text(state, &rows, now)
+            };
+            (state, text)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let text = if args.json {
+                json(State::Unknown, Some(&message), &[], now)
+            } else {
+                format!("UNKNOWN: {message}\n")
+            };
+            (State::Unknown, text)
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    // Nothing better to do if stdout is gone; the exit code still tells.
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    Status::Exit(state.code())
+}
+
+fn gather(cli: &Cli, args: &StatusArgs, now: i64) -> Result<Vec<Row>, Error> {
+    let config = load_config(cli)?;
+    let override_age = args
+        .max_age
+        .as_deref()
+        .map(|a| {
+            crate::config::parse_duration(a)
+                .map_err(|m| super::UsageError(format!("--max-age: {m}")))
+        })
+        .transpose()?;
+    let repo = open_at(&configured_repo_path(cli, &config)?)?;
+    let records = record::load(repo.path())?;
+    let mut rows = Vec::new();
+    for b in &config.backups {
+        let tip = match repo.read_ref(&format!("refs/heads/{}", b.name))? {
+            Some(id) => Some(Tip {
+                commit: id.to_string(),
+                time: read_commit(&repo, &id)?.author.time,
+            }),
+            None => None,
+        };
+        let last = records.backup.get(&b.name).cloned();
+        let max_age_secs = override_age.unwrap_or(b.max_age_secs);
+        let health = judge(tip.as_ref(), last.as_ref(), max_age_secs, now);
+        rows.push(Row {
+            name: b.name.clone(),
+            tip,
+            last,
+            max_age_secs,
+            health,
+        });
+    }
+    Ok(rows)
+}
+
+/// The figures of the record that made the newest snapshot, if a run did.
+fn saved_figures(row: &Row) -> Option<&record::Saved> {
+    let tip = row.tip.as_ref()?;
+    row.last
+        .as_ref()?
+        .saved
+        .as_ref()
+        .filter(|s| s.commit == tip.commit)
+}
+
+fn text(state: State, rows: &[Row], now: i64) -> String {
+    let problems: Vec<String> = rows
+        .iter()
+        .filter(|r| r.health.state != State::Ok)
+        .map(|r| format!("{}: {}", r.name, first_words(&r.health.reason)))
+        .collect();
+    let mut out = if problems.is_empty() {
+        match rows.len() {
+            1 => "OK: 1 backup fresh".to_string(),
+            n => format!("OK: {n} backups fresh"),
+        }
+    } else {
+        format!("{}: {}", state.as_str(), problems.join("; "))
+    };
+    // Performance data, for graphs: each snapshot's age in seconds, with
+    // its max-age as the critical threshold ('label'=value;warn;crit).
+    let perf: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let t = r.tip.as_ref()?;
+            // A label holding '=' must be quoted (names have no quotes).
+            let label = format!("{}_age", r.name);
+            let label = if label.contains('=') {
+                format!("'{label}'")
+            } else {
+                label
+            };
+            Some(format!(
+                "{label}={}s;;{}",
+                now.saturating_sub(t.time).max(0),
+                r.max_age_secs
+            ))
+        })
+        .collect();
+    if !perf.is_empty() {
+        out.push_str(" | ");
+        out.push_str(&perf.join(" "));
+    }
+    out.push('\n');
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in rows {
+        let snapshot = match &r.tip {
+            Some(t) => format!(
+                "{}  age {}",
+                crate::time::snapshot_name(t.time),
+                crate::config::format_duration(now.saturating_sub(t.time).max(0) as u64)
+            ),
+            None => "no snapshot".into(),
+        };
+        let size = match saved_figures(r) {
+            Some(s) => format!(
+                "  {} files, {} read, {} added",
+                s.files,
+                human_bytes(s.bytes_read),
+                human_bytes(s.bytes_added)
+            ),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<8}  {snapshot}{size}  ({})\n",
+            r.name,
+            r.health.state.as_str(),
+            r.health.reason
+        ));
+    }
+    out
+}
+
+fn json(state: State, error: Option<&str>, rows: &[Row], now: i64) -> String {
+    let opt_num = |v: Option<i64>| v.map_or("null".to_string(), |n| n.to_string());
+    let backups: Vec<String> =
+        rows.iter()
+            .map(|r| {
+                let saved = saved_figures(r);
+                let last = match &r.last {
+                    Some(l) => format!(
+                        "{{\"time\":{},\"result\":{},\"error\":{},\"warnings\":{}}}",
+                        l.time,
+                        json_string(l.result.as_str()),
+                        l.error.as_deref().map_or("null".into(), json_string),
+                        l.warnings
+                    ),
+                    None => "null".into(),
+                };
+                format!(
+                    concat!(
+                        "{{\"name\":{},\"state\":{},\"reason\":{},\"snapshot\":{},\"commit\":{},",
+                        "\"time\":{},\"age_seconds\":{},\"max_age_seconds\":{},",
+                        "\"files\":{},\"bytes_read\":{},\"bytes_added\":{},\"last_run\":{}}}"
+                    ),
+                    json_string(&r.name),
+                    json_string(r.health.state.as_str()),
+                    json_string(&r.health.reason),
+                    r.tip.as_ref().map_or("null".into(), |t| json_string(
+                        &crate::time::snapshot_name(t.time)
+                    )),
+                    r.tip
+                        .as_ref()
+                        .map_or("null".into(), |t| json_string(&t.commit)),
+                    opt_num(r.tip.as_ref().map(|t| t.time)),
+                    opt_num(r.tip.as_ref().map(|t| now.saturating_sub(t.time).max(0))),
+                    r.max_age_secs,
+                    opt_num(saved.map(|s| s.files as i64)),
+                    opt_num(saved.map(|s| s.bytes_read as i64)),
+                    opt_num(saved.map(|s| s.bytes_added as i64)),
+                    last,
+                )
+            })
+            .collect();
+    format!(
+        "{{\"state\":{},\"error\":{},\"backups\":[{}]}}\n",
+        json_string(state.as_str()),
+        error.map_or("null".into(), json_string),
+        backups.join(",")
+    )
+}
+
+/// A reason cut for the first line, which monitoring shows in one line of
+/// a table; the backup's own line and --json have it whole.
+fn first_words(reason: &str) -> String {
+    const MAX: usize = 300;
+    if reason.chars().count() <= MAX {
+        return reason.to_string();
+    }
+    let cut: String = reason.chars().take(MAX).collect();
+    format!("{cut}...")
+}

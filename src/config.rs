@@ -1,0 +1,496 @@
+//! The configuration file (`/etc/rewind.toml`, rewind.toml(5)): where the
+//! repository is, which backups `rewind run` makes and in what order, and how
+//! old a backup may get before `rewind status` complains.
+//!
+//! This module owns the file's format: the serde shape (`Raw*`, which is
+//! also what the template round-trips through), validation into [`Config`],
+//! and errors that name the file, line and column. It does no I/O beyond
+//! reading the file.
+//!
+//! Keys that this version would silently ignore are refused instead: a
+//! `[retention]` or `[mirror]` section, or a remote `user@host:path`
+//! repository, parse as errors saying they are not supported yet, so that
+//! nobody believes old snapshots are pruned or copied off-site when they are
+//! not.
+
+use crate::source::command::CommandSource;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Where the configuration is looked for when neither `--config` nor
+/// `REWIND_CONFIG` names one.
+pub const DEFAULT_PATH: &str = "/etc/rewind.toml";
+
+/// Default of `max-age`: a daily backup plus two hours of slack.
+pub const DEFAULT_MAX_AGE_SECS: u64 = 26 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no configuration at {}: create one with `rewind config init > {}` and edit it, or name another with --config or REWIND_CONFIG", path.display(), path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot read configuration {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A syntax, unknown-key, wrong-type or invalid-value error at a place
+    /// in the file (line and column count from 1).
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The file as written: every key, with serde's checks (unknown keys and
+/// wrong types are errors). Spans locate the values that are validated
+/// after parsing.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Spanned<String>>,
+    /// Accepted by the parser only to refuse it with a clear message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Spanned<toml::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Spanned<toml::Value>>,
+    #[serde(default, rename = "backup", skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<Spanned<RawBackup>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBackup {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    #[serde(default)]
+    pub exclude_from: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub one_file_system: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Spanned<String>>,
+    #[serde(default, rename = "dump", skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<Spanned<RawDump>>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDump {
+    pub command: Spanned<String>,
+    #[serde(rename = "as")]
+    pub path: Spanned<String>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// Absolute repository path, if the file names one.
+    pub repository: Option<PathBuf>,
+    /// In the order of the file: `rewind run` makes them in this order.
+    pub backups: Vec<Backup>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    pub name: String,
+    /// Absolute paths to save.
+    pub paths: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+    pub exclude_from: Vec<PathBuf>,
+    pub one_file_system: bool,
+    /// Dump sources: each command's output saved as a file.
+    pub dumps: Vec<CommandSource>,
+    /// `rewind status` reports the backup stale past this age.
+    pub max_age_secs: u64,
+}
+
+/// Which file to read: `--config`, else `REWIND_CONFIG` (clap folds both
+/// into one value), else [`DEFAULT_PATH`]; made absolute against `cwd` so
+/// that a schedule can name it.
+pub fn resolve_path(given: Option<&Path>, cwd: &Path) -> PathBuf {
+    match given {
+        Some(p) => crate::source::paths::absolute(p, cwd),
+        None => PathBuf::from(DEFAULT_PATH),
+    }
+}
+
+/// Dump commands run with the rights of whoever runs `rewind run`, usually
+/// root: a file that another user can change is a way to root. Refused
+/// when the file is writable by group or others, or owned by someone other
+/// than the running user or root.
+pub fn check_trusted(config: &Config) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    if config.backups.iter().all(|b| b.dumps.is_empty()) {
+        return Ok(());
+    }
+    let path = &config.path;
+    let md = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let problem = if md.mode() & 0o022 != 0 {
+        Some(format!(
+            "it is writable by others (mode {:04o}): chmod go-w {}",
+            md.mode() & 0o7777,
+            path.display()
+        ))
+    } else if md.uid() != me && md.uid() != 0 {
+        Some(format!(
+            "it belongs to uid {}: chown it to root or to uid {me}",
+            md.uid()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(ConfigError::Invalid {
+            path: path.clone(),
+            message: format!("refusing to run its dump commands: {p}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::Missing {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    parse(path, &text)
+}
+
+/// Parses and validates configuration text; `path` only names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        at(path, text, offset, e.message().trim().to_string())
+    })?;
+    validate(path, text, raw)
+}
+
+/// A [`ConfigError::At`] for byte `offset` of `text`.
+fn at(path: &Path, text: &str, offset: usize, message: String) -> ConfigError {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    // One line: toml's messages sometimes span several.
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    ConfigError::At {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
+fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let err = |span: std::ops::Range<usize>, message: String| at(path, text, span.start, message);
+    if let Some(r) = &raw.retention {
+        return Err(err(
+            r.span(),
+            "[retention] is not supported by this version of rewind yet; remove the section (old snapshots are kept)".into(),
+        ));
+    }
+    if let Some(m) = &raw.mirror {
+        return Err(err(
+            m.span(),
+            "[mirror] is not supported by this version of rewind yet; remove the section (nothing is copied off-site)".into(),
+        ));
+    }
+    let repository = match &raw.repository {
+        Some(r) => Some(repository_path(r).map_err(|m| err(r.span(), m))?),
+        None => None,
+    };
+    let default_age = match &raw.max_age {
+        Some(a) => parse_duration(a.get_ref()).map_err(|m| err(a.span(), m))?,
+        None => DEFAULT_MAX_AGE_SECS,
+    };
+    let mut backups: Vec<Backup> = Vec::new();
+    for spanned in &raw.backups {
+        let b = spanned.get_ref();
+        let name = b.name.get_ref().clone();
+        crate::save::validate_name(&name).map_err(|e| err(b.name.span(), e.to_string()))?;
+        if backups.iter().any(|other| other.name == name) {
+            return Err(err(
+                b.name.span(),
+                format!("backup {name:?} is configured twice; names must be unique"),
+            ));
+        }
+        let absolute = |p: &Spanned<String>, what: &str| {
+            let pb = PathBuf::from(p.get_ref());
+            if pb.is_absolute() {
+                Ok(pb)
+            } else {
+                Err(err(
+                    p.span(),
+                    format!(
+                        "{what} {:?} of backup {name:?} must be an absolute path (start with /)",
+                        p.get_ref()
+                    ),
+                ))
+            }
+        };
+        let paths = b
+            .paths
+            .iter()
+            .map(|p| absolute(p, "path"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let exclude_from = b
+            .exclude_from
+            .iter()
+            .map(|p| absolute(p, "exclude-from file"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut dumps = Vec::new();
+        for d in &b.dumps {
+            let d = d.get_ref();
+            if d.command.get_ref().trim().is_empty() {
+                return Err(err(
+                    d.command.span(),
+                    format!("empty dump command in backup {name:?}"),
+                ));
+            }
+            let path = absolute(&d.path, "dump path (`as`)")?;
+            // The save would refuse it too, but only at run time.
+            if let Some(inside) = paths.iter().find(|p| path.starts_with(p)) {
+                return Err(err(
+                    d.path.span(),
+                    format!(
+                        "dump path {} of backup {name:?} lies inside its path {}; give the dump a path outside the saved directories",
+                        path.display(),
+                        inside.display()
+                    ),
+                ));
+            }
+            dumps.push(CommandSource {
+                command: d.command.get_ref().clone(),
+                path,
+            });
+        }
+        if paths.is_empty() && dumps.is_empty() {
+            return Err(err(
+                spanned.span(),
+                format!(
+                    "backup {name:?} has nothing to save: give it `paths` or a [[backup.dump]]"
+                ),
+            ));
+        }
+        let max_age_secs = match &b.max_age {
+            Some(a) => parse_duration(a.get_ref()).map_err(|m| err(a.span(), m))?,
+            None => default_age,
+        };
+        backups.push(Backup {
+            name,
+            paths,
+            excludes: b.excludes.clone(),
+            exclude_from,
+            one_file_system: b.one_file_system,
+            dumps,
+            max_age_secs,
+        });
+    }
+    if backups.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: "no backups configured: add a [[backup]] table (see `rewind config init`)"
+                .into(),
+        });
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        repository,
+        backups,
+    })
+}
+
+/// A repository value: an absolute local path. `user@host:path` is
+/// recognised to refuse it plainly (remote repositories come later).
+fn repository_path(value: &Spanned<String>) -> Result<PathBuf, String> {
+    let v = value.get_ref();
+    if v.is_empty() {
+        return Err("empty repository path".into());
+    }
+    if !v.starts_with('/') {
+        if let Some((host, _)) = v.split_once(':') {
+            if !host.contains('/') {
+                return Err(format!(
+                    "remote repository {v:?} is not supported by this version of rewind yet; use a local absolute path"
+                ));
+            }
+        }
+        return Err(format!(
+            "repository {v:?} must be an absolute path (start with /)"
+        ));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// "26h", "90m", "1d12h", "3600s", "3600": a duration in seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("invalid duration {text:?}: use a number with a unit, s, m, h or d (e.g. 26h, 90m, 1d12h)")
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(secs);
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// A duration as `parse_duration` reads it back, largest units first.
+pub fn format_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// `rewind config init`: every option with its default, commented. Parses
+/// as a valid configuration (tests hold it to that).
+pub const TEMPLATE: &str = r#"# rewind configuration: what `rewind run` saves, and where.
+# See rewind.toml(5). Check it with `rewind config check`, try it with
+# `rewind run --dry-run`.
+
+# The repository snapshots go to: an absolute local path, created with
+# `rewind -d PATH init`. -d/--repo or REWIND_REPO on the command line
+# override it. (Remote user@host:path repositories come in a later version.)
+repository = "/var/backups/rewind"
+
+# `rewind status` reports a backup CRITICAL when its newest snapshot is
+# older than this: a number with a unit, s, m, h or d (e.g. 26h, 1d12h).
+# A backup may set its own. Default: 26h (daily, with two hours of slack).
+max-age = "26h"
+
+# Retention (which old snapshots to forget) and an off-site mirror come in
+# later versions; this one refuses [retention] and [mirror] sections rather
+# than ignore them.
+
+# One [[backup]] table per backup name; `rewind run` makes them in this
+# order. Each becomes the branch NAME in the repository (`rewind ls NAME`).
+[[backup]]
+# Letters, digits, '.', '_', '-', '+', '@', '='.
+name = "system"
+# Absolute paths to save.
+paths = ["/etc", "/root", "/home"]
+# Patterns to skip: '*.tmp' matches names anywhere, '/var/cache' a path.
+# Default: none.
+excludes = ["*.tmp", "/root/.cache"]
+# Files of more patterns, one per line (absolute paths). Default: none.
+exclude-from = []
+# Stay on the file system of each path (do not descend into mounts).
+# Default: false.
+one-file-system = false
+# Overrides the top-level max-age for this backup.
+# max-age = "26h"
+
+# A backup of database dumps: each command's standard output is saved as
+# the file named by `as` (absolute, inside the snapshot), streamed, without
+# a temporary copy. A command that fails (non-zero exit) fails this backup:
+# its snapshot is not made, the command's stderr is shown, and `rewind run`
+# exits 2; the other backups still run.
+# [[backup]]
+# name = "databases"
+# paths = []
+# [[backup.dump]]
+# command = "mysqldump --single-transaction bugs"
+# as = "/var/lib/mysql/backup/bugs.sql"
+# [[backup.dump]]
+# command = "pg_dump -U postgres wiki"
+# as = "/var/lib/postgresql/backup/wiki.sql"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_format_back() {
+        assert_eq!(parse_duration("26h"), Ok(26 * 3600));
+        assert_eq!(parse_duration("1d12h"), Ok(36 * 3600));
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("3600"), Ok(3600));
+        for bad in ["", "h", "12x", "1.5h", "12h3", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for secs in [1, 59, 3600, 26 * 3600, 86400 + 61] {
+            assert_eq!(parse_duration(&format_duration(secs)), Ok(secs));
+        }
+    }
+
+    #[test]
+    fn error_positions_count_lines_and_columns_from_one() {
+        let text = "a = 1\nbb = 2\n";
+        match at(Path::new("f"), text, 8, "x".into()) {
+            ConfigError::At { line, column, .. } => assert_eq!((line, column), (2, 3)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,649 @@
+//! The configuration file and `rewind run`: the template, every error case
+//! of the file (each message names the file, line and what to do), a run
+//! of two backups (files and a database dump) end to end, a failing dump
+//! that must not hide behind a good-looking snapshot, and overlapping runs.
+
+mod common;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `rewind --config FILE` with no -d: the repository comes from the file.
+fn rw_config(env: &Env, config: &Path) -> Rw {
+    Rw::bare(&env.home).arg("--config").arg(config)
+}
+
+fn write_config(env: &Env, text: &str) -> PathBuf {
+    let path = env.path("rewind.toml");
+    fs::write(&path, text).expect("write config");
+    // Whatever the umask: a config with dumps must not be writable by others.
+    chmod(&path, 0o644);
+    path
+}
+
+/// A data directory with a few files, and a config saving it as `files`
+/// and a dump of `dump_command` as `db`.
+fn two_backups(env: &Env, dump_command: &str) -> PathBuf {
+    let data = env.path("data");
+    mkdir(&data);
+    write(&data.join("a.txt"), b"alpha\n");
+    mkdir(&data.join("sub"));
+    write(&data.join("sub/b.bin"), &random_bytes(7, 100_000));
+    write(&data.join("skip.tmp"), b"excluded\n");
+    write_config(
+        env,
+        &format!(
+            r#"repository = "{repo}"
+
+[[backup]]
+name = "files"
+paths = ["{data}"]
+excludes = ["*.tmp"]
+one-file-system = true
+
+[[backup]]
+name = "db"
+[[backup.dump]]
+command = {command}
+as = "/var/lib/mysql/backup/bugs.sql"
+"#,
+            repo = env.repo.display(),
+            data = data.display(),
+            command = toml_string(dump_command)
+        ),
+    )
+}
+
+#[test]
+fn the_template_parses_round_trips_and_documents_every_key() {
+    let env = Env::new();
+    let out = Rw::bare(&env.home).args(["config", "init"]).run().success();
+    assert_eq!(out.stdout_str(), rewind::config::TEMPLATE);
+    let path = Path::new("/etc/rewind.toml");
+    let first = rewind::config::parse(path, rewind::config::TEMPLATE).expect("template parses");
+    assert_eq!(first.repository, Some(PathBuf::from("/var/backups/rewind")));
+    assert_eq!(first.backups.len(), 1);
+    assert_eq!(first.backups[0].max_age_secs, 26 * 3600);
+    // Through the serde shape and back: nothing lost, nothing changed.
+    let raw: rewind::config::RawConfig = toml::from_str(rewind::config::TEMPLATE).expect("raw");
+    let text = toml::to_string(&raw).expect("serialise");
+    let second = rewind::config::parse(path, &text).expect("reparse");
+    assert_eq!(first, second, "round trip through:\n{text}");
+    // Every key a backup can have appears in the template with its default
+    // or an example (commented where it is optional).
+    for key in [
+        "repository =",
+        "max-age =",
+        "[[backup]]",
+        "name =",
+        "paths =",
+        "excludes =",
+        "exclude-from =",
+        "one-file-system =",
+        "[[backup.dump]]",
+        "command =",
+        "as =",
+    ] {
+        assert!(
+            rewind::config::TEMPLATE.contains(key),
+            "template lacks {key}"
+        );
+    }
+}
+
+#[test]
+fn config_check_reports_what_is_configured() {
+    let env = Env::init();
+    let config = two_backups(&env, "echo hello");
+    let out = rw_config(&env, &config)
+        .args(["config", "check"])
+        .run()
+        .success();
+    let text = out.stdout_str();
+    assert!(
+        text.contains(&format!("repository {}", env.repo.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("backup files: 1 paths, 1 excludes, 0 dumps, one file system"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backup db: 0 paths, 0 excludes, 1 dumps"),
+        "{text}"
+    );
+
+    // A path that does not exist would fail the run: check says so.
+    fs::remove_dir_all(env.path("data")).unwrap();
+    let out = rw_config(&env, &config)
+        .args(["config", "check"])
+        .run()
+        .status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "backup files: path {} does not exist",
+            env.path("data").display()
+        )) && out.stderr.contains("1 problem(s) in"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Runs `rewind run` on `text` and returns stderr, asserting exit 2.
+fn config_error(env: &Env, text: &str) -> String {
+    let path = write_config(env, text);
+    let out = rw_config(env, &path).arg("run").run().status(2);
+    assert_eq!(
+        out.stderr.trim().lines().count(),
+        1,
+        "a config error is one line:\n{}",
+        out.stderr
+    );
+    out.stderr
+}
+
+#[test]
+fn every_config_error_names_the_file_and_line() {
+    let env = Env::init();
+    let file = env.path("rewind.toml");
+    let f = file.display().to_string();
+    let backup = "[[backup]]\nname = \"etc\"\npaths = [\"/etc\"]\n";
+
+    let e = config_error(
+        &env,
+        &format!("repository = \"/r\"\n{backup}colour = \"red\"\n"),
+    );
+    assert!(
+        e.contains(&format!("{f}:5:1: unknown field `colour`")),
+        "{e}"
+    );
+
+    let e = config_error(
+        &env,
+        "repository = \"/r\"\n[[backup]]\nname = \"etc\"\npaths = \"/etc\"\n",
+    );
+    assert!(
+        e.contains(&format!(
+            "{f}:4:9: invalid type: string \"/etc\", expected a sequence"
+        )),
+        "{e}"
+    );
+
+    let e = config_error(&env, &format!("{backup}one-file-system = \"yes\"\n"));
+    assert!(
+        e.contains(&format!("{f}:4:19:")) && e.contains("expected a boolean"),
+        "{e}"
+    );
+
+    let e = config_error(
+        &env,
+        "[[backup]]\nname = \"etc\"\npaths = [\"/etc\", \"var/www\"]\n",
+    );
+    assert!(
+        e.contains(&format!(
+            "{f}:3:18: path \"var/www\" of backup \"etc\" must be an absolute path"
+        )),
+        "{e}"
+    );
+
+    let e = config_error(
+        &env,
+        &format!("{backup}[[backup.dump]]\ncommand = \"pg_dump\"\nas = \"x.sql\"\n"),
+    );
+    assert!(
+        e.contains(&format!("{f}:6:6:")) && e.contains("must be an absolute path"),
+        "{e}"
+    );
+
+    let e = config_error(
+        &env,
+        &format!("{backup}[[backup.dump]]\ncommand = \"pg_dump\"\nas = \"/etc/db.sql\"\n"),
+    );
+    assert!(
+        e.contains(&format!(
+            "{f}:6:6: dump path /etc/db.sql of backup \"etc\" lies inside its path /etc"
+        )),
+        "{e}"
+    );
+
+    let e = config_error(&env, &format!("{backup}\n[retention]\nkeep-daily = 7\n"));
+    assert!(
+        e.contains(&format!(
+            "{f}:5:1: [retention] is not supported by this version of rewind yet"
+        )),
+        "{e}"
+    );
+
+    let e = config_error(&env, &format!("{backup}\n[mirror]\nbucket = \"b\"\n"));
+    assert!(
+        e.contains(&format!(
+            "{f}:5:1: [mirror] is not supported by this version of rewind yet"
+        )),
+        "{e}"
+    );
+
+    let e = config_error(
+        &env,
+        &format!("repository = \"backup@vault:/srv/rewind\"\n{backup}"),
+    );
+    assert!(
+        e.contains(&format!(
+            "{f}:1:14: remote repository \"backup@vault:/srv/rewind\" is not supported"
+        )),
+        "{e}"
+    );
+
+    let e = config_error(&env, &format!("repository = \"srv/rewind\"\n{backup}"));
+    assert!(e.contains("must be an absolute path"), "{e}");
+
+    let e = config_error(&env, &format!("{backup}{backup}"));
+    assert!(
+        e.contains(&format!("{f}:5:8: backup \"etc\" is configured twice")),
+        "{e}"
+    );
+
+    let e = config_error(&env, &format!("max-age = \"one day\"\n{backup}"));
+    assert!(
+        e.contains(&format!("{f}:1:11: invalid duration \"one day\"")),
+        "{e}"
+    );
+
+    let e = config_error(&env, "[[backup]]\nname = \"a/b\"\npaths = [\"/etc\"]\n");
+    assert!(
+        e.contains(&format!("{f}:2:8: invalid backup name \"a/b\"")),
+        "{e}"
+    );
+
+    let e = config_error(&env, "[[backup]]\nname = \"etc\"\n");
+    assert!(
+        e.contains(&format!("{f}:1:1: backup \"etc\" has nothing to save")),
+        "{e}"
+    );
+
+    let e = config_error(&env, "repository = \"/r\"\n");
+    assert!(
+        e.contains("no backups configured: add a [[backup]] table"),
+        "{e}"
+    );
+
+    let e = config_error(&env, "[[backup]\nname = 1\n");
+    assert!(e.contains(&format!("{f}:1:")), "{e}");
+
+    // A missing file: the path looked for, and how to make one.
+    let missing = env.path("nowhere.toml");
+    let out = rw_config(&env, &missing).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "no configuration at {}: create one with `rewind config init > {}`",
+            missing.display(),
+            missing.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    // The default path, through REWIND_CONFIG's absence.
+    let out = Rw::bare(&env.home).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains("no configuration at /etc/rewind.toml")
+            || Path::new("/etc/rewind.toml").exists(),
+        "{}",
+        out.stderr
+    );
+    // REWIND_CONFIG names one.
+    let out = Rw::bare(&env.home)
+        .env("REWIND_CONFIG", &missing)
+        .arg("run")
+        .run()
+        .status(2);
+    assert!(
+        out.stderr
+            .contains(&format!("no configuration at {}", missing.display())),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_saves_files_and_a_dump_then_a_failing_dump_fails_only_its_backup() {
+    let env = Env::init();
+    let config = two_backups(&env, "printf 'CREATE TABLE bugs;\\n'");
+
+    let dry = rw_config(&env, &config)
+        .args(["run", "--dry-run"])
+        .run()
+        .success();
+    let text = dry.stdout_str();
+    assert!(
+        text.contains(&format!("would save {}", env.path("data").display())),
+        "{text}"
+    );
+    assert!(text.contains("would run `printf 'CREATE TABLE bugs;\\n'` and save its output as /var/lib/mysql/backup/bugs.sql"), "{text}");
+    assert_eq!(
+        branch_tip(&env.repo, "files"),
+        None,
+        "a dry run saves nothing"
+    );
+
+    // Quiet: a good run says nothing (cron mails only problems).
+    let out = rw_config(&env, &config).args(["-q", "run"]).run().success();
+    assert_eq!(out.stderr, "", "quiet run printed something");
+    assert!(out.stdout.is_empty());
+    let listed = env.rw().args(["ls", "files/latest", "-l"]).run().success();
+    let _ = listed;
+    let a = env
+        .rw()
+        .arg("cat-file")
+        .arg(snap_path("files", "latest", &env.path("data/a.txt")))
+        .run()
+        .success();
+    assert_eq!(a.stdout, b"alpha\n");
+    let skipped = env
+        .rw()
+        .arg("cat-file")
+        .arg(snap_path("files", "latest", &env.path("data/skip.tmp")))
+        .run();
+    assert_ne!(skipped.code, 0, "excluded file was saved");
+    let dump = env
+        .rw()
+        .args(["cat-file", "db/latest/var/lib/mysql/backup/bugs.sql"])
+        .run()
+        .success();
+    assert_eq!(dump.stdout, b"CREATE TABLE bugs;\n");
+    let good_db = branch_tip(&env.repo, "db").expect("db saved");
+    let files_before = branch_commits(&env.repo, "files").len();
+
+    // Not quiet: one line per backup and a summary.
+    write(&env.path("data/a.txt"), b"alpha 2\n");
+    let config = two_backups_again(
+        &env,
+        "echo partial output; echo 'mysqldump: Access denied for user' >&2; exit 2",
+    );
+    let out = rw_config(&env, &config).arg("run").run().status(2);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("files: saved ")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("db: FAILED, nothing saved: ")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("mysqldump: Access denied for user"),
+        "the dump's stderr is shown:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("run: 1 of 2 backups failed (db)"),
+        "{}",
+        out.stderr
+    );
+    // The other backup still happened; the failed one kept its last good
+    // snapshot as latest.
+    assert_eq!(branch_commits(&env.repo, "files").len(), files_before + 1);
+    assert_eq!(branch_tip(&env.repo, "db"), Some(good_db));
+    let dump = env
+        .rw()
+        .args(["cat-file", "db/latest/var/lib/mysql/backup/bugs.sql"])
+        .run()
+        .success();
+    assert_eq!(dump.stdout, b"CREATE TABLE bugs;\n");
+
+    // Monitoring notices.
+    let status = rw_config(&env, &config).arg("status").run().status(2);
+    let first = status.lines()[0].clone();
+    assert!(
+        first.starts_with("CRITICAL: db: last run failed at "),
+        "{first}"
+    );
+    assert!(first.contains("Access denied"), "{first}");
+    let json: serde_json::Value = serde_json::from_slice(
+        &rw_config(&env, &config)
+            .args(["status", "--json"])
+            .run()
+            .status(2)
+            .stdout,
+    )
+    .expect("json");
+    assert_eq!(json["state"], "CRITICAL");
+    assert_eq!(json["backups"][0]["name"], "files");
+    assert_eq!(json["backups"][0]["state"], "OK");
+    assert_eq!(json["backups"][1]["state"], "CRITICAL");
+    assert_eq!(json["backups"][1]["last_run"]["result"], "failed");
+    // The failed run left the figures of the last good snapshot.
+    assert_eq!(json["backups"][1]["files"], 1);
+
+    // Fixed: both good again.
+    let config = two_backups_again(&env, "echo 'CREATE TABLE bugs2;'");
+    rw_config(&env, &config).args(["-q", "run"]).run().success();
+    rw_config(&env, &config).arg("status").run().success();
+}
+
+/// Rewrites the config of `two_backups` with another dump command.
+fn two_backups_again(env: &Env, dump_command: &str) -> PathBuf {
+    let data = env.path("data");
+    write_config(
+        env,
+        &format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"files\"\npaths = [\"{}\"]\nexcludes = [\"*.tmp\"]\n\
+             [[backup]]\nname = \"db\"\n[[backup.dump]]\ncommand = {}\nas = \"/var/lib/mysql/backup/bugs.sql\"\n",
+            env.repo.display(),
+            data.display(),
+            toml_string(dump_command)
+        ),
+    )
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[test]
+fn dump_commands_from_a_file_others_can_change_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::init();
+    let config = two_backups(&env, "echo dump");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = rw_config(&env, &config).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: refusing to run its dump commands: it is writable by others (mode 0666): chmod go-w {}",
+            config.display(),
+            config.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(branch_tip(&env.repo, "files"), None, "nothing ran");
+    // Owned by another user (not root): refused too.
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let (uid, gid) = user_ids("nobody");
+    lchown(&config, uid, gid);
+    let out = rw_config(&env, &config).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains(&format!("it belongs to uid {uid}")),
+        "{}",
+        out.stderr
+    );
+    // Without dumps, nothing is run with anyone's rights: accepted.
+    fs::write(
+        &config,
+        format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"files\"\npaths = [\"{}\"]\n",
+            env.repo.display(),
+            env.path("data").display()
+        ),
+    )
+    .unwrap();
+    rw_config(&env, &config).args(["-q", "run"]).run().success();
+}
+
+#[test]
+fn the_repository_option_overrides_the_config() {
+    let env = Env::init();
+    let data = env.path("data");
+    mkdir(&data);
+    write(&data.join("x"), b"x");
+    let config = write_config(
+        &env,
+        &format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"x\"\npaths = [\"{}\"]\n",
+            env.path("elsewhere").display(),
+            data.display()
+        ),
+    );
+    // The configured repository does not exist: named in the error.
+    let out = rw_config(&env, &config).arg("run").run().status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "no repository at {}",
+            env.path("elsewhere").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    // -d wins, and so does REWIND_REPO.
+    rw_config(&env, &config)
+        .arg("-d")
+        .arg(&env.repo)
+        .args(["-q", "run"])
+        .run()
+        .success();
+    rw_config(&env, &config)
+        .env("REWIND_REPO", &env.repo)
+        .args(["-q", "run"])
+        .run()
+        .success();
+    assert_eq!(branch_commits(&env.repo, "x").len(), 2);
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_second_run_is_refused_while_one_runs_and_a_dead_runs_lock_is_taken_over() {
+    let env = Env::init();
+    let started = env.path("started");
+    let go = env.path("go");
+    // The dump holds the first run inside its lock until the test says go.
+    let command = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.02; done; echo dumped",
+        started.display(),
+        go.display()
+    );
+    let config = two_backups(&env, &command);
+    let first = rw_config(&env, &config).args(["-q", "run"]).spawn();
+    // Whatever happens below, the blocked run is released and reaped.
+    let mut first = Blocked {
+        child: first,
+        go: go.clone(),
+    };
+    wait_for(&started);
+    let pid = first.child.id();
+    let second = rw_config(&env, &config).arg("run").run().status(2);
+    let lock = env.repo.join("rewind/run.lock");
+    assert!(
+        second
+            .stderr
+            .contains(&format!("another rewind run (pid {pid}, started "))
+            && second.stderr.contains(&format!("holds {}", lock.display())),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.stderr.lines().count(), 1, "{}", second.stderr);
+
+    // Killed while holding the lock: the kernel drops the flock, the text
+    // stays; the next run says whose lock it takes over.
+    first.child.kill().expect("kill the first run");
+    first.child.wait().expect("reap the first run");
+    env.dangling_ok.set(true);
+    assert!(fs::read_to_string(&lock)
+        .unwrap()
+        .starts_with(&format!("pid {pid}\n")));
+    fs::write(&go, b"").unwrap();
+    let out = rw_config(&env, &config).args(["-v", "run"]).run().success();
+    assert!(
+        out.stderr.contains(&format!(
+            "taking over run lock {} left by a run that ended without releasing it (pid {pid}, started ",
+            lock.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        fs::read(&lock).unwrap(),
+        b"",
+        "a finished run leaves the lock empty"
+    );
+    // The killed run's dump backup made no snapshot; this one made both.
+    assert_eq!(branch_commits(&env.repo, "db").len(), 1);
+    assert_eq!(branch_commits(&env.repo, "files").len(), 2);
+}
+
+/// A spawned run whose dump waits for the file `go`.
+struct Blocked {
+    child: std::process::Child,
+    go: PathBuf,
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.go, b"");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_log_file_gets_stamped_summary_and_warning_lines() {
+    let env = Env::init();
+    let config = two_backups(&env, "echo dump");
+    let log = env.path("rewind.log");
+    fs::write(&log, "earlier line\n").unwrap();
+    rw_config(&env, &config)
+        .arg("--log-file")
+        .arg(&log)
+        .args(["-q", "run"])
+        .run()
+        .success();
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "earlier line", "appended, not truncated");
+    let saved = lines
+        .iter()
+        .find(|l| l.contains("INFO files: saved "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{text}"));
+    // "2026-11-22 01:00:00 +0000 rewind[PID]:  INFO ..."
+    let b = saved.as_bytes();
+    assert!(
+        b[4] == b'-' && b[10] == b' ' && b[13] == b':' && saved[19..].starts_with(" +0000 rewind["),
+        "{saved}"
+    );
+    assert!(text.contains("INFO run: 2 backups saved"), "{text}");
+    // An unwritable log file is an error before anything runs.
+    let out = rw_config(&env, &config)
+        .arg("--log-file")
+        .arg(env.path("no/such/dir/log"))
+        .arg("run")
+        .run()
+        .status(2);
+    assert!(
+        out.stderr.contains("cannot open log file"),
+        "{}",
+        out.stderr
+    );
+}
