@@ -18,6 +18,7 @@
 //! see one inode and recreate the links.
 
 use crate::object::ObjectId;
+use crate::view::random::FileReader;
 use crate::view::Node;
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
@@ -38,6 +39,11 @@ pub enum InodeKind {
     Latest(String),
     /// A snapshot root, a tag's content, or anything inside a snapshot.
     Node(Arc<NodeInfo>),
+    /// A snapshot root announced by a directory listing (readdirplus)
+    /// whose node is resolved on first use: `name` in the parent the key
+    /// names. Listing thousands of snapshots must not read each one's root
+    /// tree and `.bupm`.
+    Pending(Vec<u8>),
 }
 
 /// The snapshot (or tag) a node lies in: hardlink groups are per snapshot.
@@ -57,6 +63,9 @@ pub struct NodeInfo {
     pub snapshot: Option<Arc<SnapshotRef>>,
     /// File size, computed on first need (from `.bupm` or the chunk tree).
     pub size: OnceLock<u64>,
+    /// Where reads of this file left off, shared by every open of it (the
+    /// content never changes, so neither does the reader).
+    pub reader: OnceLock<FileReader>,
 }
 
 impl NodeInfo {
@@ -65,6 +74,7 @@ impl NodeInfo {
             node,
             snapshot,
             size: OnceLock::new(),
+            reader: OnceLock::new(),
         })
     }
 
@@ -178,6 +188,26 @@ impl InodeTable {
     pub fn get(&self, ino: u64) -> Option<(u64, InodeKind)> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         slots.get(&ino).map(|s| (s.key.parent, s.kind.clone()))
+    }
+
+    /// Replaces a [`InodeKind::Pending`] kind with what it resolved to, if
+    /// `ino` still stands for `key`. Returns the kind now in force.
+    pub fn resolve(&self, ino: u64, key: &Key, kind: InodeKind) -> Option<InodeKind> {
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.get_mut(&ino)?;
+        if slot.key != *key {
+            return None;
+        }
+        if matches!(slot.kind, InodeKind::Pending(_)) {
+            slot.kind = kind;
+        }
+        Some(slot.kind.clone())
+    }
+
+    /// The key `ino` was derived from.
+    pub fn key(&self, ino: u64) -> Option<Key> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        slots.get(&ino).map(|s| s.key.clone())
     }
 
     /// The number for `key`, registering one more kernel reference to it
