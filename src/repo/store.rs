@@ -24,6 +24,8 @@ const MAX_CHAIN: usize = 10_000;
 const MAX_CROSS_PACK: usize = 64;
 const CACHE_BYTES: usize = 64 << 20;
 const CACHE_MAX_OBJECT: usize = 16 << 20;
+/// How often a reader looks whether `objects/pack` changed (a gc, a save).
+const RECHECK_MS: u64 = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -60,6 +62,13 @@ impl PackSet {
 pub struct ObjectStore {
     objects_dir: PathBuf,
     set: RwLock<Arc<PackSet>>,
+    /// `objects/pack`'s mtime when it was last scanned, and when it was last
+    /// looked at (milliseconds since `opened`): a long-lived reader (the
+    /// mount) notices a gc within a second, drops the packs it removed (so
+    /// their space is freed) and opens the ones it wrote.
+    scanned_mtime: Mutex<Option<std::time::SystemTime>>,
+    checked_ms: AtomicU64,
+    opened: std::time::Instant,
     next_pack_id: AtomicU64,
     cache: Mutex<BaseCache>,
 }
@@ -70,6 +79,9 @@ impl ObjectStore {
         let store = ObjectStore {
             objects_dir: objects_dir.to_path_buf(),
             set: RwLock::new(Arc::new(PackSet::default())),
+            scanned_mtime: Mutex::new(None),
+            checked_ms: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
             next_pack_id: AtomicU64::new(0),
             cache: Mutex::new(BaseCache::default()),
         };
@@ -89,6 +101,9 @@ impl ObjectStore {
     /// answer can come from a pack that is gone), keeps the rest open.
     pub fn refresh(&self) -> Result<(), Error> {
         let pack_dir = self.objects_dir.join("pack");
+        // Read before listing: a change during the scan shows as a newer
+        // mtime next time and triggers another scan.
+        let mtime = std::fs::metadata(&pack_dir).and_then(|m| m.modified()).ok();
         let old = self.snapshot();
         let mut idx_paths = Vec::new();
         let entries = std::fs::read_dir(&pack_dir).map_err(Error::io("listing", &pack_dir))?;
@@ -145,6 +160,7 @@ impl ObjectStore {
             .collect();
         let live: Vec<u64> = set.packs.iter().map(|(uid, _)| *uid).collect();
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner()) = mtime;
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -182,7 +198,37 @@ impl ObjectStore {
         self.read_depth(id, 0)
     }
 
+    /// Rescans when `objects/pack` changed since the last scan, looking at
+    /// most once per [`RECHECK_MS`]. A failed look changes nothing (the next
+    /// miss rescans anyway).
+    fn follow_changes(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < RECHECK_MS
+            || self
+                .checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(mtime) = std::fs::metadata(self.objects_dir.join("pack")).and_then(|m| m.modified())
+        else {
+            return;
+        };
+        let scanned = *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner());
+        if scanned != Some(mtime) {
+            tracing::debug!("{}: packs changed, rescanning", self.objects_dir.display());
+            if let Err(e) = self.refresh() {
+                tracing::warn!("rescanning packs: {e}");
+            }
+        }
+    }
+
     fn read_depth(&self, id: &ObjectId, depth: usize) -> Result<Object, Error> {
+        if depth == 0 {
+            self.follow_changes();
+        }
         if depth > MAX_CROSS_PACK {
             return Err(Error::Corrupt {
                 id: *id,
