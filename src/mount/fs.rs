@@ -8,7 +8,7 @@
 //! may cache it for [`FROZEN_TTL`] and keep file pages across opens.
 
 use super::attr;
-use super::inodes::{InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
+use super::inodes::{node_bytes, InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
 use super::links::LinkCounts;
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repository;
@@ -53,6 +53,9 @@ pub struct RewindFs {
     repo: Arc<Repository>,
     inodes: InodeTable,
     chunks: Arc<ChunkCache>,
+    /// The chunk cache's share of the budget before what the inode table
+    /// holds is taken out of it.
+    chunk_budget: usize,
     dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
     live: Mutex<Live>,
     links: LinkCounts,
@@ -86,12 +89,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RewindFs {
     pub fn new(repo: Repository, cache_bytes: usize) -> RewindFs {
-        // Directories get a quarter of the budget, hardlink counts a
-        // sixteenth, chunks the rest.
-        let repo = Arc::new(repo);
+        // Directories get a quarter of the budget, hardlink counts and delta
+        // bases (repacked repositories) a sixteenth each, chunks the rest.
+        // Per-thread buffers (a request's reply, a pack read window) and
+        // the packs' indexes come on top.
         let dirs = cache_bytes / 4;
         let links = cache_bytes / 16;
-        let chunks = Arc::new(ChunkCache::new(cache_bytes - dirs - links));
+        let bases = cache_bytes / 16;
+        repo.objects().set_base_cache_bytes(bases);
+        let repo = Arc::new(repo);
+        let chunks = Arc::new(ChunkCache::new(cache_bytes - dirs - links - bases));
         let ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync> = {
             let (repo, chunks) = (repo.clone(), chunks.clone());
             // Errors surface again, with a log line, when the reader itself
@@ -105,6 +112,7 @@ impl RewindFs {
             repo: repo.clone(),
             inodes: InodeTable::new(),
             chunks,
+            chunk_budget: cache_bytes - dirs - links - bases,
             dirs: Mutex::new(ByteLru::new(dirs)),
             live: Mutex::new(Live::default()),
             links: LinkCounts::new(repo, links),
@@ -162,21 +170,7 @@ impl RewindFs {
             return Ok(d);
         }
         let dir = Arc::new(view::list_dir(&self.repo, tree)?);
-        let size = 256
-            + dir
-                .entries
-                .iter()
-                .map(|n| {
-                    160 + n.name.len()
-                        + n.meta.as_ref().map_or(0, |m| {
-                            m.xattrs
-                                .iter()
-                                .map(|(k, v)| k.len() + v.len())
-                                .sum::<usize>()
-                                + m.symlink_target.as_ref().map_or(0, |t| t.len())
-                        })
-                })
-                .sum::<usize>();
+        let size = 256 + dir.entries.iter().map(node_bytes).sum::<usize>();
         lock(&self.dirs).put(*tree, dir.clone(), size);
         Ok(dir)
     }
@@ -496,6 +490,18 @@ impl RewindFs {
         }
     }
 
+    /// Inodes the kernel holds cannot be evicted (`cp -a` of a big tree
+    /// holds tens of thousands), so their memory is taken out of the chunk
+    /// cache's share, down to a quarter of it.
+    fn rebalance(&self) {
+        let held = self.inodes.bytes();
+        let budget = self
+            .chunk_budget
+            .saturating_sub(held)
+            .max(self.chunk_budget / 4);
+        self.chunks.set_budget(budget);
+    }
+
     fn node_of(&self, ino: INodeNo) -> Result<(u64, InodeKind), Errno> {
         let (parent, kind) = self.inodes.get(ino.0).ok_or(Errno::ENOENT)?;
         let InodeKind::Pending(name) = &kind else {
@@ -583,6 +589,7 @@ impl Filesystem for RewindFs {
                     }
                 }
             });
+        self.rebalance();
         match result {
             Ok((attr, attr_ttl, live)) => {
                 let entry_ttl = if live { LIVE_TTL } else { FROZEN_TTL };
@@ -821,6 +828,7 @@ impl Filesystem for RewindFs {
                 break;
             }
         }
+        self.rebalance();
         reply.ok()
     }
 
@@ -840,9 +848,9 @@ impl Filesystem for RewindFs {
             Err(e) => return reply.error(e),
         };
         match value {
-            // Saved ACLs and security labels are not shown as xattrs: say
-            // so. `ls -l` and `cp -a` then stop asking for every file of the
-            // mount (coreutils remembers "not supported" per device).
+            // `ls -l` asks every file for its security label; "not
+            // supported" makes coreutils stop asking for the rest of the
+            // mount (it remembers that per device).
             None if not_served(name.as_bytes()) => reply.error(Errno::ENOTSUP),
             None => reply.error(Errno::NO_XATTR),
             Some(v) => xattr_reply(reply, &v, size),
@@ -965,10 +973,14 @@ impl Filesystem for RewindFs {
     }
 }
 
-/// xattr names whose namespace the mount does not serve unless a saved
-/// file carries them: POSIX ACLs and security labels.
+/// xattr names answered "not supported" when the file has no such saved
+/// attribute: security labels (SELinux and the like), which describe the
+/// saving host's policy. The cost of a listing that stops asking is only
+/// that a later file's saved label is not marked by `ls`. ACLs
+/// (`system.posix_acl_*`) keep "no data": a tool that stopped asking for
+/// them would copy files without their saved ACLs.
 fn not_served(name: &[u8]) -> bool {
-    name.starts_with(b"system.") || name.starts_with(b"security.")
+    name.starts_with(b"security.")
 }
 
 /// getxattr/listxattr's protocol: size 0 asks for the length; too small a

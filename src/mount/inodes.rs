@@ -20,9 +20,11 @@
 use crate::object::ObjectId;
 use crate::view::random::FileReader;
 use crate::view::Node;
+
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub const ROOT: u64 = 1;
@@ -135,6 +137,45 @@ struct Slot {
 
 pub struct InodeTable {
     slots: RwLock<HashMap<u64, Slot>>,
+    /// Approximate memory of the slots (see [`node_bytes`]).
+    bytes: AtomicUsize,
+}
+
+/// Memory a listed node holds: the structs, and each heap allocation
+/// rounded up to malloc's granularity (names are mostly short, so the
+/// rounding is most of it).
+pub fn node_bytes(n: &Node) -> usize {
+    let heap = |len: usize| {
+        if len == 0 {
+            0
+        } else {
+            (len + 16).next_multiple_of(16)
+        }
+    };
+    std::mem::size_of::<Node>()
+        + heap(n.name.len())
+        + n.meta.as_ref().map_or(0, |m| {
+            std::mem::size_of::<crate::meta::Metadata>()
+                + heap(m.user.len())
+                + heap(m.group.len())
+                + m.symlink_target.as_ref().map_or(0, |t| heap(t.len()))
+                + m.hardlink_target.as_ref().map_or(0, |t| heap(t.len()))
+                + heap(m.xattrs.len() * 48)
+                + m.xattrs
+                    .iter()
+                    .map(|(k, v)| heap(k.len()) + heap(v.len()))
+                    .sum::<usize>()
+                + m.acl.as_ref().map_or(0, |_| 256)
+        })
+}
+
+/// Memory a slot holds: the map entry and, for a node, what it carries.
+fn slot_bytes(slot: &Slot) -> usize {
+    let own = 96 + slot.key.name.len();
+    match &slot.kind {
+        InodeKind::Node(info) => own + std::mem::size_of::<NodeInfo>() + node_bytes(&info.node),
+        _ => own,
+    }
 }
 
 fn hash_key(key: &Key) -> u64 {
@@ -182,6 +223,7 @@ impl InodeTable {
         );
         InodeTable {
             slots: RwLock::new(slots),
+            bytes: AtomicUsize::new(0),
         }
     }
 
@@ -199,7 +241,10 @@ impl InodeTable {
             return None;
         }
         if matches!(slot.kind, InodeKind::Pending(_)) {
+            let before = slot_bytes(slot);
             slot.kind = kind;
+            self.bytes.fetch_add(slot_bytes(slot), Ordering::Relaxed);
+            self.bytes.fetch_sub(before, Ordering::Relaxed);
         }
         Some(slot.kind.clone())
     }
@@ -219,11 +264,12 @@ impl InodeTable {
         loop {
             match slots.entry(ino) {
                 Entry::Vacant(v) => {
-                    v.insert(Slot {
+                    let slot = v.insert(Slot {
                         key,
                         kind,
                         lookups: 1,
                     });
+                    self.bytes.fetch_add(slot_bytes(slot), Ordering::Relaxed);
                     return ino;
                 }
                 Entry::Occupied(mut o) if o.get().key == key => {
@@ -258,9 +304,15 @@ impl InodeTable {
             let s = o.get_mut();
             s.lookups = s.lookups.saturating_sub(n);
             if s.lookups == 0 {
-                o.remove();
+                let slot = o.remove();
+                self.bytes.fetch_sub(slot_bytes(&slot), Ordering::Relaxed);
             }
         }
+    }
+
+    /// Approximate memory the table holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {

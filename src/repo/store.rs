@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 const MAX_CHAIN: usize = 10_000;
 /// How many packs deep a REF_DELTA may send us looking for bases elsewhere.
 const MAX_CROSS_PACK: usize = 64;
+/// Default budget of the delta-base cache (see [`ObjectStore::set_base_cache_bytes`]).
 const CACHE_BYTES: usize = 64 << 20;
 const CACHE_MAX_OBJECT: usize = 16 << 20;
 /// How often a reader looks whether `objects/pack` changed (a gc, a save).
@@ -387,6 +388,18 @@ impl ObjectStore {
         Ok(Object { kind, data })
     }
 
+    /// Bounds the memory kept for delta bases (objects of `git gc`-repacked
+    /// repositories), e.g. to a share of a mount's configured cache.
+    pub fn set_base_cache_bytes(&self, bytes: usize) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.budget = bytes;
+        cache.put_nothing();
+    }
+
+    fn base_budget(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).budget
+    }
+
     fn cache_get(&self, uid: u64, offset: u64) -> Option<(Kind, Arc<Vec<u8>>)> {
         self.cache
             .lock()
@@ -395,7 +408,7 @@ impl ObjectStore {
     }
 
     fn cache_put(&self, uid: u64, offset: u64, kind: Kind, data: &Arc<Vec<u8>>) {
-        if data.len() <= CACHE_MAX_OBJECT {
+        if data.len() <= CACHE_MAX_OBJECT.min(self.base_budget()) {
             self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(
                 uid,
                 offset,
@@ -458,12 +471,23 @@ fn open_packs(idx_paths: &[&PathBuf]) -> Vec<Result<PackFile, Error>> {
 type CachedBase = (Kind, Arc<Vec<u8>>, u64);
 
 /// Delta bases by (pack, offset), least recently used evicted first.
-#[derive(Default)]
 struct BaseCache {
     /// (pack uid, offset) -> (kind, data, last use).
     map: HashMap<(u64, u64), CachedBase>,
     bytes: usize,
+    budget: usize,
     tick: u64,
+}
+
+impl Default for BaseCache {
+    fn default() -> Self {
+        BaseCache {
+            map: HashMap::new(),
+            bytes: 0,
+            budget: CACHE_BYTES,
+            tick: 0,
+        }
+    }
 }
 
 impl BaseCache {
@@ -482,7 +506,19 @@ impl BaseCache {
             self.bytes -= old.1.len();
         }
         self.bytes += len;
-        while self.bytes > CACHE_BYTES {
+        while self.bytes > self.budget {
+            let Some((&key, _)) = self.map.iter().min_by_key(|(_, v)| v.2) else {
+                break;
+            };
+            if let Some(old) = self.map.remove(&key) {
+                self.bytes -= old.1.len();
+            }
+        }
+    }
+
+    /// Evicts down to the budget.
+    fn put_nothing(&mut self) {
+        while self.bytes > self.budget {
             let Some((&key, _)) = self.map.iter().min_by_key(|(_, v)| v.2) else {
                 break;
             };

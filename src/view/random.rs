@@ -69,6 +69,16 @@ impl<K: Hash + Eq, V: Clone> ByteLru<K, V> {
         self.bytes
     }
 
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+        while self.bytes > self.budget {
+            match self.map.pop_lru() {
+                Some((_, (_, s))) => self.bytes -= s,
+                None => break,
+            }
+        }
+    }
+
     pub fn clear(&mut self) {
         self.map.clear();
         self.bytes = 0;
@@ -270,13 +280,22 @@ impl ChunkCache {
             });
         }
         let blob = Arc::new(object.data);
-        let size = blob.capacity() + 64;
+        // The allocation plus the LRU's node and the Arc around it.
+        let size = blob.capacity() + 160;
         self.lock().put(*id, Cached::Blob(blob.clone()), size);
         Ok(blob)
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
         self.lock().map.contains(id)
+    }
+
+    /// Changes the byte budget, evicting down to it at once.
+    pub fn set_budget(&self, budget_bytes: usize) {
+        let mut lru = self.lock();
+        if lru.budget != budget_bytes {
+            lru.set_budget(budget_bytes);
+        }
     }
 }
 
