@@ -63,6 +63,11 @@ impl PackSet {
 pub struct ObjectStore {
     objects_dir: PathBuf,
     set: RwLock<Arc<PackSet>>,
+    /// Whether `objects/pack` has been scanned: not at open but on first
+    /// need, so a command answered from refs and caches alone (listing the
+    /// snapshots of a name with thousands of packs) opens no pack.
+    scanned: std::sync::atomic::AtomicBool,
+    first_scan: Mutex<()>,
     /// `objects/pack`'s mtime when it was last scanned, and when it was last
     /// looked at (milliseconds since `opened`): a long-lived reader (the
     /// mount) notices a gc within a second, drops the packs it removed (so
@@ -80,13 +85,18 @@ impl ObjectStore {
         let store = ObjectStore {
             objects_dir: objects_dir.to_path_buf(),
             set: RwLock::new(Arc::new(PackSet::default())),
+            scanned: std::sync::atomic::AtomicBool::new(false),
+            first_scan: Mutex::new(()),
             scanned_mtime: Mutex::new(None),
             checked_ms: AtomicU64::new(0),
             opened: std::time::Instant::now(),
             next_pack_id: AtomicU64::new(0),
             cache: Mutex::new(BaseCache::default()),
         };
-        store.refresh()?;
+        // The scan itself waits for first use; a store that cannot even be
+        // listed is refused now, with its reason.
+        let pack_dir = objects_dir.join("pack");
+        std::fs::read_dir(&pack_dir).map_err(Error::io("listing", &pack_dir))?;
         Ok(store)
     }
 
@@ -95,6 +105,22 @@ impl ObjectStore {
     }
 
     fn snapshot(&self) -> Arc<PackSet> {
+        if !self.scanned.load(Ordering::Acquire) {
+            let _one = self.first_scan.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.scanned.load(Ordering::Acquire) {
+                if let Err(e) = self.refresh() {
+                    // Answered as "not found" for now; the rescan on a miss
+                    // reports this error to the reader.
+                    tracing::warn!("scanning packs: {e}");
+                    self.scanned.store(true, Ordering::Release);
+                }
+            }
+        }
+        self.current()
+    }
+
+    /// The pack set as it is, without a first scan.
+    fn current(&self) -> Arc<PackSet> {
         self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -105,7 +131,7 @@ impl ObjectStore {
         // Read before listing: a change during the scan shows as a newer
         // mtime next time and triggers another scan.
         let mtime = std::fs::metadata(&pack_dir).and_then(|m| m.modified()).ok();
-        let old = self.snapshot();
+        let old = self.current();
         let mut idx_paths = Vec::new();
         let entries = std::fs::read_dir(&pack_dir).map_err(Error::io("listing", &pack_dir))?;
         for entry in entries {
@@ -162,6 +188,7 @@ impl ObjectStore {
         let live: Vec<u64> = set.packs.iter().map(|(uid, _)| *uid).collect();
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner()) = mtime;
+        self.scanned.store(true, Ordering::Release);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -203,6 +230,10 @@ impl ObjectStore {
     /// most once per [`RECHECK_MS`]. A failed look changes nothing (the next
     /// miss rescans anyway).
     fn follow_changes(&self) {
+        if !self.scanned.load(Ordering::Acquire) {
+            // The first scan is still to come (and sees everything).
+            return;
+        }
         let now = self.opened.elapsed().as_millis() as u64;
         let last = self.checked_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) < RECHECK_MS
