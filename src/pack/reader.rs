@@ -68,6 +68,9 @@ pub struct PackFile {
     /// repository with thousands of packs would otherwise pay two random
     /// reads per pack before answering anything.
     damage: OnceLock<Option<String>>,
+    /// One bit per entry (in offset order): its object hashed to its id
+    /// once through this open pack (see [`PackFile::is_verified`]).
+    verified: Box<[AtomicU64]>,
 }
 
 impl PackFile {
@@ -80,12 +83,16 @@ impl PackFile {
             .metadata()
             .map_err(Error::io("reading size of pack", &path))?
             .len();
+        let verified = (0..index.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(PackFile {
             path,
             file,
             len,
             index,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            verified,
             damage: OnceLock::new(),
         })
     }
@@ -148,6 +155,24 @@ impl PackFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the whole (non-delta) object at `offset` was read and hashed
+    /// to its id before through this handle. A pack file never changes
+    /// under an open handle and every read still checks the entry's CRC-32,
+    /// its Adler-32 and its exact size, so a later read of the same bytes
+    /// need not hash them again.
+    pub fn is_verified(&self, offset: u64) -> bool {
+        self.index
+            .offset_rank(offset)
+            .is_some_and(|k| self.verified[k / 64].load(Ordering::Relaxed) & (1 << (k % 64)) != 0)
+    }
+
+    /// Records that the object at `offset` hashed to its id.
+    pub fn set_verified(&self, offset: u64) {
+        if let Some(k) = self.index.offset_rank(offset) {
+            self.verified[k / 64].fetch_or(1 << (k % 64), Ordering::Relaxed);
+        }
     }
 
     pub fn index(&self) -> &PackIndex {
