@@ -208,6 +208,11 @@ impl CommitCache {
                 .prefix(".tmp_commits_")
                 .tempfile_in(dir)?;
             std::io::Write::write_all(&mut tmp, &out)?;
+            // Readable by whoever may read the repository (as its packs).
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )?;
             tmp.persist(&path).map_err(|e| e.error)?;
             Ok(())
         };
