@@ -256,8 +256,9 @@ impl InodeTable {
     }
 
     /// The number for `key`, registering one more kernel reference to it
-    /// (a lookup reply). A key already present keeps its first kind: for a
-    /// hardlink group, the member looked up first stands for all.
+    /// (a lookup reply). A key already present keeps its first kind (for a
+    /// hardlink group, the member looked up first stands for all), unless
+    /// that was only [`InodeKind::Pending`].
     pub fn assign(&self, key: Key, kind: InodeKind) -> u64 {
         let mut ino = fix(hash_key(&key));
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
@@ -273,7 +274,17 @@ impl InodeTable {
                     return ino;
                 }
                 Entry::Occupied(mut o) if o.get().key == key => {
-                    o.get_mut().lookups += 1;
+                    let slot = o.get_mut();
+                    slot.lookups += 1;
+                    if matches!(slot.kind, InodeKind::Pending(_))
+                        && !matches!(kind, InodeKind::Pending(_))
+                    {
+                        // A lookup resolved what a listing announced.
+                        let before = slot_bytes(slot);
+                        slot.kind = kind;
+                        self.bytes.fetch_add(slot_bytes(slot), Ordering::Relaxed);
+                        self.bytes.fetch_sub(before, Ordering::Relaxed);
+                    }
                     return ino;
                 }
                 Entry::Occupied(_) => ino = fix(ino.wrapping_add(1)),
@@ -338,6 +349,34 @@ mod tests {
         let salted = t.assign(Key::entry(ROOT, b"etc", Some([1; 20])), InodeKind::Tags);
         assert_ne!(salted, a);
         assert!(a > ROOT && salted > ROOT);
+    }
+
+    #[test]
+    fn pending_entries_resolve_once_and_keep_their_number() {
+        let t = InodeTable::new();
+        let key = Key::entry(7, b"2024-01-01-000000", Some([3; 20]));
+        let a = t.assign(
+            key.clone(),
+            InodeKind::Pending(b"2024-01-01-000000".to_vec()),
+        );
+        assert!(matches!(t.get(a), Some((7, InodeKind::Pending(_)))));
+        // Another key cannot resolve it.
+        let other = Key::entry(7, b"2024-01-01-000000", Some([4; 20]));
+        assert!(t.resolve(a, &other, InodeKind::Tags).is_none());
+        assert!(matches!(
+            t.resolve(a, &key, InodeKind::Tags),
+            Some(InodeKind::Tags)
+        ));
+        // Resolved stays resolved; a later lookup adds a reference only.
+        assert_eq!(t.assign(key.clone(), InodeKind::Root), a);
+        assert!(matches!(t.get(a), Some((_, InodeKind::Tags))));
+        t.forget(a, 2);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.bytes(), 0, "memory accounted back to zero");
+        // A lookup of a still-pending entry resolves it too.
+        let b = t.assign(key.clone(), InodeKind::Pending(b"x".to_vec()));
+        assert_eq!(t.assign(key, InodeKind::Tags), b);
+        assert!(matches!(t.get(b), Some((_, InodeKind::Tags))));
     }
 
     #[test]
