@@ -66,6 +66,8 @@ pub struct RewindFs {
     /// The kernel agreed to skip OPEN (and RELEASE) for files: every file's
     /// reader lives with its inode.
     no_open: AtomicBool,
+    /// Starts the allocator trimmer (after the daemon forked).
+    trimmer: std::sync::Once,
     uid: u32,
     gid: u32,
     mounted_at: SystemTime,
@@ -119,6 +121,7 @@ impl RewindFs {
             ahead: Prefetcher::new(cores.min(4)),
             ahead_load,
             no_open: AtomicBool::new(false),
+            trimmer: std::sync::Once::new(),
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
             mounted_at: SystemTime::now(),
@@ -494,6 +497,7 @@ impl RewindFs {
     /// holds tens of thousands), so their memory is taken out of the chunk
     /// cache's share, down to a quarter of it.
     fn rebalance(&self) {
+        self.trimmer.call_once(start_trimmer);
         let held = self.inodes.bytes();
         let budget = self
             .chunk_budget
@@ -970,6 +974,27 @@ impl Filesystem for RewindFs {
 
     fn removexattr(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
         reply.error(Errno::EROFS)
+    }
+}
+
+/// How often freed memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// The caches free and allocate blobs of every size all the time; glibc
+/// keeps what is freed inside its arenas, so the process would grow past
+/// the budget by the fragmentation. A background thread hands free pages
+/// back every few seconds (malloc_trim also releases free pages in the
+/// middle of an arena).
+fn start_trimmer() {
+    let spawned = std::thread::Builder::new()
+        .name("rewind-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(TRIM_EVERY);
+            // SAFETY: malloc_trim only returns free memory to the system.
+            unsafe { libc::malloc_trim(0) };
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no allocator trimming thread: {e}");
     }
 }
 
