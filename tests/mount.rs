@@ -737,3 +737,149 @@ fn hardlink_groups_are_per_snapshot() {
     assert_eq!(got[0], got[1]);
     assert_ne!(got[0].1, got[2].1, "a group spans snapshots: {got:?}");
 }
+
+/// The pack files the repository has now (names only).
+fn pack_names(repo: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(repo.join("objects/pack"))
+        .expect("list packs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Drops the kernel's cached pages of every file under `dir`, so the next
+/// reads reach the mount (no root needed, unlike drop_caches).
+fn forget_pages(dir: &Path) {
+    for entry in fs::read_dir(dir).expect("readdir") {
+        let path = entry.expect("entry").path();
+        let meta = fs::symlink_metadata(&path).expect("lstat");
+        if meta.is_dir() {
+            forget_pages(&path);
+        } else if meta.is_file() {
+            let f = fs::File::open(&path).expect("open");
+            forget_file_pages(&f);
+        }
+    }
+}
+
+fn forget_file_pages(f: &fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: advice on a descriptor we own.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0, "posix_fadvise");
+}
+
+/// Packs the mount daemon still holds open although they were deleted.
+fn deleted_packs_held(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list fds")
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.contains(".pack") && t.ends_with("(deleted)"))
+        .collect()
+}
+
+/// A gc that removes packs while mounted must not break reads of snapshots
+/// that still exist: `git repack -a -d` replaces every pack the mount has
+/// open (with deltas, as git writes them) and `git prune-packed` drops loose
+/// objects. Every file, one of them held open across the repack, must
+/// still read as saved; the mount must let go of the removed packs (their
+/// space is freed) and a later save (whose object table covered the old
+/// packs) must still land and show.
+#[test]
+fn reads_survive_a_repack_that_replaces_every_pack() {
+    if !fuse_available() || !have("git") {
+        return;
+    }
+    let fx = fixture();
+    // A second snapshot, so the repack merges two packs into a new one.
+    fs::write(fx.src.join("second.bin"), sample(3 << 20, 11)).expect("write");
+    run(rewind(&fx.repo)
+        .args(["save", "-n", "t", "--date", "1700000100", "--strip"])
+        .arg(&fx.src));
+    let before = pack_names(&fx.repo);
+    assert_eq!(before.len(), 2, "{before:?}");
+    // A cache smaller than big.bin: reads after the repack reach the packs.
+    let m = Mount::start(&fx, &["--cache-size", "4M"]);
+    let snap = m.snap();
+    run(Command::new("diff").arg("-r").arg(&fx.src).arg(&snap));
+
+    let want = fs::read(fx.src.join("big.bin")).expect("read");
+    let held = fs::File::open(snap.join("big.bin")).expect("open");
+    let half = want.len() / 2;
+    let mut head = vec![0u8; half];
+    held.read_exact_at(&mut head, 0).expect("read first half");
+    assert!(head == want[..half]);
+
+    run(Command::new("git")
+        .arg("-C")
+        .arg(&fx.repo)
+        .args(["repack", "-a", "-d", "-q"]));
+    run(Command::new("git")
+        .arg("-C")
+        .arg(&fx.repo)
+        .arg("prune-packed"));
+    let after = pack_names(&fx.repo);
+    assert!(
+        !after.is_empty() && after.iter().all(|p| !before.contains(p)),
+        "every pack should be new: {before:?} -> {after:?}"
+    );
+
+    // The rest of the held file, then all of it again, from the new pack.
+    forget_file_pages(&held);
+    let mut tail = vec![0u8; want.len() - half];
+    held.read_exact_at(&mut tail, half as u64)
+        .expect("read second half after the repack");
+    assert!(tail == want[half..], "second half differs after the repack");
+    forget_file_pages(&held);
+    let mut all = vec![0u8; want.len()];
+    held.read_exact_at(&mut all, 0).expect("read again");
+    assert!(all == want, "big.bin differs after the repack");
+    forget_pages(&snap);
+    run(Command::new("diff").arg("-r").arg(&fx.src).arg(&snap));
+
+    // The daemon notices the gc (within a second) and closes removed packs.
+    let pid = m.child.as_ref().expect("child").id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        forget_file_pages(&held);
+        held.read_exact_at(&mut all[..4096], 0).expect("read");
+        let held_packs = deleted_packs_held(pid);
+        if held_packs.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mount still holds removed packs: {held_packs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A save after the gc (its object table named the removed packs) lands
+    // complete and the mount shows it.
+    fs::write(fx.src.join("third.txt"), b"after the gc\n").expect("write");
+    run(rewind(&fx.repo)
+        .args(["save", "-n", "t", "--date", "1700000200", "--strip"])
+        .arg(&fx.src));
+    run(Command::new("git")
+        .arg("-C")
+        .arg(&fx.repo)
+        .args(["fsck", "--strict"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_link(m.path.join("t/latest")).ok() != Some(PathBuf::from("2023-11-14-221640")) {
+        assert!(Instant::now() < deadline, "third snapshot did not appear");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    forget_pages(&snap);
+    run(Command::new("diff")
+        .arg("-r")
+        .arg(&fx.src)
+        .arg(m.path.join("t/latest")));
+    assert!(
+        !m.log_text().contains("ERROR"),
+        "mount logged errors: {}",
+        m.log_text()
+    );
+}

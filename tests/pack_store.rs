@@ -587,6 +587,9 @@ fn idx_naming_the_wrong_object_yields_corrupt_not_wrong_bytes() {
 fn refresh_picks_up_new_packs_and_drops_removed_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repository::init(tmp.path()).unwrap();
+    // Packs are scanned on first use; after that only refresh() (or a miss
+    // in read()) rescans.
+    assert!(repo.objects().packs().is_empty());
     let mut w = repo.pack_writer().unwrap();
     let id = w.write(Kind::Blob, b"soon gone").unwrap();
     let paths = w.finish().unwrap();

@@ -8,30 +8,32 @@
 //! may cache it for [`FROZEN_TTL`] and keep file pages across opens.
 
 use super::attr;
-use super::inodes::{InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
+use super::inodes::{node_bytes, InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
 use super::links::LinkCounts;
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repository;
-use crate::view::random::{ByteLru, ChunkCache, FileReader};
+use crate::view::random::{ByteLru, ChunkCache, FileReader, Prefetcher};
 use crate::view::{self, content_size, snapshots, Directory, Node, NodeType, ViewError};
 use fuser::{
     AccessFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long listings that follow refs are trusted.
 pub const LIVE_TTL: Duration = Duration::from_secs(1);
 /// How long immutable snapshot contents are cached by the kernel.
 pub const FROZEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How far ahead of a sequential reader blobs are inflated: several of the
+/// kernel's (up to 1 MiB) requests, so the workers never wait for them.
+const READ_AHEAD: u64 = 8 << 20;
 
 type Shared<T> = Arc<Vec<T>>;
 /// A directory's entries: name, type, and what the child's inode number is
@@ -51,13 +53,21 @@ pub struct RewindFs {
     repo: Arc<Repository>,
     inodes: InodeTable,
     chunks: Arc<ChunkCache>,
+    /// The chunk cache's share of the budget before what the inode table
+    /// holds is taken out of it.
+    chunk_budget: usize,
     dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
     live: Mutex<Live>,
-    files: Mutex<HashMap<u64, Arc<FileReader>>>,
     links: LinkCounts,
-    next_fh: AtomicU64,
-    /// Started on first use: after the daemon forked, never before.
-    prefetch: OnceLock<SyncSender<ObjectId>>,
+    /// Inflates ahead of sequential readers; its threads start on first
+    /// use, after the daemon forked, never before.
+    ahead: Arc<Prefetcher>,
+    ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync>,
+    /// The kernel agreed to skip OPEN (and RELEASE) for files: every file's
+    /// reader lives with its inode.
+    no_open: AtomicBool,
+    /// Starts the allocator trimmer (after the daemon forked).
+    trimmer: std::sync::Once,
     uid: u32,
     gid: u32,
     mounted_at: SystemTime,
@@ -81,21 +91,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RewindFs {
     pub fn new(repo: Repository, cache_bytes: usize) -> RewindFs {
-        // Directories get a quarter of the budget, hardlink counts a
-        // sixteenth, chunks the rest.
-        let repo = Arc::new(repo);
+        // Directories get a quarter of the budget, hardlink counts and delta
+        // bases (repacked repositories) a sixteenth each, chunks the rest.
+        // Per-thread buffers (a request's reply, a pack read window) and
+        // the packs' indexes come on top.
         let dirs = cache_bytes / 4;
         let links = cache_bytes / 16;
+        let bases = cache_bytes / 16;
+        repo.objects().set_base_cache_bytes(bases);
+        let repo = Arc::new(repo);
+        let chunks = Arc::new(ChunkCache::new(cache_bytes - dirs - links - bases));
+        let ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync> = {
+            let (repo, chunks) = (repo.clone(), chunks.clone());
+            // Errors surface again, with a log line, when the reader itself
+            // gets there.
+            Arc::new(move |id: &ObjectId| {
+                let _ = chunks.blob(repo.objects(), id);
+            })
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         RewindFs {
             repo: repo.clone(),
             inodes: InodeTable::new(),
-            chunks: Arc::new(ChunkCache::new(cache_bytes - dirs - links)),
+            chunks,
+            chunk_budget: cache_bytes - dirs - links - bases,
             dirs: Mutex::new(ByteLru::new(dirs)),
             live: Mutex::new(Live::default()),
-            files: Mutex::new(HashMap::new()),
             links: LinkCounts::new(repo, links),
-            next_fh: AtomicU64::new(1),
-            prefetch: OnceLock::new(),
+            ahead: Prefetcher::new(cores.min(4)),
+            ahead_load,
+            no_open: AtomicBool::new(false),
+            trimmer: std::sync::Once::new(),
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
             mounted_at: SystemTime::now(),
@@ -147,21 +173,7 @@ impl RewindFs {
             return Ok(d);
         }
         let dir = Arc::new(view::list_dir(&self.repo, tree)?);
-        let size = 256
-            + dir
-                .entries
-                .iter()
-                .map(|n| {
-                    160 + n.name.len()
-                        + n.meta.as_ref().map_or(0, |m| {
-                            m.xattrs
-                                .iter()
-                                .map(|(k, v)| k.len() + v.len())
-                                .sum::<usize>()
-                                + m.symlink_target.as_ref().map_or(0, |t| t.len())
-                        })
-                })
-                .sum::<usize>();
+        let size = 256 + dir.entries.iter().map(node_bytes).sum::<usize>();
         lock(&self.dirs).put(*tree, dir.clone(), size);
         Ok(dir)
     }
@@ -224,6 +236,12 @@ impl RewindFs {
                 attr::synthetic_dir(ino, self.uid, self.gid, self.mounted_at),
                 LIVE_TTL,
             ),
+            // node_of resolves these before anything asks.
+            InodeKind::Pending(name) => {
+                return Err(ViewError::NotFound(
+                    String::from_utf8_lossy(name).into_owned(),
+                ))
+            }
             InodeKind::Latest(name) => {
                 let len = self.latest_target(name)?.len();
                 (attr::latest_link(ino, len, self.uid, self.gid), LIVE_TTL)
@@ -298,11 +316,14 @@ impl RewindFs {
                 Ok((InodeKind::Node(NodeInfo::new(node, snapshot)), key, true))
             }
             InodeKind::Backup(backup) => {
-                if name == b"latest" {
-                    self.latest_target(backup)?;
-                    return Ok((InodeKind::Latest(backup.clone()), entry(None), true));
-                }
                 let list = self.snapshots(backup)?;
+                if name == b"latest" {
+                    // Numbered by the tip it points at: when a save moves
+                    // it, `latest` is a new inode, so the kernel may cache
+                    // each one's target (no READLINK per path walk).
+                    let tip = list.last().ok_or_else(missing)?.commit;
+                    return Ok((InodeKind::Latest(backup.clone()), entry(Some(tip.0)), true));
+                }
                 let snap = list
                     .iter()
                     .find(|s| s.name.as_bytes() == name)
@@ -315,6 +336,7 @@ impl RewindFs {
             InodeKind::Latest(_) => Err(ViewError::NotADirectory(
                 String::from_utf8_lossy(name).into_owned(),
             )),
+            InodeKind::Pending(_) => Err(missing()),
             InodeKind::Node(info) => {
                 if info.node.node_type != NodeType::Directory {
                     return Err(ViewError::NotADirectory(
@@ -367,12 +389,17 @@ impl RewindFs {
                     .iter()
                     .map(|s| item(s.name.as_bytes(), FileType::Directory, Some(s.commit.0)))
                     .collect();
-                if !list.is_empty() {
-                    v.push(item(b"latest", FileType::Symlink, None));
+                if let Some(tip) = list.last() {
+                    v.push(item(b"latest", FileType::Symlink, Some(tip.commit.0)));
                 }
                 v
             }
             InodeKind::Latest(_) => return Err(ViewError::NotADirectory("latest".into())),
+            InodeKind::Pending(name) => {
+                return Err(ViewError::NotFound(
+                    String::from_utf8_lossy(name).into_owned(),
+                ))
+            }
             InodeKind::Node(info) => {
                 if info.node.node_type != NodeType::Directory {
                     return Err(ViewError::NotADirectory(
@@ -398,6 +425,45 @@ impl RewindFs {
                     })
                     .collect()
             }
+        })
+    }
+
+    /// A readdirplus entry: the child's number (registered), attributes and
+    /// their lifetime. A snapshot in a backup's listing, and an entry whose
+    /// node cannot be read, are announced unresolved with a zero lifetime,
+    /// so the kernel asks again (lookup, getattr) when it needs them: a
+    /// listing of thousands of snapshots does not read each one's root, and
+    /// a damaged entry still lists (its own lookup gives the error).
+    fn plus_entry(
+        &self,
+        ino: u64,
+        kind: &InodeKind,
+        name: &[u8],
+        ft: FileType,
+        key: &Key,
+    ) -> (u64, fuser::FileAttr, Duration) {
+        let resolved = match kind {
+            InodeKind::Backup(_) if name != b"latest" => None,
+            _ => self.child(ino, kind, name).ok().and_then(|(k, key, live)| {
+                let child = self.inodes.assign(key, k.clone());
+                match self.attr_of(child, &k) {
+                    Ok((attr, ttl)) => {
+                        Some((child, attr, if live { ttl.min(LIVE_TTL) } else { ttl }))
+                    }
+                    Err(_) => {
+                        self.inodes.forget(child, 1);
+                        None
+                    }
+                }
+            }),
+        };
+        resolved.unwrap_or_else(|| {
+            let child = self
+                .inodes
+                .assign(key.clone(), InodeKind::Pending(name.to_vec()));
+            let mut attr = attr::synthetic_dir(child, self.uid, self.gid, self.mounted_at);
+            attr.kind = ft;
+            (child, attr, Duration::ZERO)
         })
     }
 
@@ -427,35 +493,54 @@ impl RewindFs {
         }
     }
 
-    fn node_of(&self, ino: INodeNo) -> Result<(u64, InodeKind), Errno> {
-        self.inodes.get(ino.0).ok_or(Errno::ENOENT)
+    /// Inodes the kernel holds cannot be evicted (`cp -a` of a big tree
+    /// holds tens of thousands), so their memory is taken out of the chunk
+    /// cache's share, down to a quarter of it.
+    fn rebalance(&self) {
+        self.trimmer.call_once(start_trimmer);
+        let held = self.inodes.bytes();
+        let budget = self
+            .chunk_budget
+            .saturating_sub(held)
+            .max(self.chunk_budget / 4);
+        self.chunks.set_budget(budget);
     }
 
-    /// Queues the next chunk of a sequential reader for inflating ahead.
-    fn prefetch(&self, id: ObjectId) {
-        if self.chunks.contains(&id) {
-            return;
+    fn node_of(&self, ino: INodeNo) -> Result<(u64, InodeKind), Errno> {
+        let (parent, kind) = self.inodes.get(ino.0).ok_or(Errno::ENOENT)?;
+        let InodeKind::Pending(name) = &kind else {
+            return Ok((parent, kind));
+        };
+        // Announced by readdirplus without its node: resolve it as a lookup
+        // would, and check it is still the same entry.
+        let key = self.inodes.key(ino.0).ok_or(Errno::ENOENT)?;
+        let (_, parent_kind) = self.node_of(INodeNo(parent))?;
+        let (kind, new_key, _) = self
+            .child(parent, &parent_kind, name)
+            .map_err(|e| errno(&e, "lookup"))?;
+        if new_key != key {
+            return Err(Errno::ENOENT);
         }
-        let tx = self.prefetch.get_or_init(|| {
-            let (tx, rx) = sync_channel::<ObjectId>(8);
-            let repo = self.repo.clone();
-            let chunks = self.chunks.clone();
-            let spawned = std::thread::Builder::new()
-                .name("rewind-readahead".into())
-                .spawn(move || {
-                    for id in rx {
-                        // Errors surface again, with a log line, when the
-                        // reader itself gets there.
-                        let _ = chunks.blob(repo.objects(), &id);
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::warn!("no read-ahead thread: {e}");
+        let kind = self
+            .inodes
+            .resolve(ino.0, &key, kind)
+            .ok_or(Errno::ENOENT)?;
+        Ok((parent, kind))
+    }
+
+    /// The reader of a regular file's content, made on first read.
+    fn reader_of(&self, ino: INodeNo) -> Result<(Arc<NodeInfo>, u64), Errno> {
+        match self.node_of(ino) {
+            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Regular => {
+                let size = self.size_of(&info).map_err(|e| errno(&e, "open"))?;
+                Ok((info, size))
             }
-            tx
-        });
-        // Full queue: the reader is ahead of inflating anyway.
-        let _ = tx.try_send(id);
+            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Directory => {
+                Err(Errno::EISDIR)
+            }
+            Ok(_) => Err(Errno::EINVAL),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -467,6 +552,26 @@ impl Filesystem for RewindFs {
             .set_max_readahead(4 << 20)
             .or_else(|max| config.set_max_readahead(max));
         let _ = config.set_max_background(64);
+        // Attributes come with directory listings (no lookup per entry for
+        // `ls -l` or `cp -a`); lookups in one directory run in parallel.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            // Symlink targets never change under an inode (`latest` gets a
+            // new one when it moves).
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
+        // Files need no OPEN/RELEASE round trip: their content never
+        // changes, so the kernel keeps their pages (its default without
+        // OPEN is FOPEN_KEEP_CACHE).
+        if config
+            .add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT)
+            .is_ok()
+        {
+            self.no_open.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -488,6 +593,7 @@ impl Filesystem for RewindFs {
                     }
                 }
             });
+        self.rebalance();
         match result {
             Ok((attr, attr_ttl, live)) => {
                 let entry_ttl = if live { LIVE_TTL } else { FROZEN_TTL };
@@ -528,38 +634,36 @@ impl Filesystem for RewindFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        let info = match self.node_of(ino) {
-            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Regular => info,
-            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Directory => {
-                return reply.error(Errno::EISDIR)
-            }
-            Ok(_) => return reply.error(Errno::EINVAL),
-            Err(e) => return reply.error(e),
-        };
-        let size = match self.size_of(&info) {
-            Ok(s) => s,
-            Err(e) => return reply.error(errno(&e, "open")),
-        };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let reader = FileReader::new(info.node.content(), size);
-        lock(&self.files).insert(fh, Arc::new(reader));
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
+        // Checked here (not only at the first read) so that damage shows at
+        // open, as before the kernel stopped asking.
+        if let Err(e) = self.reader_of(ino) {
+            return reply.error(e);
+        }
+        if self.no_open.load(Ordering::Relaxed) {
+            // The kernel takes this as "no OPEN needed from now on".
+            return reply.error(Errno::ENOSYS);
+        }
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
     }
 
     fn read(
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(reader) = lock(&self.files).get(&fh.0).cloned() else {
-            return reply.error(Errno::EBADF);
+        let (info, file_size) = match self.reader_of(ino) {
+            Ok(r) => r,
+            Err(e) => return reply.error(e),
         };
+        let reader = info
+            .reader
+            .get_or_init(|| FileReader::new(info.node.content(), file_size));
         // One buffer per serving thread, reused: a fresh megabyte per
         // request would be a fresh mmap, faulted in page by page.
         thread_local! {
@@ -568,30 +672,28 @@ impl Filesystem for RewindFs {
         let result = OUT.with(|out| {
             let mut out = out.borrow_mut();
             out.clear();
-            let next = reader.read_at(
+            reader.read_at(
                 self.repo.objects(),
                 &self.chunks,
                 offset,
                 size as usize,
                 &mut out,
             )?;
-            Ok((std::mem::take(&mut *out), next))
+            Ok::<_, ViewError>(std::mem::take(&mut *out))
         });
         match result {
-            Ok((out, next)) => {
+            Ok(out) => {
+                let end = offset + out.len() as u64;
                 reply.data(&out);
                 OUT.with(|b| *b.borrow_mut() = out);
-                if let Some(next) = next {
-                    self.prefetch(next.id);
+                let ahead =
+                    reader.plan_ahead(self.repo.objects(), &self.chunks, offset, end, READ_AHEAD);
+                if !ahead.is_empty() {
+                    self.ahead.queue(ahead, &self.ahead_load);
                 }
             }
             Err(e) => {
-                let path = match self.inodes.get(ino.0) {
-                    Some((_, InodeKind::Node(info))) => {
-                        String::from_utf8_lossy(&info.node.name).into_owned()
-                    }
-                    _ => format!("inode {}", ino.0),
-                };
+                let path = String::from_utf8_lossy(&info.node.name).into_owned();
                 reply.error(errno(&e, &format!("reading {path} at {offset}")))
             }
         }
@@ -605,20 +707,21 @@ impl Filesystem for RewindFs {
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok()
+        // Nothing to flush on a read-only file system; ENOSYS tells the
+        // kernel not to send FLUSH again (one round trip less per close).
+        reply.error(Errno::ENOSYS)
     }
 
     fn release(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        lock(&self.files).remove(&fh.0);
         reply.ok()
     }
 
@@ -631,9 +734,12 @@ impl Filesystem for RewindFs {
                 reply.error(Errno::ENOTDIR)
             }
             Ok((_, InodeKind::Latest(_))) => reply.error(Errno::ENOTDIR),
-            Ok((_, InodeKind::Node(_))) => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
-            }
+            // Inside a snapshot nothing changes: the kernel may keep the
+            // listing itself.
+            Ok((_, InodeKind::Node(_))) => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(e),
         }
@@ -676,6 +782,60 @@ impl Filesystem for RewindFs {
         reply.ok()
     }
 
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let (parent, kind) = match self.node_of(ino) {
+            Ok(k) => k,
+            Err(e) => return reply.error(e),
+        };
+        let entries = match self.entries(ino.0, &kind) {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno(&e, "readdir")),
+        };
+        // "." and ".." carry no reference (the kernel skips them); their
+        // attributes are not used.
+        let dot = |i| attr::synthetic_dir(i, self.uid, self.gid, self.mounted_at);
+        let up = if ino.0 == ROOT { ROOT } else { parent };
+        let dots = [(ino.0, &b"."[..]), (up, &b".."[..])];
+        for (i, (child, name)) in dots.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(*child),
+                i as u64 + 1,
+                OsStr::from_bytes(name),
+                &Duration::ZERO,
+                &dot(*child),
+                Generation(0),
+            ) {
+                return reply.ok();
+            }
+        }
+        let skip = (offset as usize).saturating_sub(2);
+        for (i, (name, ft, key)) in entries.iter().enumerate().skip(skip) {
+            // Every entry returned is a reference the kernel will forget.
+            let (child, attr, ttl) = self.plus_entry(ino.0, &kind, name, *ft, key);
+            if reply.add(
+                INodeNo(child),
+                i as u64 + 3,
+                OsStr::from_bytes(name),
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
+                // Did not fit: the kernel never sees this one.
+                self.inodes.forget(child, 1);
+                break;
+            }
+        }
+        self.rebalance();
+        reply.ok()
+    }
+
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         reply.statfs(0, 0, 0, self.inodes.len() as u64, 0, 4096, 255, 4096)
     }
@@ -692,6 +852,10 @@ impl Filesystem for RewindFs {
             Err(e) => return reply.error(e),
         };
         match value {
+            // `ls -l` asks every file for its security label; "not
+            // supported" makes coreutils stop asking for the rest of the
+            // mount (it remembers that per device).
+            None if not_served(name.as_bytes()) => reply.error(Errno::ENOTSUP),
             None => reply.error(Errno::NO_XATTR),
             Some(v) => xattr_reply(reply, &v, size),
         }
@@ -811,6 +975,37 @@ impl Filesystem for RewindFs {
     fn removexattr(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
         reply.error(Errno::EROFS)
     }
+}
+
+/// How often freed memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// The caches free and allocate blobs of every size all the time; glibc
+/// keeps what is freed inside its arenas, so the process would grow past
+/// the budget by the fragmentation. A background thread hands free pages
+/// back every few seconds (malloc_trim also releases free pages in the
+/// middle of an arena).
+fn start_trimmer() {
+    let spawned = std::thread::Builder::new()
+        .name("rewind-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(TRIM_EVERY);
+            // SAFETY: malloc_trim only returns free memory to the system.
+            unsafe { libc::malloc_trim(0) };
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no allocator trimming thread: {e}");
+    }
+}
+
+/// xattr names answered "not supported" when the file has no such saved
+/// attribute: security labels (SELinux and the like), which describe the
+/// saving host's policy. The cost of a listing that stops asking is only
+/// that a later file's saved label is not marked by `ls`. ACLs
+/// (`system.posix_acl_*`) keep "no data": a tool that stopped asking for
+/// them would copy files without their saved ACLs.
+fn not_served(name: &[u8]) -> bool {
+    name.starts_with(b"security.")
 }
 
 /// getxattr/listxattr's protocol: size 0 asks for the length; too small a

@@ -18,10 +18,13 @@
 //! see one inode and recreate the links.
 
 use crate::object::ObjectId;
+use crate::view::random::FileReader;
 use crate::view::Node;
+
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub const ROOT: u64 = 1;
@@ -38,6 +41,11 @@ pub enum InodeKind {
     Latest(String),
     /// A snapshot root, a tag's content, or anything inside a snapshot.
     Node(Arc<NodeInfo>),
+    /// A snapshot root announced by a directory listing (readdirplus)
+    /// whose node is resolved on first use: `name` in the parent the key
+    /// names. Listing thousands of snapshots must not read each one's root
+    /// tree and `.bupm`.
+    Pending(Vec<u8>),
 }
 
 /// The snapshot (or tag) a node lies in: hardlink groups are per snapshot.
@@ -57,6 +65,9 @@ pub struct NodeInfo {
     pub snapshot: Option<Arc<SnapshotRef>>,
     /// File size, computed on first need (from `.bupm` or the chunk tree).
     pub size: OnceLock<u64>,
+    /// Where reads of this file left off, shared by every open of it (the
+    /// content never changes, so neither does the reader).
+    pub reader: OnceLock<FileReader>,
 }
 
 impl NodeInfo {
@@ -65,6 +76,7 @@ impl NodeInfo {
             node,
             snapshot,
             size: OnceLock::new(),
+            reader: OnceLock::new(),
         })
     }
 
@@ -125,6 +137,45 @@ struct Slot {
 
 pub struct InodeTable {
     slots: RwLock<HashMap<u64, Slot>>,
+    /// Approximate memory of the slots (see [`node_bytes`]).
+    bytes: AtomicUsize,
+}
+
+/// Memory a listed node holds: the structs, and each heap allocation
+/// rounded up to malloc's granularity (names are mostly short, so the
+/// rounding is most of it).
+pub fn node_bytes(n: &Node) -> usize {
+    let heap = |len: usize| {
+        if len == 0 {
+            0
+        } else {
+            (len + 16).next_multiple_of(16)
+        }
+    };
+    std::mem::size_of::<Node>()
+        + heap(n.name.len())
+        + n.meta.as_ref().map_or(0, |m| {
+            std::mem::size_of::<crate::meta::Metadata>()
+                + heap(m.user.len())
+                + heap(m.group.len())
+                + m.symlink_target.as_ref().map_or(0, |t| heap(t.len()))
+                + m.hardlink_target.as_ref().map_or(0, |t| heap(t.len()))
+                + heap(m.xattrs.len() * 48)
+                + m.xattrs
+                    .iter()
+                    .map(|(k, v)| heap(k.len()) + heap(v.len()))
+                    .sum::<usize>()
+                + m.acl.as_ref().map_or(0, |_| 256)
+        })
+}
+
+/// Memory a slot holds: the map entry and, for a node, what it carries.
+fn slot_bytes(slot: &Slot) -> usize {
+    let own = 96 + slot.key.name.len();
+    match &slot.kind {
+        InodeKind::Node(info) => own + std::mem::size_of::<NodeInfo>() + node_bytes(&info.node),
+        _ => own,
+    }
 }
 
 fn hash_key(key: &Key) -> u64 {
@@ -172,6 +223,7 @@ impl InodeTable {
         );
         InodeTable {
             slots: RwLock::new(slots),
+            bytes: AtomicUsize::new(0),
         }
     }
 
@@ -180,24 +232,59 @@ impl InodeTable {
         slots.get(&ino).map(|s| (s.key.parent, s.kind.clone()))
     }
 
+    /// Replaces a [`InodeKind::Pending`] kind with what it resolved to, if
+    /// `ino` still stands for `key`. Returns the kind now in force.
+    pub fn resolve(&self, ino: u64, key: &Key, kind: InodeKind) -> Option<InodeKind> {
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.get_mut(&ino)?;
+        if slot.key != *key {
+            return None;
+        }
+        if matches!(slot.kind, InodeKind::Pending(_)) {
+            let before = slot_bytes(slot);
+            slot.kind = kind;
+            self.bytes.fetch_add(slot_bytes(slot), Ordering::Relaxed);
+            self.bytes.fetch_sub(before, Ordering::Relaxed);
+        }
+        Some(slot.kind.clone())
+    }
+
+    /// The key `ino` was derived from.
+    pub fn key(&self, ino: u64) -> Option<Key> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        slots.get(&ino).map(|s| s.key.clone())
+    }
+
     /// The number for `key`, registering one more kernel reference to it
-    /// (a lookup reply). A key already present keeps its first kind: for a
-    /// hardlink group, the member looked up first stands for all.
+    /// (a lookup reply). A key already present keeps its first kind (for a
+    /// hardlink group, the member looked up first stands for all), unless
+    /// that was only [`InodeKind::Pending`].
     pub fn assign(&self, key: Key, kind: InodeKind) -> u64 {
         let mut ino = fix(hash_key(&key));
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
         loop {
             match slots.entry(ino) {
                 Entry::Vacant(v) => {
-                    v.insert(Slot {
+                    let slot = v.insert(Slot {
                         key,
                         kind,
                         lookups: 1,
                     });
+                    self.bytes.fetch_add(slot_bytes(slot), Ordering::Relaxed);
                     return ino;
                 }
                 Entry::Occupied(mut o) if o.get().key == key => {
-                    o.get_mut().lookups += 1;
+                    let slot = o.get_mut();
+                    slot.lookups += 1;
+                    if matches!(slot.kind, InodeKind::Pending(_))
+                        && !matches!(kind, InodeKind::Pending(_))
+                    {
+                        // A lookup resolved what a listing announced.
+                        let before = slot_bytes(slot);
+                        slot.kind = kind;
+                        self.bytes.fetch_add(slot_bytes(slot), Ordering::Relaxed);
+                        self.bytes.fetch_sub(before, Ordering::Relaxed);
+                    }
                     return ino;
                 }
                 Entry::Occupied(_) => ino = fix(ino.wrapping_add(1)),
@@ -228,9 +315,15 @@ impl InodeTable {
             let s = o.get_mut();
             s.lookups = s.lookups.saturating_sub(n);
             if s.lookups == 0 {
-                o.remove();
+                let slot = o.remove();
+                self.bytes.fetch_sub(slot_bytes(&slot), Ordering::Relaxed);
             }
         }
+    }
+
+    /// Approximate memory the table holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -256,6 +349,34 @@ mod tests {
         let salted = t.assign(Key::entry(ROOT, b"etc", Some([1; 20])), InodeKind::Tags);
         assert_ne!(salted, a);
         assert!(a > ROOT && salted > ROOT);
+    }
+
+    #[test]
+    fn pending_entries_resolve_once_and_keep_their_number() {
+        let t = InodeTable::new();
+        let key = Key::entry(7, b"2024-01-01-000000", Some([3; 20]));
+        let a = t.assign(
+            key.clone(),
+            InodeKind::Pending(b"2024-01-01-000000".to_vec()),
+        );
+        assert!(matches!(t.get(a), Some((7, InodeKind::Pending(_)))));
+        // Another key cannot resolve it.
+        let other = Key::entry(7, b"2024-01-01-000000", Some([4; 20]));
+        assert!(t.resolve(a, &other, InodeKind::Tags).is_none());
+        assert!(matches!(
+            t.resolve(a, &key, InodeKind::Tags),
+            Some(InodeKind::Tags)
+        ));
+        // Resolved stays resolved; a later lookup adds a reference only.
+        assert_eq!(t.assign(key.clone(), InodeKind::Root), a);
+        assert!(matches!(t.get(a), Some((_, InodeKind::Tags))));
+        t.forget(a, 2);
+        assert!(t.get(a).is_none());
+        assert_eq!(t.bytes(), 0, "memory accounted back to zero");
+        // A lookup of a still-pending entry resolves it too.
+        let b = t.assign(key.clone(), InodeKind::Pending(b"x".to_vec()));
+        assert_eq!(t.assign(key, InodeKind::Tags), b);
+        assert!(matches!(t.get(b), Some((_, InodeKind::Tags))));
     }
 
     #[test]

@@ -179,6 +179,16 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
         None if !cfg.foreground => Some(log::Sink::Syslog),
         None => None,
     };
+    // A long-lived reader: scan the packs now (opening a repository defers
+    // it to first use), so the first listing does not wait for it.
+    if let Err(e) = repo.objects().refresh() {
+        tracing::warn!("scanning packs: {e}");
+    }
+    // glibc gives each thread that allocates its own arena and keeps what
+    // is freed there; with a dozen threads that is tens of megabytes above
+    // what the caches hold. Two arenas keep memory close to the budget.
+    // SAFETY: mallopt only tunes the allocator; called before any thread.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let fs = RewindFs::new(repo, cfg.cache_bytes.max(4 << 20));
     let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
         path: mountpoint.clone(),

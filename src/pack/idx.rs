@@ -260,6 +260,14 @@ impl PackIndex {
         Some(self.offsets[lo + i])
     }
 
+    /// The rank of the entry starting exactly at `offset` among all entries
+    /// in offset order (0-based), if one starts there.
+    pub fn offset_rank(&self, offset: u64) -> Option<usize> {
+        self.by_offset
+            .binary_search_by_key(&offset, |&i| self.offsets[i as usize])
+            .ok()
+    }
+
     /// For the entry starting exactly at `offset`: its CRC-32 (v2 only) and
     /// the offset of the next entry (`None` for the last one).
     pub fn entry_at(&self, offset: u64) -> Option<(Option<u32>, Option<u64>)> {

@@ -68,6 +68,9 @@ pub struct PackFile {
     /// repository with thousands of packs would otherwise pay two random
     /// reads per pack before answering anything.
     damage: OnceLock<Option<String>>,
+    /// One bit per entry (in offset order): its object hashed to its id
+    /// once through this open pack (see [`PackFile::is_verified`]).
+    verified: Box<[AtomicU64]>,
 }
 
 impl PackFile {
@@ -80,12 +83,16 @@ impl PackFile {
             .metadata()
             .map_err(Error::io("reading size of pack", &path))?
             .len();
+        let verified = (0..index.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(PackFile {
             path,
             file,
             len,
             index,
             uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            verified,
             damage: OnceLock::new(),
         })
     }
@@ -148,6 +155,24 @@ impl PackFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the whole (non-delta) object at `offset` was read and hashed
+    /// to its id before through this handle. A pack file never changes
+    /// under an open handle and every read still checks the entry's CRC-32,
+    /// its Adler-32 and its exact size, so a later read of the same bytes
+    /// need not hash them again.
+    pub fn is_verified(&self, offset: u64) -> bool {
+        self.index
+            .offset_rank(offset)
+            .is_some_and(|k| self.verified[k / 64].load(Ordering::Relaxed) & (1 << (k % 64)) != 0)
+    }
+
+    /// Records that the object at `offset` hashed to its id.
+    pub fn set_verified(&self, offset: u64) {
+        if let Some(k) = self.index.offset_rank(offset) {
+            self.verified[k / 64].fetch_or(1 << (k % 64), Ordering::Relaxed);
+        }
     }
 
     pub fn index(&self) -> &PackIndex {
@@ -292,6 +317,111 @@ thread_local! {
     });
 }
 
+/// A libdeflate decompressor, one per thread (it holds no stream state
+/// between calls, only tables).
+struct Inflater(*mut libdeflate_sys::libdeflate_decompressor);
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: allocated by libdeflate_alloc_decompressor, freed once.
+            unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0) }
+        }
+    }
+}
+
+thread_local! {
+    // SAFETY: plain allocation; null (out of memory) means "stream instead".
+    static INFLATER: Inflater = Inflater(unsafe { libdeflate_sys::libdeflate_alloc_decompressor() });
+}
+
+/// Entries up to this size (compressed and inflated) are inflated in one
+/// call from the read window; bigger ones stream through zlib-rs.
+const WHOLE_MAX: u64 = WINDOW as u64;
+
+/// Inflates a whole entry whose zlib stream `[pos, end)` fits in the read
+/// window, in one call. The same checks as the streaming path: exactly
+/// `size` bytes, the stream (Adler-32 included) ends exactly at `end`, and
+/// the entry's raw bytes match the idx CRC-32. `None`: not applicable here
+/// (too big, no decompressor), stream it instead.
+fn inflate_whole(
+    src: &Source,
+    pos: u64,
+    end: u64,
+    size: u64,
+    check: &EntryCheck,
+) -> Result<Option<Vec<u8>>, ReadFail> {
+    if end <= pos || end - pos > WHOLE_MAX || size > WHOLE_MAX {
+        return Ok(None);
+    }
+    let stream_len = (end - pos) as usize;
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        if scratch.bytes_at(src, pos).map_err(ReadFail::Io)?.len() < stream_len {
+            // Straddles the window's end: start the window here.
+            scratch.fill(src, pos).map_err(ReadFail::Io)?;
+        }
+        let input = scratch.bytes_at(src, pos).map_err(ReadFail::Io)?;
+        if input.len() < stream_len {
+            return Ok(None);
+        }
+        let input = &input[..stream_len];
+        let mut out = vec![0u8; size as usize];
+        let (mut used, mut made) = (0usize, 0usize);
+        let status = INFLATER.with(|d| {
+            if d.0.is_null() {
+                return None;
+            }
+            // SAFETY: the decompressor is this thread's own; input and
+            // output are live slices of the lengths passed.
+            Some(unsafe {
+                libdeflate_sys::libdeflate_zlib_decompress_ex(
+                    d.0,
+                    input.as_ptr().cast(),
+                    input.len(),
+                    out.as_mut_ptr().cast(),
+                    out.len(),
+                    &mut used,
+                    &mut made,
+                )
+            })
+        });
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        match status {
+            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {}
+            libdeflate_sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => {
+                return Err(ReadFail::Corrupt(format!(
+                    "entry inflates to more than its declared {size} bytes"
+                )))
+            }
+            _ => return Err(ReadFail::Corrupt("zlib data is damaged".into())),
+        }
+        if made as u64 != size {
+            return Err(ReadFail::Corrupt(format!(
+                "entry inflates to {made} bytes, its header says {size}"
+            )));
+        }
+        if used != stream_len {
+            return Err(ReadFail::Corrupt(format!(
+                "entry at offset {} has {} stray bytes after its zlib stream",
+                check.start,
+                stream_len - used.min(stream_len)
+            )));
+        }
+        let mut crc = crc32fast::Hasher::new_with_initial_len(check.header_crc, check.header_len);
+        crc.update(input);
+        if check.expected_crc.is_some_and(|c| c != crc.finalize()) {
+            return Err(ReadFail::Corrupt(format!(
+                "CRC-32 of the entry at offset {} does not match the index",
+                check.start
+            )));
+        }
+        Ok(Some(out))
+    })
+}
+
 /// Inflates the zlib stream starting at `pos` (not reading at or past `end`)
 /// that must inflate to exactly `size` bytes. With `prefix`, stops after that
 /// many output bytes.
@@ -306,6 +436,11 @@ fn inflate_at(
     let mut crc = check
         .as_ref()
         .map(|c| crc32fast::Hasher::new_with_initial_len(c.header_crc, c.header_len));
+    if let (None, Some(check)) = (prefix, check.as_ref()) {
+        if let Some(whole) = inflate_whole(src, pos, end, size, check)? {
+            return Ok(whole);
+        }
+    }
     let limit = match prefix {
         Some(n) => size.min(n as u64),
         None => size,

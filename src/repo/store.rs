@@ -22,8 +22,11 @@ use std::sync::{Arc, Mutex, RwLock};
 const MAX_CHAIN: usize = 10_000;
 /// How many packs deep a REF_DELTA may send us looking for bases elsewhere.
 const MAX_CROSS_PACK: usize = 64;
+/// Default budget of the delta-base cache (see [`ObjectStore::set_base_cache_bytes`]).
 const CACHE_BYTES: usize = 64 << 20;
 const CACHE_MAX_OBJECT: usize = 16 << 20;
+/// How often a reader looks whether `objects/pack` changed (a gc, a save).
+const RECHECK_MS: u64 = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -60,6 +63,18 @@ impl PackSet {
 pub struct ObjectStore {
     objects_dir: PathBuf,
     set: RwLock<Arc<PackSet>>,
+    /// Whether `objects/pack` has been scanned: not at open but on first
+    /// need, so a command answered from refs and caches alone (listing the
+    /// snapshots of a name with thousands of packs) opens no pack.
+    scanned: std::sync::atomic::AtomicBool,
+    first_scan: Mutex<()>,
+    /// `objects/pack`'s mtime when it was last scanned, and when it was last
+    /// looked at (milliseconds since `opened`): a long-lived reader (the
+    /// mount) notices a gc within a second, drops the packs it removed (so
+    /// their space is freed) and opens the ones it wrote.
+    scanned_mtime: Mutex<Option<std::time::SystemTime>>,
+    checked_ms: AtomicU64,
+    opened: std::time::Instant,
     next_pack_id: AtomicU64,
     cache: Mutex<BaseCache>,
 }
@@ -70,10 +85,18 @@ impl ObjectStore {
         let store = ObjectStore {
             objects_dir: objects_dir.to_path_buf(),
             set: RwLock::new(Arc::new(PackSet::default())),
+            scanned: std::sync::atomic::AtomicBool::new(false),
+            first_scan: Mutex::new(()),
+            scanned_mtime: Mutex::new(None),
+            checked_ms: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
             next_pack_id: AtomicU64::new(0),
             cache: Mutex::new(BaseCache::default()),
         };
-        store.refresh()?;
+        // The scan itself waits for first use; a store that cannot even be
+        // listed is refused now, with its reason.
+        let pack_dir = objects_dir.join("pack");
+        std::fs::read_dir(&pack_dir).map_err(Error::io("listing", &pack_dir))?;
         Ok(store)
     }
 
@@ -82,6 +105,22 @@ impl ObjectStore {
     }
 
     fn snapshot(&self) -> Arc<PackSet> {
+        if !self.scanned.load(Ordering::Acquire) {
+            let _one = self.first_scan.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.scanned.load(Ordering::Acquire) {
+                if let Err(e) = self.refresh() {
+                    // Answered as "not found" for now; the rescan on a miss
+                    // reports this error to the reader.
+                    tracing::warn!("scanning packs: {e}");
+                    self.scanned.store(true, Ordering::Release);
+                }
+            }
+        }
+        self.current()
+    }
+
+    /// The pack set as it is, without a first scan.
+    fn current(&self) -> Arc<PackSet> {
         self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -89,7 +128,10 @@ impl ObjectStore {
     /// answer can come from a pack that is gone), keeps the rest open.
     pub fn refresh(&self) -> Result<(), Error> {
         let pack_dir = self.objects_dir.join("pack");
-        let old = self.snapshot();
+        // Read before listing: a change during the scan shows as a newer
+        // mtime next time and triggers another scan.
+        let mtime = std::fs::metadata(&pack_dir).and_then(|m| m.modified()).ok();
+        let old = self.current();
         let mut idx_paths = Vec::new();
         let entries = std::fs::read_dir(&pack_dir).map_err(Error::io("listing", &pack_dir))?;
         for entry in entries {
@@ -145,6 +187,8 @@ impl ObjectStore {
             .collect();
         let live: Vec<u64> = set.packs.iter().map(|(uid, _)| *uid).collect();
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner()) = mtime;
+        self.scanned.store(true, Ordering::Release);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -182,7 +226,41 @@ impl ObjectStore {
         self.read_depth(id, 0)
     }
 
+    /// Rescans when `objects/pack` changed since the last scan, looking at
+    /// most once per [`RECHECK_MS`]. A failed look changes nothing (the next
+    /// miss rescans anyway).
+    fn follow_changes(&self) {
+        if !self.scanned.load(Ordering::Acquire) {
+            // The first scan is still to come (and sees everything).
+            return;
+        }
+        let now = self.opened.elapsed().as_millis() as u64;
+        let last = self.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < RECHECK_MS
+            || self
+                .checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(mtime) = std::fs::metadata(self.objects_dir.join("pack")).and_then(|m| m.modified())
+        else {
+            return;
+        };
+        let scanned = *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner());
+        if scanned != Some(mtime) {
+            tracing::debug!("{}: packs changed, rescanning", self.objects_dir.display());
+            if let Err(e) = self.refresh() {
+                tracing::warn!("rescanning packs: {e}");
+            }
+        }
+    }
+
     fn read_depth(&self, id: &ObjectId, depth: usize) -> Result<Object, Error> {
+        if depth == 0 {
+            self.follow_changes();
+        }
         if depth > MAX_CROSS_PACK {
             return Err(Error::Corrupt {
                 id: *id,
@@ -320,6 +398,9 @@ impl ObjectStore {
                 }
             }
         };
+        // A whole object read straight from its entry: its hash needs
+        // checking once per open pack (see `PackFile::is_verified`).
+        let whole = chain.is_empty();
         let mut data = base;
         while let Some(header) = chain.pop() {
             let delta_bytes = pack.inflate(&header).map_err(fail)?;
@@ -331,6 +412,9 @@ impl ObjectStore {
             }
         }
         let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
+        if whole && pack.is_verified(offset) {
+            return Ok(Object { kind, data });
+        }
         if hash_object(kind, &data) != *id {
             return Err(corrupt(format!(
                 "content does not match its id (read {} bytes of {})",
@@ -338,7 +422,22 @@ impl ObjectStore {
                 kind.name()
             )));
         }
+        if whole {
+            pack.set_verified(offset);
+        }
         Ok(Object { kind, data })
+    }
+
+    /// Bounds the memory kept for delta bases (objects of `git gc`-repacked
+    /// repositories), e.g. to a share of a mount's configured cache.
+    pub fn set_base_cache_bytes(&self, bytes: usize) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.budget = bytes;
+        cache.put_nothing();
+    }
+
+    fn base_budget(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).budget
     }
 
     fn cache_get(&self, uid: u64, offset: u64) -> Option<(Kind, Arc<Vec<u8>>)> {
@@ -349,7 +448,7 @@ impl ObjectStore {
     }
 
     fn cache_put(&self, uid: u64, offset: u64, kind: Kind, data: &Arc<Vec<u8>>) {
-        if data.len() <= CACHE_MAX_OBJECT {
+        if data.len() <= CACHE_MAX_OBJECT.min(self.base_budget()) {
             self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(
                 uid,
                 offset,
@@ -412,12 +511,23 @@ fn open_packs(idx_paths: &[&PathBuf]) -> Vec<Result<PackFile, Error>> {
 type CachedBase = (Kind, Arc<Vec<u8>>, u64);
 
 /// Delta bases by (pack, offset), least recently used evicted first.
-#[derive(Default)]
 struct BaseCache {
     /// (pack uid, offset) -> (kind, data, last use).
     map: HashMap<(u64, u64), CachedBase>,
     bytes: usize,
+    budget: usize,
     tick: u64,
+}
+
+impl Default for BaseCache {
+    fn default() -> Self {
+        BaseCache {
+            map: HashMap::new(),
+            bytes: 0,
+            budget: CACHE_BYTES,
+            tick: 0,
+        }
+    }
 }
 
 impl BaseCache {
@@ -436,7 +546,19 @@ impl BaseCache {
             self.bytes -= old.1.len();
         }
         self.bytes += len;
-        while self.bytes > CACHE_BYTES {
+        while self.bytes > self.budget {
+            let Some((&key, _)) = self.map.iter().min_by_key(|(_, v)| v.2) else {
+                break;
+            };
+            if let Some(old) = self.map.remove(&key) {
+                self.bytes -= old.1.len();
+            }
+        }
+    }
+
+    /// Evicts down to the budget.
+    fn put_nothing(&mut self) {
+        while self.bytes > self.budget {
             let Some((&key, _)) = self.map.iter().min_by_key(|(_, v)| v.2) else {
                 break;
             };
@@ -449,5 +571,65 @@ impl BaseCache {
     fn retain_packs(&mut self, live: &[u64]) {
         self.map.retain(|(uid, _), _| live.contains(uid));
         self.bytes = self.map.values().map(|v| v.1.len()).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repository;
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+
+    /// Hashing an object only on its first read must not let damage
+    /// through: a byte changed on disk after that read (seen through the
+    /// same open pack, from a thread whose read window is fresh) still
+    /// fails the next read, and the damage is named.
+    #[test]
+    fn damage_after_a_verified_read_is_still_caught() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(tmp.path()).expect("init");
+        let text: Vec<u8> = (0..4000u32)
+            .flat_map(|i| format!("row {i} of a table\n").into_bytes())
+            .collect();
+        let mut w = repo.pack_writer().expect("writer");
+        let id = w.write(Kind::Blob, &text).expect("write");
+        let paths = w.finish().expect("publish");
+        let store = repo.objects();
+        store.refresh().expect("refresh");
+        for _ in 0..2 {
+            assert_eq!(store.read(&id).expect("read").data, text);
+        }
+        let (_, pack, offset) = store
+            .snapshot()
+            .find(&id)
+            .map(|(u, p, o)| (u, p.clone(), o))
+            .expect("packed");
+        assert!(
+            pack.is_verified(offset),
+            "first read records the hash check"
+        );
+
+        let pack_path = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "pack"))
+            .expect("pack path");
+        std::fs::set_permissions(pack_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pack_path)
+            .expect("open pack");
+        // Inside the entry's zlib stream (its header is a few bytes).
+        let at = offset + 40;
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).expect("read byte");
+        f.write_all_at(&[b[0] ^ 0x10], at).expect("damage");
+        f.sync_all().expect("sync");
+
+        let again = std::thread::scope(|s| s.spawn(|| store.read(&id)).join().expect("thread"));
+        match again {
+            Err(Error::Corrupt { id: bad, .. }) => assert_eq!(bad, id),
+            other => panic!("damaged entry read as {other:?}"),
+        }
     }
 }

@@ -18,8 +18,10 @@ use crate::object::tree;
 use crate::object::{Kind, ObjectId};
 use crate::repo::ObjectStore;
 use lru::LruCache;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Deepest chunk tree we descend (bup's fanout gives a handful of levels
 /// even for terabytes); deeper means a malicious or broken tree.
@@ -65,6 +67,16 @@ impl<K: Hash + Eq, V: Clone> ByteLru<K, V> {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+        while self.bytes > self.budget {
+            match self.map.pop_lru() {
+                Some((_, (_, s))) => self.bytes -= s,
+                None => break,
+            }
+        }
     }
 
     pub fn clear(&mut self) {
@@ -139,14 +151,46 @@ enum Cached {
 /// Decoded chunk trees and inflated blobs shared by all open files, bounded
 /// by a byte budget. Objects are immutable (named by their hash), so entries
 /// never go stale; a removed pack only means a miss is re-read elsewhere.
+///
+/// A blob being inflated is registered as in flight: a second thread that
+/// needs it (a reader catching up with read-ahead) waits for that result
+/// instead of inflating it again, which on a small machine would halve the
+/// useful work.
 pub struct ChunkCache {
     inner: Mutex<ByteLru<ObjectId, Cached>>,
+    inflight: Mutex<HashMap<ObjectId, Arc<Flight>>>,
+}
+
+/// One blob being read: its result (or only that it failed; the waiter then
+/// reads it itself to get the error with its context).
+#[derive(Default)]
+struct Flight {
+    result: Mutex<Option<Option<Arc<Vec<u8>>>>>,
+    done: Condvar,
+}
+
+impl Flight {
+    fn wait(&self) -> Option<Arc<Vec<u8>>> {
+        let mut r = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(result) = &*r {
+                return result.clone();
+            }
+            r = self.done.wait(r).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn finish(&self, result: Option<Arc<Vec<u8>>>) {
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        self.done.notify_all();
+    }
 }
 
 impl ChunkCache {
     pub fn new(budget_bytes: usize) -> ChunkCache {
         ChunkCache {
             inner: Mutex::new(ByteLru::new(budget_bytes)),
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -177,13 +221,57 @@ impl ChunkCache {
         Ok(table)
     }
 
+    fn cached_blob(&self, id: &ObjectId) -> Option<Arc<Vec<u8>>> {
+        match self.lock().get(id) {
+            Some(Cached::Blob(b)) => Some(b),
+            _ => None,
+        }
+    }
+
     /// The whole inflated blob: its SHA-1 is checked over all of it, so a
     /// 4 KiB read of a cold chunk costs one chunk's inflate, and the next
     /// reads in that chunk are served from here.
     pub fn blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
-        if let Some(Cached::Blob(b)) = self.lock().get(id) {
+        if let Some(b) = self.cached_blob(id) {
             return Ok(b);
         }
+        let flight = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(id) {
+                Some(f) => Err(f.clone()),
+                None => {
+                    // Checked again under this lock: a reader that finished
+                    // in between put its blob in the cache before leaving.
+                    if let Some(b) = self.cached_blob(id) {
+                        return Ok(b);
+                    }
+                    let f = Arc::new(Flight::default());
+                    inflight.insert(*id, f.clone());
+                    Ok(f)
+                }
+            }
+        };
+        let flight = match flight {
+            Ok(mine) => mine,
+            Err(theirs) => {
+                if let Some(b) = theirs.wait() {
+                    return Ok(b);
+                }
+                // It failed there: read it here for the error (or succeed,
+                // if the failure was passing).
+                return self.load_blob(store, id);
+            }
+        };
+        let result = self.load_blob(store, id);
+        flight.finish(result.as_ref().ok().cloned());
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        result
+    }
+
+    fn load_blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
         let object = store.read(id)?;
         if object.kind != Kind::Blob {
             return Err(ViewError::WrongKind {
@@ -192,13 +280,93 @@ impl ChunkCache {
             });
         }
         let blob = Arc::new(object.data);
-        let size = blob.len() + 64;
+        // The allocation plus the LRU's node and the Arc around it.
+        let size = blob.capacity() + 160;
         self.lock().put(*id, Cached::Blob(blob.clone()), size);
         Ok(blob)
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
         self.lock().map.contains(id)
+    }
+
+    /// Changes the byte budget, evicting down to it at once.
+    pub fn set_budget(&self, budget_bytes: usize) {
+        let mut lru = self.lock();
+        if lru.budget != budget_bytes {
+            lru.set_budget(budget_bytes);
+        }
+    }
+}
+
+/// Inflates blobs ahead of sequential readers on a few worker threads, so
+/// that while the kernel copies one request's bytes the next ones are
+/// already being inflated on the other cores. Bounded: at most
+/// [`PREFETCH_QUEUE`] blobs wait; beyond that requests are dropped (the
+/// reader then inflates them itself).
+pub struct Prefetcher {
+    queue: Mutex<VecDeque<ObjectId>>,
+    ready: Condvar,
+    threads: usize,
+    started: std::sync::Once,
+}
+
+/// Blobs waiting for a prefetch worker at most.
+pub const PREFETCH_QUEUE: usize = 4096;
+
+impl Prefetcher {
+    pub fn new(threads: usize) -> Arc<Prefetcher> {
+        Arc::new(Prefetcher {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            threads: threads.max(1),
+            started: std::sync::Once::new(),
+        })
+    }
+
+    /// Queues `ids` for `load`, starting the workers on first use (never
+    /// before: a daemon forks after construction).
+    pub fn queue(
+        self: &Arc<Self>,
+        ids: impl IntoIterator<Item = ObjectId>,
+        load: &Arc<dyn Fn(&ObjectId) + Send + Sync>,
+    ) {
+        self.started.call_once(|| {
+            for i in 0..self.threads {
+                let me = self.clone();
+                let load = load.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("rewind-ahead-{i}"))
+                    .spawn(move || me.work(&*load));
+                if let Err(e) = spawned {
+                    tracing::warn!("no read-ahead thread: {e}");
+                }
+            }
+        });
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if q.len() >= PREFETCH_QUEUE {
+                break;
+            }
+            q.push_back(id);
+        }
+        drop(q);
+        self.ready.notify_all();
+    }
+
+    fn work(&self, load: &(dyn Fn(&ObjectId) + Send + Sync)) {
+        loop {
+            let id = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(id) = q.pop_front() {
+                        break id;
+                    }
+                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            load(&id);
+        }
     }
 }
 
@@ -217,7 +385,25 @@ pub struct FileReader {
     content: Content,
     size: u64,
     leaf: Mutex<Option<Level>>,
+    /// End of the last read, to tell a sequential reader from a random one.
+    last_end: AtomicU64,
+    /// Read-ahead has been queued up to here.
+    ahead_to: AtomicU64,
 }
+
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("content", &self.content)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// A read starting this close to where the previous one ended counts as
+/// sequential (the kernel's read-ahead requests arrive slightly out of
+/// order from several threads).
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
 /// A chunk located for a read: its absolute range and object id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,6 +421,8 @@ impl FileReader {
             content,
             size,
             leaf: Mutex::new(None),
+            last_end: AtomicU64::new(0),
+            ahead_to: AtomicU64::new(0),
         }
     }
 
@@ -315,8 +503,7 @@ impl FileReader {
     }
 
     /// Appends up to `len` bytes at `offset` to `out` (fewer at the end of
-    /// the file). Returns the next chunk after the last one touched, for
-    /// read-ahead, when the read ended inside the file.
+    /// the file).
     pub fn read_at(
         &self,
         store: &ObjectStore,
@@ -324,7 +511,7 @@ impl FileReader {
         offset: u64,
         len: usize,
         out: &mut Vec<u8>,
-    ) -> Result<Option<Located>, ViewError> {
+    ) -> Result<(), ViewError> {
         let end = offset.saturating_add(len as u64).min(self.size);
         let mut pos = offset;
         while pos < end {
@@ -345,11 +532,48 @@ impl FileReader {
             out.extend_from_slice(&blob[from..to]);
             pos = chunk.start + to as u64;
         }
-        if end < self.size && end > offset {
-            // Cheap when the next chunk is in the remembered leaf.
-            return Ok(Some(self.locate(store, cache, end)?));
+        Ok(())
+    }
+
+    /// For a sequential reader whose last read ended at `end`: the blobs of
+    /// the next `window` bytes not yet cached or queued, to inflate ahead.
+    /// Empty for random access. Locating them reads chunk-tree levels only
+    /// (cheap when they are the remembered leaf); a failure just ends the
+    /// plan (the reader meets it again, with its error, when it gets there).
+    pub fn plan_ahead(
+        &self,
+        store: &ObjectStore,
+        cache: &ChunkCache,
+        offset: u64,
+        end: u64,
+        window: u64,
+    ) -> Vec<ObjectId> {
+        let previous = self.last_end.swap(end, Ordering::Relaxed);
+        let sequential = offset == 0 || offset.abs_diff(previous) <= SEQUENTIAL_SLACK;
+        if !sequential || end >= self.size {
+            return Vec::new();
         }
-        Ok(None)
+        let until = end.saturating_add(window).min(self.size);
+        let from = self.ahead_to.load(Ordering::Relaxed).max(end);
+        // Behind the reader (it seeked back): start from where it reads.
+        let from = if from > until { end } else { from };
+        if until <= from || until - from < window / 4 {
+            // Top up in batches, not per request.
+            return Vec::new();
+        }
+        self.ahead_to.fetch_max(until, Ordering::Relaxed);
+        let mut ids = Vec::new();
+        let mut pos = from;
+        while pos < until {
+            let Ok(chunk) = self.locate(store, cache, pos) else {
+                break;
+            };
+            if !cache.contains(&chunk.id) && ids.last() != Some(&chunk.id) {
+                ids.push(chunk.id);
+            }
+            pos = chunk.end;
+        }
+        ids
     }
 }
 

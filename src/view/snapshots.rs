@@ -50,18 +50,36 @@ pub fn read_commit(repo: &Repository, id: &ObjectId) -> Result<commit::Commit, V
 
 /// All snapshots of the branch whose tip is `tip`, oldest first, following
 /// first parents (bup writes linear history).
+///
+/// What each commit says (tree, first parent, author time) is kept in
+/// [`CommitCache`]: a name with thousands of snapshots (one pack per save)
+/// is then listed without opening a pack.
 pub fn snapshots(repo: &Repository, tip: &ObjectId) -> Result<Vec<Snapshot>, ViewError> {
+    let cache = CommitCache::load(repo);
+    let mut learned = Vec::new();
     let mut newest_first = Vec::new();
     let mut next = Some(*tip);
     while let Some(id) = next {
-        let commit = read_commit(repo, &id)?;
+        let facts = match cache.get(&id) {
+            Some(f) => *f,
+            None => {
+                let commit = read_commit(repo, &id)?;
+                let f = CommitFacts {
+                    tree: commit.tree,
+                    parent: commit.parents.first().copied(),
+                    time: commit.author.time,
+                };
+                learned.push((id, f));
+                f
+            }
+        };
         newest_first.push(Snapshot {
-            name: crate::time::snapshot_name(commit.author.time),
+            name: crate::time::snapshot_name(facts.time),
             commit: id,
-            tree: commit.tree,
-            time: commit.author.time,
+            tree: facts.tree,
+            time: facts.time,
         });
-        next = commit.parents.first().copied();
+        next = facts.parent;
         if newest_first.len() > 100_000_000 {
             return Err(ViewError::Malformed {
                 id: *tip,
@@ -69,9 +87,141 @@ pub fn snapshots(repo: &Repository, tip: &ObjectId) -> Result<Vec<Snapshot>, Vie
             });
         }
     }
+    if learned.len() >= CACHE_AFTER {
+        cache.save(repo, learned);
+    }
     suffix_duplicates(&mut newest_first);
     newest_first.reverse();
     Ok(newest_first)
+}
+
+/// File name under the repository's `rewind/` directory.
+pub const COMMIT_CACHE_NAME: &str = "commits.cache";
+const CACHE_MAGIC: &[u8; 8] = b"RWCMTS\0\x01";
+const CACHE_RECORD: usize = 20 + 20 + 1 + 20 + 8;
+/// Commits read from packs in one listing before the cache is (re)written:
+/// short histories list fast anyway and leave no file behind.
+const CACHE_AFTER: usize = 64;
+
+/// What a listing needs from a commit. A commit's id is the hash of its
+/// content, so these facts can never go stale: a cached entry is right for
+/// as long as the commit exists, and only commits reachable from a current
+/// tip are looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CommitFacts {
+    tree: ObjectId,
+    parent: Option<ObjectId>,
+    time: i64,
+}
+
+/// `rewind/commits.cache`: magic, then per commit its id, tree, a parent
+/// flag and first parent, author time (big-endian i64), then the SHA-1 of
+/// all of that. A cache: any doubt (missing, torn, damaged, other version)
+/// means empty, and a failed write is only logged.
+struct CommitCache {
+    map: std::collections::HashMap<ObjectId, CommitFacts>,
+}
+
+impl CommitCache {
+    fn path(repo: &Repository) -> std::path::PathBuf {
+        repo.path().join("rewind").join(COMMIT_CACHE_NAME)
+    }
+
+    fn load(repo: &Repository) -> CommitCache {
+        let mut map = std::collections::HashMap::new();
+        let path = Self::path(repo);
+        let Ok(bytes) = std::fs::read(&path) else {
+            return CommitCache { map };
+        };
+        if let Err(why) = Self::parse(&bytes, &mut map) {
+            tracing::info!("not using {}: {why}", path.display());
+            map.clear();
+        }
+        CommitCache { map }
+    }
+
+    fn parse(
+        bytes: &[u8],
+        map: &mut std::collections::HashMap<ObjectId, CommitFacts>,
+    ) -> Result<(), &'static str> {
+        use sha1::Digest;
+        if bytes.len() < 28 || &bytes[..8] != CACHE_MAGIC {
+            return Err("unknown format or version");
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 20);
+        if sha1::Sha1::digest(body)[..] != sum[..] {
+            return Err("checksum mismatch");
+        }
+        let records = &body[8..];
+        if records.len() % CACHE_RECORD != 0 {
+            return Err("size does not fit its layout");
+        }
+        let id = |b: &[u8]| ObjectId::from_bytes(b).ok_or("bad id");
+        for r in records.chunks_exact(CACHE_RECORD) {
+            let parent = match r[40] {
+                0 => None,
+                1 => Some(id(&r[41..61])?),
+                _ => return Err("bad parent flag"),
+            };
+            let time = i64::from_be_bytes(r[61..69].try_into().map_err(|_| "bad time")?);
+            map.insert(
+                id(&r[..20])?,
+                CommitFacts {
+                    tree: id(&r[20..40])?,
+                    parent,
+                    time,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: &ObjectId) -> Option<&CommitFacts> {
+        self.map.get(id)
+    }
+
+    /// Writes the cache with `learned` added (temporary file, then rename).
+    fn save(mut self, repo: &Repository, learned: Vec<(ObjectId, CommitFacts)>) {
+        use sha1::Digest;
+        self.map.extend(learned);
+        let mut out = Vec::with_capacity(8 + self.map.len() * CACHE_RECORD + 20);
+        out.extend_from_slice(CACHE_MAGIC);
+        for (id, f) in &self.map {
+            out.extend_from_slice(&id.0);
+            out.extend_from_slice(&f.tree.0);
+            match f.parent {
+                Some(p) => {
+                    out.push(1);
+                    out.extend_from_slice(&p.0);
+                }
+                None => out.extend_from_slice(&[0; 21]),
+            }
+            out.extend_from_slice(&f.time.to_be_bytes());
+        }
+        let sum = sha1::Sha1::digest(&out);
+        out.extend_from_slice(&sum);
+        let path = Self::path(repo);
+        let write = || -> std::io::Result<()> {
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".tmp_commits_")
+                .tempfile_in(dir)?;
+            std::io::Write::write_all(&mut tmp, &out)?;
+            // Readable by whoever may read the repository (as its packs).
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        // A repository this user may not write (browsing someone else's
+        // backups) simply lists without the cache.
+        if let Err(e) = write() {
+            tracing::debug!("cannot write {}: {e}", path.display());
+        }
+    }
 }
 
 /// bup's rule: a run of adjacent snapshots with the same name gets `-N`
@@ -105,6 +255,84 @@ mod tests {
             tree: ObjectId::EMPTY_BLOB,
             time: 0,
         }
+    }
+
+    /// A repository whose `t` has `n` snapshots, a minute apart, all in
+    /// one pack; returns the tip.
+    fn history(dir: &std::path::Path, n: usize) -> ObjectId {
+        let repo = Repository::init(dir).expect("init");
+        let mut w = repo.pack_writer().expect("writer");
+        let tree = w.write(Kind::Tree, b"").expect("tree");
+        let mut parent = None;
+        for i in 0..n {
+            let sig = commit::Signature {
+                name: b"t".to_vec(),
+                email: b"t@h".to_vec(),
+                time: 1_700_000_000 + 60 * i as i64,
+                utc_offset_minutes: 0,
+            };
+            let c = commit::Commit {
+                tree,
+                parents: parent.into_iter().collect(),
+                author: sig.clone(),
+                committer: sig,
+                message: b"rewind save\n".to_vec(),
+            };
+            parent = Some(w.write(Kind::Commit, &commit::encode(&c)).expect("commit"));
+        }
+        w.finish().expect("publish");
+        let tip = parent.expect("commits");
+        repo.update_ref("refs/heads/t", tip, None).expect("ref");
+        tip
+    }
+
+    #[test]
+    fn long_histories_list_from_the_commit_cache_and_survive_its_damage() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("repo");
+        let tip = history(&dir, 100);
+        let list = |dir: &std::path::Path| {
+            let repo = Repository::open(dir).expect("open");
+            snapshots(&repo, &tip)
+        };
+        let first = list(&dir).expect("list");
+        assert_eq!(first.len(), 100);
+        assert_eq!(first.last().map(|s| s.commit), Some(tip));
+        assert!(first.windows(2).all(|w| w[0].time < w[1].time));
+        let cache = dir.join("rewind").join(COMMIT_CACHE_NAME);
+        assert!(cache.exists(), "a long history leaves a cache");
+
+        // Answered from the cache alone: no pack is read (or even opened).
+        let pack_dir = dir.join("objects/pack");
+        let away = tmp.path().join("packs-away");
+        std::fs::rename(&pack_dir, &away).expect("move packs");
+        std::fs::create_dir(&pack_dir).expect("mkdir");
+        assert_eq!(list(&dir).expect("list from cache"), first);
+        std::fs::remove_dir(&pack_dir).expect("rmdir");
+        std::fs::rename(&away, &pack_dir).expect("packs back");
+
+        // A damaged cache is ignored (and rewritten): the same listing.
+        let mut bytes = std::fs::read(&cache).expect("read cache");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&cache, &bytes).expect("damage");
+        assert_eq!(list(&dir).expect("list past damage"), first);
+        assert_ne!(std::fs::read(&cache).expect("reread"), bytes);
+        // Truncated, or of another version: the same.
+        std::fs::write(&cache, &bytes[..bytes.len() - 7]).expect("truncate");
+        assert_eq!(list(&dir).expect("list past truncation"), first);
+        std::fs::write(&cache, b"RWCMTS\0\x09").expect("version");
+        assert_eq!(list(&dir).expect("list past version"), first);
+    }
+
+    #[test]
+    fn short_histories_leave_no_cache() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("repo");
+        let tip = history(&dir, 3);
+        let repo = Repository::open(&dir).expect("open");
+        assert_eq!(snapshots(&repo, &tip).expect("list").len(), 3);
+        assert!(!dir.join("rewind").join(COMMIT_CACHE_NAME).exists());
     }
 
     #[test]
