@@ -23,6 +23,13 @@ fn local_tm(epoch: i64) -> libc::tm {
     }
 }
 
+/// Seconds since the epoch now (0 if the clock is before 1970).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The local UTC offset in minutes at `epoch`, for commit signatures.
 pub fn utc_offset_minutes(epoch: i64) -> i32 {
     (local_tm(epoch).tm_gmtoff / 60) as i32

@@ -20,7 +20,7 @@ struct Row {
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> Status {
-    let now = crate::run::now();
+    let now = crate::time::now();
     let (state, text) = match gather(cli, args, now) {
         Ok(rows) => {
             let state = rows

@@ -81,7 +81,11 @@ pub fn acquire(repo: &Path) -> Result<RunLock, LockError> {
             describe(&left)
         );
     }
-    let text = format!("pid {}\nstarted {}\n", std::process::id(), now());
+    let text = format!(
+        "pid {}\nstarted {}\n",
+        std::process::id(),
+        crate::time::now()
+    );
     file.set_len(0)
         .and_then(|_| file.seek(SeekFrom::Start(0)))
         .and_then(|_| file.write_all(text.as_bytes()))
@@ -129,12 +133,6 @@ fn describe(text: &str) -> String {
         (Some(pid), None) => format!("pid {pid}"),
         _ => "pid unknown".into(),
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ pub fn run_backup(
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> BackupRun {
     let started_at = Instant::now();
-    let started = now();
+    let started = crate::time::now();
     let outcome = save_options(backup, progress)
         .map_err(|e| e.to_string())
         .and_then(|opts| save(repo, &opts, &Identity::current()).map_err(|e| one_line(&e)));
@@ -127,13 +127,6 @@ fn shorten(text: &str) -> String {
     let head: String = chars[..KEEP].iter().collect();
     let tail: String = chars[chars.len() - KEEP..].iter().collect();
     format!("{head} ... {tail}")
-}
-
-/// Seconds since the epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
