@@ -414,11 +414,21 @@ fn looks_incompressible(data: &[u8]) -> bool {
     if data.len() < SAMPLE_MIN {
         return false;
     }
-    let mut counts = [0u32; 256];
+    // Four interleaved tables: consecutive equal bytes would otherwise
+    // make each increment wait for the previous one (a store-to-load
+    // chain); this runs over most of a save's bytes.
+    let mut counts = [[0u32; 256]; 4];
     let mut n = 0usize;
     let mut count = |piece: &[u8]| {
-        for &b in piece {
-            counts[usize::from(b)] += 1;
+        let mut quads = piece.chunks_exact(4);
+        for q in &mut quads {
+            counts[0][usize::from(q[0])] += 1;
+            counts[1][usize::from(q[1])] += 1;
+            counts[2][usize::from(q[2])] += 1;
+            counts[3][usize::from(q[3])] += 1;
+        }
+        for &b in quads.remainder() {
+            counts[0][usize::from(b)] += 1;
         }
         n += piece.len();
     };
@@ -430,16 +440,17 @@ fn looks_incompressible(data: &[u8]) -> bool {
             count(&data[i * step..i * step + SAMPLE_PIECE]);
         }
     }
-    let n = n as f64;
-    let bits: f64 = counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
+    // H = log2(n) - sum(c * log2(c)) / n
+    let sum: f64 = (0..256)
+        .map(|b| counts[0][b] + counts[1][b] + counts[2][b] + counts[3][b])
+        .filter(|&c| c > 1)
+        .map(|c| {
+            let c = f64::from(c);
+            c * c.log2()
         })
         .sum();
-    bits > INCOMPRESSIBLE_BITS
+    let n = n as f64;
+    n.log2() - sum / n > INCOMPRESSIBLE_BITS
 }
 
 /// Writes `data` at the start of `out` (at least [`stored_len`] long) as a
@@ -559,6 +570,23 @@ mod tests {
         assert!(c.out.len() <= OUT_KEEP);
         let (z, _) = c.compress(b"");
         assert_eq!(inflate(z), b"");
+    }
+
+    #[test]
+    fn entropy_test_separates_uniform_bytes_from_narrower_sets() {
+        // Exactly 8 bits per byte, whole (<= 16 KiB) and sampled (> 16 KiB).
+        let all: Vec<u8> = (0..=255u8).cycle().take(8192).collect();
+        assert!(looks_incompressible(&all));
+        let all: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        assert!(looks_incompressible(&all));
+        // 7 bits per byte, and 1 bit: below the threshold.
+        let half: Vec<u8> = (0..128u8).cycle().take(8191).collect();
+        assert!(!looks_incompressible(&half));
+        let two: Vec<u8> = [b'a', b'b'].iter().copied().cycle().take(50_001).collect();
+        assert!(!looks_incompressible(&two));
+        // Too small to judge, however random.
+        assert!(!looks_incompressible(&noise(SAMPLE_MIN - 1)));
+        assert!(looks_incompressible(&noise(SAMPLE_MIN)));
     }
 
     #[test]
