@@ -8,6 +8,7 @@ mod commit;
 pub mod index;
 mod sink;
 mod walk;
+mod warm;
 
 use crate::object::ObjectId;
 use crate::repo::Repository;
