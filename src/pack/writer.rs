@@ -43,9 +43,12 @@ pub const DEFAULT_OBJECT_LIMIT: u32 = 1 << 16;
 /// fewer bytes says too little).
 const SAMPLE_MIN: usize = 4 << 10;
 /// Objects up to this size are sampled whole; larger ones in four pieces
-/// of `SAMPLE_PIECE` bytes spread over the object.
-const SAMPLE_WHOLE: usize = 16 << 10;
-const SAMPLE_PIECE: usize = 4 << 10;
+/// of `SAMPLE_PIECE` bytes spread over the object. Sampling 4 KiB of a
+/// ~10 KiB chunk instead of all of it (up to 16 KiB, as before) changed the
+/// decision for 4 of ~50,000 chunks of the benchmark's VM image (3.6 KB of
+/// space) and none of the dump or the random files, for 2.5x less work.
+const SAMPLE_WHOLE: usize = 4 << 10;
+const SAMPLE_PIECE: usize = 1 << 10;
 /// Order-0 entropy (bits per byte) above which an object is stored
 /// (zlib level 0) without trying deflate. Random, compressed or encrypted
 /// data measures ~7.95 on a 4 KiB sample; text 4-6. At 7.5 Huffman coding
