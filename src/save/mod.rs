@@ -7,6 +7,7 @@
 mod commit;
 pub mod index;
 mod sink;
+mod sparse;
 mod walk;
 mod warm;
 

@@ -4,6 +4,7 @@
 //! warnings: the entry is left out and the save goes on.
 
 use super::index::{self, ChangeIndex, Entry, EntryKind};
+use super::sparse::SparseReader;
 use super::warm::{WarmData, Warmer};
 use super::{ObjectSink, SaveError, SaveStats};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
@@ -604,15 +605,19 @@ impl<'f, 'r> Walker<'f, 'r> {
                         return Ok(None);
                     }
                 };
-                let (object, size) =
-                    match store_stream(file, sink, &mut self.splitter, Some(&self.progress)) {
-                        Ok(stored) => stored,
-                        Err(StreamError::Read(e)) => {
-                            self.warn(format!("{}: cannot read: {e}", path.display()));
-                            return Ok(None);
-                        }
-                        Err(StreamError::Save(e)) => return Err(e),
-                    };
+                let (object, size) = match store_stream(
+                    SparseReader::new(file),
+                    sink,
+                    &mut self.splitter,
+                    Some(&self.progress),
+                ) {
+                    Ok(stored) => stored,
+                    Err(StreamError::Read(e)) => {
+                        self.warn(format!("{}: cannot read: {e}", path.display()));
+                        return Ok(None);
+                    }
+                    Err(StreamError::Save(e)) => return Err(e),
+                };
                 self.counts.files_read += 1;
                 self.counts.bytes_read += size;
                 (object, size)
