@@ -189,7 +189,9 @@ mod tests {
     #[test]
     fn reads_the_same_bytes_as_a_plain_read() {
         let tmp = tempfile::tempdir().unwrap();
-        let layouts: Vec<(Vec<(u64, Vec<u8>)>, u64)> = vec![
+        // (offset, bytes) pieces, and the file's length.
+        type Layout = (Vec<(u64, Vec<u8>)>, u64);
+        let layouts: Vec<Layout> = vec![
             // Data, a large hole, data, a small hole, data, a large hole
             // to the end.
             (
