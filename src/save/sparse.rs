@@ -37,11 +37,14 @@ pub(super) struct SparseReader {
 }
 
 impl SparseReader {
-    pub fn new(file: File) -> SparseReader {
+    /// `size` is the size the caller's `lstat` saw: a file too small to
+    /// have a hole worth skipping is read plainly without another `fstat`.
+    pub fn new(file: File, size: u64) -> SparseReader {
         // st_blocks counts 512-byte units whatever the block size.
-        let sparse = file
-            .metadata()
-            .is_ok_and(|m| m.blocks().saturating_mul(512) + MIN_HOLE <= m.len());
+        let sparse = size >= MIN_HOLE
+            && file
+                .metadata()
+                .is_ok_and(|m| m.blocks().saturating_mul(512) + MIN_HOLE <= m.len());
         SparseReader {
             file,
             pos: 0,
@@ -218,10 +221,10 @@ mod tests {
             let path = sparse_file(tmp.path(), &pieces, len);
             let expected = std::fs::read(&path).unwrap();
             assert_eq!(expected.len() as u64, len);
-            let r = SparseReader::new(File::open(&path).unwrap());
+            let r = SparseReader::new(File::open(&path).unwrap(), len);
             assert!(!r.plain, "a file with large holes is read sparsely");
             for piece in [4096, 7_000, 256 << 10, 3 << 20] {
-                let r = SparseReader::new(File::open(&path).unwrap());
+                let r = SparseReader::new(File::open(&path).unwrap(), len);
                 assert!(read_all(r, piece) == expected, "piece {piece}, len {len}");
             }
         }
@@ -232,8 +235,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let data = pattern(9, 300_000);
         let path = sparse_file(tmp.path(), &[(0, data.clone())], 300_000);
-        let r = SparseReader::new(File::open(&path).unwrap());
+        let r = SparseReader::new(File::open(&path).unwrap(), 300_000);
         assert!(r.plain);
         assert_eq!(read_all(r, 65_536), data);
+        // A small file is not even looked at, however sparse.
+        let path = sparse_file(tmp.path(), &[(1000, pattern(8, 10))], MIN_HOLE - 1);
+        let r = SparseReader::new(File::open(&path).unwrap(), MIN_HOLE - 1);
+        assert!(r.plain);
+        assert_eq!(read_all(r, 4096), std::fs::read(&path).unwrap());
     }
 }

@@ -606,7 +606,7 @@ impl<'f, 'r> Walker<'f, 'r> {
                     }
                 };
                 let (object, size) = match store_stream(
-                    SparseReader::new(file),
+                    SparseReader::new(file, st.size),
                     sink,
                     &mut self.splitter,
                     Some(&self.progress),
