@@ -247,6 +247,47 @@ fn rollover_publishes_several_packs() {
     }
 }
 
+/// Packs that end with the planned count were hashed while written; the
+/// last one, shorter, is read back with its count patched. git checks
+/// both trailers and counts.
+#[test]
+fn object_limit_rollover_hashes_full_packs_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repository::init(tmp.path()).unwrap();
+    let mut w = repo.pack_writer().unwrap();
+    w.set_object_limit(5);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(w.write(Kind::Blob, &noise(i, 3_000 + i as usize)).unwrap());
+    }
+    // A duplicate is not an object: it must not count towards the limit.
+    w.write(Kind::Blob, &noise(0, 3_000)).unwrap();
+    let paths = w.finish().unwrap();
+    let idxs: Vec<_> = paths
+        .iter()
+        .filter(|p| p.extension().unwrap() == "idx")
+        .collect();
+    assert_eq!(idxs.len(), 3, "{paths:?}");
+    let mut counts = Vec::new();
+    for p in &idxs {
+        let out = git(tmp.path(), &["verify-pack", "-v", p.to_str().unwrap()]);
+        let objects = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" blob "))
+            .count();
+        counts.push(objects);
+    }
+    counts.sort();
+    assert_eq!(counts, [2, 5, 5]);
+    repo.objects().refresh().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let obj = repo.objects().read(id).unwrap();
+        assert_eq!(obj.kind, Kind::Blob);
+        assert_eq!(obj.data, noise(i as u64, 3_000 + i));
+    }
+}
+
 #[test]
 fn empty_writer_publishes_nothing_and_dropped_writer_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();

@@ -27,8 +27,12 @@ pub const MAX_SIZE: u32 = 64 * 1024;
 /// `AVG_SIZE` (the masks are "avg bits ± level").
 pub const NORMALIZATION: u32 = 2;
 
-/// Size of the read buffer (at least twice the maximum chunk).
-const READ_BUF: usize = 1 << 20;
+/// Size of the read buffer (at least twice the maximum chunk). Small
+/// enough that what a read copies in is still in the core's L2 cache when
+/// the cut search, SHA-1 and the copy into the pipeline go over it: with
+/// 1 MiB reads a first save of 1.7 GB spent ~2 s more system time
+/// (4.4-4.6 s vs 1.7-2.7 s, same user time).
+const READ_BUF: usize = 256 << 10;
 
 /// Chunking parameters. Only the constants above are ever used to write a
 /// repository; other values exist for the parameter study
@@ -123,9 +127,10 @@ impl Splitter {
             params,
             mask_s,
             mask_l,
-            // Large reads: fewer syscalls, and the tail moved down after
-            // each fill (`copy_within`, under `max`) is rare. Not a chunking
-            // parameter: cut points depend only on the bytes.
+            // Reads of several chunks: few syscalls, and the tail moved
+            // down after each fill (`copy_within`, under `max`) is a small
+            // share. Not a chunking parameter: cut points depend only on
+            // the bytes.
             buf: vec![0u8; (2 * max as usize).max(READ_BUF)].into_boxed_slice(),
         }
     }

@@ -706,6 +706,9 @@ pub(super) struct ChangeIndex<'r> {
     new: Option<IndexWriter>,
     /// Paths with mtime or ctime at or after this are not recorded.
     racy_from: Timespec,
+    /// When the previous index was begun (about when the save that wrote
+    /// it started); `None` without a usable previous index.
+    previous_start: Option<std::time::SystemTime>,
     pub racy: u64,
 }
 
@@ -719,6 +722,14 @@ impl<'r> ChangeIndex<'r> {
                 None
             }
         };
+        // The writer creates its file when the save starts and renames it
+        // into place at the end, so the birth time is the start (where the
+        // file system records none, the end: later, which only means fewer
+        // files look changed to the cache warmer).
+        let previous_start = old.as_ref().and_then(|_| {
+            let m = std::fs::metadata(&path).ok()?;
+            m.created().or_else(|_| m.modified()).ok()
+        });
         let new = match IndexWriter::create(&path) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -737,8 +748,24 @@ impl<'r> ChangeIndex<'r> {
                 sec: start.as_secs() as i64 - RACY_MARGIN_SECS,
                 nsec: start.subsec_nanos(),
             },
+            previous_start,
             racy: 0,
         }
+    }
+
+    /// About when the save that wrote the previous index started; `None`
+    /// if there is no usable previous index. A path whose ctime is before
+    /// this (minus the racy margin) is probably unchanged: a hint only,
+    /// the stat comparison decides.
+    pub fn previous_start(&self) -> Option<Timespec> {
+        let t = self
+            .previous_start?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(Timespec {
+            sec: t.as_secs() as i64 - RACY_MARGIN_SECS,
+            nsec: t.subsec_nanos(),
+        })
     }
 
     /// The previous entry for `key` if it shows the path unchanged (same

@@ -8,7 +8,9 @@ mod commit;
 pub mod dump;
 pub mod index;
 mod sink;
+mod sparse;
 mod walk;
+mod warm;
 
 use crate::object::ObjectId;
 use crate::repo::Repository;

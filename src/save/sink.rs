@@ -292,7 +292,6 @@ fn thread_panicked(which: &str, pack_dir: &Path) -> Error {
 
 fn compress_worker(level: u32, jobs: &Mutex<Receiver<Batch>>, done: &SyncSender<Batch>) {
     let mut compressor = Compressor::new(level);
-    let mut scratch = Vec::new();
     loop {
         // Hold the lock only to take one job.
         let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -301,13 +300,11 @@ fn compress_worker(level: u32, jobs: &Mutex<Receiver<Batch>>, done: &SyncSender<
         };
         batch.zdata.clear();
         for item in &mut batch.items {
-            item.stored = compressor.compress(&batch.data[item.data.clone()], &mut scratch);
+            let (zdata, stored) = compressor.compress(&batch.data[item.data.clone()]);
+            item.stored = stored;
             let start = batch.zdata.len();
-            batch.zdata.extend_from_slice(&scratch);
+            batch.zdata.extend_from_slice(zdata);
             item.zdata = start..batch.zdata.len();
-        }
-        if scratch.capacity() > SLOT_KEEP {
-            scratch = Vec::new();
         }
         if done.send(batch).is_err() {
             return; // the appender stopped

@@ -4,6 +4,8 @@
 //! warnings: the entry is left out and the save goes on.
 
 use super::index::{self, ChangeIndex, Entry, EntryKind};
+use super::sparse::SparseReader;
+use super::warm::{WarmData, Warmer};
 use super::{ObjectSink, SaveError, SaveStats};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
@@ -177,11 +179,8 @@ pub(super) struct Walker<'f, 'r> {
     splitter: Splitter,
     capturer: Capturer,
     hardlinks: HashMap<(u64, u64), LinkedFile>,
-    /// Warms the page cache for the files about to be read (see `Prefetch`).
-    prefetch: Prefetch,
-    /// Files read in a row (not reused from the index): prefetching pays
-    /// only while the walk is reading, never on an unchanged re-save.
-    read_streak: u32,
+    /// Lists, stats and reads ahead of the walk during `save_root`.
+    warmer: Option<Warmer>,
     pub index: ChangeIndex<'r>,
     pub warnings: Vec<String>,
     /// The walk's share of the save's statistics (files, directories,
@@ -203,8 +202,7 @@ impl<'f, 'r> Walker<'f, 'r> {
             splitter: Splitter::new(),
             capturer: Capturer::new(),
             hardlinks: HashMap::new(),
-            prefetch: Prefetch::start(),
-            read_streak: 0,
+            warmer: None,
             index,
             warnings: Vec::new(),
             counts: SaveStats::default(),
@@ -222,7 +220,16 @@ impl<'f, 'r> Walker<'f, 'r> {
         root: &VirtualDir,
         sink: &mut ObjectSink,
     ) -> Result<ObjectId, SaveError> {
-        self.save_virtual(root, sink)
+        let mut roots = Vec::new();
+        walked_dirs(root, self.one_file_system, &mut roots);
+        let data = match self.index.previous_start() {
+            Some(t) => WarmData::ChangedSince(t),
+            None => WarmData::All,
+        };
+        self.warmer = Some(Warmer::start(roots, self.filter.clone(), data));
+        let result = self.save_virtual(root, sink);
+        self.warmer = None;
+        result
     }
 
     fn capture(&mut self, path: &Path, st: &Stat) -> Option<Metadata> {
@@ -351,23 +358,13 @@ impl<'f, 'r> Walker<'f, 'r> {
         };
         names.sort();
         let mut out = Vec::with_capacity(names.len());
-        // Entries below this one have been handed to the prefetcher.
-        let mut hinted = 0usize;
-        for i in 0..names.len() {
-            if self.read_streak >= PREFETCH_AFTER {
-                let upto = (i + 1 + PREFETCH_WINDOW).min(names.len());
-                for later in &names[hinted.max(i + 1)..upto] {
-                    let path = dir.join(OsStr::from_bytes(later));
-                    if !self.filter.excludes(&path) {
-                        self.prefetch.hint(path);
-                    }
-                }
-                hinted = hinted.max(upto);
-            }
-            let name = std::mem::take(&mut names[i]);
+        for name in names {
             let path = dir.join(OsStr::from_bytes(&name));
             if self.filter.excludes(&path) {
                 continue;
+            }
+            if let Some(w) = &self.warmer {
+                w.walked(1);
             }
             let key = index::child_key(dir_key, &name);
             if let Some(stored) = self.save_entry(&path, key, name, device, sink)? {
@@ -600,7 +597,6 @@ impl<'f, 'r> Walker<'f, 'r> {
             // Unchanged since indexed, and not racy then: what was stored
             // had exactly the size lstat shows.
             Some(object) => {
-                self.read_streak = 0;
                 self.counts.files_reused += 1;
                 (object, st.size)
             }
@@ -612,16 +608,19 @@ impl<'f, 'r> Walker<'f, 'r> {
                         return Ok(None);
                     }
                 };
-                let (object, size) =
-                    match store_stream(file, sink, &mut self.splitter, Some(&self.progress)) {
-                        Ok(stored) => stored,
-                        Err(StreamError::Read(e)) => {
-                            self.warn(format!("{}: cannot read: {e}", path.display()));
-                            return Ok(None);
-                        }
-                        Err(StreamError::Save(e)) => return Err(e),
-                    };
-                self.read_streak = self.read_streak.saturating_add(1);
+                let (object, size) = match store_stream(
+                    SparseReader::new(file, st.size),
+                    sink,
+                    &mut self.splitter,
+                    Some(&self.progress),
+                ) {
+                    Ok(stored) => stored,
+                    Err(StreamError::Read(e)) => {
+                        self.warn(format!("{}: cannot read: {e}", path.display()));
+                        return Ok(None);
+                    }
+                    Err(StreamError::Save(e)) => return Err(e),
+                };
                 self.counts.files_read += 1;
                 self.counts.bytes_read += size;
                 (object, size)
@@ -673,6 +672,20 @@ fn reuse_record(record: Vec<u8>) -> Option<(Vec<u8>, bool)> {
     Some((record, true))
 }
 
+/// The live directories the walk of `dir` lists first-hand, in walk order,
+/// each with the device it stays on under `--one-file-system`.
+fn walked_dirs(dir: &VirtualDir, one_file_system: bool, out: &mut Vec<(PathBuf, Option<u64>)>) {
+    for merged in &dir.merged {
+        let device = one_file_system.then(|| device_of(merged)).flatten();
+        out.push((merged.clone(), device));
+    }
+    for node in dir.children.values() {
+        if let VirtualNode::Dir(child) = node {
+            walked_dirs(child, one_file_system, out);
+        }
+    }
+}
+
 fn device_of(path: &Path) -> Option<u64> {
     lstat(path).ok().map(|st| st.dev)
 }
@@ -699,75 +712,6 @@ fn open_noatime(path: &Path, extra_flags: i32) -> io::Result<File> {
     match open(libc::O_NOATIME) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
         other => other,
-    }
-}
-
-/// Consecutive files read before the walk starts prefetching.
-const PREFETCH_AFTER: u32 = 4;
-/// How many directory entries ahead of the walk are prefetched.
-const PREFETCH_WINDOW: usize = 32;
-/// Bytes of one file prefetched at most; readahead covers the rest.
-const PREFETCH_BYTES: i64 = 1 << 20;
-
-/// Reading small files from a cold cache is one synchronous disk round trip
-/// each, during which the walker, and with it the whole pipeline, stalls.
-/// A helper thread asks the kernel to start reading the next few files
-/// (`POSIX_FADV_WILLNEED` returns once the reads are queued), so the disk
-/// works ahead of the walker. Purely a hint: it opens read-only without
-/// touching access times, never reads data itself, and a failure or a
-/// dropped hint changes nothing but speed.
-struct Prefetch {
-    /// `None` if the thread could not be started.
-    tx: Option<std::sync::mpsc::SyncSender<PathBuf>>,
-}
-
-impl Prefetch {
-    fn start() -> Prefetch {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<PathBuf>(PREFETCH_WINDOW * 2);
-        let spawned = std::thread::Builder::new()
-            .name("prefetch".into())
-            .spawn(move || {
-                for path in rx {
-                    warm(&path);
-                }
-            });
-        Prefetch {
-            tx: spawned.ok().map(|_| tx),
-        }
-    }
-
-    /// Queues `path` for prefetching, or drops the hint if the helper is
-    /// behind: the walker never waits for it.
-    fn hint(&mut self, path: PathBuf) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(path);
-        }
-    }
-}
-
-/// Starts the kernel reading the head of `path` if it is a regular file.
-/// Anything else (devices, FIFOs) is never opened: opening can have effects.
-fn warm(path: &Path) {
-    let Ok(st) = lstat(path) else { return };
-    if st.file_type() != libc::S_IFREG || st.size == 0 {
-        return;
-    }
-    // O_NONBLOCK: should the path have become a FIFO since, do not hang.
-    let Ok(file) = open_noatime(path, libc::O_NONBLOCK) else {
-        return;
-    };
-    match file.metadata() {
-        Ok(m) if m.is_file() => {}
-        _ => return,
-    }
-    // SAFETY: a plain syscall on a descriptor we own; a hint, errors ignored.
-    unsafe {
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            0,
-            PREFETCH_BYTES,
-            libc::POSIX_FADV_WILLNEED,
-        );
     }
 }
 
