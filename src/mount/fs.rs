@@ -506,6 +506,15 @@ impl RewindFs {
         self.chunks.set_budget(budget);
     }
 
+    /// A directory's parent, kind and entries, for readdir and readdirplus.
+    fn listing(&self, ino: INodeNo) -> Result<(u64, InodeKind, Listing), Errno> {
+        let (parent, kind) = self.node_of(ino)?;
+        let entries = self
+            .entries(ino.0, &kind)
+            .map_err(|e| errno(&e, "readdir"))?;
+        Ok((parent, kind, entries))
+    }
+
     fn node_of(&self, ino: INodeNo) -> Result<(u64, InodeKind), Errno> {
         let (parent, kind) = self.inodes.get(ino.0).ok_or(Errno::ENOENT)?;
         let InodeKind::Pending(name) = &kind else {
@@ -753,13 +762,9 @@ impl Filesystem for RewindFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (parent, kind) = match self.node_of(ino) {
-            Ok(k) => k,
+        let (parent, _, entries) = match self.listing(ino) {
+            Ok(l) => l,
             Err(e) => return reply.error(e),
-        };
-        let entries = match self.entries(ino.0, &kind) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(&e, "readdir")),
         };
         let dots = [
             (ino.0, FileType::Directory, &b"."[..]),
@@ -790,13 +795,9 @@ impl Filesystem for RewindFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (parent, kind) = match self.node_of(ino) {
-            Ok(k) => k,
+        let (parent, kind, entries) = match self.listing(ino) {
+            Ok(l) => l,
             Err(e) => return reply.error(e),
-        };
-        let entries = match self.entries(ino.0, &kind) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(&e, "readdir")),
         };
         // "." and ".." carry no reference (the kernel skips them); their
         // attributes are not used.
