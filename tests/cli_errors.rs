@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn tree(dir: &Path) {
@@ -181,29 +180,11 @@ fn repository_comes_from_flag_then_env_then_home() {
     assert_eq!(out.lines(), ["env"]);
 }
 
-/// A copy of the binary that an unprivileged user can execute (the build
-/// tree may sit under a 0700 home directory).
-fn public_binary(dir: &Path) -> std::path::PathBuf {
-    let bin = dir.join("rewind");
-    fs::copy(rewind_bin(), &bin).unwrap();
-    chmod(&bin, 0o755);
-    bin
-}
-
 #[test]
 fn unreadable_files_give_a_partial_snapshot_and_exit_1() {
     // Outside the build tree, in a directory everyone can traverse.
-    let t = tempfile::Builder::new()
-        .prefix("rw-nobody")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let root = canon(t.path());
-    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = public_binary(&root);
-    let (uid, gid) = user_ids("nobody");
-    let home = root.join("home");
-    mkdir(&home);
-    lchown(&home, uid, gid);
+    let nobody = Nobody::new();
+    let (root, bin, home) = (&nobody.root, &nobody.bin, &nobody.home);
 
     let src = root.join("src");
     tree(&src);
@@ -215,34 +196,24 @@ fn unreadable_files_give_a_partial_snapshot_and_exit_1() {
 
     let repo = root.join("repo");
     let as_root = |args: &[&str]| {
-        let mut c = std::process::Command::new(&bin);
-        c.env("HOME", &home)
+        let mut c = std::process::Command::new(bin);
+        c.env("HOME", home)
             .env("TZ", "UTC")
             .env_remove("REWIND_REPO");
         c.arg("-d").arg(&repo).args(args);
         run(&mut c)
     };
     as_root(&["init"]).success();
-    sh(std::process::Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(&repo));
+    nobody.give(&repo);
 
-    let mut c = std::process::Command::new("setpriv");
-    c.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={gid}"),
-        "--clear-groups",
-    ])
-    .arg(&bin)
-    .env("HOME", &home)
-    .env("TZ", "UTC")
-    .env_remove("REWIND_REPO")
-    .arg("-d")
-    .arg(&repo)
-    .args(["save", "-n", "n"])
-    .arg(&src);
-    let out = run(&mut c).no_panic().status(1);
+    let out = run(nobody
+        .rewind()
+        .arg("-d")
+        .arg(&repo)
+        .args(["save", "-n", "n"])
+        .arg(&src))
+    .no_panic()
+    .status(1);
     for bad in [src.join("secret"), src.join("locked")] {
         assert!(
             out.stderr.contains(bad.to_str().unwrap()),

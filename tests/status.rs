@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 fn now() -> i64 {
@@ -197,19 +196,8 @@ fn an_unreadable_repository_or_config_is_unknown() {
 /// `rewind run` as `nobody`, so that a 0000 file really cannot be read.
 #[test]
 fn a_run_with_unreadable_files_exits_1_and_status_warns() {
-    let t = tempfile::Builder::new()
-        .prefix("rw-nobody")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let root = canon(t.path());
-    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = root.join("rewind");
-    fs::copy(rewind_bin(), &bin).unwrap();
-    chmod(&bin, 0o755);
-    let (uid, gid) = user_ids("nobody");
-    let home = root.join("home");
-    mkdir(&home);
-    lchown(&home, uid, gid);
+    let nobody = Nobody::new();
+    let root = &nobody.root;
     let data = root.join("data");
     mkdir(&data);
     write(&data.join("ok.txt"), b"fine\n");
@@ -226,32 +214,15 @@ fn a_run_with_unreadable_files_exits_1_and_status_warns() {
         ),
     )
     .unwrap();
-    Rw::bare(&home)
+    Rw::bare(&nobody.home)
         .arg("-d")
         .arg(&repo)
         .arg("init")
         .run()
         .success();
-    sh(std::process::Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(&repo));
-    let as_nobody = |args: &[&str]| {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={gid}"),
-            "--clear-groups",
-        ])
-        .arg(&bin)
-        .env("HOME", &home)
-        .env("TZ", "UTC")
-        .env_remove("REWIND_REPO")
-        .arg("--config")
-        .arg(&cfg)
-        .args(args);
-        run(&mut c).no_panic()
-    };
+    nobody.give(&repo);
+    let as_nobody =
+        |args: &[&str]| run(nobody.rewind().arg("--config").arg(&cfg).args(args)).no_panic();
     // Quiet, yet the problem is printed: cron mails it.
     let out = as_nobody(&["-q", "run"]).status(1);
     assert!(

@@ -637,6 +637,73 @@ pub fn user_ids(name: &str) -> (u32, u32) {
     unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
 }
 
+/// A scratch root for running rewind as the unprivileged user `nobody`, so
+/// that a mode-0000 file really cannot be read: a world-traversable
+/// directory under /var/tmp (the build tree may sit under a 0700 home), a
+/// copy of the binary that user can execute, and a home it owns.
+pub struct Nobody {
+    pub root: PathBuf,
+    pub bin: PathBuf,
+    pub home: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl Nobody {
+    pub fn new() -> Nobody {
+        let dir = tempfile::Builder::new()
+            .prefix("rw-nobody")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let root = canon(dir.path());
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = root.join("rewind");
+        fs::copy(rewind_bin(), &bin).unwrap();
+        chmod(&bin, 0o755);
+        let (uid, gid) = user_ids("nobody");
+        let home = root.join("home");
+        mkdir(&home);
+        lchown(&home, uid, gid);
+        Nobody {
+            root,
+            bin,
+            home,
+            uid,
+            gid,
+            _dir: dir,
+        }
+    }
+
+    /// Hands `path` (a repository made as root) over to the user.
+    pub fn give(&self, path: &Path) {
+        sh(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", self.uid, self.gid))
+            .arg(path));
+    }
+
+    /// The binary run as the user, with its home, `TZ=UTC` and no
+    /// `REWIND_REPO`; the caller adds the arguments.
+    pub fn rewind(&self) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--clear-groups")
+            .arg(&self.bin)
+            .env("HOME", &self.home)
+            .env("TZ", "UTC")
+            .env_remove("REWIND_REPO");
+        c
+    }
+}
+
+impl Default for Nobody {
+    fn default() -> Self {
+        Nobody::new()
+    }
+}
+
 #[track_caller]
 pub fn sh(cmd: &mut Command) {
     run(cmd).success();
