@@ -21,7 +21,7 @@ pub mod capture;
 pub(crate) mod ids;
 pub mod record;
 mod sys;
-mod vint;
+pub(crate) mod vint;
 
 use std::io;
 use std::path::PathBuf;

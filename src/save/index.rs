@@ -37,6 +37,7 @@
 //!               every byte before it
 //! ```
 
+use crate::meta::vint::put_vuint;
 use crate::meta::{Stat, Timespec};
 use crate::object::ObjectId;
 use crate::repo::Repository;
@@ -226,41 +227,32 @@ pub struct Summary {
 
 // ---------------------------------------------------------------- encoding
 
-fn put_uint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
+// Numbers are LEB128 (`meta::vint::put_vuint`, as in `.bupm` records);
+// the decoder below is stricter than `.bupm`'s: at most 10 bytes.
 
 fn put_time(out: &mut Vec<u8>, t: Timespec) {
-    put_uint(out, ((t.sec << 1) ^ (t.sec >> 63)) as u64);
-    put_uint(out, u64::from(t.nsec));
+    put_vuint(out, ((t.sec << 1) ^ (t.sec >> 63)) as u64);
+    put_vuint(out, u64::from(t.nsec));
 }
 
 fn encode_entry(prev_key: &[u8], key: &[u8], e: &Entry, out: &mut Vec<u8>) {
     let shared = prev_key.iter().zip(key).take_while(|(a, b)| a == b).count();
     out.push(TAG_ENTRY);
-    put_uint(out, shared as u64);
-    put_uint(out, (key.len() - shared) as u64);
+    put_vuint(out, shared as u64);
+    put_vuint(out, (key.len() - shared) as u64);
     out.extend_from_slice(&key[shared..]);
     out.push(e.kind as u8);
     for v in [e.dev, e.ino, e.size, u64::from(e.mode), e.nlink] {
-        put_uint(out, v);
+        put_vuint(out, v);
     }
-    put_uint(out, u64::from(e.uid));
-    put_uint(out, u64::from(e.gid));
+    put_vuint(out, u64::from(e.uid));
+    put_vuint(out, u64::from(e.gid));
     for t in [e.mtime, e.ctime, e.atime] {
         put_time(out, t);
     }
     out.extend_from_slice(e.id.as_bytes());
-    put_uint(out, e.children);
-    put_uint(out, e.record.len() as u64);
+    put_vuint(out, e.children);
+    put_vuint(out, e.record.len() as u64);
     out.extend_from_slice(&e.record);
 }
 
