@@ -13,7 +13,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -61,17 +60,17 @@ pub fn acquire(repo: &Path) -> Result<RunLock, LockError> {
         .create(true)
         .truncate(false)
         .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC)
         .open(&path)
         .map_err(io("opening", &path))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    // std's file locks are flock(2) on Linux; files are opened close-on-
+    // exec, so a dump command cannot inherit (and keep) the lock.
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
             let holder = describe(&read_text(&mut file));
             return Err(LockError::Held { path, holder });
         }
-        return Err(io("locking", &path)(e));
+        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &path)(e)),
     }
     let left = read_text(&mut file);
     if !left.trim().is_empty() {
