@@ -702,7 +702,9 @@ fn open_for_reading(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-fn open_noatime(path: &Path, extra_flags: i32) -> io::Result<File> {
+/// Opens `path` read-only, never through a symlink, without moving its
+/// access time where the kernel allows it (O_NOATIME needs ownership).
+pub(super) fn open_noatime(path: &Path, extra_flags: i32) -> io::Result<File> {
     let open = |flags| {
         std::fs::OpenOptions::new()
             .read(true)

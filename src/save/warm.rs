@@ -242,20 +242,10 @@ fn warm_dir(shared: &Shared, dir: &Dir) -> Vec<Dir> {
 /// Asks the kernel to start reading the head of the regular file `path`.
 /// Anything else (devices, FIFOs) is never opened: opening can have effects.
 fn warm_head(path: &std::path::Path) {
-    let open = |flags| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            // O_NONBLOCK: should the path have become a FIFO since, do not
-            // hang.
-            .custom_flags(flags | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
+    // O_NONBLOCK: should the path have become a FIFO since, do not hang.
+    let Ok(file) = super::walk::open_noatime(path, libc::O_NONBLOCK) else {
+        return;
     };
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match open(libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
-        other => other,
-    };
-    let Ok(file) = file else { return };
     match file.metadata() {
         Ok(m) if m.is_file() => {}
         _ => return,
