@@ -201,20 +201,13 @@ impl CommitCache {
         let sum = sha1::Sha1::digest(&out);
         out.extend_from_slice(&sum);
         let path = Self::path(repo);
-        let write = || -> std::io::Result<()> {
-            let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".tmp_commits_")
-                .tempfile_in(dir)?;
-            std::io::Write::write_all(&mut tmp, &out)?;
-            // Readable by whoever may read the repository (as its packs).
-            std::fs::set_permissions(
-                tmp.path(),
-                std::os::unix::fs::PermissionsExt::from_mode(0o644),
-            )?;
-            tmp.persist(&path).map_err(|e| e.error)?;
-            Ok(())
+        // Readable by whoever may read the repository (write_atomic makes
+        // it 0644, as its packs).
+        let write = || -> Result<(), String> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            crate::repo::fsutil::write_atomic(&path, &out).map_err(|e| e.to_string())
         };
         // A repository this user may not write (browsing someone else's
         // backups) simply lists without the cache.
