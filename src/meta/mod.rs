@@ -40,6 +40,16 @@ pub struct Timespec {
 }
 
 impl Timespec {
+    /// A wall-clock time (`None` before 1970, which a clock of ours never
+    /// reads).
+    pub fn from_system_time(t: std::time::SystemTime) -> Option<Timespec> {
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(Timespec {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        })
+    }
+
     /// Builds a normalised time from seconds and a possibly out-of-range
     /// nanosecond count (kernel values are already normal; decoded values
     /// may not be). Returns None on overflow.

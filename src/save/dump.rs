@@ -36,7 +36,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How much of a dump's standard error is kept: enough for any real error
 /// message, bounded whatever the command prints.
@@ -341,13 +341,7 @@ fn indent(text: &str) -> String {
 fn dump_metadata(size: u64, finished: SystemTime, names: &mut IdNames) -> Metadata {
     // SAFETY: plain getters without arguments; they cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    let since = finished
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let time = Timespec {
-        sec: since.as_secs() as i64,
-        nsec: since.subsec_nanos(),
-    };
+    let time = Timespec::from_system_time(finished).unwrap_or_default();
     Metadata {
         mode: libc::S_IFREG | DUMP_MODE,
         uid,

@@ -729,16 +729,14 @@ impl<'r> ChangeIndex<'r> {
                 None
             }
         };
-        let start = started
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let start = Timespec::from_system_time(started).unwrap_or_default();
         ChangeIndex {
             repo,
             old,
             new,
             racy_from: Timespec {
-                sec: start.as_secs() as i64 - RACY_MARGIN_SECS,
-                nsec: start.subsec_nanos(),
+                sec: start.sec - RACY_MARGIN_SECS,
+                ..start
             },
             previous_start,
             racy: 0,
@@ -750,13 +748,10 @@ impl<'r> ChangeIndex<'r> {
     /// this (minus the racy margin) is probably unchanged: a hint only,
     /// the stat comparison decides.
     pub fn previous_start(&self) -> Option<Timespec> {
-        let t = self
-            .previous_start?
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
+        let t = Timespec::from_system_time(self.previous_start?)?;
         Some(Timespec {
-            sec: t.as_secs() as i64 - RACY_MARGIN_SECS,
-            nsec: t.subsec_nanos(),
+            sec: t.sec - RACY_MARGIN_SECS,
+            ..t
         })
     }
 
