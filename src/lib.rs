@@ -5,6 +5,7 @@
 //! commits) -> `repo` (refs, moved last). Reading: `repo` -> `view` (snapshots,
 //! paths, file contents at an offset) -> restore / ls / mount.
 
+pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod commands;

@@ -10,9 +10,10 @@
 use super::attr;
 use super::inodes::{node_bytes, InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
 use super::links::LinkCounts;
+use crate::cache::ByteLru;
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repository;
-use crate::view::random::{ByteLru, ChunkCache, FileReader, Prefetcher};
+use crate::view::random::{ChunkCache, FileReader, Prefetcher};
 use crate::view::{self, content_size, snapshots, Directory, Node, NodeType, ViewError};
 use fuser::{
     AccessFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,

@@ -11,9 +11,9 @@
 //! gets the exact count.
 
 use super::inodes::SnapshotRef;
+use crate::cache::ByteLru;
 use crate::object::ObjectId;
 use crate::repo::Repository;
-use crate::view::random::ByteLru;
 use crate::view::{self, NodeType, ViewError};
 use std::collections::HashMap;
 use std::sync::mpsc::{channel, Sender};

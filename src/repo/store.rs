@@ -9,6 +9,7 @@
 //! small cache of recently used bases, bounded in bytes.
 
 use super::{loose, Error};
+use crate::cache::ByteLru;
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::reader::ReadFail;
 use crate::pack::{delta, EntryKind, PackFile};
@@ -91,7 +92,7 @@ impl ObjectStore {
             checked_ms: AtomicU64::new(0),
             opened: std::time::Instant::now(),
             next_pack_id: AtomicU64::new(0),
-            cache: Mutex::new(BaseCache::default()),
+            cache: Mutex::new(BaseCache::new(CACHE_BYTES)),
         };
         // The scan itself waits for first use; a store that cannot even be
         // listed is refused now, with its reason.
@@ -192,7 +193,7 @@ impl ObjectStore {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain_packs(&live);
+            .retain(|(uid, _)| live.contains(uid));
         Ok(())
     }
 
@@ -431,29 +432,27 @@ impl ObjectStore {
     /// Bounds the memory kept for delta bases (objects of `git gc`-repacked
     /// repositories), e.g. to a share of a mount's configured cache.
     pub fn set_base_cache_bytes(&self, bytes: usize) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.budget = bytes;
-        cache.put_nothing();
-    }
-
-    fn base_budget(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).budget
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_budget(bytes);
     }
 
     fn cache_get(&self, uid: u64, offset: u64) -> Option<(Kind, Arc<Vec<u8>>)> {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(uid, offset)
+            .get(&(uid, offset))
     }
 
+    /// Keeps a base of at most CACHE_MAX_OBJECT bytes (the cache itself
+    /// refuses anything larger than its whole budget).
     fn cache_put(&self, uid: u64, offset: u64, kind: Kind, data: &Arc<Vec<u8>>) {
-        if data.len() <= CACHE_MAX_OBJECT.min(self.base_budget()) {
+        if data.len() <= CACHE_MAX_OBJECT {
             self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(
-                uid,
-                offset,
-                kind,
-                data.clone(),
+                (uid, offset),
+                (kind, data.clone()),
+                data.len(),
             );
         }
     }
@@ -508,71 +507,8 @@ fn open_packs(idx_paths: &[&PathBuf]) -> Vec<Result<PackFile, Error>> {
     })
 }
 
-type CachedBase = (Kind, Arc<Vec<u8>>, u64);
-
-/// Delta bases by (pack, offset), least recently used evicted first.
-struct BaseCache {
-    /// (pack uid, offset) -> (kind, data, last use).
-    map: HashMap<(u64, u64), CachedBase>,
-    bytes: usize,
-    budget: usize,
-    tick: u64,
-}
-
-impl Default for BaseCache {
-    fn default() -> Self {
-        BaseCache {
-            map: HashMap::new(),
-            bytes: 0,
-            budget: CACHE_BYTES,
-            tick: 0,
-        }
-    }
-}
-
-impl BaseCache {
-    fn get(&mut self, uid: u64, offset: u64) -> Option<(Kind, Arc<Vec<u8>>)> {
-        self.tick += 1;
-        let tick = self.tick;
-        let entry = self.map.get_mut(&(uid, offset))?;
-        entry.2 = tick;
-        Some((entry.0, entry.1.clone()))
-    }
-
-    fn put(&mut self, uid: u64, offset: u64, kind: Kind, data: Arc<Vec<u8>>) {
-        self.tick += 1;
-        let len = data.len();
-        if let Some(old) = self.map.insert((uid, offset), (kind, data, self.tick)) {
-            self.bytes -= old.1.len();
-        }
-        self.bytes += len;
-        while self.bytes > self.budget {
-            let Some((&key, _)) = self.map.iter().min_by_key(|(_, v)| v.2) else {
-                break;
-            };
-            if let Some(old) = self.map.remove(&key) {
-                self.bytes -= old.1.len();
-            }
-        }
-    }
-
-    /// Evicts down to the budget.
-    fn put_nothing(&mut self) {
-        while self.bytes > self.budget {
-            let Some((&key, _)) = self.map.iter().min_by_key(|(_, v)| v.2) else {
-                break;
-            };
-            if let Some(old) = self.map.remove(&key) {
-                self.bytes -= old.1.len();
-            }
-        }
-    }
-
-    fn retain_packs(&mut self, live: &[u64]) {
-        self.map.retain(|(uid, _), _| live.contains(uid));
-        self.bytes = self.map.values().map(|v| v.1.len()).sum();
-    }
-}
+/// Delta bases by (pack uid, offset), least recently used evicted first.
+type BaseCache = ByteLru<(u64, u64), (Kind, Arc<Vec<u8>>)>;
 
 #[cfg(test)]
 mod tests {

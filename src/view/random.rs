@@ -14,76 +14,17 @@
 //! SHA-1 checked by the store.
 
 use super::{Content, ViewError};
+use crate::cache::ByteLru;
 use crate::object::tree;
 use crate::object::{Kind, ObjectId};
 use crate::repo::ObjectStore;
-use lru::LruCache;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Deepest chunk tree we descend (bup's fanout gives a handful of levels
 /// even for terabytes); deeper means a malicious or broken tree.
 const MAX_DEPTH: usize = 64;
-
-/// An LRU map bounded by the sum of its values' sizes rather than a count.
-pub struct ByteLru<K: Hash + Eq, V> {
-    map: LruCache<K, (V, usize)>,
-    bytes: usize,
-    budget: usize,
-}
-
-impl<K: Hash + Eq, V: Clone> ByteLru<K, V> {
-    pub fn new(budget: usize) -> Self {
-        ByteLru {
-            map: LruCache::unbounded(),
-            bytes: 0,
-            budget,
-        }
-    }
-
-    pub fn get(&mut self, key: &K) -> Option<V> {
-        self.map.get(key).map(|(v, _)| v.clone())
-    }
-
-    /// Inserts, then evicts least-recently-used values until the total is
-    /// within budget. A value larger than the whole budget is not kept.
-    pub fn put(&mut self, key: K, value: V, size: usize) {
-        if size > self.budget {
-            return;
-        }
-        if let Some((_, old)) = self.map.put(key, (value, size)) {
-            self.bytes -= old;
-        }
-        self.bytes += size;
-        while self.bytes > self.budget {
-            match self.map.pop_lru() {
-                Some((_, (_, s))) => self.bytes -= s,
-                None => break,
-            }
-        }
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    pub fn set_budget(&mut self, budget: usize) {
-        self.budget = budget;
-        while self.bytes > self.budget {
-            match self.map.pop_lru() {
-                Some((_, (_, s))) => self.bytes -= s,
-                None => break,
-            }
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.map.clear();
-        self.bytes = 0;
-    }
-}
 
 /// One level of a chunk tree: entry offsets relative to the tree's start, in
 /// ascending order.
@@ -287,15 +228,13 @@ impl ChunkCache {
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.lock().map.contains(id)
+        self.lock().contains(id)
     }
 
     /// Changes the byte budget, evicting down to it at once.
     pub fn set_budget(&self, budget_bytes: usize) {
-        let mut lru = self.lock();
-        if lru.budget != budget_bytes {
-            lru.set_budget(budget_bytes);
-        }
+        // Within budget already, the same budget evicts nothing.
+        self.lock().set_budget(budget_bytes);
     }
 }
 
@@ -580,20 +519,6 @@ impl FileReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_lru_evicts_oldest_to_budget() {
-        let mut lru = ByteLru::new(100);
-        lru.put(1, "a", 40);
-        lru.put(2, "b", 40);
-        assert_eq!(lru.get(&1), Some("a"));
-        lru.put(3, "c", 40); // evicts 2, the least recently used
-        assert_eq!(lru.get(&2), None);
-        assert_eq!(lru.get(&1), Some("a"));
-        assert_eq!(lru.bytes(), 80);
-        lru.put(4, "huge", 101);
-        assert_eq!(lru.get(&4), None);
-    }
 
     #[test]
     fn offset_table_rejects_unordered_and_non_hex() {
