@@ -3,7 +3,8 @@
 //! Publish order, so that a crash at any point leaves either nothing visible
 //! or a complete pack: entries go to `objects/tmp_pack_XXXXXX` (outside
 //! `objects/pack`, where git would flag stray files); `finish` patches the
-//! object count, appends the SHA-1 trailer, fsyncs, writes the idx to
+//! object count if the pack ended short of its planned count (and then
+//! re-hashes it), appends the SHA-1 trailer, fsyncs, writes the idx to
 //! `objects/tmp_idx_XXXXXX` and fsyncs it, renames the pack and then the idx
 //! into `objects/pack/pack-<sha>.{pack,idx}` (readers look for the idx, so it
 //! appears last), and fsyncs `objects/pack`. bup's caches (`*.midx`,
@@ -52,8 +53,8 @@ const SAMPLE_PIECE: usize = 1 << 10;
 /// Order-0 entropy (bits per byte) above which an object is stored
 /// (zlib level 0) without trying deflate. Random, compressed or encrypted
 /// data measures ~7.95 on a 4 KiB sample; text 4-6. At 7.5 Huffman coding
-/// alone could save at most ~6%, and deflate at level 2 rarely finds
-/// matches in such data, so trying costs ~100 MB/s for nothing.
+/// alone could save at most ~6%, and deflate rarely finds matches in such
+/// data, so trying costs its whole speed (~100-170 MB/s) for nothing.
 const INCOMPRESSIBLE_BITS: f64 = 7.5;
 
 /// How the last object was stored (for tests and statistics).
