@@ -62,6 +62,25 @@ pub fn listing_time(epoch: i64) -> String {
     )
 }
 
+/// `YYYY-MM-DD HH:MM:SS +hhmm` in local time (as `date '+%F %T %z'`), for
+/// log lines.
+pub fn log_stamp(epoch: i64) -> String {
+    let tm = local_tm(epoch);
+    let offset = tm.tm_gmtoff / 60;
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}{:02}{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        if offset < 0 { '-' } else { '+' },
+        offset.abs() / 60,
+        offset.abs() % 60
+    )
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// civil-from-days inverse), so that explicit offsets need no time zone.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -204,6 +223,7 @@ mod tests {
         std::env::set_var("TZ", "UTC");
         assert_eq!(snapshot_name(1401210344), "2014-05-27-170544");
         assert_eq!(listing_time(1401210344), "2014-05-27 17:05");
+        assert_eq!(log_stamp(1401210344), "2014-05-27 17:05:44 +0000");
         assert_eq!(
             parse_date("2026-11-21T23:30"),
             parse_date("2026-11-21T23:30Z")

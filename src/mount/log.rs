@@ -182,22 +182,9 @@ impl tracing_subscriber::fmt::time::FormatTime for Stamp {
     }
 }
 
-/// Local time, as `date '+%F %T %z'` prints it.
+/// Local time now, as `date '+%F %T %z'` prints it.
 fn timestamp() -> Vec<u8> {
-    // SAFETY: time/localtime_r/strftime write only into values we own.
-    unsafe {
-        let t = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            c"%Y-%m-%d %H:%M:%S %z".as_ptr(),
-            &tm,
-        );
-        buf[..n].to_vec()
-    }
+    crate::time::log_stamp(crate::time::now()).into_bytes()
 }
 
 #[cfg(test)]
