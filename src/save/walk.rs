@@ -5,7 +5,7 @@
 
 use super::index::{self, ChangeIndex, Entry, EntryKind};
 use super::sparse::SparseReader;
-use super::warm::{WarmData, Warmer};
+use super::warm::{list_dir, Listed, WarmData, Warmer};
 use super::{ObjectSink, SaveError, SaveStats};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
@@ -286,7 +286,7 @@ impl<'f, 'r> Walker<'f, 'r> {
                 }
                 VirtualNode::File(path) => {
                     let key = index::path_key(path);
-                    self.save_entry(path, key, name.clone(), None, sink)?
+                    self.save_entry(path, lstat(path), key, name.clone(), None, sink)?
                 }
                 VirtualNode::Dump(dumped) => Some(self.dumped_entry(name, dumped)),
             };
@@ -337,54 +337,45 @@ impl<'f, 'r> Walker<'f, 'r> {
         device: Option<u64>,
         sink: &mut ObjectSink,
     ) -> Result<Vec<Stored>, SaveError> {
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(dir) {
-            Ok(iter) => {
-                let mut names = Vec::new();
-                for entry in iter {
-                    match entry {
-                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
-                        Err(e) => {
-                            self.warn(format!("{}: cannot list directory: {e}", dir.display()));
-                            return Ok(Vec::new());
-                        }
-                    }
-                }
-                names
-            }
+        // Listed and stat-ed by a helper thread ahead of us, usually.
+        let listing = match &self.warmer {
+            Some(w) => w.listing(dir, device),
+            None => list_dir(dir, self.filter),
+        };
+        let entries = match listing {
+            Ok(entries) => entries,
             Err(e) => {
                 self.warn(format!("{}: cannot list directory: {e}", dir.display()));
                 return Ok(Vec::new());
             }
         };
-        names.sort();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
+        let mut out = Vec::with_capacity(entries.len());
+        for Listed { name, stat } in entries {
             let path = dir.join(OsStr::from_bytes(&name));
-            if self.filter.excludes(&path) {
-                continue;
-            }
             if let Some(w) = &self.warmer {
                 w.walked(1);
             }
             let key = index::child_key(dir_key, &name);
-            if let Some(stored) = self.save_entry(&path, key, name, device, sink)? {
+            if let Some(stored) = self.save_entry(&path, stat, key, name, device, sink)? {
                 out.push(stored);
             }
         }
         Ok(out)
     }
 
-    /// Saves one live path of any type; `None` when it was skipped. `key`
-    /// is its change index key.
+    /// Saves one live path of any type, as `stat` (its lstat, or why it
+    /// failed) shows it; `None` when it was skipped. `key` is its change
+    /// index key.
     fn save_entry(
         &mut self,
         path: &Path,
+        stat: io::Result<Stat>,
         key: Vec<u8>,
         name: Vec<u8>,
         device: Option<u64>,
         sink: &mut ObjectSink,
     ) -> Result<Option<Stored>, SaveError> {
-        let st = match lstat(path) {
+        let st = match stat {
             Ok(st) => st,
             Err(e) => {
                 self.warn(format!("{}: cannot stat: {e}", path.display()));

@@ -1,33 +1,42 @@
-//! Warming the kernel's caches ahead of the walk, for saves that start on
-//! a cold page cache (a nightly cron job).
+//! Listing and `lstat`-ing ahead of the walk, on several threads.
 //!
 //! The walker is one thread and visits paths one at a time: on a cold
 //! cache each directory listing, each `lstat` and each small file's first
 //! read is a synchronous disk round trip, during which the whole pipeline
 //! waits (measured on the benchmark's 50,000 small files: reading them one
-//! after another took 10.6 s, eight at a time 3.4 s). Here a few helper
+//! after another took 10.6 s, eight at a time 3.4 s); on a warm cache the
+//! system calls alone are most of an unchanged re-save. Here a few helper
 //! threads walk the same trees in the same order, a bounded distance
-//! ahead of the walker, listing directories and `lstat`-ing every entry, so
-//! that the disk has several requests to work on and the walker finds the
-//! inodes cached. Files that probably changed since the last save (their
-//! ctime is recent, or there was no last save) also get the head of their
-//! content requested with `POSIX_FADV_WILLNEED`; files the change index
-//! will vouch for are never read.
+//! ahead of the walker, listing each directory and `lstat`-ing every entry
+//! (relative to the open directory: no path lookup from `/` per entry).
+//! The walker takes those listings, stats included, instead of making the
+//! calls again ([`Warmer::listing`]); a directory no helper has reached
+//! yet it lists itself, and hands its subdirectories to the helpers.
 //!
-//! Purely a hint: the helpers never read file data themselves, open files
-//! read-only without moving access times and never open anything but
-//! regular files; errors are ignored, and nothing they do changes what is
-//! saved.
+//! A listing is taken after the save started (the change index's racy
+//! margin is counted from then) and every `lstat` before the path is read,
+//! exactly as if the walker had made the calls itself a moment earlier:
+//! a file changed after its `lstat` is saved with the older stat in the
+//! index, and so is read again next time.
+//!
+//! Files that probably changed since the last save (their ctime is
+//! recent, or there was no last save) also get the head of their content
+//! requested with `POSIX_FADV_WILLNEED`; files the change index will vouch
+//! for are never read. The helpers never read file data themselves, open
+//! files read-only without moving access times and never open anything but
+//! regular files and directories.
 
-use crate::meta::capture::lstat;
+use crate::meta::capture::Stat;
 use crate::meta::Timespec;
 use crate::source::filter::Filter;
-use std::ffi::OsStr;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, OsStr};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -35,8 +44,9 @@ use std::time::Duration;
 /// more than the cores; enough requests in flight for an SSD's queue.
 const THREADS: usize = 8;
 /// How many entries the helpers may get ahead of the walker: bounds the
-/// page cache they fill (at most `AHEAD` file heads) and keeps what they
-/// warmed from being evicted before the walker gets there.
+/// listings held for the walker and the page cache filled (at most `AHEAD`
+/// file heads), and keeps what they warmed from being evicted before the
+/// walker gets there.
 const AHEAD: u64 = 4096;
 /// Bytes of a file's head requested at most; the walker's sequential reads
 /// and the kernel's readahead cover the rest.
@@ -52,30 +62,62 @@ pub(super) enum WarmData {
     ChangedSince(Timespec),
 }
 
+/// One entry of a listed directory: its name and its `lstat`.
+pub(super) struct Listed {
+    pub name: Vec<u8>,
+    pub stat: io::Result<Stat>,
+}
+
+/// A directory's entries in bytewise name order, excluded ones left out;
+/// an error if it could not be listed.
+pub(super) type Listing = io::Result<Vec<Listed>>;
+
 /// A directory to list, and the device it must stay on (`--one-file-system`).
 struct Dir {
     path: PathBuf,
     device: Option<u64>,
 }
 
+enum Slot {
+    /// A helper is listing it.
+    Busy,
+    Ready(Listing),
+}
+
 struct State {
     /// Directories still to list; a stack, so that the helpers go depth
     /// first in name order, as the walker does.
     stack: Vec<Dir>,
+    /// Listings made (or being made) for the walker, by path.
+    slots: HashMap<PathBuf, Slot>,
+    /// Directories the walker listed itself: skipped when popped.
+    taken: HashSet<PathBuf>,
     /// Helpers running, and those of them waiting for work.
     helpers: usize,
     idle: usize,
+    /// The walker is listing a directory whose subdirectories it will
+    /// push: the helpers must not conclude that the walk is over.
+    walker_listing: bool,
     stop: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// New directories on the stack, or the end.
     work: Condvar,
-    /// Entries the helpers have looked at, and entries the walker has.
+    /// A listing became ready.
+    ready: Condvar,
+    /// Entries the helpers have listed, and entries the walker has passed.
     warmed: AtomicU64,
     walked: AtomicU64,
     filter: Filter,
     data: WarmData,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The helper threads; stopped (and joined) on drop.
@@ -85,7 +127,7 @@ pub(super) struct Warmer {
 }
 
 impl Warmer {
-    /// Starts warming the trees under `roots` (in the walker's order), each
+    /// Starts listing the trees under `roots` (in the walker's order), each
     /// with the device it must stay on, if any.
     pub fn start(roots: Vec<(PathBuf, Option<u64>)>, filter: Filter, data: WarmData) -> Warmer {
         let stack = roots
@@ -96,11 +138,15 @@ impl Warmer {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 stack,
+                slots: HashMap::new(),
+                taken: HashSet::new(),
                 helpers: THREADS,
                 idle: 0,
+                walker_listing: false,
                 stop: false,
             }),
             work: Condvar::new(),
+            ready: Condvar::new(),
             warmed: AtomicU64::new(0),
             walked: AtomicU64::new(0),
             filter,
@@ -117,7 +163,7 @@ impl Warmer {
             .collect();
         if threads.len() < THREADS {
             // Some could not be started: the others must not wait for them.
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = shared.lock();
             state.helpers = threads.len();
             state.stop |= threads.is_empty();
             drop(state);
@@ -129,6 +175,41 @@ impl Warmer {
     /// The walker has passed `n` more entries.
     pub fn walked(&self, n: u64) {
         self.shared.walked.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The listing of `dir` (staying on `device`), made by a helper if one
+    /// got there first (waiting for it if it is at it), else now by the
+    /// caller, whose subdirectories then go to the helpers.
+    pub fn listing(&self, dir: &Path, device: Option<u64>) -> Listing {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        loop {
+            match state.slots.remove(dir) {
+                Some(Slot::Ready(listing)) => return listing,
+                Some(Slot::Busy) => {
+                    state.slots.insert(dir.to_path_buf(), Slot::Busy);
+                    state = shared.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                None => break,
+            }
+        }
+        let helping = !state.stop;
+        if helping {
+            state.taken.insert(dir.to_path_buf());
+            state.walker_listing = true;
+        }
+        drop(state);
+        let listing = list_dir(dir, &shared.filter);
+        if helping {
+            let subdirs = listing.as_ref().map_or(Vec::new(), |l| subdirs(dir, device, l));
+            let mut state = shared.lock();
+            state.walker_listing = false;
+            // Reversed, so that the first subdirectory is listed next.
+            state.stack.extend(subdirs.into_iter().rev());
+            drop(state);
+            shared.work.notify_all();
+        }
+        listing
     }
 }
 
@@ -142,55 +223,63 @@ impl Drop for Warmer {
 }
 
 fn helper(shared: &Shared) {
-    while let Some(dir) = next_dir(shared) {
-        loop {
-            let warmed = shared.warmed.load(Ordering::Relaxed);
-            let walked = shared.walked.load(Ordering::Relaxed);
-            if walked > warmed + AHEAD {
-                // The walker outruns us: the cache is warm already, and
-                // going on would only cost CPU.
-                stop(shared);
+    loop {
+        // Stay a bounded distance ahead of the walker.
+        while shared.warmed.load(Ordering::Relaxed)
+            > shared.walked.load(Ordering::Relaxed) + AHEAD
+        {
+            if shared.lock().stop {
                 return;
             }
-            if warmed <= walked + AHEAD {
-                break;
-            }
-            // Stay a bounded distance ahead of the walker.
-            if shared.state.lock().map_or(true, |s| s.stop) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(1));
         }
-        let subdirs = warm_dir(shared, &dir);
-        let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(dir) = next_dir(shared) else { return };
+        let listing = list_dir(&dir.path, &shared.filter);
+        let mut subdirs_found = Vec::new();
+        if let Ok(entries) = &listing {
+            shared
+                .warmed
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            warm_heads(shared, &dir.path, entries);
+            subdirs_found = subdirs(&dir.path, dir.device, entries);
+        }
+        let mut state = shared.lock();
         // Reversed, so that the first subdirectory is listed next.
-        state.stack.extend(subdirs.into_iter().rev());
+        state.stack.extend(subdirs_found.into_iter().rev());
+        state.slots.insert(dir.path, Slot::Ready(listing));
         drop(state);
+        shared.ready.notify_all();
         shared.work.notify_all();
     }
 }
 
 fn stop(shared: &Shared) {
-    shared.state.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+    shared.lock().stop = true;
     shared.work.notify_all();
+    shared.ready.notify_all();
 }
 
-/// The next directory to list; `None` when the walk is over (nothing left
-/// and every helper idle) or stopped.
+/// The next directory to list, marked busy; `None` when the walk is over
+/// (nothing left and nobody listing) or stopped.
 fn next_dir(shared: &Shared) -> Option<Dir> {
-    let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut state = shared.lock();
     loop {
         if state.stop {
             return None;
         }
         if let Some(dir) = state.stack.pop() {
+            if state.taken.remove(&dir.path) {
+                continue; // the walker got there first
+            }
+            state.slots.insert(dir.path.clone(), Slot::Busy);
             return Some(dir);
         }
         state.idle += 1;
-        if state.idle >= state.helpers {
+        if state.idle >= state.helpers && !state.walker_listing {
             // Nobody is listing anything that could add work: done.
             state.stop = true;
             shared.work.notify_all();
+            shared.ready.notify_all();
             return None;
         }
         state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -198,45 +287,122 @@ fn next_dir(shared: &Shared) -> Option<Dir> {
     }
 }
 
-/// Lists `dir`, looks at every entry the walker will look at, and returns
-/// its subdirectories in name order.
-fn warm_dir(shared: &Shared, dir: &Dir) -> Vec<Dir> {
-    let Ok(iter) = std::fs::read_dir(&dir.path) else {
-        return Vec::new();
+/// The subdirectories of `dir` the walk goes into, in name order.
+fn subdirs(dir: &Path, device: Option<u64>, entries: &[Listed]) -> Vec<Dir> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let st = e.stat.as_ref().ok()?;
+            (st.file_type() == libc::S_IFDIR && device.is_none_or(|d| d == st.dev)).then(|| Dir {
+                path: dir.join(OsStr::from_bytes(&e.name)),
+                device,
+            })
+        })
+        .collect()
+}
+
+/// An open directory (closed on drop).
+struct OpenDir(*mut libc::DIR);
+
+impl Drop for OpenDir {
+    fn drop(&mut self) {
+        // SAFETY: the stream came from fdopendir and is closed only here.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// Lists `dir` (never through a symlink) and `lstat`s every entry the
+/// filter keeps, relative to the open directory; in bytewise name order.
+pub(super) fn list_dir(dir: &Path, filter: &Filter) -> Listing {
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: a valid NUL-terminated path; the descriptor is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
     };
-    let mut names: Vec<Vec<u8>> = iter
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().as_bytes().to_vec())
-        .collect();
-    names.sort();
-    let mut subdirs = Vec::new();
-    for name in names {
-        let path = dir.path.join(OsStr::from_bytes(&name));
-        if shared.filter.excludes(&path) {
-            continue;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is an open directory; on success the stream owns it.
+    let stream = unsafe { libc::fdopendir(fd) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so the descriptor is still ours.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    let stream = OpenDir(stream);
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // SAFETY: errno is thread-local; readdir reports errors only there.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: a valid stream; the entry is read before the next call.
+        let entry = unsafe { libc::readdir64(stream.0) };
+        if entry.is_null() {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error().unwrap_or(0) != 0 {
+                return Err(e);
+            }
+            break;
         }
-        shared.warmed.fetch_add(1, Ordering::Relaxed);
-        let Ok(st) = lstat(&path) else { continue };
-        match st.file_type() {
-            libc::S_IFDIR if dir.device.is_none_or(|d| d == st.dev) => {
-                subdirs.push(Dir {
-                    path,
-                    device: dir.device,
-                });
-            }
-            libc::S_IFREG if st.size > 0 => {
-                let changed = match shared.data {
-                    WarmData::All => true,
-                    WarmData::ChangedSince(t) => st.ctime >= t,
-                };
-                if changed {
-                    warm_head(&path);
-                }
-            }
-            _ => {}
+        // SAFETY: d_name is NUL-terminated within the entry.
+        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
         }
     }
-    subdirs
+    names.sort_unstable();
+    // SAFETY: a valid stream.
+    let dirfd = unsafe { libc::dirfd(stream.0) };
+    let mut out = Vec::with_capacity(names.len());
+    let mut cname = Vec::new();
+    for name in names {
+        if filter.excludes(&dir.join(OsStr::from_bytes(&name))) {
+            continue;
+        }
+        cname.clear();
+        cname.extend_from_slice(&name);
+        cname.push(0);
+        // SAFETY: stat is plain data, filled by fstatat on success; the
+        // name is NUL-terminated (names from readdir hold no NUL).
+        let stat = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstatat(
+                dirfd,
+                cname.as_ptr().cast(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            ) == 0
+            {
+                Ok(Stat::from_libc(&st))
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        out.push(Listed { name, stat });
+    }
+    Ok(out)
+}
+
+/// Asks the kernel for the heads of the regular files of `dir` that
+/// probably changed.
+fn warm_heads(shared: &Shared, dir: &Path, entries: &[Listed]) {
+    for e in entries {
+        let Ok(st) = &e.stat else { continue };
+        if st.file_type() != libc::S_IFREG || st.size == 0 {
+            continue;
+        }
+        let changed = match shared.data {
+            WarmData::All => true,
+            WarmData::ChangedSince(t) => st.ctime >= t,
+        };
+        if changed {
+            warm_head(&dir.join(OsStr::from_bytes(&e.name)));
+        }
+    }
 }
 
 /// Asks the kernel to start reading the head of the regular file `path`.
