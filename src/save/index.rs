@@ -685,10 +685,15 @@ impl Write for HashingFile {
 /// compressor: one call per batch instead of one per entry.
 const BATCH: usize = 1 << 17;
 
-/// Streams a new index to a temporary file next to its final name.
+/// Streams a new index to a temporary file next to its final name. The
+/// entries are compressed and written by a thread of its own, so that the
+/// walk (the save's critical path) only encodes them.
 pub struct IndexWriter {
     path: PathBuf,
-    out: zstd::stream::write::Encoder<'static, HashingFile>,
+    /// Batches to the compressing thread; `None` once it failed.
+    batches: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    /// Returns the file once the entries are all compressed into it.
+    compressor: Option<std::thread::JoinHandle<io::Result<HashingFile>>>,
     /// Encoded entries not yet handed to the compressor.
     buf: Vec<u8>,
     prev_key: Option<Vec<u8>>,
@@ -714,11 +719,23 @@ impl IndexWriter {
         let mut header = MAGIC.to_vec();
         header.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
         file.write_all(&header).map_err(io_err(path, "write"))?;
-        let out = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)
+        let mut out = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)
             .map_err(io_err(path, "start compressing"))?;
+        // A few batches in flight: memory stays bounded if the disk is slow.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let compressor = std::thread::Builder::new()
+            .name("index-zstd".into())
+            .spawn(move || {
+                for batch in rx {
+                    out.write_all(&batch)?;
+                }
+                out.finish()
+            })
+            .map_err(io_err(path, "start a thread to write"))?;
         Ok(IndexWriter {
             path: path.to_path_buf(),
-            out,
+            batches: Some(tx),
+            compressor: Some(compressor),
             buf: Vec::with_capacity(BATCH + 4096),
             prev_key: None,
             entries: 0,
@@ -727,9 +744,26 @@ impl IndexWriter {
     }
 
     fn flush_batch(&mut self) -> Result<(), IndexError> {
-        let written = self.out.write_all(&self.buf);
-        self.buf.clear();
-        written.map_err(io_err(&self.path, "write"))
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH + 4096));
+        let sent = self.batches.as_ref().is_some_and(|b| b.send(batch).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The thread stopped on an error: that is the one to report.
+            self.finish_compressing().map(|_| ())
+        }
+    }
+
+    /// Waits for the compressing thread and takes back the file.
+    fn finish_compressing(&mut self) -> Result<HashingFile, IndexError> {
+        self.batches = None;
+        let outcome = match self.compressor.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the compressing thread panicked"))),
+            None => Err(io::Error::other("an earlier write failed")),
+        };
+        outcome.map_err(io_err(&self.path, "write"))
     }
 
     /// Appends an entry. Keys must come in increasing [`key_cmp`] order;
@@ -766,10 +800,7 @@ impl IndexWriter {
     pub fn publish(mut self, commit: ObjectId) -> Result<Summary, IndexError> {
         self.buf.push(TAG_END);
         self.flush_batch()?;
-        let mut file = self
-            .out
-            .finish()
-            .map_err(io_err(&self.path, "finish compressing"))?;
+        let mut file = self.finish_compressing()?;
         let mut trailer = self.entries.to_be_bytes().to_vec();
         trailer.extend_from_slice(commit.as_bytes());
         file.write_all(&trailer)
@@ -826,6 +857,10 @@ fn remove_stale_temps(dir: &Path) {
 /// logged and make the save slower, never wrong, and never fail it.
 pub(super) struct ChangeIndex<'r> {
     repo: &'r Repository,
+    /// The packs open when the save began, and the one that held the last
+    /// object asked about: see [`ChangeIndex::has_object`].
+    packs: Vec<std::sync::Arc<crate::pack::PackFile>>,
+    last_pack: std::cell::Cell<usize>,
     old: Option<IndexReader>,
     new: Option<IndexWriter>,
     /// Paths with mtime or ctime at or after this are not recorded.
@@ -864,6 +899,12 @@ impl<'r> ChangeIndex<'r> {
         let start = Timespec::from_system_time(started).unwrap_or_default();
         ChangeIndex {
             repo,
+            packs: if old.is_some() {
+                repo.objects().pack_files()
+            } else {
+                Vec::new()
+            },
+            last_pack: std::cell::Cell::new(0),
             old,
             new,
             racy_from: Timespec {
@@ -905,7 +946,30 @@ impl<'r> ChangeIndex<'r> {
     }
 
     /// Whether the repository still holds `id` (a gc may have removed it).
+    ///
+    /// Asked for every reused path, so asked first of the pack that held
+    /// the previous one: the previous save wrote the objects of neighbouring
+    /// paths into the same pack, so one binary search in an index already
+    /// in memory usually answers, instead of one per pack (up to one per
+    /// save since the last repack). Then the other packs, then the store
+    /// itself (loose objects; packs published since the save began).
     pub fn has_object(&self, id: &ObjectId) -> bool {
+        let last = self.last_pack.get();
+        if self
+            .packs
+            .get(last)
+            .is_some_and(|p| p.index().lookup(id).is_some())
+        {
+            return true;
+        }
+        if let Some(i) = self
+            .packs
+            .iter()
+            .position(|p| p.index().lookup(id).is_some())
+        {
+            self.last_pack.set(i);
+            return true;
+        }
         self.repo.objects().contains(id)
     }
 
@@ -1077,13 +1141,15 @@ mod tests {
             let mut times = Vec::new();
             put_time(&mut times, e.mtime);
             put_time(&mut times, e.ctime);
-            let at = v2
-                .windows(times.len())
-                .position(|w| w == times)
-                .unwrap()
-                + times.len();
+            let at = v2.windows(times.len()).position(|w| w == times).unwrap() + times.len();
             bytes.extend_from_slice(&v2[..at]);
-            put_time(&mut bytes, Timespec { sec: i64::MIN, nsec: 5 });
+            put_time(
+                &mut bytes,
+                Timespec {
+                    sec: i64::MIN,
+                    nsec: 5,
+                },
+            );
             bytes.extend_from_slice(&v2[at..]);
             prev = k;
         }

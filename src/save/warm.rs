@@ -201,7 +201,9 @@ impl Warmer {
         drop(state);
         let listing = list_dir(dir, &shared.filter);
         if helping {
-            let subdirs = listing.as_ref().map_or(Vec::new(), |l| subdirs(dir, device, l));
+            let subdirs = listing
+                .as_ref()
+                .map_or(Vec::new(), |l| subdirs(dir, device, l));
             let mut state = shared.lock();
             state.walker_listing = false;
             // Reversed, so that the first subdirectory is listed next.
@@ -225,8 +227,7 @@ impl Drop for Warmer {
 fn helper(shared: &Shared) {
     loop {
         // Stay a bounded distance ahead of the walker.
-        while shared.warmed.load(Ordering::Relaxed)
-            > shared.walked.load(Ordering::Relaxed) + AHEAD
+        while shared.warmed.load(Ordering::Relaxed) > shared.walked.load(Ordering::Relaxed) + AHEAD
         {
             if shared.lock().stop {
                 return;
