@@ -49,6 +49,7 @@
 use crate::meta::vint::put_vuint;
 use crate::meta::{Stat, Timespec};
 use crate::object::ObjectId;
+use crate::pack::PackFile;
 use crate::repo::Repository;
 use sha1::{Digest, Sha1};
 use std::cmp::Ordering;
@@ -56,6 +57,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"RWCHIDX\n";
 /// Bump on any change of the layout above; other versions are ignored.
@@ -569,6 +571,14 @@ impl IndexReader {
         Ok(Some(reader))
     }
 
+    /// The entry under the cursor with its key, moving past it.
+    fn next_entry(&mut self) -> Option<(Vec<u8>, Entry)> {
+        let entry = self.current.take()?;
+        let key = self.key.clone();
+        self.advance();
+        Some((key, entry))
+    }
+
     pub fn summary(&self) -> &Summary {
         &self.summary
     }
@@ -859,9 +869,12 @@ pub(super) struct ChangeIndex<'r> {
     repo: &'r Repository,
     /// The packs open when the save began, and the one that held the last
     /// object asked about: see [`ChangeIndex::has_object`].
-    packs: Vec<std::sync::Arc<crate::pack::PackFile>>,
+    packs: Arc<Vec<Arc<PackFile>>>,
     last_pack: std::cell::Cell<usize>,
-    old: Option<IndexReader>,
+    old: Option<Prefetched>,
+    /// The object of the entry [`ChangeIndex::lookup`] returned last, and
+    /// whether the prefetching thread found it in `packs`.
+    last_taken: Option<(ObjectId, bool)>,
     new: Option<IndexWriter>,
     /// Paths with mtime or ctime at or after this are not recorded.
     racy_from: Timespec,
@@ -897,15 +910,27 @@ impl<'r> ChangeIndex<'r> {
             }
         };
         let start = Timespec::from_system_time(started).unwrap_or_default();
+        let packs = Arc::new(if old.is_some() {
+            repo.objects().pack_files()
+        } else {
+            Vec::new()
+        });
+        let old = old.and_then(|reader| match Prefetched::start(reader, packs.clone()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(
+                    "change index {}: cannot start a thread to read it ({e}); every file will be read",
+                    path.display()
+                );
+                None
+            }
+        });
         ChangeIndex {
             repo,
-            packs: if old.is_some() {
-                repo.objects().pack_files()
-            } else {
-                Vec::new()
-            },
+            packs,
             last_pack: std::cell::Cell::new(0),
             old,
+            last_taken: None,
             new,
             racy_from: Timespec {
                 sec: start.sec - RACY_MARGIN_SECS,
@@ -939,7 +964,10 @@ impl<'r> ChangeIndex<'r> {
     /// the previous index at all (a changed path rather than a new one).
     pub fn lookup(&mut self, key: &[u8], st: &Stat) -> (Option<Entry>, bool) {
         match self.old.as_mut().and_then(|old| old.take(key)) {
-            Some(entry) if entry.matches(st) => (Some(entry), true),
+            Some((entry, present)) if entry.matches(st) => {
+                self.last_taken = Some((entry.id, present));
+                (Some(entry), true)
+            }
             Some(_) => (None, true),
             None => (None, false),
         }
@@ -947,30 +975,19 @@ impl<'r> ChangeIndex<'r> {
 
     /// Whether the repository still holds `id` (a gc may have removed it).
     ///
-    /// Asked for every reused path, so asked first of the pack that held
-    /// the previous one: the previous save wrote the objects of neighbouring
-    /// paths into the same pack, so one binary search in an index already
-    /// in memory usually answers, instead of one per pack (up to one per
-    /// save since the last repack). Then the other packs, then the store
+    /// Asked for every reused path: the object of the entry just taken was
+    /// already looked up in the packs by the prefetching thread; anything
+    /// else is asked of the packs (see [`in_packs`]), then of the store
     /// itself (loose objects; packs published since the save began).
     pub fn has_object(&self, id: &ObjectId) -> bool {
-        let last = self.last_pack.get();
-        if self
-            .packs
-            .get(last)
-            .is_some_and(|p| p.index().lookup(id).is_some())
-        {
+        // The entry just taken was looked up by the prefetching thread.
+        if self.last_taken == Some((*id, true)) {
             return true;
         }
-        if let Some(i) = self
-            .packs
-            .iter()
-            .position(|p| p.index().lookup(id).is_some())
-        {
-            self.last_pack.set(i);
-            return true;
-        }
-        self.repo.objects().contains(id)
+        let mut last = self.last_pack.get();
+        let found = in_packs(&self.packs, &mut last, id);
+        self.last_pack.set(last);
+        found || self.repo.objects().contains(id)
     }
 
     /// Records how `key` was saved in this run, unless it is too recent to
@@ -997,6 +1014,100 @@ impl<'r> ChangeIndex<'r> {
             );
         }
         w.publish(commit).map(|_| ())
+    }
+}
+
+/// Whether one of `packs` holds `id`, asking first the pack that held the
+/// previous object (`last`, updated): the previous save wrote the objects
+/// of neighbouring paths into the same pack, so one binary search in an
+/// index already in memory usually answers instead of one per pack.
+fn in_packs(packs: &[Arc<PackFile>], last: &mut usize, id: &ObjectId) -> bool {
+    if packs
+        .get(*last)
+        .is_some_and(|p| p.index().lookup(id).is_some())
+    {
+        return true;
+    }
+    match packs.iter().position(|p| p.index().lookup(id).is_some()) {
+        Some(i) => {
+            *last = i;
+            true
+        }
+        None => false,
+    }
+}
+
+/// One previous entry: its key, the entry, and whether its object was
+/// found in the packs open when the save began.
+type Ahead = (Vec<u8>, Entry, bool);
+
+/// Entries handed over at a time, and batches in flight: bounds the memory
+/// the thread may fill ahead of the walk (~1 MB).
+const AHEAD_BATCH: usize = 256;
+const AHEAD_BATCHES: usize = 16;
+
+/// The previous index, decompressed, decoded and its objects looked up on
+/// a thread of its own, ahead of the walk, which only merges it with the
+/// paths it meets. The existence check is the same as asking the store,
+/// done earlier: the packs are those open when the save began.
+struct Prefetched {
+    batches: std::sync::mpsc::Receiver<Vec<Ahead>>,
+    batch: std::vec::IntoIter<Ahead>,
+    current: Option<Ahead>,
+}
+
+impl Prefetched {
+    fn start(mut reader: IndexReader, packs: Arc<Vec<Arc<PackFile>>>) -> io::Result<Prefetched> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_BATCHES);
+        std::thread::Builder::new()
+            .name("index-read".into())
+            .spawn(move || {
+                let mut last = 0;
+                let mut batch = Vec::with_capacity(AHEAD_BATCH);
+                while let Some((key, entry)) = reader.next_entry() {
+                    let present = in_packs(&packs, &mut last, &entry.id);
+                    batch.push((key, entry, present));
+                    if batch.len() == AHEAD_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(AHEAD_BATCH));
+                        if tx.send(full).is_err() {
+                            return; // the save is over
+                        }
+                    }
+                }
+                let _ = tx.send(batch);
+            })?;
+        Ok(Prefetched {
+            batches: rx,
+            batch: Vec::new().into_iter(),
+            current: None,
+        })
+    }
+
+    fn next(&mut self) -> Option<Ahead> {
+        loop {
+            if let Some(e) = self.batch.next() {
+                return Some(e);
+            }
+            self.batch = self.batches.recv().ok()?.into_iter();
+        }
+    }
+
+    /// As [`IndexReader::take`], with whether the object was found.
+    fn take(&mut self, key: &[u8]) -> Option<(Entry, bool)> {
+        loop {
+            if self.current.is_none() {
+                self.current = Some(self.next()?);
+            }
+            let (k, _, _) = self.current.as_ref()?;
+            match key_cmp(k, key) {
+                Ordering::Less => self.current = None,
+                Ordering::Equal => {
+                    let (_, entry, present) = self.current.take()?;
+                    return Some((entry, present));
+                }
+                Ordering::Greater => return None,
+            }
+        }
     }
 }
 
