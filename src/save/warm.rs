@@ -475,6 +475,59 @@ mod tests {
         assert_eq!(warmer.wait(), expected);
     }
 
+    /// The walker's view through [`Warmer::listing`] (helpers' listings,
+    /// or its own where it got ahead) is exactly a plain listing of every
+    /// directory, stats included, in walk order.
+    #[test]
+    fn listings_match_a_plain_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("r");
+        std::fs::create_dir(&root).unwrap();
+        for i in 0..30 {
+            let sub = root.join(format!("d{i:02}"));
+            std::fs::create_dir(&sub).unwrap();
+            for j in 0..(i % 7) {
+                touch(&sub.join(format!("f{j}")), &[b'x'; 3]);
+                std::fs::create_dir_all(sub.join(format!("e{j}/g"))).unwrap();
+            }
+        }
+        touch(&root.join("skip.tmp"), b"excluded");
+        let filter = Filter::new(&["*.tmp".to_string()], &[]).unwrap();
+        fn walk(
+            dir: &Path,
+            list: &mut dyn FnMut(&Path) -> Listing,
+            out: &mut Vec<(PathBuf, Vec<u8>, u64, u64)>,
+        ) {
+            for e in list(dir).unwrap() {
+                let st = e.stat.unwrap();
+                let path = dir.join(OsStr::from_bytes(&e.name));
+                out.push((path.clone(), e.name, st.ino, st.size));
+                if st.file_type() == libc::S_IFDIR {
+                    walk(&path, list, out);
+                }
+            }
+        }
+        let mut plain = Vec::new();
+        walk(&root, &mut |d| list_dir(d, &filter), &mut plain);
+        assert!(plain.iter().all(|(p, ..)| !p.ends_with("skip.tmp")));
+        for _ in 0..3 {
+            let warmer = Warmer::start(vec![(root.clone(), None)], filter.clone(), WarmData::All);
+            let mut seen = Vec::new();
+            walk(
+                &root,
+                &mut |d| {
+                    let l = warmer.listing(d, None);
+                    if let Ok(l) = &l {
+                        warmer.walked(l.len() as u64);
+                    }
+                    l
+                },
+                &mut seen,
+            );
+            assert_eq!(seen, plain);
+        }
+    }
+
     /// Dropped before the end (the save failed, or finished first), the
     /// helpers stop and are joined.
     #[test]
