@@ -838,6 +838,17 @@ impl IndexWriter {
     }
 }
 
+impl Drop for IndexWriter {
+    /// Not published (the save failed): the compressing thread is stopped
+    /// and waited for, so that its temporary file is removed now.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(thread) = self.compressor.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Removes temporary index files a killed save left behind. Only old ones:
 /// a young one may belong to a save running right now.
 fn remove_stale_temps(dir: &Path) {
@@ -1042,9 +1053,9 @@ fn in_packs(packs: &[Arc<PackFile>], last: &mut usize, id: &ObjectId) -> bool {
 type Ahead = (Vec<u8>, Entry, bool);
 
 /// Entries handed over at a time, and batches in flight: bounds the memory
-/// the thread may fill ahead of the walk (~1 MB).
+/// the thread may fill ahead of the walk (~300 KB).
 const AHEAD_BATCH: usize = 256;
-const AHEAD_BATCHES: usize = 16;
+const AHEAD_BATCHES: usize = 4;
 
 /// The previous index, decompressed, decoded and its objects looked up on
 /// a thread of its own, ahead of the walk, which only merges it with the
