@@ -17,7 +17,7 @@ use crate::object::{Kind, ObjectId};
 use crate::progress::{FileChange, Progress};
 use crate::source::filter::Filter;
 use crate::source::paths::{self, Level, Rerooting};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
@@ -723,27 +723,53 @@ pub(super) enum StreamError {
 }
 
 /// Splits a stream into chunks, stores them, and shapes the chunk tree.
+///
+/// Chunks are hashed on the sink's workers while this thread reads and cuts
+/// the next ones; their ids come back in order and feed the chunk tree
+/// builder as they arrive, so at most the sink's batches in flight are
+/// waited for at the end of the stream. A read error mid-stream drops the
+/// ids still in flight; the chunks already put are written (nothing refers
+/// to them), as before.
 pub(super) fn store_stream(
     reader: impl Read,
     sink: &mut ObjectSink,
     splitter: &mut Splitter,
     progress: Option<&Progress>,
 ) -> Result<(FileObject, u64), StreamError> {
+    let result = split_and_build(reader, sink, splitter, progress);
+    if result.is_err() {
+        // Any error of the sink itself comes out of its next call again.
+        let _ = sink.forget_deferred();
+    }
+    result
+}
+
+fn split_and_build(
+    reader: impl Read,
+    sink: &mut ObjectSink,
+    splitter: &mut Splitter,
+    progress: Option<&Progress>,
+) -> Result<(FileObject, u64), StreamError> {
     let mut builder = ChunkTreeBuilder::new();
+    // Lengths of the chunks put whose ids have not been taken yet, oldest
+    // first; bounded by the sink's batches in flight.
+    let mut pending: VecDeque<u64> = VecDeque::new();
     let size = splitter
         .split(reader, |chunk: &[u8]| -> Result<(), SaveError> {
             if let Some(p) = progress {
                 p.add_bytes_read(chunk.len() as u64);
             }
-            let id = sink.put(Kind::Blob, chunk)?;
-            builder.push(id, chunk.len() as u64, &mut |body: &[u8]| {
-                sink.put(Kind::Tree, body)
-            })
+            sink.put_deferred(Kind::Blob, chunk)?;
+            pending.push_back(chunk.len() as u64);
+            take_ids(sink, &mut builder, &mut pending, false)
         })
         .map_err(|e| match e {
             SplitError::Read(e) => StreamError::Read(e),
             SplitError::Sink(e) => StreamError::Save(e),
         })?;
+    take_ids(sink, &mut builder, &mut pending, true).map_err(StreamError::Save)?;
+    // A chunk without its id would make a wrong file: never go on.
+    assert!(pending.is_empty(), "the sink lost the ids of deferred chunks");
     let object = builder
         .finish(&mut |body: &[u8]| sink.put(Kind::Tree, body))
         .map_err(StreamError::Save)?;
@@ -753,6 +779,24 @@ pub(super) fn store_stream(
         sink.put(Kind::Blob, b"").map_err(StreamError::Save)?;
     }
     Ok((object, size))
+}
+
+/// Feeds the ids of chunks put into the builder, in order: those known
+/// now, or (`wait`) all of them.
+fn take_ids(
+    sink: &mut ObjectSink,
+    builder: &mut ChunkTreeBuilder,
+    pending: &mut VecDeque<u64>,
+    wait: bool,
+) -> Result<(), SaveError> {
+    while !pending.is_empty() {
+        let Some(id) = sink.next_id(wait)? else {
+            break;
+        };
+        let len = pending.pop_front().expect("checked non-empty");
+        builder.push(id, len, &mut |body: &[u8]| sink.put(Kind::Tree, body))?;
+    }
+    Ok(())
 }
 
 /// Writes a directory's `.bupm` and tree. `own` is the directory's own
