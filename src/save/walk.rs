@@ -769,7 +769,10 @@ fn split_and_build(
         })?;
     take_ids(sink, &mut builder, &mut pending, true).map_err(StreamError::Save)?;
     // A chunk without its id would make a wrong file: never go on.
-    assert!(pending.is_empty(), "the sink lost the ids of deferred chunks");
+    assert!(
+        pending.is_empty(),
+        "the sink lost the ids of deferred chunks"
+    );
     let object = builder
         .finish(&mut |body: &[u8]| sink.put(Kind::Tree, body))
         .map_err(StreamError::Save)?;
@@ -1044,6 +1047,60 @@ mod tests {
         .unwrap();
         assert_eq!(sub.to_string(), GOLDEN_SUB);
         assert_eq!(root.to_string(), GOLDEN_ROOT);
+    }
+
+    /// A read error mid-file leaves no ids behind in the sink: the next
+    /// file stored is exactly what it would be alone.
+    #[test]
+    fn a_read_error_mid_stream_does_not_disturb_the_next_stream() {
+        struct FailAfter(Vec<u8>, usize);
+        impl Read for FailAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.1 >= self.0.len() {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let n = buf.len().min(self.0.len() - self.1).min(50_000);
+                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let mut x = 1u64;
+        let data: Vec<u8> = (0..3 << 20)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let alone = {
+            let repo = Repository::init(&tmp.path().join("alone")).unwrap();
+            let mut sink = ObjectSink::new(&repo).unwrap();
+            let stored = store_stream(&data[1 << 20..], &mut sink, &mut Splitter::new(), None);
+            let Ok(stored) = stored else {
+                panic!("storing from memory failed")
+            };
+            sink.publish().unwrap();
+            stored
+        };
+        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
+        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut splitter = Splitter::new();
+        let failed = store_stream(
+            FailAfter(data[..2 << 20].to_vec(), 0),
+            &mut sink,
+            &mut splitter,
+            None,
+        );
+        assert!(
+            matches!(failed, Err(StreamError::Read(ref e)) if e.raw_os_error() == Some(libc::EIO))
+        );
+        let next = store_stream(&data[1 << 20..], &mut sink, &mut splitter, None);
+        let Ok(next) = next else {
+            panic!("storing from memory failed")
+        };
+        assert_eq!(next, alone);
+        sink.publish().unwrap();
     }
 
     const GOLDEN_SUB: &str = "629f953d456f4f44bf604391825707705a58e6b2";
