@@ -12,7 +12,9 @@
 //!   object is still in the batch being filled (the last chunks of a file,
 //!   or a small file's only chunk), that batch's deferred objects are hashed
 //!   on the caller's thread instead: a round trip to a worker would cost more
-//!   than the hash, and the workers' queue is ahead of it anyway.
+//!   than the hash, and the workers' queue is ahead of it anyway. An
+//!   all-zero chunk (disk image holes) is named from the last one's id
+//!   without being copied or hashed.
 //!
 //! Whoever hashes an object decides whether it is new: not in the repository
 //! when the save began ([`KnownObjects`]), and not claimed before by this
@@ -26,8 +28,9 @@
 //! appender returns each batch to the free list.
 //!
 //! Memory is bounded by the fixed number of batches (of bounded size, plus
-//! at most one object) and by the ids in flight (at most every object of
-//! those batches): when all batches are in flight, the caller waits for one,
+//! at most one object) and by the ids not taken yet (the objects of those
+//! batches, plus at most [`MAX_UNTAKEN`] zero chunks queued behind them):
+//! when all batches are in flight, the caller waits for one,
 //! so a slow disk slows the walker instead of filling memory. Batch buffers
 //! are reused and shrunk after an unusually large object.
 //!
@@ -61,6 +64,9 @@ const BATCH_OBJECTS: usize = 64;
 /// A batch buffer larger than this (after an unusually large object) is
 /// shrunk back after use.
 const SLOT_KEEP: usize = 1 << 20;
+/// Ids known at once (zero chunks) queued behind one still being hashed:
+/// past this many the caller waits for the workers.
+const MAX_UNTAKEN: usize = 4096;
 
 /// Writes objects into packs, skipping those the repository or this save
 /// already holds.
@@ -117,8 +123,8 @@ impl<'r> ObjectSink<'r> {
             };
             self.zero_blob = Some((data.len(), id));
             let claimed = self.dedup.claim(&id);
-            let pipeline = self.pipeline()?;
-            pipeline.push_known_id(id);
+            let result = self.pipeline()?.push_known_id(id);
+            self.check(result)?;
             if claimed {
                 let result = self.pipeline()?.send(ItemState::Write, id, kind, data);
                 self.check(result)?;
@@ -449,8 +455,16 @@ impl Pipeline {
     }
 
     /// Gives the next ticket an id known already.
-    fn push_known_id(&mut self, id: ObjectId) {
+    fn push_known_id(&mut self, id: ObjectId) -> Result<(), Error> {
+        if self.ids.len() >= MAX_UNTAKEN {
+            // Resolve everything before, so the caller can take it all.
+            self.resolve_filling();
+            while self.awaiting > 0 {
+                self.receive(true)?;
+            }
+        }
         self.ids.push_back(Some(id));
+        Ok(())
     }
 
     fn next_id(&mut self, wait: bool) -> Result<Option<ObjectId>, Error> {
@@ -766,6 +780,16 @@ mod tests {
             sink.next_id(true).unwrap(),
             Some(hash_object(Kind::Blob, &pieces[300]))
         );
+        // Zero chunks behind a chunk not hashed yet do not pile up.
+        sink.put_deferred(Kind::Blob, &pieces[301]).unwrap();
+        for _ in 0..3 * MAX_UNTAKEN {
+            sink.put_deferred(Kind::Blob, &[0u8; 100]).unwrap();
+            // As `store_stream` does: take what is known.
+            while sink.next_id(false).unwrap().is_some() {}
+            let ids = &sink.pipeline.as_ref().unwrap().ids;
+            assert!(ids.len() <= MAX_UNTAKEN, "{} ids queued", ids.len());
+        }
+        sink.forget_deferred().unwrap();
         sink.publish().unwrap();
         // The forgotten objects were written all the same.
         assert!(repo
