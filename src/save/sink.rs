@@ -78,6 +78,10 @@ pub(crate) struct ObjectSink<'r> {
     pipeline: Option<Pipeline>,
     /// The id of the last all-zero blob put deferred, and its length.
     zero_blob: Option<(usize, ObjectId)>,
+    /// The pipeline failed: objects this save claimed may be unwritten, so
+    /// no later call may succeed (a new pipeline would skip them as
+    /// claimed, and a snapshot would name objects that do not exist).
+    failed: bool,
 }
 
 impl<'r> ObjectSink<'r> {
@@ -91,6 +95,7 @@ impl<'r> ObjectSink<'r> {
             }),
             pipeline: None,
             zero_blob: None,
+            failed: false,
         })
     }
 
@@ -98,6 +103,9 @@ impl<'r> ObjectSink<'r> {
     /// Returns its id at once; the write itself happens later (its errors
     /// come out of a later call or `publish`).
     pub fn put(&mut self, kind: Kind, data: &[u8]) -> Result<ObjectId, SaveError> {
+        if self.failed {
+            return Err(self.failed_before().into());
+        }
         let id = hash_object(kind, data);
         if !self.dedup.claim(&id) {
             return Ok(id);
@@ -116,6 +124,9 @@ impl<'r> ObjectSink<'r> {
     /// chunks of one length, so the id of an all-zero blob is remembered
     /// and such chunks are neither copied nor hashed again.
     pub fn put_deferred(&mut self, kind: Kind, data: &[u8]) -> Result<(), SaveError> {
+        if self.failed {
+            return Err(self.failed_before().into());
+        }
         if kind == Kind::Blob && is_zero(data) {
             let id = match self.zero_blob {
                 Some((len, id)) if len == data.len() => id,
@@ -140,6 +151,9 @@ impl<'r> ObjectSink<'r> {
     /// The id of the oldest deferred object not yet taken: `None` if there
     /// is none, or if `wait` is false and it is not known yet.
     pub fn next_id(&mut self, wait: bool) -> Result<Option<ObjectId>, SaveError> {
+        if self.failed {
+            return Err(self.failed_before().into());
+        }
         let Some(pipeline) = self.pipeline.as_mut() else {
             return Ok(None);
         };
@@ -157,6 +171,9 @@ impl<'r> ObjectSink<'r> {
     }
 
     fn pipeline(&mut self) -> Result<&mut Pipeline, SaveError> {
+        if self.failed {
+            return Err(self.failed_before().into());
+        }
         if self.pipeline.is_none() {
             let pack_dir = self.repo.path().join("objects").join("pack");
             self.pipeline = Some(Pipeline::start(
@@ -171,16 +188,30 @@ impl<'r> ObjectSink<'r> {
     /// On an error the pipeline is dead: collects its own error (the
     /// appender's, which says why) and stops it for good.
     fn check<T>(&mut self, result: Result<T, Error>) -> Result<T, SaveError> {
-        result.map_err(|e| match self.pipeline.take() {
-            Some(pipeline) => pipeline.finish().err().unwrap_or(e).into(),
-            None => e.into(),
+        result.map_err(|e| {
+            self.failed = true;
+            match self.pipeline.take() {
+                Some(pipeline) => pipeline.finish().err().unwrap_or(e).into(),
+                None => e.into(),
+            }
         })
+    }
+
+    fn failed_before(&self) -> Error {
+        Error::Io {
+            action: "writing objects (the pack writer failed earlier in this save) into",
+            path: self.repo.path().join("objects").join("pack"),
+            source: std::io::Error::other("pipeline stopped"),
+        }
     }
 
     /// Waits for every queued object to be written, publishes the pack(s)
     /// and makes them visible to the object store. Deferred ids not taken
     /// are dropped; their objects are written.
     pub(crate) fn publish(mut self) -> Result<SaveStats, SaveError> {
+        if self.failed {
+            return Err(self.failed_before().into());
+        }
         let mut stats = SaveStats::default();
         if let Some(pipeline) = self.pipeline.take() {
             let writer = pipeline.finish()?;
@@ -760,6 +791,30 @@ mod tests {
         assert_eq!(sink.next_id(true).unwrap(), Some(expect[0]));
         let stats = sink.publish().unwrap();
         assert_eq!(stats.objects_written, 1);
+    }
+
+    /// Once the pipeline failed, objects claimed may be unwritten: every
+    /// later call fails too, instead of a new pipeline skipping them.
+    #[test]
+    fn after_a_pipeline_error_every_call_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
+        let mut sink = ObjectSink::new(&repo).unwrap();
+        sink.put_deferred(Kind::Blob, b"claimed, maybe never written")
+            .unwrap();
+        let failure: Result<(), Error> = Err(Error::Io {
+            action: "writing pack",
+            path: tmp.path().to_path_buf(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        assert!(sink.check(failure).is_err());
+        assert!(sink.put(Kind::Blob, b"x").is_err());
+        assert!(sink.put_deferred(Kind::Blob, b"y").is_err());
+        assert!(sink.put_deferred(Kind::Blob, &[0u8; 64]).is_err());
+        assert!(sink.next_id(true).is_err());
+        assert!(sink.forget_deferred().is_err());
+        assert!(sink.publish().is_err());
+        assert!(repo.objects().packs().is_empty());
     }
 
     /// Ids nobody took (a stream abandoned) are dropped, and the next ids

@@ -746,7 +746,7 @@ pub(super) fn store_stream(
 ) -> Result<(FileObject, u64), StreamError> {
     let result = split_and_build(reader, sink, splitter, progress);
     if result.is_err() {
-        // Any error of the sink itself comes out of its next call again.
+        // An error of the sink itself comes out of every later call too.
         let _ = sink.forget_deferred();
     }
     result
