@@ -8,11 +8,13 @@
 //!   filled: a worker hashes them, so file chunks are hashed on the workers
 //!   while the walker keeps reading and cutting. Their ids come back in the
 //!   order they were put, from [`ObjectSink::next_id`]; the chunk tree
-//!   builder takes them from there. When the caller waits for an id whose
-//!   object is still in the batch being filled (the last chunks of a file,
-//!   or a small file's only chunk), that batch's deferred objects are hashed
-//!   on the caller's thread instead: a round trip to a worker would cost more
-//!   than the hash, and the workers' queue is ahead of it anyway. An
+//!   builder takes them from there (`walk::store_stream` puts the first MiB
+//!   of a file with `put`, since waiting for a worker at the end of a small
+//!   file costs more than hashing it). When the caller waits for an id whose
+//!   object is still in the batch being filled (the last chunks of a file),
+//!   that batch's deferred objects are hashed on the caller's thread
+//!   instead: a round trip to a worker would cost more than the hash, and
+//!   the workers' queue is ahead of it anyway. An
 //!   all-zero chunk (disk image holes) is named from the last one's id
 //!   without being copied or hashed.
 //!
@@ -35,8 +37,9 @@
 //! are reused and shrunk after an unusually large object.
 //!
 //! An error in the appender (ENOSPC, EIO) stops the pipeline: the next
-//! `put`, `put_deferred`, `next_id` or `publish` returns it, and the
-//! unfinished pack, a temporary file, is deleted when the writer drops.
+//! `put`, `put_deferred`, `next_id` or `publish` returns it, every later
+//! one fails too (claimed objects may be unwritten), and the unfinished
+//! pack, a temporary file, is deleted when the writer drops.
 //! Packs already published by a rollover stay: they are complete, verified
 //! packs that nothing references.
 
