@@ -5,7 +5,7 @@
 //! one written after it. Fix the code, never the vectors.
 
 use super::tree::{hex_width, ChunkTreeBuilder, FileObject, Shape};
-use super::{Params, SplitError, Splitter, AVG_SIZE, MAX_SIZE, MIN_SIZE};
+use super::{is_zero, Params, SplitError, Splitter, AVG_SIZE, MAX_SIZE, MIN_SIZE};
 use crate::object::tree::{decode, Mode};
 use crate::object::{hash_object, Kind, ObjectId};
 use std::collections::{HashMap, HashSet};
@@ -320,6 +320,76 @@ fn streaming_matches_whole_buffer_fastcdc() {
     assert!(got.iter().all(|&l| l <= MAX_SIZE as usize));
     assert!(got[..got.len() - 1].iter().all(|&l| l >= MIN_SIZE as usize));
     assert!(got.contains(&(MAX_SIZE as usize)));
+}
+
+/// Runs of zeros are cut without the gear hash (`Splitter::zero_cut`):
+/// the cuts must stay exactly FastCDC's, including runs just shorter or
+/// longer than `max`, a non-zero byte at the last position FastCDC looks
+/// at, and a file that ends inside a run.
+#[test]
+fn zero_runs_cut_as_fastcdc_does() {
+    let max = MAX_SIZE as usize;
+    let mut data = Vec::new();
+    for (i, run) in [
+        max - 1,
+        max,
+        max + 1,
+        2 * max,
+        3 * max + 4097,
+        MIN_SIZE as usize,
+        100,
+        5 * max,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        data.extend(vec![0u8; run]);
+        data.push(1 + i as u8);
+        data.extend(random_bytes(20 + i as u64, 3_000 + 1_000 * i));
+    }
+    // A non-zero byte exactly at the end of a chunk's window.
+    data.extend(vec![0u8; max - 1]);
+    data.push(7);
+    data.extend(vec![0u8; 2 * max + 123]); // ends inside a run
+    let expect: Vec<usize> = fastcdc::v2020::FastCDC::with_level(
+        &data,
+        MIN_SIZE as usize,
+        AVG_SIZE as usize,
+        MAX_SIZE as usize,
+        fastcdc::v2020::Normalization::Level2,
+    )
+    .map(|c| c.length)
+    .collect();
+    for reader_seed in [1, 2, 3] {
+        let mut got = Vec::new();
+        Splitter::new()
+            .split(
+                Dribble {
+                    data: &data,
+                    rng: Rng(reader_seed),
+                },
+                |c: &[u8]| -> Result<(), ()> {
+                    got.push(c.len());
+                    Ok(())
+                },
+            )
+            .expect("split");
+        assert_eq!(got, expect);
+    }
+    assert!(expect.contains(&max));
+}
+
+#[test]
+fn is_zero_finds_any_non_zero_byte() {
+    assert!(is_zero(&[]));
+    assert!(is_zero(&[0u8; 5000]));
+    for len in [1, 15, 16, 17, 511, 512, 513, 5000] {
+        for at in [0, len / 2, len - 1] {
+            let mut v = vec![0u8; len];
+            v[at] = 0x80;
+            assert!(!is_zero(&v), "len {len} at {at}");
+        }
+    }
 }
 
 #[test]
