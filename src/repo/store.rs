@@ -29,6 +29,33 @@ const CACHE_MAX_OBJECT: usize = 16 << 20;
 /// How often a reader looks whether `objects/pack` changed (a gc, a save).
 const RECHECK_MS: u64 = 1000;
 
+/// How a read proves that the bytes it returns are the object asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// The SHA-1 of the content against its id: once per object per open
+    /// pack (see [`PackFile::is_verified`]); deltas and loose objects always.
+    Hash,
+    /// For a whole (non-delta) object in a pack with a v2 index, the checks
+    /// every read makes are enough and the SHA-1 is skipped: the entry's
+    /// raw bytes (header and zlib stream, up to the next entry) must match
+    /// the CRC-32 that the idx lists for it, the stream's Adler-32 must match
+    /// the inflated bytes, the stream must end exactly where the next entry
+    /// starts and inflate to exactly the size in the entry header. The idx
+    /// is an independent file whose own SHA-1 trailer is checked when it is
+    /// opened, and it was written from the pack's bytes (by `git
+    /// index-pack` or by our writer, which hashed each object to name it),
+    /// so damage to the pack (a flipped bit, a torn or zeroed page, a
+    /// truncation, bytes from another file) fails the CRC-32, or the
+    /// Adler-32 and the zlib structure with it: two independent 32-bit
+    /// checks, over the compressed and the inflated bytes. What only the
+    /// SHA-1 would catch is a consistent rewrite of pack *and* index by a
+    /// writer that meant to (git itself does not hash packed objects on
+    /// read either). Deltas (their result depends on a base), loose objects
+    /// and v1 indexes (no CRC) are still hashed. For the mount's bulk reads
+    /// of file chunks, where the SHA-1 was a quarter of the CPU spent.
+    EntryChecksums,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
     pub kind: Kind,
@@ -224,7 +251,12 @@ impl ObjectStore {
     /// Reads and verifies an object. On a miss, rescans the packs once (a
     /// concurrent `git gc` may have moved it) before answering NotFound.
     pub fn read(&self, id: &ObjectId) -> Result<Object, Error> {
-        self.read_depth(id, 0)
+        self.read_depth(id, 0, Verify::Hash)
+    }
+
+    /// Like [`read`](Self::read), with the checking `verify` asks for.
+    pub fn read_with(&self, id: &ObjectId, verify: Verify) -> Result<Object, Error> {
+        self.read_depth(id, 0, verify)
     }
 
     /// Rescans when `objects/pack` changed since the last scan, looking at
@@ -258,7 +290,7 @@ impl ObjectStore {
         }
     }
 
-    fn read_depth(&self, id: &ObjectId, depth: usize) -> Result<Object, Error> {
+    fn read_depth(&self, id: &ObjectId, depth: usize, verify: Verify) -> Result<Object, Error> {
         if depth == 0 {
             self.follow_changes();
         }
@@ -272,7 +304,7 @@ impl ObjectStore {
         for attempt in 0..2 {
             let set = self.snapshot();
             if let Some((uid, pack, offset)) = set.find(id) {
-                return self.read_packed(uid, pack, offset, id, depth);
+                return self.read_packed(uid, pack, offset, id, depth, verify);
             }
             if let Some(obj) = loose::read(&self.objects_dir, id)? {
                 return Ok(obj);
@@ -310,7 +342,7 @@ impl ObjectStore {
                 return Ok(h);
             }
             // Rare: let `read` do the rescan and the error reporting.
-            let obj = self.read_depth(id, depth)?;
+            let obj = self.read_depth(id, depth, Verify::Hash)?;
             return Ok((obj.kind, obj.data.len() as u64));
         };
         let fail = |e: ReadFail| e.into_error(*id, pack.path());
@@ -352,6 +384,7 @@ impl ObjectStore {
         offset: u64,
         id: &ObjectId,
         depth: usize,
+        verify: Verify,
     ) -> Result<Object, Error> {
         let fail = |e: ReadFail| e.into_error(*id, pack.path());
         let corrupt = |d: String| fail(ReadFail::Corrupt(d));
@@ -387,7 +420,7 @@ impl ObjectStore {
                         None => {
                             // A base outside this pack: read it through the
                             // store (verified by its own id).
-                            let obj = self.read_depth(&base, depth + 1).map_err(|e| match e {
+                            let obj = self.read_depth(&base, depth + 1, Verify::Hash).map_err(|e| match e {
                                 Error::NotFound(_) => {
                                     corrupt(format!("delta base {base} is missing"))
                                 }
@@ -413,8 +446,12 @@ impl ObjectStore {
             }
         }
         let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
-        if whole && pack.is_verified(offset) {
-            return Ok(Object { kind, data });
+        if whole {
+            // The idx CRC-32 was checked by `inflate` (v2 indexes have one).
+            let crc_checked = verify == Verify::EntryChecksums && pack.index().version() == 2;
+            if crc_checked || pack.is_verified(offset) {
+                return Ok(Object { kind, data });
+            }
         }
         if hash_object(kind, &data) != *id {
             return Err(corrupt(format!(
@@ -515,6 +552,84 @@ mod tests {
     use super::*;
     use crate::repo::Repository;
     use std::os::unix::fs::{FileExt, PermissionsExt};
+
+    /// Skipping the SHA-1 (`Verify::EntryChecksums`) must not let damage
+    /// through that zlib cannot see: a stored (uncompressed) entry with a
+    /// changed byte and its Adler-32 recomputed to match is still valid
+    /// zlib of the right size, and only the idx CRC-32 catches it.
+    #[test]
+    fn entry_checksums_catch_damage_that_zlib_accepts() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(tmp.path()).expect("init");
+        // Incompressible, so the writer stores it (zlib level 0).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..6000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut w = repo.pack_writer().expect("writer");
+        let id = w.write(Kind::Blob, &data).expect("write");
+        let paths = w.finish().expect("publish");
+        let store = repo.objects();
+        store.refresh().expect("refresh");
+        assert_eq!(
+            store.read_with(&id, Verify::EntryChecksums).expect("read").data,
+            data
+        );
+        let (_, pack, offset) = store
+            .snapshot()
+            .find(&id)
+            .map(|(u, p, o)| (u, p.clone(), o))
+            .expect("packed");
+        let header = pack.entry_header(offset).expect("header");
+        let pack_path = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "pack"))
+            .expect("pack path");
+        std::fs::set_permissions(pack_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pack_path)
+            .expect("open pack");
+        // zlib header (2 bytes), then stored blocks of at most 65,535 bytes
+        // with a 5-byte header each: one block here, data from byte 7.
+        let z = header.data_offset;
+        let mut stream = vec![0u8; 2 + 5 + data.len() + 4];
+        f.read_exact_at(&mut stream, z).expect("read stream");
+        assert_eq!(stream[2] & 0b110, 0, "not a stored block: {:x}", stream[2]);
+        assert_eq!(&stream[7..7 + data.len()], &data[..], "stored block");
+        let mut changed = data.clone();
+        changed[1234] ^= 0x01;
+        let (mut a, mut b) = (1u32, 0u32);
+        for &byte in &changed {
+            a = (a + u32::from(byte)) % 65521;
+            b = (b + a) % 65521;
+        }
+        f.write_all_at(&changed[1234..1235], z + 7 + 1234)
+            .expect("damage");
+        f.write_all_at(&((b << 16) | a).to_be_bytes(), z + 7 + data.len() as u64)
+            .expect("adler");
+        f.sync_all().expect("sync");
+
+        // A fresh thread: its read window holds none of the old bytes.
+        let again = std::thread::scope(|s| {
+            s.spawn(|| store.read_with(&id, Verify::EntryChecksums))
+                .join()
+                .expect("thread")
+        });
+        match again {
+            Err(Error::Corrupt { id: bad, detail, .. }) => {
+                assert_eq!(bad, id);
+                assert!(detail.contains("CRC-32"), "{detail}");
+            }
+            other => panic!("damaged entry read as {other:?}"),
+        }
+    }
 
     /// Hashing an object only on its first read must not let damage
     /// through: a byte changed on disk after that read (seen through the

@@ -10,13 +10,16 @@
 //!
 //! Never wrong bytes: every blob must be exactly as long as the gap between
 //! its offset and the next one (or the end of its tree), otherwise the read
-//! fails with `ViewError::Malformed` naming the tree. Objects themselves are
-//! SHA-1 checked by the store.
+//! fails with `ViewError::Malformed` naming the tree. Chunk trees are SHA-1
+//! checked by the store; blobs, the bulk of the bytes, by the pack entry's
+//! idx CRC-32, zlib Adler-32 and exact size (see [`Verify::EntryChecksums`]:
+//! hashing them cost a quarter of a sequential read's CPU).
 
 use super::{Content, ViewError};
 use crate::cache::ByteLru;
 use crate::object::tree;
 use crate::object::{Kind, ObjectId};
+use crate::repo::store::Verify;
 use crate::repo::ObjectStore;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,8 +101,34 @@ enum Cached {
 /// instead of inflating it again, which on a small machine would halve the
 /// useful work.
 pub struct ChunkCache {
-    inner: Mutex<ByteLru<ObjectId, Cached>>,
+    inner: Mutex<Tiers>,
     inflight: Mutex<HashMap<ObjectId, Arc<Flight>>>,
+}
+
+/// Two LRUs under one lock. A blob that a streaming reader has read to its
+/// end now sits in the kernel's page cache, so keeping it would only push
+/// out what random readers and read-ahead need, and grow the daemon to its
+/// whole budget (fresh pages, each faulted in) during any long `cat`. It
+/// moves to a small tier of its own instead of leaving at once: a chunk
+/// that repeats within a file (a run of zeros in a disk image is thousands
+/// of the same blob) is found there rather than inflated again.
+struct Tiers {
+    main: ByteLru<ObjectId, Cached>,
+    streamed: ByteLru<ObjectId, Arc<Vec<u8>>>,
+}
+
+/// The streamed tier's share of the budget: at most this, and at most a
+/// sixteenth.
+const STREAMED_MAX: usize = 8 << 20;
+
+impl Tiers {
+    fn new(budget: usize) -> Tiers {
+        let streamed = (budget / 16).min(STREAMED_MAX);
+        Tiers {
+            main: ByteLru::new(budget - streamed),
+            streamed: ByteLru::new(streamed),
+        }
+    }
 }
 
 /// One blob being read: its result (or only that it failed; the waiter then
@@ -130,21 +159,22 @@ impl Flight {
 impl ChunkCache {
     pub fn new(budget_bytes: usize) -> ChunkCache {
         ChunkCache {
-            inner: Mutex::new(ByteLru::new(budget_bytes)),
+            inner: Mutex::new(Tiers::new(budget_bytes)),
             inflight: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ByteLru<ObjectId, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tiers> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn bytes(&self) -> usize {
-        self.lock().bytes()
+        let t = self.lock();
+        t.main.bytes() + t.streamed.bytes()
     }
 
     fn table(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<OffsetTable>, ViewError> {
-        if let Some(Cached::Table(t)) = self.lock().get(id) {
+        if let Some(Cached::Table(t)) = self.lock().main.get(id) {
             return Ok(t);
         }
         // Read outside the lock: two threads may load the same object, which
@@ -158,20 +188,32 @@ impl ChunkCache {
         }
         let table = Arc::new(OffsetTable::parse(id, &object.data)?);
         let size = table.approx_bytes();
-        self.lock().put(*id, Cached::Table(table.clone()), size);
+        self.lock().main.put(*id, Cached::Table(table.clone()), size);
         Ok(table)
     }
 
     fn cached_blob(&self, id: &ObjectId) -> Option<Arc<Vec<u8>>> {
-        match self.lock().get(id) {
+        let mut t = self.lock();
+        match t.main.get(id) {
             Some(Cached::Blob(b)) => Some(b),
-            _ => None,
+            _ => t.streamed.get(id),
         }
     }
 
-    /// The whole inflated blob: its SHA-1 is checked over all of it, so a
-    /// 4 KiB read of a cold chunk costs one chunk's inflate, and the next
-    /// reads in that chunk are served from here.
+    /// A streaming reader has read blob `id` to its end: it moves to the
+    /// streamed tier (see [`Tiers`]).
+    fn streamed(&self, id: &ObjectId) {
+        let mut t = self.lock();
+        match t.main.remove(id) {
+            Some((Cached::Blob(b), size)) => t.streamed.put(*id, b, size),
+            Some((table, size)) => t.main.put(*id, table, size),
+            None => {}
+        }
+    }
+
+    /// The whole inflated blob (its checks cover all of it), so a 4 KiB
+    /// read of a cold chunk costs one chunk's inflate, and the next reads in
+    /// that chunk are served from here.
     pub fn blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
         if let Some(b) = self.cached_blob(id) {
             return Ok(b);
@@ -213,7 +255,7 @@ impl ChunkCache {
     }
 
     fn load_blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
-        let object = store.read(id)?;
+        let object = store.read_with(id, Verify::EntryChecksums)?;
         if object.kind != Kind::Blob {
             return Err(ViewError::WrongKind {
                 id: *id,
@@ -223,18 +265,22 @@ impl ChunkCache {
         let blob = Arc::new(object.data);
         // The allocation plus the LRU's node and the Arc around it.
         let size = blob.capacity() + 160;
-        self.lock().put(*id, Cached::Blob(blob.clone()), size);
+        self.lock().main.put(*id, Cached::Blob(blob.clone()), size);
         Ok(blob)
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.lock().contains(id)
+        let t = self.lock();
+        t.main.contains(id) || t.streamed.contains(id)
     }
 
     /// Changes the byte budget, evicting down to it at once.
     pub fn set_budget(&self, budget_bytes: usize) {
         // Within budget already, the same budget evicts nothing.
-        self.lock().set_budget(budget_bytes);
+        let mut t = self.lock();
+        let streamed = (budget_bytes / 16).min(STREAMED_MAX);
+        t.main.set_budget(budget_bytes - streamed);
+        t.streamed.set_budget(streamed);
     }
 }
 
@@ -244,7 +290,7 @@ impl ChunkCache {
 /// [`PREFETCH_QUEUE`] blobs wait; beyond that requests are dropped (the
 /// reader then inflates them itself).
 pub struct Prefetcher {
-    queue: Mutex<VecDeque<ObjectId>>,
+    queue: Mutex<VecDeque<Ahead>>,
     ready: Condvar,
     threads: usize,
     started: std::sync::Once,
@@ -252,6 +298,16 @@ pub struct Prefetcher {
 
 /// Blobs waiting for a prefetch worker at most.
 pub const PREFETCH_QUEUE: usize = 4096;
+
+/// A blob to inflate ahead of a reader: worth it only while that reader
+/// has not yet read past the blob's end. Once it has (it inflated the blob
+/// itself rather than wait), inflating it again would be wasted work, and
+/// would fill the cache with blobs nobody asks for.
+pub struct Ahead {
+    pub id: ObjectId,
+    end: u64,
+    reader_at: Arc<AtomicU64>,
+}
 
 impl Prefetcher {
     pub fn new(threads: usize) -> Arc<Prefetcher> {
@@ -267,7 +323,7 @@ impl Prefetcher {
     /// before: a daemon forks after construction).
     pub fn queue(
         self: &Arc<Self>,
-        ids: impl IntoIterator<Item = ObjectId>,
+        ids: impl IntoIterator<Item = Ahead>,
         load: &Arc<dyn Fn(&ObjectId) + Send + Sync>,
     ) {
         self.started.call_once(|| {
@@ -295,16 +351,18 @@ impl Prefetcher {
 
     fn work(&self, load: &(dyn Fn(&ObjectId) + Send + Sync)) {
         loop {
-            let id = {
+            let item = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
-                    if let Some(id) = q.pop_front() {
-                        break id;
+                    if let Some(item) = q.pop_front() {
+                        break item;
                     }
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            load(&id);
+            if item.end > item.reader_at.load(Ordering::Relaxed) {
+                load(&item.id);
+            }
         }
     }
 }
@@ -324,8 +382,9 @@ pub struct FileReader {
     content: Content,
     size: u64,
     leaf: Mutex<Option<Level>>,
-    /// End of the last read, to tell a sequential reader from a random one.
-    last_end: AtomicU64,
+    /// End of the last read, to tell a sequential reader from a random one
+    /// (shared with its read-ahead, see [`Ahead`]).
+    last_end: Arc<AtomicU64>,
     /// Read-ahead has been queued up to here.
     ahead_to: AtomicU64,
 }
@@ -343,6 +402,9 @@ impl std::fmt::Debug for FileReader {
 /// sequential (the kernel's read-ahead requests arrive slightly out of
 /// order from several threads).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
+/// A sequential read at least this long is taken as streaming through the
+/// file (kernel read-ahead), not as a random reader's page.
+const STREAM_REQUEST: usize = 64 << 10;
 
 /// A chunk located for a read: its absolute range and object id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -360,7 +422,7 @@ impl FileReader {
             content,
             size,
             leaf: Mutex::new(None),
-            last_end: AtomicU64::new(0),
+            last_end: Arc::new(AtomicU64::new(0)),
             ahead_to: AtomicU64::new(0),
         }
     }
@@ -452,6 +514,7 @@ impl FileReader {
         out: &mut Vec<u8>,
     ) -> Result<(), ViewError> {
         let end = offset.saturating_add(len as u64).min(self.size);
+        let streaming = len >= STREAM_REQUEST && self.is_sequential(offset);
         let mut pos = offset;
         while pos < end {
             let chunk = self.locate(store, cache, pos)?;
@@ -470,8 +533,17 @@ impl FileReader {
             let to = (end.min(chunk.end) - chunk.start) as usize;
             out.extend_from_slice(&blob[from..to]);
             pos = chunk.start + to as u64;
+            if streaming && to == blob.len() {
+                cache.streamed(&chunk.id);
+            }
         }
         Ok(())
+    }
+
+    /// Whether a read at `offset` continues the last one (see
+    /// [`SEQUENTIAL_SLACK`]).
+    fn is_sequential(&self, offset: u64) -> bool {
+        offset == 0 || offset.abs_diff(self.last_end.load(Ordering::Relaxed)) <= SEQUENTIAL_SLACK
     }
 
     /// For a sequential reader whose last read ended at `end`: the blobs of
@@ -486,7 +558,7 @@ impl FileReader {
         offset: u64,
         end: u64,
         window: u64,
-    ) -> Vec<ObjectId> {
+    ) -> Vec<Ahead> {
         let previous = self.last_end.swap(end, Ordering::Relaxed);
         let sequential = offset == 0 || offset.abs_diff(previous) <= SEQUENTIAL_SLACK;
         if !sequential || end >= self.size {
@@ -501,14 +573,18 @@ impl FileReader {
             return Vec::new();
         }
         self.ahead_to.fetch_max(until, Ordering::Relaxed);
-        let mut ids = Vec::new();
+        let mut ids: Vec<Ahead> = Vec::new();
         let mut pos = from;
         while pos < until {
             let Ok(chunk) = self.locate(store, cache, pos) else {
                 break;
             };
-            if !cache.contains(&chunk.id) && ids.last() != Some(&chunk.id) {
-                ids.push(chunk.id);
+            if !cache.contains(&chunk.id) && ids.last().map(|a| a.id) != Some(chunk.id) {
+                ids.push(Ahead {
+                    id: chunk.id,
+                    end: chunk.end,
+                    reader_at: self.last_end.clone(),
+                });
             }
             pos = chunk.end;
         }
