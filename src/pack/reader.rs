@@ -5,6 +5,7 @@
 //! layer returns raw entry data (whole objects or delta bytes); resolving
 //! delta chains and verifying ids happens in `repo::store`.
 
+use super::idx::Entry;
 use super::{
     parse_entry_header, EntryHeader, PackIndex, PACK_HEADER_LEN, PACK_SIGNATURE, PACK_TRAILER_LEN,
 };
@@ -165,13 +166,21 @@ impl PackFile {
     pub fn is_verified(&self, offset: u64) -> bool {
         self.index
             .offset_rank(offset)
-            .is_some_and(|k| self.verified[k / 64].load(Ordering::Relaxed) & (1 << (k % 64)) != 0)
+            .is_some_and(|k| self.is_verified_rank(k))
     }
 
-    /// Records that the object at `offset` hashed to its id.
-    pub fn set_verified(&self, offset: u64) {
-        if let Some(k) = self.index.offset_rank(offset) {
-            self.verified[k / 64].fetch_or(1 << (k % 64), Ordering::Relaxed);
+    /// [`is_verified`](Self::is_verified) by the entry's rank in offset
+    /// order ([`Entry::rank`]).
+    pub fn is_verified_rank(&self, k: usize) -> bool {
+        self.verified
+            .get(k / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (k % 64)) != 0)
+    }
+
+    /// Records that the object of rank `k` (in offset order) hashed to its id.
+    pub fn set_verified_rank(&self, k: usize) {
+        if let Some(w) = self.verified.get(k / 64) {
+            w.fetch_or(1 << (k % 64), Ordering::Relaxed);
         }
     }
 
@@ -227,6 +236,27 @@ impl PackFile {
                 header.offset
             ))
         })?;
+        self.inflate_bounded(header, crc, next)
+    }
+
+    /// [`inflate`](Self::inflate) for an entry already found in the index
+    /// (by id), without searching it again by offset.
+    pub fn inflate_entry(&self, header: &EntryHeader, entry: &Entry) -> Result<Vec<u8>, ReadFail> {
+        if entry.offset != header.offset {
+            return Err(ReadFail::Corrupt(format!(
+                "entry header read at {} for the index entry at {}",
+                header.offset, entry.offset
+            )));
+        }
+        self.inflate_bounded(header, entry.crc, entry.next)
+    }
+
+    fn inflate_bounded(
+        &self,
+        header: &EntryHeader,
+        crc: Option<u32>,
+        next: Option<u64>,
+    ) -> Result<Vec<u8>, ReadFail> {
         let end = next.unwrap_or(self.data_end()).min(self.data_end());
         let check = EntryCheck {
             start: header.offset,
@@ -366,7 +396,9 @@ fn inflate_whole(
             return Ok(None);
         }
         let input = &input[..stream_len];
-        let mut out = vec![0u8; size as usize];
+        // Not zeroed first: libdeflate writes the bytes it reports, and
+        // only those become part of the vector.
+        let mut out: Vec<u8> = Vec::with_capacity(size as usize);
         let (mut used, mut made) = (0usize, 0usize);
         let status = INFLATER.with(|d| {
             if d.0.is_null() {
@@ -380,7 +412,7 @@ fn inflate_whole(
                     input.as_ptr().cast(),
                     input.len(),
                     out.as_mut_ptr().cast(),
-                    out.len(),
+                    out.capacity(),
                     &mut used,
                     &mut made,
                 )
@@ -390,7 +422,11 @@ fn inflate_whole(
             return Ok(None);
         };
         match status {
-            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {}
+            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {
+                // SAFETY: on success libdeflate wrote `made` bytes (at most
+                // the capacity it was given) from the start of `out`.
+                unsafe { out.set_len(made.min(out.capacity())) }
+            }
             libdeflate_sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => {
                 return Err(ReadFail::Corrupt(format!(
                     "entry inflates to more than its declared {size} bytes"

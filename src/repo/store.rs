@@ -11,8 +11,10 @@
 use super::{loose, Error};
 use crate::cache::ByteLru;
 use crate::object::{hash_object, Kind, ObjectId};
+use crate::pack::idx::Entry;
 use crate::pack::reader::ReadFail;
 use crate::pack::{delta, EntryKind, PackFile};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,16 +77,36 @@ struct PackSet {
     broken: Vec<(PathBuf, String)>,
 }
 
+thread_local! {
+    /// Position and uid of the pack that answered this thread's last
+    /// lookup: a file's chunks were written together, so the next one is
+    /// most likely in the same pack, and the packs before it in the list
+    /// need not be searched first.
+    static LAST_PACK: Cell<(usize, u64)> = const { Cell::new((usize::MAX, u64::MAX)) };
+}
+
 impl PackSet {
-    /// The first pack holding `id`: (pack uid, pack, offset).
-    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, u64)> {
+    /// The first pack holding `id`: (pack uid, pack, entry). Ids are unique
+    /// per object, so when several packs hold one (a repack in progress)
+    /// any of them gives the same bytes.
+    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, Entry)> {
+        let (pos, uid) = LAST_PACK.get();
+        if let Some((u, p)) = self.packs.get(pos).filter(|(u, _)| *u == uid) {
+            if let Some(e) = p.index().find(id) {
+                return Some((*u, p, e));
+            }
+        }
         let b = usize::from(id.0[0]);
         let (word, bit) = (b / 64, 1u64 << (b % 64));
-        self.packs
+        let (k, (uid, p), e) = self
+            .packs
             .iter()
             .zip(&self.first_bytes)
-            .filter(|(_, mask)| mask[word] & bit != 0)
-            .find_map(|((uid, p), _)| p.index().lookup(id).map(|o| (*uid, p, o)))
+            .enumerate()
+            .filter(|(k, (_, mask))| mask[word] & bit != 0 && *k != pos)
+            .find_map(|(k, (up, _))| up.1.index().find(id).map(|e| (k, up, e)))?;
+        LAST_PACK.set((k, *uid));
+        Some((*uid, p, e))
     }
 }
 
@@ -303,8 +325,8 @@ impl ObjectStore {
         }
         for attempt in 0..2 {
             let set = self.snapshot();
-            if let Some((uid, pack, offset)) = set.find(id) {
-                return self.read_packed(uid, pack, offset, id, depth, verify);
+            if let Some((uid, pack, entry)) = set.find(id) {
+                return self.read_packed(uid, pack, entry, id, depth, verify);
             }
             if let Some(obj) = loose::read(&self.objects_dir, id)? {
                 return Ok(obj);
@@ -337,7 +359,7 @@ impl ObjectStore {
             });
         }
         let set = self.snapshot();
-        let Some((_, pack, offset)) = set.find(id) else {
+        let Some((_, pack, entry)) = set.find(id) else {
             if let Some(h) = loose::read_header_of(&self.objects_dir, id)? {
                 return Ok(h);
             }
@@ -346,7 +368,7 @@ impl ObjectStore {
             return Ok((obj.kind, obj.data.len() as u64));
         };
         let fail = |e: ReadFail| e.into_error(*id, pack.path());
-        let top = pack.entry_header(offset).map_err(fail)?;
+        let top = pack.entry_header(entry.offset).map_err(fail)?;
         let size = match top.kind {
             EntryKind::Base(kind) => return Ok((kind, top.size)),
             _ => {
@@ -376,12 +398,12 @@ impl ObjectStore {
         Err(fail(ReadFail::Corrupt("delta chain is too long".into())))
     }
 
-    /// Reads the object at `offset` of `pack`, resolving its delta chain.
+    /// Reads the object of `entry` in `pack`, resolving its delta chain.
     fn read_packed(
         &self,
         uid: u64,
         pack: &PackFile,
-        offset: u64,
+        entry: Entry,
         id: &ObjectId,
         depth: usize,
         verify: Verify,
@@ -390,7 +412,7 @@ impl ObjectStore {
         let corrupt = |d: String| fail(ReadFail::Corrupt(d));
         // Walk down to a base (or a cached intermediate), remembering deltas.
         let mut chain = Vec::new();
-        let mut at = offset;
+        let mut at = entry.offset;
         let (kind, base): (Kind, Arc<Vec<u8>>) = loop {
             if chain.len() > MAX_CHAIN {
                 return Err(corrupt("delta chain is too long".into()));
@@ -403,7 +425,12 @@ impl ObjectStore {
             let header = pack.entry_header(at).map_err(fail)?;
             match header.kind {
                 EntryKind::Base(kind) => {
-                    let data = Arc::new(pack.inflate(&header).map_err(fail)?);
+                    let data = if chain.is_empty() {
+                        pack.inflate_entry(&header, &entry)
+                    } else {
+                        pack.inflate(&header)
+                    };
+                    let data = Arc::new(data.map_err(fail)?);
                     if !chain.is_empty() {
                         self.cache_put(uid, at, kind, &data);
                     }
@@ -420,12 +447,14 @@ impl ObjectStore {
                         None => {
                             // A base outside this pack: read it through the
                             // store (verified by its own id).
-                            let obj = self.read_depth(&base, depth + 1, Verify::Hash).map_err(|e| match e {
-                                Error::NotFound(_) => {
-                                    corrupt(format!("delta base {base} is missing"))
-                                }
-                                other => other,
-                            })?;
+                            let obj = self.read_depth(&base, depth + 1, Verify::Hash).map_err(
+                                |e| match e {
+                                    Error::NotFound(_) => {
+                                        corrupt(format!("delta base {base} is missing"))
+                                    }
+                                    other => other,
+                                },
+                            )?;
                             break (obj.kind, Arc::new(obj.data));
                         }
                     }
@@ -449,7 +478,7 @@ impl ObjectStore {
         if whole {
             // The idx CRC-32 was checked by `inflate` (v2 indexes have one).
             let crc_checked = verify == Verify::EntryChecksums && pack.index().version() == 2;
-            if crc_checked || pack.is_verified(offset) {
+            if crc_checked || pack.is_verified_rank(entry.rank) {
                 return Ok(Object { kind, data });
             }
         }
@@ -461,7 +490,7 @@ impl ObjectStore {
             )));
         }
         if whole {
-            pack.set_verified(offset);
+            pack.set_verified_rank(entry.rank);
         }
         Ok(Object { kind, data })
     }
@@ -577,13 +606,16 @@ mod tests {
         let store = repo.objects();
         store.refresh().expect("refresh");
         assert_eq!(
-            store.read_with(&id, Verify::EntryChecksums).expect("read").data,
+            store
+                .read_with(&id, Verify::EntryChecksums)
+                .expect("read")
+                .data,
             data
         );
         let (_, pack, offset) = store
             .snapshot()
             .find(&id)
-            .map(|(u, p, o)| (u, p.clone(), o))
+            .map(|(u, p, e)| (u, p.clone(), e.offset))
             .expect("packed");
         let header = pack.entry_header(offset).expect("header");
         let pack_path = paths
@@ -623,7 +655,9 @@ mod tests {
                 .expect("thread")
         });
         match again {
-            Err(Error::Corrupt { id: bad, detail, .. }) => {
+            Err(Error::Corrupt {
+                id: bad, detail, ..
+            }) => {
                 assert_eq!(bad, id);
                 assert!(detail.contains("CRC-32"), "{detail}");
             }
@@ -653,7 +687,7 @@ mod tests {
         let (_, pack, offset) = store
             .snapshot()
             .find(&id)
-            .map(|(u, p, o)| (u, p.clone(), o))
+            .map(|(u, p, e)| (u, p.clone(), e.offset))
             .expect("packed");
         assert!(
             pack.is_verified(offset),
