@@ -188,7 +188,9 @@ impl ChunkCache {
         }
         let table = Arc::new(OffsetTable::parse(id, &object.data)?);
         let size = table.approx_bytes();
-        self.lock().main.put(*id, Cached::Table(table.clone()), size);
+        self.lock()
+            .main
+            .put(*id, Cached::Table(table.clone()), size);
         Ok(table)
     }
 
