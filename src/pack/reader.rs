@@ -158,6 +158,26 @@ impl PackFile {
         &self.path
     }
 
+    /// Asks the kernel to start reading `[offset, offset + len)` of the pack
+    /// into its page cache now, without waiting: a reader that knows which
+    /// entries it needs next finds them there instead of stalling on the
+    /// disk one window at a time. Only advice; errors are ignored.
+    pub fn will_need(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: advice on a descriptor this handle owns; no memory involved.
+        unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
+    }
+
     /// Whether the whole (non-delta) object at `offset` was read and hashed
     /// to its id before through this handle. A pack file never changes
     /// under an open handle and every read still checks the entry's CRC-32,

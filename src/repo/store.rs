@@ -90,11 +90,15 @@ impl PackSet {
     /// per object, so when several packs hold one (a repack in progress)
     /// any of them gives the same bytes.
     fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, Entry)> {
-        let (pos, uid) = LAST_PACK.get();
-        if let Some((u, p)) = self.packs.get(pos).filter(|(u, _)| *u == uid) {
+        let (hint, uid) = LAST_PACK.get();
+        // The position of the pack already searched, if any (the set may
+        // have changed since: then the hint names another pack, or none).
+        let mut searched = usize::MAX;
+        if let Some((u, p)) = self.packs.get(hint).filter(|(u, _)| *u == uid) {
             if let Some(e) = p.index().find(id) {
                 return Some((*u, p, e));
             }
+            searched = hint;
         }
         let b = usize::from(id.0[0]);
         let (word, bit) = (b / 64, 1u64 << (b % 64));
@@ -103,7 +107,7 @@ impl PackSet {
             .iter()
             .zip(&self.first_bytes)
             .enumerate()
-            .filter(|(k, (_, mask))| mask[word] & bit != 0 && *k != pos)
+            .filter(|(k, (_, mask))| mask[word] & bit != 0 && *k != searched)
             .find_map(|(k, (up, _))| up.1.index().find(id).map(|e| (k, up, e)))?;
         LAST_PACK.set((k, *uid));
         Some((*uid, p, e))
@@ -262,6 +266,60 @@ impl ObjectStore {
             .iter()
             .map(|(_, p)| p.clone())
             .collect()
+    }
+
+    /// Starts reading the pack bytes of `ids` (a file's next chunks, in
+    /// order) into the page cache (see [`PackFile::will_need`]). A save
+    /// writes a file's new chunks one after another into one pack, so the
+    /// span from the first entry to the end of the last one is asked for
+    /// whole when it is short enough; otherwise neighbouring entries are
+    /// merged into ranges. Only advice: ids not in a pack are skipped.
+    pub fn will_need(&self, ids: &[ObjectId]) {
+        /// Entries this close together are asked for as one range.
+        const GAP: u64 = 64 << 10;
+        /// The largest range asked for at once.
+        const MAX_RANGE: u64 = 16 << 20;
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return;
+        };
+        let set = self.snapshot();
+        if let (Some((a, pack, head)), Some((b, _, tail))) = (set.find(first), set.find(last)) {
+            let end = tail.next.unwrap_or(tail.offset + GAP);
+            // Longer than that (a read-ahead batch is a few MiB of file),
+            // the span holds other files' entries: merged per entry below.
+            if a == b && head.offset <= tail.offset && end - head.offset <= MAX_RANGE {
+                pack.will_need(head.offset, end - head.offset);
+                return;
+            }
+        }
+        let mut run: Option<(&Arc<PackFile>, u64, u64)> = None;
+        for id in ids {
+            let Some((_, pack, entry)) = set.find(id) else {
+                continue;
+            };
+            // The last entry's end is the pack's trailer: a little more is
+            // harmless advice.
+            let end = entry.next.unwrap_or(entry.offset + GAP);
+            match &mut run {
+                Some((p, start, stop))
+                    if Arc::ptr_eq(p, pack)
+                        && *start <= entry.offset
+                        && entry.offset <= *stop + GAP
+                        && end - *start <= MAX_RANGE =>
+                {
+                    *stop = (*stop).max(end);
+                }
+                _ => {
+                    if let Some((p, start, stop)) = run.take() {
+                        p.will_need(start, stop - start);
+                    }
+                    run = Some((pack, entry.offset, end));
+                }
+            }
+        }
+        if let Some((p, start, stop)) = run {
+            p.will_need(start, stop - start);
+        }
     }
 
     /// Whether `id` is in a pack we know of or loose. Does not rescan.
@@ -581,6 +639,40 @@ mod tests {
     use super::*;
     use crate::repo::Repository;
     use std::os::unix::fs::{FileExt, PermissionsExt};
+
+    /// The "last pack first" hint names a pack by position and uid: once a
+    /// rescan shifts the positions (a new pack sorts before the hinted
+    /// one), the pack now at the hinted position must still be searched.
+    #[test]
+    fn lookups_after_a_new_pack_shifts_the_list() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(tmp.path()).expect("init");
+        let store = repo.objects();
+        let write = |n: u32| {
+            let data = format!("object {n}\n").into_bytes();
+            let mut w = repo.pack_writer().expect("writer");
+            let id = w.write(Kind::Blob, &data).expect("write");
+            let paths = w.finish().expect("publish");
+            (id, data, paths[0].clone())
+        };
+        let (first, data, first_path) = write(0);
+        store.refresh().expect("refresh");
+        assert_eq!(store.read(&first).expect("read").data, data);
+        for n in 1..64 {
+            let (id, data, path) = write(n);
+            store.refresh().expect("refresh");
+            assert_eq!(store.read(&id).expect("new object").data, data);
+            assert_eq!(
+                store.read(&first).expect("first object").data,
+                b"object 0\n"
+            );
+            if path < first_path {
+                // This pack took the first one's place in the list.
+                return;
+            }
+        }
+        panic!("no pack name sorted before the first in 63 tries");
+    }
 
     /// Skipping the SHA-1 (`Verify::EntryChecksums`) must not let damage
     /// through that zlib cannot see: a stored (uncompressed) entry with a

@@ -131,6 +131,13 @@ impl Tiers {
     }
 }
 
+/// See [`ChunkCache::claim`].
+enum Claim {
+    Cached(Arc<Vec<u8>>),
+    Busy(Arc<Flight>),
+    Mine(Arc<Flight>),
+}
+
 /// One blob being read: its result (or only that it failed; the waiter then
 /// reads it itself to get the error with its context).
 #[derive(Default)]
@@ -217,36 +224,50 @@ impl ChunkCache {
     /// read of a cold chunk costs one chunk's inflate, and the next reads in
     /// that chunk are served from here.
     pub fn blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
-        if let Some(b) = self.cached_blob(id) {
-            return Ok(b);
+        match self.claim(id) {
+            Claim::Cached(b) => Ok(b),
+            Claim::Busy(theirs) => self.wait(store, id, &theirs),
+            Claim::Mine(flight) => self.fill(store, id, &flight),
         }
-        let flight = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(id) {
-                Some(f) => Err(f.clone()),
-                None => {
-                    // Checked again under this lock: a reader that finished
-                    // in between put its blob in the cache before leaving.
-                    if let Some(b) = self.cached_blob(id) {
-                        return Ok(b);
-                    }
-                    let f = Arc::new(Flight::default());
-                    inflight.insert(*id, f.clone());
-                    Ok(f)
-                }
-            }
-        };
-        let flight = match flight {
-            Ok(mine) => mine,
-            Err(theirs) => {
-                if let Some(b) = theirs.wait() {
-                    return Ok(b);
-                }
-                // It failed there: read it here for the error (or succeed,
-                // if the failure was passing).
-                return self.load_blob(store, id);
-            }
-        };
+    }
+
+    /// For read-ahead: loads blob `id` unless it is cached or another thread
+    /// is already loading it (waiting for that would idle this worker while
+    /// there is other work). Errors are left for the reader to meet, with
+    /// its context, when it gets there.
+    pub fn prefetch(&self, store: &ObjectStore, id: &ObjectId) {
+        if let Claim::Mine(flight) = self.claim(id) {
+            let _ = self.fill(store, id, &flight);
+        }
+    }
+
+    /// Where blob `id` is to come from: the cache, another thread's load,
+    /// or the caller, who must then [`fill`](Self::fill) it.
+    fn claim(&self, id: &ObjectId) -> Claim {
+        if let Some(b) = self.cached_blob(id) {
+            return Claim::Cached(b);
+        }
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = inflight.get(id) {
+            return Claim::Busy(f.clone());
+        }
+        // Checked again under this lock: a reader that finished in between
+        // put its blob in the cache before leaving.
+        if let Some(b) = self.cached_blob(id) {
+            return Claim::Cached(b);
+        }
+        let f = Arc::new(Flight::default());
+        inflight.insert(*id, f.clone());
+        Claim::Mine(f)
+    }
+
+    /// Loads a blob this thread claimed, and hands it to those waiting.
+    fn fill(
+        &self,
+        store: &ObjectStore,
+        id: &ObjectId,
+        flight: &Flight,
+    ) -> Result<Arc<Vec<u8>>, ViewError> {
         let result = self.load_blob(store, id);
         flight.finish(result.as_ref().ok().cloned());
         self.inflight
@@ -254,6 +275,21 @@ impl ChunkCache {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         result
+    }
+
+    /// The result of another thread's load of `id`.
+    fn wait(
+        &self,
+        store: &ObjectStore,
+        id: &ObjectId,
+        theirs: &Flight,
+    ) -> Result<Arc<Vec<u8>>, ViewError> {
+        match theirs.wait() {
+            Some(b) => Ok(b),
+            // It failed there: read it here for the error (or succeed, if
+            // the failure was passing).
+            None => self.load_blob(store, id),
+        }
     }
 
     fn load_blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
@@ -408,6 +444,12 @@ const SEQUENTIAL_SLACK: u64 = 4 << 20;
 /// file (kernel read-ahead), not as a random reader's page.
 const STREAM_REQUEST: usize = 64 << 10;
 
+/// A chunk of a request: in hand, or being loaded by another thread.
+enum Part {
+    Ready(Arc<Vec<u8>>),
+    Wait(Arc<Flight>),
+}
+
 /// A chunk located for a read: its absolute range and object id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Located {
@@ -507,6 +549,12 @@ impl FileReader {
 
     /// Appends up to `len` bytes at `offset` to `out` (fewer at the end of
     /// the file).
+    ///
+    /// A request spans many chunks (the kernel asks for up to 1 MiB), some
+    /// of them being inflated by read-ahead workers. Waiting for each in
+    /// turn would leave this thread idle while later chunks of the same
+    /// request are still untouched, so it first inflates every chunk nobody
+    /// has claimed, and only then waits for the others' results.
     pub fn read_at(
         &self,
         store: &ObjectStore,
@@ -517,10 +565,24 @@ impl FileReader {
     ) -> Result<(), ViewError> {
         let end = offset.saturating_add(len as u64).min(self.size);
         let streaming = len >= STREAM_REQUEST && self.is_sequential(offset);
+        let mut parts = Vec::new();
         let mut pos = offset;
         while pos < end {
             let chunk = self.locate(store, cache, pos)?;
-            let blob = cache.blob(store, &chunk.id)?;
+            let part = match cache.claim(&chunk.id) {
+                Claim::Cached(b) => Part::Ready(b),
+                Claim::Busy(f) => Part::Wait(f),
+                Claim::Mine(f) => Part::Ready(cache.fill(store, &chunk.id, &f)?),
+            };
+            parts.push((chunk, part));
+            pos = chunk.end;
+        }
+        let mut pos = offset;
+        for (chunk, part) in parts {
+            let blob = match part {
+                Part::Ready(b) => b,
+                Part::Wait(f) => cache.wait(store, &chunk.id, &f)?,
+            };
             if blob.len() as u64 != chunk.end - chunk.start {
                 return Err(ViewError::Malformed {
                     id: chunk.id,
@@ -590,6 +652,8 @@ impl FileReader {
             }
             pos = chunk.end;
         }
+        // The workers' reads of these entries then find them in memory.
+        store.will_need(&ids.iter().map(|a| a.id).collect::<Vec<_>>());
         ids
     }
 }
