@@ -26,6 +26,9 @@ const MAX_PREALLOC: u64 = 64 << 20;
 /// file's chunks sit next to each other in a pack, so one read serves the
 /// headers and streams of a run of objects instead of two syscalls each.
 const WINDOW: usize = 128 << 10;
+/// Bytes read where a thread jumps to a place in a pack away from its last
+/// read: most chunks' entries (header and stream) fit.
+const JUMP_WINDOW: usize = 32 << 10;
 
 /// Distinguishes open packs in the per-thread read window (0 = none).
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
@@ -127,7 +130,7 @@ impl PackFile {
                     uid: self.uid,
                     data_end: self.len,
                 };
-                scratch.fill(&src, 0)?;
+                scratch.fill(&src, 0, self.len as usize)?;
                 head.copy_from_slice(&scratch.buf[..12]);
                 trailer.copy_from_slice(&scratch.buf[trailer_at..trailer_at + 20]);
                 io::Result::Ok(())
@@ -230,7 +233,7 @@ impl PackFile {
             let got = scratch.bytes_at(&src, offset).map_err(ReadFail::Io)?;
             if got.len() < want {
                 // The window ends inside this header: start it here.
-                scratch.fill(&src, offset).map_err(ReadFail::Io)?;
+                scratch.fill(&src, offset, want).map_err(ReadFail::Io)?;
             }
             let got = scratch.bytes_at(&src, offset).map_err(ReadFail::Io)?;
             parse_entry_header(offset, &got[..want.min(got.len())]).map_err(ReadFail::Corrupt)
@@ -337,10 +340,25 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Reads the window from `pos` (up to the end of the entries).
-    fn fill(&mut self, src: &Source, pos: u64) -> io::Result<()> {
+    /// Reads the window from `pos` (up to the end of the entries), at least
+    /// `need` bytes of it. A thread moving forward through a pack (read-ahead,
+    /// a streaming reader) reads whole windows; a jump elsewhere (a random
+    /// reader's chunk) reads [`JUMP_WINDOW`]: with the page cache cold,
+    /// every byte more is disk time before the reply.
+    fn fill(&mut self, src: &Source, pos: u64, need: usize) -> io::Result<()> {
+        let forward = self.pack == src.uid
+            && self.start <= pos
+            && pos <= self.start + (self.len + WINDOW) as u64;
+        let size = if forward {
+            WINDOW
+        } else {
+            need.max(JUMP_WINDOW)
+        };
         self.pack = 0;
-        let n = src.data_end.saturating_sub(pos).min(self.buf.len() as u64) as usize;
+        let n = src
+            .data_end
+            .saturating_sub(pos)
+            .min(size.min(self.buf.len()) as u64) as usize;
         src.file.read_exact_at(&mut self.buf[..n], pos)?;
         (self.pack, self.start, self.len) = (src.uid, pos, n);
         Ok(())
@@ -351,7 +369,7 @@ impl Scratch {
     fn bytes_at(&mut self, src: &Source, pos: u64) -> io::Result<&[u8]> {
         let held = self.pack == src.uid && self.start <= pos && pos < self.start + self.len as u64;
         if !held {
-            self.fill(src, pos)?;
+            self.fill(src, pos, 0)?;
         }
         Ok(&self.buf[(pos - self.start) as usize..self.len])
     }
@@ -409,7 +427,7 @@ fn inflate_whole(
         let mut scratch = cell.borrow_mut();
         if scratch.bytes_at(src, pos).map_err(ReadFail::Io)?.len() < stream_len {
             // Straddles the window's end: start the window here.
-            scratch.fill(src, pos).map_err(ReadFail::Io)?;
+            scratch.fill(src, pos, stream_len).map_err(ReadFail::Io)?;
         }
         let input = scratch.bytes_at(src, pos).map_err(ReadFail::Io)?;
         if input.len() < stream_len {

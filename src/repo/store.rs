@@ -341,8 +341,10 @@ impl ObjectStore {
 
     /// Rescans when `objects/pack` changed since the last scan, looking at
     /// most once per [`RECHECK_MS`]. A failed look changes nothing (the next
-    /// miss rescans anyway).
-    fn follow_changes(&self) {
+    /// miss rescans anyway). Every read calls it; a reader answering from
+    /// its own caches calls it too, so that packs a gc removed are let go
+    /// (their space freed) even while nothing is read from them.
+    pub fn follow_changes(&self) {
         if !self.scanned.load(Ordering::Acquire) {
             // The first scan is still to come (and sees everything).
             return;

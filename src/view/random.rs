@@ -563,6 +563,9 @@ impl FileReader {
         len: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), ViewError> {
+        // Cheap (a clock read, mostly): requests served from the cache
+        // alone must still let the store drop packs a gc removed.
+        store.follow_changes();
         let end = offset.saturating_add(len as u64).min(self.size);
         let streaming = len >= STREAM_REQUEST && self.is_sequential(offset);
         let mut parts = Vec::new();
@@ -610,7 +613,7 @@ impl FileReader {
         offset == 0 || offset.abs_diff(self.last_end.load(Ordering::Relaxed)) <= SEQUENTIAL_SLACK
     }
 
-    /// For a sequential reader whose last read ended at `end`: the blobs of
+    /// For a streaming reader whose last read ended at `end`: the blobs of
     /// the next `window` bytes not yet cached or queued, to inflate ahead.
     /// Empty for random access. Locating them reads chunk-tree levels only
     /// (cheap when they are the remembered leaf); a failure just ends the
@@ -625,7 +628,11 @@ impl FileReader {
     ) -> Vec<Ahead> {
         let previous = self.last_end.swap(end, Ordering::Relaxed);
         let sequential = offset == 0 || offset.abs_diff(previous) <= SEQUENTIAL_SLACK;
-        if !sequential || end >= self.size {
+        // A random reader's page that happens to land near the last one is
+        // no stream: planning megabytes for it would load the disk and the
+        // cores under the random reads that follow.
+        let streaming = end - offset >= STREAM_REQUEST as u64;
+        if !sequential || !streaming || end >= self.size {
             return Vec::new();
         }
         let until = end.saturating_add(window).min(self.size);
