@@ -43,6 +43,13 @@ impl<K: Hash + Eq, V: Clone> ByteLru<K, V> {
         }
     }
 
+    /// Takes `key` out, with the size it was counted at.
+    pub fn remove(&mut self, key: &K) -> Option<(V, usize)> {
+        let (v, size) = self.map.pop(key)?;
+        self.bytes -= size;
+        Some((v, size))
+    }
+
     /// Whether `key` is cached, without counting as a use.
     pub fn contains(&self, key: &K) -> bool {
         self.map.contains(key)

@@ -106,9 +106,7 @@ impl RewindFs {
             let (repo, chunks) = (repo.clone(), chunks.clone());
             // Errors surface again, with a log line, when the reader itself
             // gets there.
-            Arc::new(move |id: &ObjectId| {
-                let _ = chunks.blob(repo.objects(), id);
-            })
+            Arc::new(move |id: &ObjectId| chunks.prefetch(repo.objects(), id))
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         RewindFs {

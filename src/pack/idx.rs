@@ -72,6 +72,18 @@ pub fn encode_v2(entries: &mut [IdxEntry], pack_checksum: &[u8; 20]) -> Vec<u8> 
     out
 }
 
+/// One entry of an index, found by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub offset: u64,
+    /// v2 only.
+    pub crc: Option<u32>,
+    /// Where the next entry starts (`None` for the last one).
+    pub next: Option<u64>,
+    /// Rank among all entries in offset order (see [`PackIndex::offset_rank`]).
+    pub rank: usize,
+}
+
 /// A verified, in-memory pack index.
 pub struct PackIndex {
     path: PathBuf,
@@ -84,6 +96,9 @@ pub struct PackIndex {
     /// Entry positions sorted by offset: finds where an entry ends (the next
     /// entry's offset) and an entry's CRC when only its offset is known.
     by_offset: Vec<u32>,
+    /// The inverse: each entry's rank in offset order, so that an entry
+    /// found by id needs no second search to find where it ends.
+    rank: Vec<u32>,
     pack_checksum: [u8; 20],
 }
 
@@ -200,6 +215,10 @@ impl PackIndex {
                 )));
             }
         }
+        let mut rank = vec![0u32; n];
+        for (k, &i) in by_offset.iter().enumerate() {
+            rank[i as usize] = k as u32;
+        }
         Ok(PackIndex {
             path: path.to_path_buf(),
             version,
@@ -208,6 +227,7 @@ impl PackIndex {
             offsets,
             crcs,
             by_offset,
+            rank,
             pack_checksum,
         })
     }
@@ -249,6 +269,11 @@ impl PackIndex {
     /// The pack offset of `id`: fan-out narrows to ids sharing the first
     /// byte, then a binary search.
     pub fn lookup(&self, id: &ObjectId) -> Option<u64> {
+        self.find(id).map(|e| e.offset)
+    }
+
+    /// The entry of `id`: where it starts and ends and its CRC-32.
+    pub fn find(&self, id: &ObjectId) -> Option<Entry> {
         let b = usize::from(id.0[0]);
         let lo = if b == 0 {
             0
@@ -256,8 +281,25 @@ impl PackIndex {
             self.fanout[b - 1] as usize
         };
         let hi = self.fanout[b] as usize;
-        let i = self.ids[lo..hi].binary_search(id).ok()?;
-        Some(self.offsets[lo + i])
+        // Ids are uniformly spread: their first eight bytes as one integer
+        // almost always decide, without a byte-wise compare per step.
+        let prefix = |x: &ObjectId| u64::from_be_bytes(x.0[..8].try_into().expect("8 bytes"));
+        let key = prefix(id);
+        let i = lo
+            + self.ids[lo..hi]
+                .binary_search_by(|probe| {
+                    prefix(probe)
+                        .cmp(&key)
+                        .then_with(|| probe.0[8..].cmp(&id.0[8..]))
+                })
+                .ok()?;
+        let k = self.rank[i] as usize;
+        Some(Entry {
+            offset: self.offsets[i],
+            crc: self.crcs.get(i).copied(),
+            next: self.by_offset.get(k + 1).map(|&j| self.offsets[j as usize]),
+            rank: k,
+        })
     }
 
     /// The rank of the entry starting exactly at `offset` among all entries
@@ -358,6 +400,38 @@ mod tests {
         let pos = entries.iter().position(|e| e == small_limit).unwrap();
         let word = &bytes[8 + 1024 + 300 * 24 + pos * 4..][..4];
         assert_eq!(word, MAX_OFFSET32.to_be_bytes()[4..].to_vec());
+    }
+
+    /// `find` answers what `entry_at` and `offset_rank` answer by offset,
+    /// including for ids that share their first eight bytes (the prefix
+    /// compare must fall back to the rest).
+    #[test]
+    fn find_agrees_with_the_lookups_by_offset() {
+        let mut entries: Vec<IdxEntry> = (0..200u32)
+            .map(|n| {
+                let mut raw = id(n).0;
+                if n % 4 == 0 {
+                    raw[..8].copy_from_slice(&[0x42; 8]);
+                }
+                IdxEntry {
+                    id: ObjectId(raw),
+                    offset: 12 + u64::from((n * 37) % 200) * 50,
+                    crc32: n.wrapping_mul(2654435761),
+                }
+            })
+            .collect();
+        let bytes = encode_v2(&mut entries, &[1; 20]);
+        let idx = PackIndex::parse(Path::new("f.idx"), &bytes).unwrap();
+        for e in &entries {
+            let found = idx.find(&e.id).expect("listed");
+            assert_eq!(found.offset, e.offset);
+            assert_eq!(Some((found.crc, found.next)), idx.entry_at(e.offset));
+            assert_eq!(Some(found.rank), idx.offset_rank(e.offset));
+            assert_eq!(found.crc, Some(e.crc32));
+        }
+        let mut absent = entries[0].id;
+        absent.0[19] ^= 1;
+        assert_eq!(idx.find(&absent), None);
     }
 
     #[test]

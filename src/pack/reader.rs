@@ -5,6 +5,7 @@
 //! layer returns raw entry data (whole objects or delta bytes); resolving
 //! delta chains and verifying ids happens in `repo::store`.
 
+use super::idx::Entry;
 use super::{
     parse_entry_header, EntryHeader, PackIndex, PACK_HEADER_LEN, PACK_SIGNATURE, PACK_TRAILER_LEN,
 };
@@ -25,6 +26,9 @@ const MAX_PREALLOC: u64 = 64 << 20;
 /// file's chunks sit next to each other in a pack, so one read serves the
 /// headers and streams of a run of objects instead of two syscalls each.
 const WINDOW: usize = 128 << 10;
+/// Bytes read where a thread jumps to a place in a pack away from its last
+/// read: most chunks' entries (header and stream) fit.
+const JUMP_WINDOW: usize = 32 << 10;
 
 /// Distinguishes open packs in the per-thread read window (0 = none).
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
@@ -126,7 +130,7 @@ impl PackFile {
                     uid: self.uid,
                     data_end: self.len,
                 };
-                scratch.fill(&src, 0)?;
+                scratch.fill(&src, 0, self.len as usize)?;
                 head.copy_from_slice(&scratch.buf[..12]);
                 trailer.copy_from_slice(&scratch.buf[trailer_at..trailer_at + 20]);
                 io::Result::Ok(())
@@ -157,6 +161,26 @@ impl PackFile {
         &self.path
     }
 
+    /// Asks the kernel to start reading `[offset, offset + len)` of the pack
+    /// into its page cache now, without waiting: a reader that knows which
+    /// entries it needs next finds them there instead of stalling on the
+    /// disk one window at a time. Only advice; errors are ignored.
+    pub fn will_need(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: advice on a descriptor this handle owns; no memory involved.
+        unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
+    }
+
     /// Whether the whole (non-delta) object at `offset` was read and hashed
     /// to its id before through this handle. A pack file never changes
     /// under an open handle and every read still checks the entry's CRC-32,
@@ -165,13 +189,21 @@ impl PackFile {
     pub fn is_verified(&self, offset: u64) -> bool {
         self.index
             .offset_rank(offset)
-            .is_some_and(|k| self.verified[k / 64].load(Ordering::Relaxed) & (1 << (k % 64)) != 0)
+            .is_some_and(|k| self.is_verified_rank(k))
     }
 
-    /// Records that the object at `offset` hashed to its id.
-    pub fn set_verified(&self, offset: u64) {
-        if let Some(k) = self.index.offset_rank(offset) {
-            self.verified[k / 64].fetch_or(1 << (k % 64), Ordering::Relaxed);
+    /// [`is_verified`](Self::is_verified) by the entry's rank in offset
+    /// order ([`Entry::rank`]).
+    pub fn is_verified_rank(&self, k: usize) -> bool {
+        self.verified
+            .get(k / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (k % 64)) != 0)
+    }
+
+    /// Records that the object of rank `k` (in offset order) hashed to its id.
+    pub fn set_verified_rank(&self, k: usize) {
+        if let Some(w) = self.verified.get(k / 64) {
+            w.fetch_or(1 << (k % 64), Ordering::Relaxed);
         }
     }
 
@@ -201,7 +233,7 @@ impl PackFile {
             let got = scratch.bytes_at(&src, offset).map_err(ReadFail::Io)?;
             if got.len() < want {
                 // The window ends inside this header: start it here.
-                scratch.fill(&src, offset).map_err(ReadFail::Io)?;
+                scratch.fill(&src, offset, want).map_err(ReadFail::Io)?;
             }
             let got = scratch.bytes_at(&src, offset).map_err(ReadFail::Io)?;
             parse_entry_header(offset, &got[..want.min(got.len())]).map_err(ReadFail::Corrupt)
@@ -227,6 +259,27 @@ impl PackFile {
                 header.offset
             ))
         })?;
+        self.inflate_bounded(header, crc, next)
+    }
+
+    /// [`inflate`](Self::inflate) for an entry already found in the index
+    /// (by id), without searching it again by offset.
+    pub fn inflate_entry(&self, header: &EntryHeader, entry: &Entry) -> Result<Vec<u8>, ReadFail> {
+        if entry.offset != header.offset {
+            return Err(ReadFail::Corrupt(format!(
+                "entry header read at {} for the index entry at {}",
+                header.offset, entry.offset
+            )));
+        }
+        self.inflate_bounded(header, entry.crc, entry.next)
+    }
+
+    fn inflate_bounded(
+        &self,
+        header: &EntryHeader,
+        crc: Option<u32>,
+        next: Option<u64>,
+    ) -> Result<Vec<u8>, ReadFail> {
         let end = next.unwrap_or(self.data_end()).min(self.data_end());
         let check = EntryCheck {
             start: header.offset,
@@ -287,10 +340,25 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Reads the window from `pos` (up to the end of the entries).
-    fn fill(&mut self, src: &Source, pos: u64) -> io::Result<()> {
+    /// Reads the window from `pos` (up to the end of the entries), at least
+    /// `need` bytes of it. A thread moving forward through a pack (read-ahead,
+    /// a streaming reader) reads whole windows; a jump elsewhere (a random
+    /// reader's chunk) reads [`JUMP_WINDOW`]: with the page cache cold,
+    /// every byte more is disk time before the reply.
+    fn fill(&mut self, src: &Source, pos: u64, need: usize) -> io::Result<()> {
+        let forward = self.pack == src.uid
+            && self.start <= pos
+            && pos <= self.start + (self.len + WINDOW) as u64;
+        let size = if forward {
+            WINDOW
+        } else {
+            need.max(JUMP_WINDOW)
+        };
         self.pack = 0;
-        let n = src.data_end.saturating_sub(pos).min(self.buf.len() as u64) as usize;
+        let n = src
+            .data_end
+            .saturating_sub(pos)
+            .min(size.min(self.buf.len()) as u64) as usize;
         src.file.read_exact_at(&mut self.buf[..n], pos)?;
         (self.pack, self.start, self.len) = (src.uid, pos, n);
         Ok(())
@@ -301,7 +369,7 @@ impl Scratch {
     fn bytes_at(&mut self, src: &Source, pos: u64) -> io::Result<&[u8]> {
         let held = self.pack == src.uid && self.start <= pos && pos < self.start + self.len as u64;
         if !held {
-            self.fill(src, pos)?;
+            self.fill(src, pos, 0)?;
         }
         Ok(&self.buf[(pos - self.start) as usize..self.len])
     }
@@ -359,14 +427,16 @@ fn inflate_whole(
         let mut scratch = cell.borrow_mut();
         if scratch.bytes_at(src, pos).map_err(ReadFail::Io)?.len() < stream_len {
             // Straddles the window's end: start the window here.
-            scratch.fill(src, pos).map_err(ReadFail::Io)?;
+            scratch.fill(src, pos, stream_len).map_err(ReadFail::Io)?;
         }
         let input = scratch.bytes_at(src, pos).map_err(ReadFail::Io)?;
         if input.len() < stream_len {
             return Ok(None);
         }
         let input = &input[..stream_len];
-        let mut out = vec![0u8; size as usize];
+        // Not zeroed first: libdeflate writes the bytes it reports, and
+        // only those become part of the vector.
+        let mut out: Vec<u8> = Vec::with_capacity(size as usize);
         let (mut used, mut made) = (0usize, 0usize);
         let status = INFLATER.with(|d| {
             if d.0.is_null() {
@@ -380,7 +450,7 @@ fn inflate_whole(
                     input.as_ptr().cast(),
                     input.len(),
                     out.as_mut_ptr().cast(),
-                    out.len(),
+                    out.capacity(),
                     &mut used,
                     &mut made,
                 )
@@ -390,7 +460,11 @@ fn inflate_whole(
             return Ok(None);
         };
         match status {
-            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {}
+            libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {
+                // SAFETY: on success libdeflate wrote `made` bytes (at most
+                // the capacity it was given) from the start of `out`.
+                unsafe { out.set_len(made.min(out.capacity())) }
+            }
             libdeflate_sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => {
                 return Err(ReadFail::Corrupt(format!(
                     "entry inflates to more than its declared {size} bytes"

@@ -11,8 +11,10 @@
 use super::{loose, Error};
 use crate::cache::ByteLru;
 use crate::object::{hash_object, Kind, ObjectId};
+use crate::pack::idx::Entry;
 use crate::pack::reader::ReadFail;
 use crate::pack::{delta, EntryKind, PackFile};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,33 @@ const CACHE_BYTES: usize = 64 << 20;
 const CACHE_MAX_OBJECT: usize = 16 << 20;
 /// How often a reader looks whether `objects/pack` changed (a gc, a save).
 const RECHECK_MS: u64 = 1000;
+
+/// How a read proves that the bytes it returns are the object asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// The SHA-1 of the content against its id: once per object per open
+    /// pack (see [`PackFile::is_verified`]); deltas and loose objects always.
+    Hash,
+    /// For a whole (non-delta) object in a pack with a v2 index, the checks
+    /// every read makes are enough and the SHA-1 is skipped: the entry's
+    /// raw bytes (header and zlib stream, up to the next entry) must match
+    /// the CRC-32 that the idx lists for it, the stream's Adler-32 must match
+    /// the inflated bytes, the stream must end exactly where the next entry
+    /// starts and inflate to exactly the size in the entry header. The idx
+    /// is an independent file whose own SHA-1 trailer is checked when it is
+    /// opened, and it was written from the pack's bytes (by `git
+    /// index-pack` or by our writer, which hashed each object to name it),
+    /// so damage to the pack (a flipped bit, a torn or zeroed page, a
+    /// truncation, bytes from another file) fails the CRC-32, or the
+    /// Adler-32 and the zlib structure with it: two independent 32-bit
+    /// checks, over the compressed and the inflated bytes. What only the
+    /// SHA-1 would catch is a consistent rewrite of pack *and* index by a
+    /// writer that meant to (git itself does not hash packed objects on
+    /// read either). Deltas (their result depends on a base), loose objects
+    /// and v1 indexes (no CRC) are still hashed. For the mount's bulk reads
+    /// of file chunks, where the SHA-1 was a quarter of the CPU spent.
+    EntryChecksums,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -48,16 +77,40 @@ struct PackSet {
     broken: Vec<(PathBuf, String)>,
 }
 
+thread_local! {
+    /// Position and uid of the pack that answered this thread's last
+    /// lookup: a file's chunks were written together, so the next one is
+    /// most likely in the same pack, and the packs before it in the list
+    /// need not be searched first.
+    static LAST_PACK: Cell<(usize, u64)> = const { Cell::new((usize::MAX, u64::MAX)) };
+}
+
 impl PackSet {
-    /// The first pack holding `id`: (pack uid, pack, offset).
-    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, u64)> {
+    /// The first pack holding `id`: (pack uid, pack, entry). Ids are unique
+    /// per object, so when several packs hold one (a repack in progress)
+    /// any of them gives the same bytes.
+    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, Entry)> {
+        let (hint, uid) = LAST_PACK.get();
+        // The position of the pack already searched, if any (the set may
+        // have changed since: then the hint names another pack, or none).
+        let mut searched = usize::MAX;
+        if let Some((u, p)) = self.packs.get(hint).filter(|(u, _)| *u == uid) {
+            if let Some(e) = p.index().find(id) {
+                return Some((*u, p, e));
+            }
+            searched = hint;
+        }
         let b = usize::from(id.0[0]);
         let (word, bit) = (b / 64, 1u64 << (b % 64));
-        self.packs
+        let (k, (uid, p), e) = self
+            .packs
             .iter()
             .zip(&self.first_bytes)
-            .filter(|(_, mask)| mask[word] & bit != 0)
-            .find_map(|((uid, p), _)| p.index().lookup(id).map(|o| (*uid, p, o)))
+            .enumerate()
+            .filter(|(k, (_, mask))| mask[word] & bit != 0 && *k != searched)
+            .find_map(|(k, (up, _))| up.1.index().find(id).map(|e| (k, up, e)))?;
+        LAST_PACK.set((k, *uid));
+        Some((*uid, p, e))
     }
 }
 
@@ -215,6 +268,60 @@ impl ObjectStore {
             .collect()
     }
 
+    /// Starts reading the pack bytes of `ids` (a file's next chunks, in
+    /// order) into the page cache (see [`PackFile::will_need`]). A save
+    /// writes a file's new chunks one after another into one pack, so the
+    /// span from the first entry to the end of the last one is asked for
+    /// whole when it is short enough; otherwise neighbouring entries are
+    /// merged into ranges. Only advice: ids not in a pack are skipped.
+    pub fn will_need(&self, ids: &[ObjectId]) {
+        /// Entries this close together are asked for as one range.
+        const GAP: u64 = 64 << 10;
+        /// The largest range asked for at once.
+        const MAX_RANGE: u64 = 16 << 20;
+        let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+            return;
+        };
+        let set = self.snapshot();
+        if let (Some((a, pack, head)), Some((b, _, tail))) = (set.find(first), set.find(last)) {
+            let end = tail.next.unwrap_or(tail.offset + GAP);
+            // Longer than that (a read-ahead batch is a few MiB of file),
+            // the span holds other files' entries: merged per entry below.
+            if a == b && head.offset <= tail.offset && end - head.offset <= MAX_RANGE {
+                pack.will_need(head.offset, end - head.offset);
+                return;
+            }
+        }
+        let mut run: Option<(&Arc<PackFile>, u64, u64)> = None;
+        for id in ids {
+            let Some((_, pack, entry)) = set.find(id) else {
+                continue;
+            };
+            // The last entry's end is the pack's trailer: a little more is
+            // harmless advice.
+            let end = entry.next.unwrap_or(entry.offset + GAP);
+            match &mut run {
+                Some((p, start, stop))
+                    if Arc::ptr_eq(p, pack)
+                        && *start <= entry.offset
+                        && entry.offset <= *stop + GAP
+                        && end - *start <= MAX_RANGE =>
+                {
+                    *stop = (*stop).max(end);
+                }
+                _ => {
+                    if let Some((p, start, stop)) = run.take() {
+                        p.will_need(start, stop - start);
+                    }
+                    run = Some((pack, entry.offset, end));
+                }
+            }
+        }
+        if let Some((p, start, stop)) = run {
+            p.will_need(start, stop - start);
+        }
+    }
+
     /// Whether `id` is in a pack we know of or loose. Does not rescan.
     pub fn contains(&self, id: &ObjectId) -> bool {
         let set = self.snapshot();
@@ -224,13 +331,20 @@ impl ObjectStore {
     /// Reads and verifies an object. On a miss, rescans the packs once (a
     /// concurrent `git gc` may have moved it) before answering NotFound.
     pub fn read(&self, id: &ObjectId) -> Result<Object, Error> {
-        self.read_depth(id, 0)
+        self.read_depth(id, 0, Verify::Hash)
+    }
+
+    /// Like [`read`](Self::read), with the checking `verify` asks for.
+    pub fn read_with(&self, id: &ObjectId, verify: Verify) -> Result<Object, Error> {
+        self.read_depth(id, 0, verify)
     }
 
     /// Rescans when `objects/pack` changed since the last scan, looking at
     /// most once per [`RECHECK_MS`]. A failed look changes nothing (the next
-    /// miss rescans anyway).
-    fn follow_changes(&self) {
+    /// miss rescans anyway). Every read calls it; a reader answering from
+    /// its own caches calls it too, so that packs a gc removed are let go
+    /// (their space freed) even while nothing is read from them.
+    pub fn follow_changes(&self) {
         if !self.scanned.load(Ordering::Acquire) {
             // The first scan is still to come (and sees everything).
             return;
@@ -258,7 +372,7 @@ impl ObjectStore {
         }
     }
 
-    fn read_depth(&self, id: &ObjectId, depth: usize) -> Result<Object, Error> {
+    fn read_depth(&self, id: &ObjectId, depth: usize, verify: Verify) -> Result<Object, Error> {
         if depth == 0 {
             self.follow_changes();
         }
@@ -271,8 +385,8 @@ impl ObjectStore {
         }
         for attempt in 0..2 {
             let set = self.snapshot();
-            if let Some((uid, pack, offset)) = set.find(id) {
-                return self.read_packed(uid, pack, offset, id, depth);
+            if let Some((uid, pack, entry)) = set.find(id) {
+                return self.read_packed(uid, pack, entry, id, depth, verify);
             }
             if let Some(obj) = loose::read(&self.objects_dir, id)? {
                 return Ok(obj);
@@ -305,16 +419,16 @@ impl ObjectStore {
             });
         }
         let set = self.snapshot();
-        let Some((_, pack, offset)) = set.find(id) else {
+        let Some((_, pack, entry)) = set.find(id) else {
             if let Some(h) = loose::read_header_of(&self.objects_dir, id)? {
                 return Ok(h);
             }
             // Rare: let `read` do the rescan and the error reporting.
-            let obj = self.read_depth(id, depth)?;
+            let obj = self.read_depth(id, depth, Verify::Hash)?;
             return Ok((obj.kind, obj.data.len() as u64));
         };
         let fail = |e: ReadFail| e.into_error(*id, pack.path());
-        let top = pack.entry_header(offset).map_err(fail)?;
+        let top = pack.entry_header(entry.offset).map_err(fail)?;
         let size = match top.kind {
             EntryKind::Base(kind) => return Ok((kind, top.size)),
             _ => {
@@ -344,20 +458,21 @@ impl ObjectStore {
         Err(fail(ReadFail::Corrupt("delta chain is too long".into())))
     }
 
-    /// Reads the object at `offset` of `pack`, resolving its delta chain.
+    /// Reads the object of `entry` in `pack`, resolving its delta chain.
     fn read_packed(
         &self,
         uid: u64,
         pack: &PackFile,
-        offset: u64,
+        entry: Entry,
         id: &ObjectId,
         depth: usize,
+        verify: Verify,
     ) -> Result<Object, Error> {
         let fail = |e: ReadFail| e.into_error(*id, pack.path());
         let corrupt = |d: String| fail(ReadFail::Corrupt(d));
         // Walk down to a base (or a cached intermediate), remembering deltas.
         let mut chain = Vec::new();
-        let mut at = offset;
+        let mut at = entry.offset;
         let (kind, base): (Kind, Arc<Vec<u8>>) = loop {
             if chain.len() > MAX_CHAIN {
                 return Err(corrupt("delta chain is too long".into()));
@@ -370,7 +485,12 @@ impl ObjectStore {
             let header = pack.entry_header(at).map_err(fail)?;
             match header.kind {
                 EntryKind::Base(kind) => {
-                    let data = Arc::new(pack.inflate(&header).map_err(fail)?);
+                    let data = if chain.is_empty() {
+                        pack.inflate_entry(&header, &entry)
+                    } else {
+                        pack.inflate(&header)
+                    };
+                    let data = Arc::new(data.map_err(fail)?);
                     if !chain.is_empty() {
                         self.cache_put(uid, at, kind, &data);
                     }
@@ -387,12 +507,14 @@ impl ObjectStore {
                         None => {
                             // A base outside this pack: read it through the
                             // store (verified by its own id).
-                            let obj = self.read_depth(&base, depth + 1).map_err(|e| match e {
-                                Error::NotFound(_) => {
-                                    corrupt(format!("delta base {base} is missing"))
-                                }
-                                other => other,
-                            })?;
+                            let obj = self.read_depth(&base, depth + 1, Verify::Hash).map_err(
+                                |e| match e {
+                                    Error::NotFound(_) => {
+                                        corrupt(format!("delta base {base} is missing"))
+                                    }
+                                    other => other,
+                                },
+                            )?;
                             break (obj.kind, Arc::new(obj.data));
                         }
                     }
@@ -413,8 +535,12 @@ impl ObjectStore {
             }
         }
         let data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
-        if whole && pack.is_verified(offset) {
-            return Ok(Object { kind, data });
+        if whole {
+            // The idx CRC-32 was checked by `inflate` (v2 indexes have one).
+            let crc_checked = verify == Verify::EntryChecksums && pack.index().version() == 2;
+            if crc_checked || pack.is_verified_rank(entry.rank) {
+                return Ok(Object { kind, data });
+            }
         }
         if hash_object(kind, &data) != *id {
             return Err(corrupt(format!(
@@ -424,7 +550,7 @@ impl ObjectStore {
             )));
         }
         if whole {
-            pack.set_verified(offset);
+            pack.set_verified_rank(entry.rank);
         }
         Ok(Object { kind, data })
     }
@@ -516,6 +642,123 @@ mod tests {
     use crate::repo::Repository;
     use std::os::unix::fs::{FileExt, PermissionsExt};
 
+    /// The "last pack first" hint names a pack by position and uid: once a
+    /// rescan shifts the positions (a new pack sorts before the hinted
+    /// one), the pack now at the hinted position must still be searched.
+    #[test]
+    fn lookups_after_a_new_pack_shifts_the_list() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(tmp.path()).expect("init");
+        let store = repo.objects();
+        let write = |n: u32| {
+            let data = format!("object {n}\n").into_bytes();
+            let mut w = repo.pack_writer().expect("writer");
+            let id = w.write(Kind::Blob, &data).expect("write");
+            let paths = w.finish().expect("publish");
+            (id, data, paths[0].clone())
+        };
+        let (first, data, first_path) = write(0);
+        store.refresh().expect("refresh");
+        assert_eq!(store.read(&first).expect("read").data, data);
+        for n in 1..64 {
+            let (id, data, path) = write(n);
+            store.refresh().expect("refresh");
+            assert_eq!(store.read(&id).expect("new object").data, data);
+            assert_eq!(
+                store.read(&first).expect("first object").data,
+                b"object 0\n"
+            );
+            if path < first_path {
+                // This pack took the first one's place in the list.
+                return;
+            }
+        }
+        panic!("no pack name sorted before the first in 63 tries");
+    }
+
+    /// Skipping the SHA-1 (`Verify::EntryChecksums`) must not let damage
+    /// through that zlib cannot see: a stored (uncompressed) entry with a
+    /// changed byte and its Adler-32 recomputed to match is still valid
+    /// zlib of the right size, and only the idx CRC-32 catches it.
+    #[test]
+    fn entry_checksums_catch_damage_that_zlib_accepts() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(tmp.path()).expect("init");
+        // Incompressible, so the writer stores it (zlib level 0).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let data: Vec<u8> = (0..6000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut w = repo.pack_writer().expect("writer");
+        let id = w.write(Kind::Blob, &data).expect("write");
+        let paths = w.finish().expect("publish");
+        let store = repo.objects();
+        store.refresh().expect("refresh");
+        assert_eq!(
+            store
+                .read_with(&id, Verify::EntryChecksums)
+                .expect("read")
+                .data,
+            data
+        );
+        let (_, pack, offset) = store
+            .snapshot()
+            .find(&id)
+            .map(|(u, p, e)| (u, p.clone(), e.offset))
+            .expect("packed");
+        let header = pack.entry_header(offset).expect("header");
+        let pack_path = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "pack"))
+            .expect("pack path");
+        std::fs::set_permissions(pack_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pack_path)
+            .expect("open pack");
+        // zlib header (2 bytes), then stored blocks of at most 65,535 bytes
+        // with a 5-byte header each: one block here, data from byte 7.
+        let z = header.data_offset;
+        let mut stream = vec![0u8; 2 + 5 + data.len() + 4];
+        f.read_exact_at(&mut stream, z).expect("read stream");
+        assert_eq!(stream[2] & 0b110, 0, "not a stored block: {:x}", stream[2]);
+        assert_eq!(&stream[7..7 + data.len()], &data[..], "stored block");
+        let mut changed = data.clone();
+        changed[1234] ^= 0x01;
+        let (mut a, mut b) = (1u32, 0u32);
+        for &byte in &changed {
+            a = (a + u32::from(byte)) % 65521;
+            b = (b + a) % 65521;
+        }
+        f.write_all_at(&changed[1234..1235], z + 7 + 1234)
+            .expect("damage");
+        f.write_all_at(&((b << 16) | a).to_be_bytes(), z + 7 + data.len() as u64)
+            .expect("adler");
+        f.sync_all().expect("sync");
+
+        // A fresh thread: its read window holds none of the old bytes.
+        let again = std::thread::scope(|s| {
+            s.spawn(|| store.read_with(&id, Verify::EntryChecksums))
+                .join()
+                .expect("thread")
+        });
+        match again {
+            Err(Error::Corrupt {
+                id: bad, detail, ..
+            }) => {
+                assert_eq!(bad, id);
+                assert!(detail.contains("CRC-32"), "{detail}");
+            }
+            other => panic!("damaged entry read as {other:?}"),
+        }
+    }
+
     /// Hashing an object only on its first read must not let damage
     /// through: a byte changed on disk after that read (seen through the
     /// same open pack, from a thread whose read window is fresh) still
@@ -538,7 +781,7 @@ mod tests {
         let (_, pack, offset) = store
             .snapshot()
             .find(&id)
-            .map(|(u, p, o)| (u, p.clone(), o))
+            .map(|(u, p, e)| (u, p.clone(), e.offset))
             .expect("packed");
         assert!(
             pack.is_verified(offset),

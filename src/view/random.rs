@@ -10,13 +10,16 @@
 //!
 //! Never wrong bytes: every blob must be exactly as long as the gap between
 //! its offset and the next one (or the end of its tree), otherwise the read
-//! fails with `ViewError::Malformed` naming the tree. Objects themselves are
-//! SHA-1 checked by the store.
+//! fails with `ViewError::Malformed` naming the tree. Chunk trees are SHA-1
+//! checked by the store; blobs, the bulk of the bytes, by the pack entry's
+//! idx CRC-32, zlib Adler-32 and exact size (see [`Verify::EntryChecksums`]:
+//! hashing them cost a quarter of a sequential read's CPU).
 
 use super::{Content, ViewError};
 use crate::cache::ByteLru;
 use crate::object::tree;
 use crate::object::{Kind, ObjectId};
+use crate::repo::store::Verify;
 use crate::repo::ObjectStore;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,8 +101,41 @@ enum Cached {
 /// instead of inflating it again, which on a small machine would halve the
 /// useful work.
 pub struct ChunkCache {
-    inner: Mutex<ByteLru<ObjectId, Cached>>,
+    inner: Mutex<Tiers>,
     inflight: Mutex<HashMap<ObjectId, Arc<Flight>>>,
+}
+
+/// Two LRUs under one lock. A blob that a streaming reader has read to its
+/// end now sits in the kernel's page cache, so keeping it would only push
+/// out what random readers and read-ahead need, and grow the daemon to its
+/// whole budget (fresh pages, each faulted in) during any long `cat`. It
+/// moves to a small tier of its own instead of leaving at once: a chunk
+/// that repeats within a file (a run of zeros in a disk image is thousands
+/// of the same blob) is found there rather than inflated again.
+struct Tiers {
+    main: ByteLru<ObjectId, Cached>,
+    streamed: ByteLru<ObjectId, Arc<Vec<u8>>>,
+}
+
+/// The streamed tier's share of the budget: at most this, and at most a
+/// sixteenth.
+const STREAMED_MAX: usize = 8 << 20;
+
+impl Tiers {
+    fn new(budget: usize) -> Tiers {
+        let streamed = (budget / 16).min(STREAMED_MAX);
+        Tiers {
+            main: ByteLru::new(budget - streamed),
+            streamed: ByteLru::new(streamed),
+        }
+    }
+}
+
+/// See [`ChunkCache::claim`].
+enum Claim {
+    Cached(Arc<Vec<u8>>),
+    Busy(Arc<Flight>),
+    Mine(Arc<Flight>),
 }
 
 /// One blob being read: its result (or only that it failed; the waiter then
@@ -130,21 +166,22 @@ impl Flight {
 impl ChunkCache {
     pub fn new(budget_bytes: usize) -> ChunkCache {
         ChunkCache {
-            inner: Mutex::new(ByteLru::new(budget_bytes)),
+            inner: Mutex::new(Tiers::new(budget_bytes)),
             inflight: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ByteLru<ObjectId, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tiers> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn bytes(&self) -> usize {
-        self.lock().bytes()
+        let t = self.lock();
+        t.main.bytes() + t.streamed.bytes()
     }
 
     fn table(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<OffsetTable>, ViewError> {
-        if let Some(Cached::Table(t)) = self.lock().get(id) {
+        if let Some(Cached::Table(t)) = self.lock().main.get(id) {
             return Ok(t);
         }
         // Read outside the lock: two threads may load the same object, which
@@ -158,51 +195,79 @@ impl ChunkCache {
         }
         let table = Arc::new(OffsetTable::parse(id, &object.data)?);
         let size = table.approx_bytes();
-        self.lock().put(*id, Cached::Table(table.clone()), size);
+        self.lock()
+            .main
+            .put(*id, Cached::Table(table.clone()), size);
         Ok(table)
     }
 
     fn cached_blob(&self, id: &ObjectId) -> Option<Arc<Vec<u8>>> {
-        match self.lock().get(id) {
+        let mut t = self.lock();
+        match t.main.get(id) {
             Some(Cached::Blob(b)) => Some(b),
-            _ => None,
+            _ => t.streamed.get(id),
         }
     }
 
-    /// The whole inflated blob: its SHA-1 is checked over all of it, so a
-    /// 4 KiB read of a cold chunk costs one chunk's inflate, and the next
-    /// reads in that chunk are served from here.
-    pub fn blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
-        if let Some(b) = self.cached_blob(id) {
-            return Ok(b);
+    /// A streaming reader has read blob `id` to its end: it moves to the
+    /// streamed tier (see [`Tiers`]).
+    fn streamed(&self, id: &ObjectId) {
+        let mut t = self.lock();
+        match t.main.remove(id) {
+            Some((Cached::Blob(b), size)) => t.streamed.put(*id, b, size),
+            Some((table, size)) => t.main.put(*id, table, size),
+            None => {}
         }
-        let flight = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(id) {
-                Some(f) => Err(f.clone()),
-                None => {
-                    // Checked again under this lock: a reader that finished
-                    // in between put its blob in the cache before leaving.
-                    if let Some(b) = self.cached_blob(id) {
-                        return Ok(b);
-                    }
-                    let f = Arc::new(Flight::default());
-                    inflight.insert(*id, f.clone());
-                    Ok(f)
-                }
-            }
-        };
-        let flight = match flight {
-            Ok(mine) => mine,
-            Err(theirs) => {
-                if let Some(b) = theirs.wait() {
-                    return Ok(b);
-                }
-                // It failed there: read it here for the error (or succeed,
-                // if the failure was passing).
-                return self.load_blob(store, id);
-            }
-        };
+    }
+
+    /// The whole inflated blob (its checks cover all of it), so a 4 KiB
+    /// read of a cold chunk costs one chunk's inflate, and the next reads in
+    /// that chunk are served from here.
+    pub fn blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
+        match self.claim(id) {
+            Claim::Cached(b) => Ok(b),
+            Claim::Busy(theirs) => self.wait(store, id, &theirs),
+            Claim::Mine(flight) => self.fill(store, id, &flight),
+        }
+    }
+
+    /// For read-ahead: loads blob `id` unless it is cached or another thread
+    /// is already loading it (waiting for that would idle this worker while
+    /// there is other work). Errors are left for the reader to meet, with
+    /// its context, when it gets there.
+    pub fn prefetch(&self, store: &ObjectStore, id: &ObjectId) {
+        if let Claim::Mine(flight) = self.claim(id) {
+            let _ = self.fill(store, id, &flight);
+        }
+    }
+
+    /// Where blob `id` is to come from: the cache, another thread's load,
+    /// or the caller, who must then [`fill`](Self::fill) it.
+    fn claim(&self, id: &ObjectId) -> Claim {
+        if let Some(b) = self.cached_blob(id) {
+            return Claim::Cached(b);
+        }
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = inflight.get(id) {
+            return Claim::Busy(f.clone());
+        }
+        // Checked again under this lock: a reader that finished in between
+        // put its blob in the cache before leaving.
+        if let Some(b) = self.cached_blob(id) {
+            return Claim::Cached(b);
+        }
+        let f = Arc::new(Flight::default());
+        inflight.insert(*id, f.clone());
+        Claim::Mine(f)
+    }
+
+    /// Loads a blob this thread claimed, and hands it to those waiting.
+    fn fill(
+        &self,
+        store: &ObjectStore,
+        id: &ObjectId,
+        flight: &Flight,
+    ) -> Result<Arc<Vec<u8>>, ViewError> {
         let result = self.load_blob(store, id);
         flight.finish(result.as_ref().ok().cloned());
         self.inflight
@@ -212,8 +277,23 @@ impl ChunkCache {
         result
     }
 
+    /// The result of another thread's load of `id`.
+    fn wait(
+        &self,
+        store: &ObjectStore,
+        id: &ObjectId,
+        theirs: &Flight,
+    ) -> Result<Arc<Vec<u8>>, ViewError> {
+        match theirs.wait() {
+            Some(b) => Ok(b),
+            // It failed there: read it here for the error (or succeed, if
+            // the failure was passing).
+            None => self.load_blob(store, id),
+        }
+    }
+
     fn load_blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
-        let object = store.read(id)?;
+        let object = store.read_with(id, Verify::EntryChecksums)?;
         if object.kind != Kind::Blob {
             return Err(ViewError::WrongKind {
                 id: *id,
@@ -223,18 +303,22 @@ impl ChunkCache {
         let blob = Arc::new(object.data);
         // The allocation plus the LRU's node and the Arc around it.
         let size = blob.capacity() + 160;
-        self.lock().put(*id, Cached::Blob(blob.clone()), size);
+        self.lock().main.put(*id, Cached::Blob(blob.clone()), size);
         Ok(blob)
     }
 
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.lock().contains(id)
+        let t = self.lock();
+        t.main.contains(id) || t.streamed.contains(id)
     }
 
     /// Changes the byte budget, evicting down to it at once.
     pub fn set_budget(&self, budget_bytes: usize) {
         // Within budget already, the same budget evicts nothing.
-        self.lock().set_budget(budget_bytes);
+        let mut t = self.lock();
+        let streamed = (budget_bytes / 16).min(STREAMED_MAX);
+        t.main.set_budget(budget_bytes - streamed);
+        t.streamed.set_budget(streamed);
     }
 }
 
@@ -244,7 +328,7 @@ impl ChunkCache {
 /// [`PREFETCH_QUEUE`] blobs wait; beyond that requests are dropped (the
 /// reader then inflates them itself).
 pub struct Prefetcher {
-    queue: Mutex<VecDeque<ObjectId>>,
+    queue: Mutex<VecDeque<Ahead>>,
     ready: Condvar,
     threads: usize,
     started: std::sync::Once,
@@ -252,6 +336,16 @@ pub struct Prefetcher {
 
 /// Blobs waiting for a prefetch worker at most.
 pub const PREFETCH_QUEUE: usize = 4096;
+
+/// A blob to inflate ahead of a reader: worth it only while that reader
+/// has not yet read past the blob's end. Once it has (it inflated the blob
+/// itself rather than wait), inflating it again would be wasted work, and
+/// would fill the cache with blobs nobody asks for.
+pub struct Ahead {
+    pub id: ObjectId,
+    end: u64,
+    reader_at: Arc<AtomicU64>,
+}
 
 impl Prefetcher {
     pub fn new(threads: usize) -> Arc<Prefetcher> {
@@ -267,7 +361,7 @@ impl Prefetcher {
     /// before: a daemon forks after construction).
     pub fn queue(
         self: &Arc<Self>,
-        ids: impl IntoIterator<Item = ObjectId>,
+        ids: impl IntoIterator<Item = Ahead>,
         load: &Arc<dyn Fn(&ObjectId) + Send + Sync>,
     ) {
         self.started.call_once(|| {
@@ -295,16 +389,18 @@ impl Prefetcher {
 
     fn work(&self, load: &(dyn Fn(&ObjectId) + Send + Sync)) {
         loop {
-            let id = {
+            let item = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
-                    if let Some(id) = q.pop_front() {
-                        break id;
+                    if let Some(item) = q.pop_front() {
+                        break item;
                     }
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            load(&id);
+            if item.end > item.reader_at.load(Ordering::Relaxed) {
+                load(&item.id);
+            }
         }
     }
 }
@@ -324,8 +420,9 @@ pub struct FileReader {
     content: Content,
     size: u64,
     leaf: Mutex<Option<Level>>,
-    /// End of the last read, to tell a sequential reader from a random one.
-    last_end: AtomicU64,
+    /// End of the last read, to tell a sequential reader from a random one
+    /// (shared with its read-ahead, see [`Ahead`]).
+    last_end: Arc<AtomicU64>,
     /// Read-ahead has been queued up to here.
     ahead_to: AtomicU64,
 }
@@ -343,6 +440,15 @@ impl std::fmt::Debug for FileReader {
 /// sequential (the kernel's read-ahead requests arrive slightly out of
 /// order from several threads).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
+/// A sequential read at least this long is taken as streaming through the
+/// file (kernel read-ahead), not as a random reader's page.
+const STREAM_REQUEST: usize = 64 << 10;
+
+/// A chunk of a request: in hand, or being loaded by another thread.
+enum Part {
+    Ready(Arc<Vec<u8>>),
+    Wait(Arc<Flight>),
+}
 
 /// A chunk located for a read: its absolute range and object id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -360,7 +466,7 @@ impl FileReader {
             content,
             size,
             leaf: Mutex::new(None),
-            last_end: AtomicU64::new(0),
+            last_end: Arc::new(AtomicU64::new(0)),
             ahead_to: AtomicU64::new(0),
         }
     }
@@ -443,6 +549,12 @@ impl FileReader {
 
     /// Appends up to `len` bytes at `offset` to `out` (fewer at the end of
     /// the file).
+    ///
+    /// A request spans many chunks (the kernel asks for up to 1 MiB), some
+    /// of them being inflated by read-ahead workers. Waiting for each in
+    /// turn would leave this thread idle while later chunks of the same
+    /// request are still untouched, so it first inflates every chunk nobody
+    /// has claimed, and only then waits for the others' results.
     pub fn read_at(
         &self,
         store: &ObjectStore,
@@ -451,11 +563,29 @@ impl FileReader {
         len: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), ViewError> {
+        // Cheap (a clock read, mostly): requests served from the cache
+        // alone must still let the store drop packs a gc removed.
+        store.follow_changes();
         let end = offset.saturating_add(len as u64).min(self.size);
+        let streaming = len >= STREAM_REQUEST && self.is_sequential(offset);
+        let mut parts = Vec::new();
         let mut pos = offset;
         while pos < end {
             let chunk = self.locate(store, cache, pos)?;
-            let blob = cache.blob(store, &chunk.id)?;
+            let part = match cache.claim(&chunk.id) {
+                Claim::Cached(b) => Part::Ready(b),
+                Claim::Busy(f) => Part::Wait(f),
+                Claim::Mine(f) => Part::Ready(cache.fill(store, &chunk.id, &f)?),
+            };
+            parts.push((chunk, part));
+            pos = chunk.end;
+        }
+        let mut pos = offset;
+        for (chunk, part) in parts {
+            let blob = match part {
+                Part::Ready(b) => b,
+                Part::Wait(f) => cache.wait(store, &chunk.id, &f)?,
+            };
             if blob.len() as u64 != chunk.end - chunk.start {
                 return Err(ViewError::Malformed {
                     id: chunk.id,
@@ -470,11 +600,20 @@ impl FileReader {
             let to = (end.min(chunk.end) - chunk.start) as usize;
             out.extend_from_slice(&blob[from..to]);
             pos = chunk.start + to as u64;
+            if streaming && to == blob.len() {
+                cache.streamed(&chunk.id);
+            }
         }
         Ok(())
     }
 
-    /// For a sequential reader whose last read ended at `end`: the blobs of
+    /// Whether a read at `offset` continues the last one (see
+    /// [`SEQUENTIAL_SLACK`]).
+    fn is_sequential(&self, offset: u64) -> bool {
+        offset == 0 || offset.abs_diff(self.last_end.load(Ordering::Relaxed)) <= SEQUENTIAL_SLACK
+    }
+
+    /// For a streaming reader whose last read ended at `end`: the blobs of
     /// the next `window` bytes not yet cached or queued, to inflate ahead.
     /// Empty for random access. Locating them reads chunk-tree levels only
     /// (cheap when they are the remembered leaf); a failure just ends the
@@ -486,10 +625,14 @@ impl FileReader {
         offset: u64,
         end: u64,
         window: u64,
-    ) -> Vec<ObjectId> {
+    ) -> Vec<Ahead> {
         let previous = self.last_end.swap(end, Ordering::Relaxed);
         let sequential = offset == 0 || offset.abs_diff(previous) <= SEQUENTIAL_SLACK;
-        if !sequential || end >= self.size {
+        // A random reader's page that happens to land near the last one is
+        // no stream: planning megabytes for it would load the disk and the
+        // cores under the random reads that follow.
+        let streaming = end - offset >= STREAM_REQUEST as u64;
+        if !sequential || !streaming || end >= self.size {
             return Vec::new();
         }
         let until = end.saturating_add(window).min(self.size);
@@ -501,17 +644,23 @@ impl FileReader {
             return Vec::new();
         }
         self.ahead_to.fetch_max(until, Ordering::Relaxed);
-        let mut ids = Vec::new();
+        let mut ids: Vec<Ahead> = Vec::new();
         let mut pos = from;
         while pos < until {
             let Ok(chunk) = self.locate(store, cache, pos) else {
                 break;
             };
-            if !cache.contains(&chunk.id) && ids.last() != Some(&chunk.id) {
-                ids.push(chunk.id);
+            if !cache.contains(&chunk.id) && ids.last().map(|a| a.id) != Some(chunk.id) {
+                ids.push(Ahead {
+                    id: chunk.id,
+                    end: chunk.end,
+                    reader_at: self.last_end.clone(),
+                });
             }
             pos = chunk.end;
         }
+        // The workers' reads of these entries then find them in memory.
+        store.will_need(&ids.iter().map(|a| a.id).collect::<Vec<_>>());
         ids
     }
 }
