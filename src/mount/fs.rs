@@ -183,7 +183,7 @@ impl RewindFs {
             node_type: NodeType::Directory,
             id: tree,
             chunked: false,
-            meta: view::dir_meta(&self.repo, &tree)?,
+            meta: self.dir(&tree)?.meta.clone(),
         })
     }
 
@@ -349,7 +349,10 @@ impl RewindFs {
                     .map_err(|_| missing())?;
                 let mut node = dir.entries[i].clone();
                 if node.node_type == NodeType::Directory {
-                    node.meta = view::dir_meta(&self.repo, &node.id)?;
+                    // From the subdirectory's whole listing, kept in the
+                    // cache: a walk (`cp -a`, `find`) lists it next, and
+                    // its tree and `.bupm` are then read once, not twice.
+                    node.meta = self.dir(&node.id)?.meta.clone();
                 }
                 let child = NodeInfo::new(node, info.snapshot.clone());
                 let key = match child.hardlink() {
