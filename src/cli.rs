@@ -176,9 +176,8 @@ pub struct MountArgs {
     #[arg(long = "cache-size", value_name = "SIZE", default_value = "256M")]
     pub cache_size: String,
 
-    /// Threads serving requests (one: a walk's stream of small requests
-    /// costs the fewest wake-ups)
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    /// Threads serving requests
+    #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,
 
     /// Empty directory to mount on
