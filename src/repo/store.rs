@@ -712,16 +712,7 @@ mod tests {
             .map(|(u, p, e)| (u, p.clone(), e.offset))
             .expect("packed");
         let header = pack.entry_header(offset).expect("header");
-        let pack_path = paths
-            .iter()
-            .find(|p| p.extension().is_some_and(|e| e == "pack"))
-            .expect("pack path");
-        std::fs::set_permissions(pack_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(pack_path)
-            .expect("open pack");
+        let f = open_pack_to_damage(&paths);
         // zlib header (2 bytes), then stored blocks of at most 65,535 bytes
         // with a 5-byte header each: one block here, data from byte 7.
         let z = header.data_offset;
@@ -759,6 +750,21 @@ mod tests {
         }
     }
 
+    /// The published pack among `paths`, made writable and opened for
+    /// writing, so a test can damage it.
+    fn open_pack_to_damage(paths: &[std::path::PathBuf]) -> std::fs::File {
+        let pack_path = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "pack"))
+            .expect("pack path");
+        std::fs::set_permissions(pack_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pack_path)
+            .expect("open pack")
+    }
+
     /// Hashing an object only on its first read must not let damage
     /// through: a byte changed on disk after that read (seen through the
     /// same open pack, from a thread whose read window is fresh) still
@@ -788,16 +794,7 @@ mod tests {
             "first read records the hash check"
         );
 
-        let pack_path = paths
-            .iter()
-            .find(|p| p.extension().is_some_and(|e| e == "pack"))
-            .expect("pack path");
-        std::fs::set_permissions(pack_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(pack_path)
-            .expect("open pack");
+        let f = open_pack_to_damage(&paths);
         // Inside the entry's zlib stream (its header is a few bytes).
         let at = offset + 40;
         let mut b = [0u8; 1];
