@@ -77,6 +77,17 @@ struct PackSet {
     broken: Vec<(PathBuf, String)>,
 }
 
+/// The packs of one moment (see [`ObjectStore::packed_objects`]).
+#[derive(Clone)]
+pub struct PackedObjects(Arc<PackSet>);
+
+impl PackedObjects {
+    /// Whether one of these packs holds `id`.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.0.find(id).is_some()
+    }
+}
+
 thread_local! {
     /// Position and uid of the pack that answered this thread's last
     /// lookup: a file's chunks were written together, so the next one is
@@ -320,6 +331,13 @@ impl ObjectStore {
         if let Some((p, start, stop)) = run {
             p.will_need(start, stop - start);
         }
+    }
+
+    /// The packs known now, to ask "is it packed?" from a thread of its
+    /// own (the store itself is borrowed). Packs published or removed later
+    /// are not seen by it.
+    pub fn packed_objects(&self) -> PackedObjects {
+        PackedObjects(self.snapshot())
     }
 
     /// Whether `id` is in a pack we know of or loose. Does not rescan.

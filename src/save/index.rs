@@ -49,7 +49,7 @@
 use crate::meta::vint::put_vuint;
 use crate::meta::{Stat, Timespec};
 use crate::object::ObjectId;
-use crate::pack::PackFile;
+use crate::repo::store::PackedObjects;
 use crate::repo::Repository;
 use sha1::{Digest, Sha1};
 use std::cmp::Ordering;
@@ -57,7 +57,6 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"RWCHIDX\n";
 /// Bump on any change of the layout above; other versions are ignored.
@@ -878,13 +877,9 @@ fn remove_stale_temps(dir: &Path) {
 /// logged and make the save slower, never wrong, and never fail it.
 pub(super) struct ChangeIndex<'r> {
     repo: &'r Repository,
-    /// The packs open when the save began, and the one that held the last
-    /// object asked about: see [`ChangeIndex::has_object`].
-    packs: Arc<Vec<Arc<PackFile>>>,
-    last_pack: std::cell::Cell<usize>,
     old: Option<Prefetched>,
     /// The object of the entry [`ChangeIndex::lookup`] returned last, and
-    /// whether the prefetching thread found it in `packs`.
+    /// whether the prefetching thread found it packed.
     last_taken: Option<(ObjectId, bool)>,
     new: Option<IndexWriter>,
     /// Paths with mtime or ctime at or after this are not recorded.
@@ -921,12 +916,7 @@ impl<'r> ChangeIndex<'r> {
             }
         };
         let start = Timespec::from_system_time(started).unwrap_or_default();
-        let packs = Arc::new(if old.is_some() {
-            repo.objects().pack_files()
-        } else {
-            Vec::new()
-        });
-        let old = old.and_then(|reader| match Prefetched::start(reader, packs.clone()) {
+        let old = old.and_then(|reader| match Prefetched::start(reader, repo.objects().packed_objects()) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(
@@ -938,8 +928,6 @@ impl<'r> ChangeIndex<'r> {
         });
         ChangeIndex {
             repo,
-            packs,
-            last_pack: std::cell::Cell::new(0),
             old,
             last_taken: None,
             new,
@@ -987,18 +975,10 @@ impl<'r> ChangeIndex<'r> {
     /// Whether the repository still holds `id` (a gc may have removed it).
     ///
     /// Asked for every reused path: the object of the entry just taken was
-    /// already looked up in the packs by the prefetching thread; anything
-    /// else is asked of the packs (see [`in_packs`]), then of the store
-    /// itself (loose objects; packs published since the save began).
+    /// already looked up by the prefetching thread; anything else is asked
+    /// of the store.
     pub fn has_object(&self, id: &ObjectId) -> bool {
-        // The entry just taken was looked up by the prefetching thread.
-        if self.last_taken == Some((*id, true)) {
-            return true;
-        }
-        let mut last = self.last_pack.get();
-        let found = in_packs(&self.packs, &mut last, id);
-        self.last_pack.set(last);
-        found || self.repo.objects().contains(id)
+        self.last_taken == Some((*id, true)) || self.repo.objects().contains(id)
     }
 
     /// Records how `key` was saved in this run, unless it is too recent to
@@ -1028,26 +1008,6 @@ impl<'r> ChangeIndex<'r> {
     }
 }
 
-/// Whether one of `packs` holds `id`, asking first the pack that held the
-/// previous object (`last`, updated): the previous save wrote the objects
-/// of neighbouring paths into the same pack, so one binary search in an
-/// index already in memory usually answers instead of one per pack.
-fn in_packs(packs: &[Arc<PackFile>], last: &mut usize, id: &ObjectId) -> bool {
-    if packs
-        .get(*last)
-        .is_some_and(|p| p.index().lookup(id).is_some())
-    {
-        return true;
-    }
-    match packs.iter().position(|p| p.index().lookup(id).is_some()) {
-        Some(i) => {
-            *last = i;
-            true
-        }
-        None => false,
-    }
-}
-
 /// One previous entry: its key, the entry, and whether its object was
 /// found in the packs open when the save began.
 type Ahead = (Vec<u8>, Entry, bool);
@@ -1068,15 +1028,14 @@ struct Prefetched {
 }
 
 impl Prefetched {
-    fn start(mut reader: IndexReader, packs: Arc<Vec<Arc<PackFile>>>) -> io::Result<Prefetched> {
+    fn start(mut reader: IndexReader, packed: PackedObjects) -> io::Result<Prefetched> {
         let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_BATCHES);
         std::thread::Builder::new()
             .name("index-read".into())
             .spawn(move || {
-                let mut last = 0;
                 let mut batch = Vec::with_capacity(AHEAD_BATCH);
                 while let Some((key, entry)) = reader.next_entry() {
-                    let present = in_packs(&packs, &mut last, &entry.id);
+                    let present = packed.contains(&entry.id);
                     batch.push((key, entry, present));
                     if batch.len() == AHEAD_BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(AHEAD_BATCH));
