@@ -304,6 +304,34 @@ impl Batch {
         self.data.len() >= BATCH_BYTES || self.items.len() >= BATCH_OBJECTS
     }
 
+    /// Hashes the deferred objects and claims the new ones (see
+    /// [`Dedup::claim`]; the claims under one lock for the whole batch):
+    /// returns their ids with their tickets.
+    fn resolve(&mut self, dedup: &Dedup) -> Vec<(u64, ObjectId)> {
+        let mut ids = Vec::with_capacity(self.deferred);
+        for item in &mut self.items {
+            if item.state == ItemState::Deferred {
+                item.id = hash_object(item.kind, &self.data[item.data.clone()]);
+                ids.push((item.ticket, item.id));
+                if dedup.known.contains(&item.id) {
+                    item.state = ItemState::Skip;
+                }
+            }
+        }
+        let mut claimed = dedup.claimed();
+        for item in &mut self.items {
+            if item.state == ItemState::Deferred {
+                item.state = if claimed.insert(item.id) {
+                    ItemState::Write
+                } else {
+                    ItemState::Skip
+                };
+            }
+        }
+        self.deferred = 0;
+        ids
+    }
+
     fn clear(&mut self) {
         self.items.clear();
         self.data.clear();
@@ -544,21 +572,7 @@ impl Pipeline {
         let Some(batch) = self.filling.as_mut() else {
             return;
         };
-        let mut resolved = Vec::with_capacity(batch.deferred);
-        for item in &mut batch.items {
-            if item.state != ItemState::Deferred {
-                continue;
-            }
-            item.id = hash_object(item.kind, &batch.data[item.data.clone()]);
-            item.state = if self.dedup.claim(&item.id) {
-                ItemState::Write
-            } else {
-                ItemState::Skip
-            };
-            resolved.push((item.ticket, item.id));
-        }
-        batch.deferred = 0;
-        for (ticket, id) in resolved {
+        for (ticket, id) in batch.resolve(&self.dedup) {
             self.set_id(ticket, id);
         }
     }
@@ -644,28 +658,7 @@ fn work(
             return; // queue closed and empty
         };
         if batch.deferred > 0 {
-            let mut ids = Vec::with_capacity(batch.deferred);
-            for item in &mut batch.items {
-                if item.state == ItemState::Deferred {
-                    item.id = hash_object(item.kind, &batch.data[item.data.clone()]);
-                    ids.push((item.ticket, item.id));
-                    if dedup.known.contains(&item.id) {
-                        item.state = ItemState::Skip;
-                    }
-                }
-            }
-            // One lock per batch for the claims.
-            let mut claimed = dedup.claimed();
-            for item in &mut batch.items {
-                if item.state == ItemState::Deferred {
-                    item.state = if claimed.insert(item.id) {
-                        ItemState::Write
-                    } else {
-                        ItemState::Skip
-                    };
-                }
-            }
-            drop(claimed);
+            let ids = batch.resolve(dedup);
             if resolved.send(Resolved { ids }).is_err() {
                 return; // the caller is gone
             }
