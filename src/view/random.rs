@@ -440,6 +440,11 @@ impl std::fmt::Debug for FileReader {
 /// sequential (the kernel's read-ahead requests arrive slightly out of
 /// order from several threads).
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
+/// Whether a read at `offset` continues one that ended at `previous`.
+fn continues(previous: u64, offset: u64) -> bool {
+    offset == 0 || offset.abs_diff(previous) <= SEQUENTIAL_SLACK
+}
+
 /// A sequential read at least this long is taken as streaming through the
 /// file (kernel read-ahead), not as a random reader's page.
 const STREAM_REQUEST: usize = 64 << 10;
@@ -610,7 +615,7 @@ impl FileReader {
     /// Whether a read at `offset` continues the last one (see
     /// [`SEQUENTIAL_SLACK`]).
     fn is_sequential(&self, offset: u64) -> bool {
-        offset == 0 || offset.abs_diff(self.last_end.load(Ordering::Relaxed)) <= SEQUENTIAL_SLACK
+        continues(self.last_end.load(Ordering::Relaxed), offset)
     }
 
     /// For a streaming reader whose last read ended at `end`: the blobs of
@@ -627,7 +632,7 @@ impl FileReader {
         window: u64,
     ) -> Vec<Ahead> {
         let previous = self.last_end.swap(end, Ordering::Relaxed);
-        let sequential = offset == 0 || offset.abs_diff(previous) <= SEQUENTIAL_SLACK;
+        let sequential = continues(previous, offset);
         // A random reader's page that happens to land near the last one is
         // no stream: planning megabytes for it would load the disk and the
         // cores under the random reads that follow.
