@@ -73,7 +73,7 @@ pub struct PackFile {
     /// reads per pack before answering anything.
     damage: OnceLock<Option<String>>,
     /// One bit per entry (in offset order): its object hashed to its id
-    /// once through this open pack (see [`PackFile::is_verified`]).
+    /// once through this open pack (see [`PackFile::is_verified_rank`]).
     verified: Box<[AtomicU64]>,
 }
 
@@ -181,19 +181,11 @@ impl PackFile {
         };
     }
 
-    /// Whether the whole (non-delta) object at `offset` was read and hashed
-    /// to its id before through this handle. A pack file never changes
-    /// under an open handle and every read still checks the entry's CRC-32,
-    /// its Adler-32 and its exact size, so a later read of the same bytes
-    /// need not hash them again.
-    pub fn is_verified(&self, offset: u64) -> bool {
-        self.index
-            .offset_rank(offset)
-            .is_some_and(|k| self.is_verified_rank(k))
-    }
-
-    /// [`is_verified`](Self::is_verified) by the entry's rank in offset
-    /// order ([`Entry::rank`]).
+    /// Whether the whole (non-delta) object of rank `k` in offset order
+    /// ([`Entry::rank`]) was read and hashed to its id before through this
+    /// handle. A pack file never changes under an open handle and every
+    /// read still checks the entry's CRC-32, its Adler-32 and its exact
+    /// size, so a later read of the same bytes need not hash them again.
     pub fn is_verified_rank(&self, k: usize) -> bool {
         self.verified
             .get(k / 64)

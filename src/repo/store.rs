@@ -35,7 +35,7 @@ const RECHECK_MS: u64 = 1000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verify {
     /// The SHA-1 of the content against its id: once per object per open
-    /// pack (see [`PackFile::is_verified`]); deltas and loose objects always.
+    /// pack (see [`PackFile::is_verified_rank`]); deltas and loose objects always.
     Hash,
     /// For a whole (non-delta) object in a pack with a v2 index, the checks
     /// every read makes are enough and the SHA-1 is skipped: the entry's
@@ -540,7 +540,7 @@ impl ObjectStore {
             }
         };
         // A whole object read straight from its entry: its hash needs
-        // checking once per open pack (see `PackFile::is_verified`).
+        // checking once per open pack (see `PackFile::is_verified_rank`).
         let whole = chain.is_empty();
         let mut data = base;
         while let Some(header) = chain.pop() {
@@ -660,6 +660,16 @@ mod tests {
     use crate::repo::Repository;
     use std::os::unix::fs::{FileExt, PermissionsExt};
 
+    /// Writes `data` as a blob into a pack of its own, publishes it and
+    /// lets the store see it: the blob's id and the pack's files.
+    fn pack_one_blob(repo: &Repository, data: &[u8]) -> (ObjectId, Vec<std::path::PathBuf>) {
+        let mut w = repo.pack_writer().expect("writer");
+        let id = w.write(Kind::Blob, data).expect("write");
+        let paths = w.finish().expect("publish");
+        repo.objects().refresh().expect("refresh");
+        (id, paths)
+    }
+
     /// The "last pack first" hint names a pack by position and uid: once a
     /// rescan shifts the positions (a new pack sorts before the hinted
     /// one), the pack now at the hinted position must still be searched.
@@ -670,17 +680,13 @@ mod tests {
         let store = repo.objects();
         let write = |n: u32| {
             let data = format!("object {n}\n").into_bytes();
-            let mut w = repo.pack_writer().expect("writer");
-            let id = w.write(Kind::Blob, &data).expect("write");
-            let paths = w.finish().expect("publish");
+            let (id, paths) = pack_one_blob(&repo, &data);
             (id, data, paths[0].clone())
         };
         let (first, data, first_path) = write(0);
-        store.refresh().expect("refresh");
         assert_eq!(store.read(&first).expect("read").data, data);
         for n in 1..64 {
             let (id, data, path) = write(n);
-            store.refresh().expect("refresh");
             assert_eq!(store.read(&id).expect("new object").data, data);
             assert_eq!(
                 store.read(&first).expect("first object").data,
@@ -712,11 +718,8 @@ mod tests {
                 x as u8
             })
             .collect();
-        let mut w = repo.pack_writer().expect("writer");
-        let id = w.write(Kind::Blob, &data).expect("write");
-        let paths = w.finish().expect("publish");
+        let (id, paths) = pack_one_blob(&repo, &data);
         let store = repo.objects();
-        store.refresh().expect("refresh");
         assert_eq!(
             store
                 .read_with(&id, Verify::EntryChecksums)
@@ -794,21 +797,19 @@ mod tests {
         let text: Vec<u8> = (0..4000u32)
             .flat_map(|i| format!("row {i} of a table\n").into_bytes())
             .collect();
-        let mut w = repo.pack_writer().expect("writer");
-        let id = w.write(Kind::Blob, &text).expect("write");
-        let paths = w.finish().expect("publish");
+        let (id, paths) = pack_one_blob(&repo, &text);
         let store = repo.objects();
-        store.refresh().expect("refresh");
         for _ in 0..2 {
             assert_eq!(store.read(&id).expect("read").data, text);
         }
-        let (_, pack, offset) = store
+        let (_, pack, entry) = store
             .snapshot()
             .find(&id)
-            .map(|(u, p, e)| (u, p.clone(), e.offset))
+            .map(|(u, p, e)| (u, p.clone(), e))
             .expect("packed");
+        let offset = entry.offset;
         assert!(
-            pack.is_verified(offset),
+            pack.is_verified_rank(entry.rank),
             "first read records the hash check"
         );
 
