@@ -70,6 +70,12 @@ pub fn lstat(path: &Path) -> io::Result<Stat> {
     Ok(Stat::from_libc(&sys::lstat(&c)?))
 }
 
+/// [`lstat`] of `name` in the open directory `dir`: no path lookup from
+/// the root per entry when a whole directory is stat-ed.
+pub fn lstat_at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Stat> {
+    Ok(Stat::from_libc(&sys::lstat_at(dir, name)?))
+}
+
 /// Captures metadata, caching uid/gid name lookups across files.
 #[derive(Default)]
 pub struct Capturer {

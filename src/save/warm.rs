@@ -26,14 +26,15 @@
 //! files read-only without moving access times and never open anything but
 //! regular files and directories.
 
-use crate::meta::capture::Stat;
+use crate::meta::capture::{lstat_at, Stat};
 use crate::meta::Timespec;
 use crate::source::filter::Filter;
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use std::ffi::{CStr, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -328,20 +329,10 @@ const DIRENT_BUF: usize = 32 << 10;
 /// `getdents64` directly rather than `opendir`, which costs an `fstat` and
 /// two `fcntl` calls per directory on top.
 pub(super) fn list_dir(dir: &Path, filter: &Filter) -> Listing {
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: a valid NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and is owned (closed) by this value only.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
     // u64s: the kernel writes 8-byte aligned records.
     let mut buf = vec![0u64; DIRENT_BUF / 8];
     let mut names: Vec<Vec<u8>> = Vec::new();
@@ -379,22 +370,10 @@ pub(super) fn list_dir(dir: &Path, filter: &Filter) -> Listing {
         cname.clear();
         cname.extend_from_slice(&name);
         cname.push(0);
-        // SAFETY: stat is plain data, filled by fstatat on success; the
-        // name is NUL-terminated (names from the kernel hold no NUL).
-        let stat = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            if libc::fstatat(
-                fd.as_raw_fd(),
-                cname.as_ptr().cast(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            ) == 0
-            {
-                Ok(Stat::from_libc(&st))
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        };
+        // Names from the kernel hold no NUL.
+        let stat = CStr::from_bytes_with_nul(&cname)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "NUL in a file name"))
+            .and_then(|c| lstat_at(fd.as_fd(), c));
         out.push(Listed { name, stat });
     }
     Ok(out)
