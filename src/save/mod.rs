@@ -7,6 +7,7 @@
 mod commit;
 pub mod dump;
 pub mod index;
+mod readahead;
 mod sink;
 mod sparse;
 mod walk;

@@ -10,6 +10,11 @@
 //! the same; only files whose allocated blocks are fewer than their size
 //! are treated this way, and a file system without `SEEK_DATA` is simply
 //! read.
+//!
+//! In direct mode (see `readahead`) the file was opened for `O_DIRECT`:
+//! reads are then made whole aligned blocks, and anything the kernel
+//! refuses (a misaligned position or buffer) turns direct reads off for the
+//! rest of the file instead of failing it.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -34,7 +39,14 @@ pub(super) struct SparseReader {
     hole_end: u64,
     /// `SEEK_DATA` unsupported or the file not sparse: plain reads only.
     plain: bool,
+    /// The descriptor has `O_DIRECT` set.
+    direct: bool,
 }
+
+/// Position, length and buffer address of an `O_DIRECT` read must be
+/// multiples of the device's logical block size; 4 KiB covers the devices
+/// in use (and a larger one only turns direct reads off).
+pub(super) const DIRECT_ALIGN: usize = 4096;
 
 impl SparseReader {
     /// `size` is the size the caller's `lstat` saw: a file too small to
@@ -51,7 +63,25 @@ impl SparseReader {
             data_end: 0,
             hole_end: 0,
             plain: !sparse,
+            direct: false,
         }
+    }
+
+    /// A reader over `file` with `O_DIRECT` set on it, or the file given
+    /// back untouched if the file system refuses the flag.
+    pub fn new_direct(file: File, size: u64) -> Result<SparseReader, File> {
+        if set_direct(&file, true).is_err() {
+            return Err(file);
+        }
+        let mut reader = SparseReader::new(file, size);
+        reader.direct = true;
+        Ok(reader)
+    }
+
+    /// Whether reads still bypass the page cache.
+    #[cfg(test)]
+    pub fn is_direct(&self) -> bool {
+        self.direct
     }
 
     fn seek(&self, offset: u64, whence: i32) -> io::Result<u64> {
@@ -110,10 +140,55 @@ impl SparseReader {
 
 impl SparseReader {
     fn read_plain(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.direct {
+            match self.read_direct(buf) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // The kernel wants another alignment (or the last read
+                    // ended mid-block): read the rest through the cache.
+                    self.direct = false;
+                    set_direct(&self.file, false)?;
+                }
+                other => return other,
+            }
+        }
         let n = self.file.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
+
+    fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+        let aligned = self.pos.is_multiple_of(DIRECT_ALIGN as u64)
+            && (buf.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+            && len > 0;
+        if !aligned {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let n = self.file.read_at(&mut buf[..len], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Sets or clears `O_DIRECT` on an open file.
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: plain fcntl calls on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on {
+            flags | libc::O_DIRECT
+        } else {
+            flags & !libc::O_DIRECT
+        };
+        if libc::fcntl(fd, libc::F_SETFL, flags) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 impl Read for SparseReader {
@@ -140,7 +215,12 @@ impl Read for SparseReader {
             return Ok(n);
         }
         if self.pos < self.data_end {
-            let want = buf.len().min((self.data_end - self.pos) as usize);
+            let mut want = buf.len().min((self.data_end - self.pos) as usize);
+            if self.direct {
+                // Whole blocks: past the region's end is the next hole (or
+                // the end of the file), which reads as the zeros it holds.
+                want = want.next_multiple_of(DIRECT_ALIGN).min(buf.len());
+            }
             return self.read_plain(&mut buf[..want]);
         }
         // No region ahead (the end of the file, or it changed under us):

@@ -4,7 +4,7 @@
 //! warnings: the entry is left out and the save goes on.
 
 use super::index::{self, ChangeIndex, Entry, EntryKind};
-use super::sparse::SparseReader;
+use super::readahead;
 use super::warm::{list_dir, Listed, WarmData, Warmer};
 use super::{ObjectSink, SaveError, SaveStats};
 use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
@@ -600,7 +600,7 @@ impl<'f, 'r> Walker<'f, 'r> {
                     }
                 };
                 let (object, size) = match store_stream(
-                    SparseReader::new(file, st.size),
+                    readahead::open(file, st.size),
                     sink,
                     &mut self.splitter,
                     Some(&self.progress),

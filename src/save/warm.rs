@@ -26,6 +26,7 @@
 //! files read-only without moving access times and never open anything but
 //! regular files and directories.
 
+use super::readahead::DIRECT_MIN_SIZE;
 use crate::meta::capture::{lstat_at, Stat};
 use crate::meta::Timespec;
 use crate::source::filter::Filter;
@@ -410,7 +411,9 @@ fn parse_dirents(mut bytes: &[u8], names: &mut Vec<Vec<u8>>) -> io::Result<()> {
 fn warm_heads(shared: &Shared, dir: &Path, entries: &[Listed]) {
     for e in entries {
         let Ok(st) = &e.stat else { continue };
-        if st.file_type() != libc::S_IFREG || st.size == 0 {
+        // Big files are read ahead by a thread of their own, around the
+        // cache (`readahead`): warming their heads would read them twice.
+        if st.file_type() != libc::S_IFREG || st.size == 0 || st.size >= DIRECT_MIN_SIZE {
             continue;
         }
         let changed = match shared.data {
