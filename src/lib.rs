@@ -23,3 +23,6 @@ pub mod schedule;
 pub mod source;
 pub mod time;
 pub mod view;
+
+#[cfg(test)]
+mod test_support;

@@ -3,6 +3,9 @@
 //! and everything git writes (deltas, loose objects, packed-refs) must read back
 //! byte-identical to `git cat-file`.
 
+mod common;
+
+use common::noise;
 use rewind::object::{hash_object, Kind, ObjectId};
 use rewind::repo::{Error, ObjectStore, Repository};
 use std::collections::HashMap;
@@ -53,19 +56,6 @@ fn git_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-/// Deterministic pseudo-random bytes (xorshift), incompressible for zlib.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn text(seed: u64, len: usize) -> Vec<u8> {

@@ -630,16 +630,8 @@ fn cold_and_cached_big_files_make_the_same_snapshot() {
         .map(|i: u32| b"select * from t where id = 42;\n"[(i % 31) as usize])
         .collect();
     f.write_all_at(&text, 0).unwrap();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let noise: Vec<u8> = (0..(8 << 20) + 123)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    f.write_all_at(&noise, 11 << 20).unwrap();
+    f.write_all_at(&noise(0x2545_f491_4f6c_dd1d, (8 << 20) + 123), 11 << 20)
+        .unwrap();
     f.sync_all().unwrap();
     let drop_cache = || {
         let f = fs::File::open(&path).unwrap();

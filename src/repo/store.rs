@@ -709,15 +709,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let repo = Repository::init(tmp.path()).expect("init");
         // Incompressible, so the writer stores it (zlib level 0).
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let data: Vec<u8> = (0..6000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = crate::test_support::noise(0x2545_f491_4f6c_dd1d, 6000);
         let (id, paths) = pack_one_blob(&repo, &data);
         let store = repo.objects();
         assert_eq!(

@@ -252,6 +252,7 @@ impl Drop for ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{noise, read_in_pieces as read_all};
     use std::os::unix::fs::FileExt;
     use std::path::{Path, PathBuf};
 
@@ -262,19 +263,6 @@ mod tests {
             .prefix("rewind-readahead-")
             .tempdir_in("/var/tmp")
             .expect("a temporary directory in /var/tmp")
-    }
-
-    fn pattern(seed: u64, len: usize) -> Vec<u8> {
-        // xorshift: incompressible and different at every offset.
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     /// A file of `len` bytes with `pieces` of data written at their offsets
@@ -290,18 +278,6 @@ mod tests {
         // SAFETY: a hint on a descriptor we own.
         unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         path
-    }
-
-    fn read_all(mut r: impl Read, piece: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut buf = vec![0xaau8; piece];
-        loop {
-            let n = r.read(&mut buf).unwrap();
-            if n == 0 {
-                return out;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
     }
 
     fn open_path(path: &Path) -> FileReader {
@@ -322,19 +298,19 @@ mod tests {
             // Dense, ending mid-block.
             (
                 "dense",
-                vec![(0, pattern(1, 9 * (1 << 20) + 1234))],
+                vec![(0, noise(4097, 9 * (1 << 20) + 1234))],
                 9 * mib + 1234,
             ),
             // Dense, an exact multiple of the read-ahead block.
-            ("exact", vec![(0, pattern(2, 4 * BLOCK))], 4 * BLOCK as u64),
+            ("exact", vec![(0, noise(8193, 4 * BLOCK))], 4 * BLOCK as u64),
             // Data, holes large and small, a hole at the end.
             (
                 "sparse",
                 vec![
-                    (0, pattern(3, 10_000)),
-                    (3 * mib, pattern(4, 3 * (1 << 20))),
-                    (6 * mib + 8192, pattern(5, 5_000)),
-                    (11 * mib - 4096, pattern(6, 4096)),
+                    (0, noise(12289, 10_000)),
+                    (3 * mib, noise(16385, 3 * (1 << 20))),
+                    (6 * mib + 8192, noise(20481, 5_000)),
+                    (11 * mib - 4096, noise(24577, 4096)),
                 ],
                 13 * mib + 77,
             ),
@@ -363,7 +339,7 @@ mod tests {
     #[test]
     fn cached_or_small_files_are_read_through_the_cache() {
         let tmp = disk_tempdir();
-        let data = pattern(7, (DIRECT_MIN_SIZE + 4096) as usize);
+        let data = noise(28673, (DIRECT_MIN_SIZE + 4096) as usize);
         let path = tmp.path().join("hot");
         std::fs::write(&path, &data).unwrap();
         // Just written: in the cache.
@@ -371,7 +347,7 @@ mod tests {
         assert!(matches!(reader, FileReader::Cached(_)));
         assert!(read_all(reader, 65_536) == data);
 
-        let small = cold_file(tmp.path(), "small", &[(0, pattern(8, 100_000))], 100_000);
+        let small = cold_file(tmp.path(), "small", &[(0, noise(32769, 100_000))], 100_000);
         assert!(matches!(open_path(&small), FileReader::Cached(_)));
     }
 
@@ -381,7 +357,7 @@ mod tests {
     fn misaligned_direct_reads_fall_back_to_the_cache() {
         let tmp = disk_tempdir();
         let len = 3 * (1 << 20) + 100;
-        let path = cold_file(tmp.path(), "f", &[(0, pattern(9, len))], len as u64);
+        let path = cold_file(tmp.path(), "f", &[(0, noise(36865, len))], len as u64);
         let expected = std::fs::read(&path).unwrap();
         let mut reader = SparseReader::new_direct(File::open(&path).unwrap(), len as u64)
             .unwrap_or_else(|_| panic!("/var/tmp takes O_DIRECT"));
@@ -401,7 +377,7 @@ mod tests {
     fn dropping_a_reader_half_way_stops_it() {
         let tmp = disk_tempdir();
         let len = 12 << 20;
-        let path = cold_file(tmp.path(), "f", &[(0, pattern(10, len))], len as u64);
+        let path = cold_file(tmp.path(), "f", &[(0, noise(40961, len))], len as u64);
         let mut reader = open_path(&path);
         assert!(matches!(reader, FileReader::Direct(_)));
         let mut buf = vec![0u8; 4096];

@@ -232,23 +232,12 @@ impl Read for SparseReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::read_in_pieces as read_all;
 
     fn pattern(seed: u8, len: usize) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed | 1)
             .collect()
-    }
-
-    fn read_all(mut r: SparseReader, piece: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut buf = vec![0xaau8; piece];
-        loop {
-            let n = r.read(&mut buf).unwrap();
-            if n == 0 {
-                return out;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
     }
 
     /// Builds a file of (offset, data) pieces and `len` bytes in all.
