@@ -13,6 +13,7 @@
 use crate::object::ObjectId;
 use crate::repo::Error;
 use sha1::{Digest, Sha1};
+use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
 const IDX_V2_MAGIC: [u8; 4] = [0xff, b't', b'O', b'c'];
@@ -281,18 +282,7 @@ impl PackIndex {
             self.fanout[b - 1] as usize
         };
         let hi = self.fanout[b] as usize;
-        // Ids are uniformly spread: their first eight bytes as one integer
-        // almost always decide, without a byte-wise compare per step.
-        let prefix = |x: &ObjectId| u64::from_be_bytes(x.0[..8].try_into().expect("8 bytes"));
-        let key = prefix(id);
-        let i = lo
-            + self.ids[lo..hi]
-                .binary_search_by(|probe| {
-                    prefix(probe)
-                        .cmp(&key)
-                        .then_with(|| probe.0[8..].cmp(&id.0[8..]))
-                })
-                .ok()?;
+        let i = lo + search_uniform(&self.ids[lo..hi], id)?;
         let k = self.rank[i] as usize;
         Some(Entry {
             offset: self.offsets[i],
@@ -336,12 +326,126 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// Finds `id` in `ids`, sorted ids that share their first byte. Ids are
+/// SHA-1 hashes, uniformly spread, so the position of `id` is first
+/// guessed from its next bytes and the search gallops out from there: one
+/// or two cache lines are touched instead of the ~8 far-apart probes of a
+/// binary search over a bucket of a few hundred ids. Whatever the ids, the
+/// answer is that of a binary search; only the cost changes.
+fn search_uniform(ids: &[ObjectId], id: &ObjectId) -> Option<usize> {
+    // The first eight bytes as one integer almost always decide, without
+    // a byte-wise compare per step.
+    let prefix = |x: &ObjectId| u64::from_be_bytes(x.0[..8].try_into().expect("8 bytes"));
+    let key = prefix(id);
+    let order = |probe: &ObjectId| {
+        prefix(probe)
+            .cmp(&key)
+            .then_with(|| probe.0[8..].cmp(&id.0[8..]))
+    };
+    let n = ids.len();
+    if n == 0 {
+        return None;
+    }
+    // The 56 bits after the shared first byte, as a fraction of the bucket.
+    let guess = ((u128::from(key << 8) * n as u128) >> 64) as usize;
+    let (from, to) = match order(&ids[guess]) {
+        Ordering::Equal => return Some(guess),
+        Ordering::Less => {
+            // ids[guess] < id: gallop right until an id passes it.
+            let mut step = 1;
+            let mut from = guess + 1;
+            loop {
+                let probe = guess + step;
+                if probe >= n {
+                    break (from, n);
+                }
+                match order(&ids[probe]) {
+                    Ordering::Equal => return Some(probe),
+                    Ordering::Less => from = probe + 1,
+                    Ordering::Greater => break (from, probe),
+                }
+                step *= 2;
+            }
+        }
+        Ordering::Greater => {
+            let mut step = 1;
+            let mut to = guess;
+            loop {
+                let Some(probe) = guess.checked_sub(step) else {
+                    break (0, to);
+                };
+                match order(&ids[probe]) {
+                    Ordering::Equal => return Some(probe),
+                    Ordering::Greater => to = probe,
+                    Ordering::Less => break (probe + 1, to),
+                }
+                step *= 2;
+            }
+        }
+    };
+    ids[from..to].binary_search_by(order).ok().map(|i| from + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn id(n: u32) -> ObjectId {
         crate::object::hash_object(crate::object::Kind::Blob, &n.to_be_bytes())
+    }
+
+    /// The guessing search finds exactly what a binary search finds: in
+    /// uniform buckets, and in skewed ones where every guess is far off.
+    #[test]
+    fn search_uniform_agrees_with_binary_search() {
+        let uniform: Vec<ObjectId> = (0..3000).map(id).collect();
+        // Same first byte, the rest crowded at either end or in the middle.
+        let crowd = |fill: u8, n: u32| -> Vec<ObjectId> {
+            (0..n)
+                .map(|i| {
+                    let mut b = [fill; 20];
+                    b[0] = 0x42;
+                    b[16..].copy_from_slice(&i.to_be_bytes());
+                    ObjectId(b)
+                })
+                .collect()
+        };
+        let mut mixed = crowd(0x00, 50);
+        mixed.extend(crowd(0xff, 50));
+        for (name, mut ids) in [
+            ("uniform", uniform),
+            ("low", crowd(0x00, 300)),
+            ("high", crowd(0xff, 300)),
+            ("middle", crowd(0x80, 300)),
+            ("both ends", mixed),
+            ("one", crowd(0x13, 1)),
+        ] {
+            ids.sort();
+            ids.dedup();
+            // Each bucket of one first byte, as `find` searches them.
+            for first in 0..=255u8 {
+                let bucket: Vec<ObjectId> =
+                    ids.iter().filter(|x| x.0[0] == first).copied().collect();
+                let mut probes = bucket.clone();
+                // Absent ids just beside every present one.
+                for x in &bucket {
+                    for delta in [1u8, 255] {
+                        let mut y = *x;
+                        y.0[19] = y.0[19].wrapping_add(delta);
+                        probes.push(y);
+                    }
+                }
+                probes.push(ObjectId([first; 20]));
+                for p in &probes {
+                    assert_eq!(
+                        search_uniform(&bucket, p),
+                        bucket.binary_search(p).ok(),
+                        "{name}: {p}"
+                    );
+                }
+            }
+        }
+        assert_eq!(search_uniform(&[], &id(1)), None);
     }
 
     #[test]
