@@ -187,17 +187,11 @@ impl Splitter {
             let (mut start, mut end) = (0usize, 0usize);
             let mut eof = false;
             loop {
-                // Fill the buffer completely unless the input ends first.
-                while !eof && end < buf.len() {
-                    match reader.read(&mut buf[end..]) {
-                        Ok(0) => eof = true,
-                        Ok(n) => {
-                            end += n;
-                            total += n as u64;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(SplitError::Read(e)),
-                    }
+                if !eof {
+                    let n = read_full(&mut reader, &mut buf[end..]).map_err(SplitError::Read)?;
+                    eof = end + n < buf.len();
+                    end += n;
+                    total += n as u64;
                 }
                 // Cut while the cut is final: `max` bytes are visible, or
                 // the rest of the file is.
@@ -221,6 +215,21 @@ impl Splitter {
         self.buf = buf;
         result
     }
+}
+
+/// Reads until `buf` is full or the input ends: the number of bytes read,
+/// short only at the end of the input.
+pub fn read_full(mut reader: impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match reader.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// Whether every byte of `data` is zero. Other data is usually told apart
