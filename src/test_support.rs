@@ -1,6 +1,12 @@
-//! Helpers shared by the unit tests of several modules.
+//! Helpers shared by the unit tests of several modules, and by the
+//! integration tests (`tests/common` includes this file by path, so no test
+//! code ships in the library).
 
+use std::fs::File;
 use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 /// Deterministic pseudo-random bytes (xorshift from `seed | 1`),
 /// incompressible for zlib.
@@ -14,6 +20,24 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Writes a file of `len` bytes with `pieces` of data at their offsets (the
+/// rest holes), synced; the file, still open.
+pub fn write_pieces(path: &Path, pieces: &[(u64, Vec<u8>)], len: u64) -> File {
+    let f = File::create(path).expect("create");
+    f.set_len(len).expect("set_len");
+    for (at, data) in pieces {
+        f.write_all_at(data, *at).expect("write");
+    }
+    f.sync_all().expect("sync");
+    f
+}
+
+/// Drops `file`'s clean pages from the page cache, so the next read is cold.
+pub fn drop_cached(file: &File) {
+    // SAFETY: a hint on a descriptor the caller owns.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
 /// Everything `reader` gives, read `piece` bytes at a time (a buffer

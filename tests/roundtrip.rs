@@ -617,29 +617,20 @@ fn regression_lone_empty_file_is_stored() {
 /// snapshot must be the same, byte for byte and id for id.
 #[test]
 fn cold_and_cached_big_files_make_the_same_snapshot() {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileExt;
     let env = Env::init();
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     // 20 MiB: text, a 5 MiB hole, random bytes, and a tail ending mid-block.
     let path = src.join("disk.img");
-    let f = fs::File::create(&path).unwrap();
-    f.set_len(20 << 20).unwrap();
     let text: Vec<u8> = (0..(6 << 20))
         .map(|i: u32| b"select * from t where id = 42;\n"[(i % 31) as usize])
         .collect();
-    f.write_all_at(&text, 0).unwrap();
-    f.write_all_at(&noise(0x2545_f491_4f6c_dd1d, (8 << 20) + 123), 11 << 20)
-        .unwrap();
-    f.sync_all().unwrap();
-    let drop_cache = || {
-        let f = fs::File::open(&path).unwrap();
-        // SAFETY: a hint on a descriptor we own.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    };
-
-    drop_cache();
+    let random = noise(0x2545_f491_4f6c_dd1d, (8 << 20) + 123);
+    drop_cached(&write_pieces(
+        &path,
+        &[(0, text), (11 << 20, random)],
+        20 << 20,
+    ));
     env.save("cold", Some("1500000000"), &src);
     fs::read(&path).unwrap(); // now cached
     env.save("hot", Some("1500000000"), &src);

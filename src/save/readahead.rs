@@ -14,6 +14,7 @@
 //! Bytes are the same either way: only where they come from changes.
 
 use super::sparse::{SparseReader, DIRECT_ALIGN};
+use crate::chunk::read_full;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -70,7 +71,7 @@ fn is_cached(file: &File, size: u64) -> bool {
     let Ok(offset) = libc::off_t::try_from(offset) else {
         return false;
     };
-    // SAFETY: a private read-only mapping of one page inside the file, never
+    // SAFETY: a shared read-only mapping of one page inside the file, never
     // dereferenced (so a concurrent truncation cannot fault), unmapped before
     // returning; `vec` has room for the one page's status byte.
     unsafe {
@@ -175,26 +176,12 @@ fn read_ahead(
                 Err(_) => return,
             },
         };
-        let result = fill(&mut reader, block.bytes());
+        let result = read_full(&mut reader, block.bytes());
         let last = !matches!(result, Ok(n) if n == BLOCK);
         if filled.send(result.map(|n| (block, n))).is_err() || last {
             return;
         }
     }
-}
-
-/// Reads until `buf` is full or the file ends; the number of bytes read.
-fn fill(reader: &mut SparseReader, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match reader.read(&mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 impl Read for ReadAhead {
@@ -252,8 +239,7 @@ impl Drop for ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{noise, read_in_pieces as read_all};
-    use std::os::unix::fs::FileExt;
+    use crate::test_support::{drop_cached, noise, read_in_pieces as read_all, write_pieces};
     use std::path::{Path, PathBuf};
 
     /// Direct reads need a disk file system: /var/tmp is one by convention
@@ -269,14 +255,7 @@ mod tests {
     /// (the rest holes), synced and dropped from the page cache.
     fn cold_file(dir: &Path, name: &str, pieces: &[(u64, Vec<u8>)], len: u64) -> PathBuf {
         let path = dir.join(name);
-        let f = File::create(&path).unwrap();
-        f.set_len(len).unwrap();
-        for (at, data) in pieces {
-            f.write_all_at(data, *at).unwrap();
-        }
-        f.sync_all().unwrap();
-        // SAFETY: a hint on a descriptor we own.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        drop_cached(&write_pieces(&path, pieces, len));
         path
     }
 
@@ -323,8 +302,7 @@ mod tests {
             assert_eq!(expected.len() as u64, len);
             for piece in [4096, 7_000, 1 << 20, 3 << 20] {
                 let file = File::open(&path).unwrap();
-                // SAFETY: a hint on a descriptor we own.
-                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+                drop_cached(&file);
                 let reader = open_path(&path);
                 assert!(
                     matches!(reader, FileReader::Direct(_)),

@@ -232,7 +232,7 @@ impl Read for SparseReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::read_in_pieces as read_all;
+    use crate::test_support::{read_in_pieces as read_all, write_pieces};
 
     fn pattern(seed: u8, len: usize) -> Vec<u8> {
         (0..len)
@@ -247,12 +247,7 @@ mod tests {
         len: u64,
     ) -> std::path::PathBuf {
         let path = dir.join("f");
-        let f = File::create(&path).unwrap();
-        f.set_len(len).unwrap();
-        for (at, data) in pieces {
-            f.write_all_at(data, *at).unwrap();
-        }
-        f.sync_all().unwrap();
+        write_pieces(&path, pieces, len);
         path
     }
 

@@ -49,19 +49,11 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 /// Canonical absolute path (no symlinks), as rewind and bup record it.
-/// Deterministic pseudo-random bytes (xorshift from `seed | 1`),
-/// incompressible for zlib.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+// The unit tests' helpers, the same file.
+#[path = "../../src/test_support.rs"]
+mod test_support;
+#[allow(unused_imports)] // not every test crate uses them, like the rest of this module
+pub use test_support::{drop_cached, noise, write_pieces};
 
 pub fn canon(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
