@@ -191,6 +191,39 @@ pub fn demangle(stored: &[u8], mode: Mode) -> (&[u8], Demangled) {
     (stored, Demangled::Normal)
 }
 
+/// Why a directory entry's (demangled) name cannot be shown or restored.
+///
+/// One definition for the whole view: a name must be something a single
+/// directory can hold, because restore creates it inside the target and the
+/// mount hands it to the kernel. Anything else would let a damaged or
+/// hostile repository point a restore outside its target (`..`, `a/b`) or
+/// name no file at all. git itself never writes such names (`git fsck`
+/// reports them as `fullPathname`, `hasDot`, `hasDotdot`, `emptyName`), and
+/// neither does bup or rewind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeName {
+    #[error("the name is empty")]
+    Empty,
+    #[error("`.` and `..` name no file of their own")]
+    Dot,
+    #[error("the name contains `/`")]
+    Slash,
+    #[error("the name contains a NUL byte")]
+    Nul,
+}
+
+/// Checks that `name`, as [`demangle`] returned it, names one entry of one
+/// directory.
+pub fn check_name(name: &[u8]) -> Result<(), UnsafeName> {
+    match name {
+        b"" => Err(UnsafeName::Empty),
+        b"." | b".." => Err(UnsafeName::Dot),
+        _ if name.contains(&b'/') => Err(UnsafeName::Slash),
+        _ if name.contains(&0) => Err(UnsafeName::Nul),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +301,23 @@ mod tests {
             demangle(b".bupm", Mode::Blob),
             (&b""[..], Demangled::Metadata)
         );
+    }
+
+    #[test]
+    fn names_that_leave_their_directory_are_unsafe() {
+        for ok in [&b"a"[..], b"...", b".a", b"..a", b"a..", b".bupm", b"\xff"] {
+            assert_eq!(check_name(ok), Ok(()), "{}", ok.escape_ascii());
+        }
+        assert_eq!(check_name(b""), Err(UnsafeName::Empty));
+        assert_eq!(check_name(b"."), Err(UnsafeName::Dot));
+        assert_eq!(check_name(b".."), Err(UnsafeName::Dot));
+        assert_eq!(check_name(b"/abs"), Err(UnsafeName::Slash));
+        assert_eq!(check_name(b"../x"), Err(UnsafeName::Slash));
+        assert_eq!(check_name(b"a\0b"), Err(UnsafeName::Nul));
+        // What the stored names of the issue demangle to.
+        assert_eq!(demangle(b"...bupl", Mode::Blob).0, b"..");
+        assert_eq!(demangle(b"...bup", Mode::Tree).0, b"..");
+        assert_eq!(demangle(b"..bupl", Mode::Blob).0, b".");
     }
 
     #[test]
