@@ -112,6 +112,8 @@ fn dir_row(name: &str, time: i64) -> Row {
 
 pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
     let path = args.path.as_deref().map_or(&b""[..], |p| p.as_bytes());
+    // Entries the view left out (and logged) make the listing partial.
+    let mut status = Status::Success;
     let rows = match resolve_following(repo, path)? {
         Item::Root => {
             let mut rows: Vec<Row> = snapshots::backups(repo)?
@@ -145,6 +147,9 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
         Item::Latest { .. } => unreachable!("resolve_following follows latest"),
         Item::Node(node) if node.node_type == NodeType::Directory => {
             let dir = view::list_dir_with_meta(repo, &node.id)?;
+            if !dir.skipped.is_empty() {
+                status = Status::Partial;
+            }
             dir.entries
                 .iter()
                 .map(|n| node_row(repo, n, args.numeric_ids))
@@ -153,7 +158,7 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
         Item::Node(node) => vec![node_row(repo, &node, args.numeric_ids)?],
     };
     print_rows(&rows, args.long)?;
-    Ok(Status::Success)
+    Ok(status)
 }
 
 pub fn cat_file(repo: &Repository, path: &[u8]) -> Result<Status, Error> {

@@ -105,7 +105,28 @@ fn node_type_for(mode: Mode, chunked: bool, meta: Option<&Metadata>) -> NodeType
 /// A saved directory: its own metadata and its entries in name order.
 pub struct Directory {
     pub meta: Option<Metadata>,
+    /// Entries whose names passed [`tree::check_name`] and are unique.
     pub entries: Vec<Node>,
+    /// Entries left out because their names are unsafe or ambiguous;
+    /// already logged as warnings by [`list_dir`]. Non-empty means the
+    /// directory is served only in part.
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// A tree entry the view does not serve: its name cannot be a file name in
+/// one directory, or it shares its name with another entry (after
+/// demangling) so that neither can be told to be the real one.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error(
+    "tree {tree}: entry \"{}\" left out: {reason} (damaged or hostile repository; \
+     the rest of the directory is still served)",
+    stored.escape_ascii()
+)]
+pub struct SkippedEntry {
+    pub tree: ObjectId,
+    /// The name as stored in the tree, before demangling.
+    pub stored: Vec<u8>,
+    pub reason: String,
 }
 
 fn read_tree(repo: &Repository, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewError> {
@@ -123,7 +144,22 @@ fn read_tree(repo: &Repository, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewE
 }
 
 /// Lists a saved directory (a git tree), zipping its entries with `.bupm`.
+///
+/// Entries whose demangled names are unsafe ([`tree::check_name`]) or
+/// shared by two entries are left out and logged, here, so that ls, restore
+/// and the mount serve exactly the same entries and none of them can be
+/// steered outside a directory by a name from the repository.
 pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
+    let dir = list_dir_quiet(repo, tree_id)?;
+    for skipped in &dir.skipped {
+        tracing::warn!("{skipped}");
+    }
+    Ok(dir)
+}
+
+/// [`list_dir`] without the warnings, for path resolution: a bad entry of a
+/// directory on the way is not news about the path asked for.
+fn list_dir_quiet(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
     let raw = read_tree(repo, tree_id)?;
     let mut bupm = None;
     let mut entries = Vec::with_capacity(raw.len());
@@ -137,12 +173,13 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
                     Content::Blob(e.id)
                 })
             }
-            Demangled::Chunked => entries.push((name.to_vec(), e.mode, e.id, true)),
-            Demangled::Normal => entries.push((name.to_vec(), e.mode, e.id, false)),
+            Demangled::Chunked => entries.push((name.to_vec(), e.mode, e.id, true, e.name)),
+            Demangled::Normal => entries.push((name.to_vec(), e.mode, e.id, false, e.name)),
         }
     }
     // .bupm records follow the demangled names' bytewise order, which can
-    // differ from git's order of the mangled names.
+    // differ from git's order of the mangled names. The sort is stable, so
+    // entries sharing a demangled name end up side by side.
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut records =
         bupm.map(|content| BupmReader::new(ContentReader::new(repo.objects(), content)));
@@ -162,24 +199,60 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
         };
     let own = next_record(&mut records)?;
     let mut nodes = Vec::with_capacity(entries.len());
-    for (name, mode, id, chunked) in entries {
+    for (name, mode, id, chunked, stored) in entries {
         let is_dir = mode.is_tree() && !chunked;
+        // A left-out entry still takes its .bupm record, so that the
+        // entries after it keep theirs.
         let meta = if is_dir {
             None
         } else {
             next_record(&mut records)?
         };
-        nodes.push(Node {
+        let node = Node {
             node_type: node_type_for(mode, chunked, meta.as_ref()),
             name,
             id,
             chunked,
             meta,
-        });
+        };
+        nodes.push((node, stored));
+    }
+    let mut served = Vec::with_capacity(nodes.len());
+    let mut skipped = Vec::new();
+    let mut skip = |stored: Vec<u8>, reason: String| {
+        skipped.push(SkippedEntry {
+            tree: *tree_id,
+            stored,
+            reason,
+        })
+    };
+    let mut nodes = nodes.into_iter().peekable();
+    while let Some((node, stored)) = nodes.next() {
+        let mut twins = Vec::new();
+        while let Some(twin) = nodes.next_if(|(n, _)| n.name == node.name) {
+            twins.push(twin.1);
+        }
+        if !twins.is_empty() {
+            let reason = format!(
+                "{} entries are named \"{}\" once demangled",
+                twins.len() + 1,
+                node.name.escape_ascii()
+            );
+            skip(stored, reason.clone());
+            for stored in twins {
+                skip(stored, reason.clone());
+            }
+        } else if let Err(e) = tree::check_name(&node.name) {
+            let reason = format!("it demangles to \"{}\": {e}", node.name.escape_ascii());
+            skip(stored, reason);
+        } else {
+            served.push(node);
+        }
     }
     Ok(Directory {
         meta: own,
-        entries: nodes,
+        entries: served,
+        skipped,
     })
 }
 
@@ -301,7 +374,7 @@ pub fn resolve(repo: &Repository, path: &[u8]) -> Result<Item, ViewError> {
         if node.node_type != NodeType::Directory {
             return Err(ViewError::NotADirectory(shown()));
         }
-        let dir = list_dir(repo, &node.id)?;
+        let dir = list_dir_quiet(repo, &node.id)?;
         let mut child = dir
             .entries
             .into_iter()
