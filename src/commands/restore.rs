@@ -3,7 +3,6 @@ use crate::cli::RestoreArgs;
 use crate::repo::Repository;
 use crate::restore::{RestoreOptions, Restorer};
 use crate::view::{Item, NodeType};
-use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
@@ -32,12 +31,13 @@ pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
         &RestoreOptions {
             numeric_ids: args.numeric_ids,
         },
-    );
+        &args.outdir,
+    )?;
     for (path, node) in nodes {
         if path.ends_with(b"/") && node.node_type == NodeType::Directory {
-            restorer.restore_contents(&node, &args.outdir)?;
+            restorer.restore_contents(&node)?;
         } else {
-            restorer.restore(&node, &args.outdir.join(OsStr::from_bytes(&node.name)))?;
+            restorer.restore(&node)?;
         }
     }
     Ok(Status::from_warnings(&restorer.warnings))

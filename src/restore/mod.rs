@@ -1,0 +1,348 @@
+//! Materialises view nodes on disk: directories, files (sparse where the
+//! data has zero blocks), symlinks, fifos, sockets and devices, hardlink
+//! groups re-linked, and metadata applied last (a directory's after its
+//! children, so that its times and a read-only mode stick).
+//!
+//! Trust: the target directory is the user's; everything the snapshot
+//! holds, and everything already inside the target, is not. Every entry is
+//! created, replaced or removed relative to a descriptor of a directory
+//! this module opened itself without following symlinks (see [`at`]), and
+//! every name is checked with [`tree::check_name`] again here, so no name
+//! and no symlink can take a write or a removal outside the target.
+
+mod at;
+mod sparse;
+
+use crate::meta::{Applier, ApplyOptions, Metadata};
+use crate::object::tree::{self, UnsafeName};
+use crate::repo::Repository;
+use crate::view::{self, ContentReader, Directory, Node, NodeType, ViewError};
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot restore {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: not restored, not a file name: {reason}")]
+    UnsafeName { path: PathBuf, reason: UnsafeName },
+    #[error(transparent)]
+    View(#[from] ViewError),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub numeric_ids: bool,
+}
+
+pub struct Restorer<'r> {
+    repo: &'r Repository,
+    applier: Applier,
+    /// The target, opened once; all writes go below this descriptor.
+    root: OwnedFd,
+    root_path: PathBuf,
+    /// Metadata is applied through `/proc/self/fd/<dir>/<name>` when that
+    /// reaches the directory we hold open, so that the path-based metadata
+    /// calls resolve no directory by name either.
+    via_proc: bool,
+    /// Names from the target down to the directory being restored.
+    at: Vec<Vec<u8>>,
+    /// hardlink_target (a group key, as in bup) -> names from the target
+    /// down to the first restored member.
+    links: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    pub warnings: Vec<String>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl<'r> Restorer<'r> {
+    /// A restorer writing into the existing directory `target`.
+    pub fn new(
+        repo: &'r Repository,
+        opts: &RestoreOptions,
+        target: &Path,
+    ) -> Result<Restorer<'r>, RestoreError> {
+        let root = at::open_root(target).map_err(|source| RestoreError::Write {
+            path: target.to_path_buf(),
+            source,
+        })?;
+        let via_proc = proc_reaches(&root);
+        Ok(Restorer {
+            repo,
+            applier: Applier::new(ApplyOptions {
+                numeric_ids: opts.numeric_ids,
+            }),
+            root,
+            root_path: target.to_path_buf(),
+            via_proc,
+            at: Vec::new(),
+            links: HashMap::new(),
+            warnings: Vec::new(),
+            files: 0,
+            bytes: 0,
+        })
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.warnings.push(message);
+    }
+
+    /// Counts the entries the view left out (it has logged them already).
+    fn note_skipped(&mut self, dir: &Directory) {
+        self.warnings
+            .extend(dir.skipped.iter().map(ToString::to_string));
+    }
+
+    fn root(&self) -> Result<OwnedFd, RestoreError> {
+        self.root.try_clone().map_err(|source| RestoreError::Write {
+            path: self.root_path.clone(),
+            source,
+        })
+    }
+
+    /// Where an entry of the current directory is, for messages.
+    fn shown(&self, name: &[u8]) -> PathBuf {
+        let mut path = self.root_path.clone();
+        path.extend(self.at.iter().map(|c| OsStr::from_bytes(c)));
+        path.push(OsStr::from_bytes(name));
+        path
+    }
+
+    /// Restores `node` into the target under its own name, replacing what
+    /// has that name there.
+    pub fn restore(&mut self, node: &Node) -> Result<(), RestoreError> {
+        let root = self.root()?;
+        self.restore_entry(root.as_fd(), node)
+    }
+
+    /// Restores the entries of a directory node into the target itself.
+    pub fn restore_contents(&mut self, node: &Node) -> Result<(), RestoreError> {
+        let dir = view::list_dir(self.repo, &node.id)?;
+        self.note_skipped(&dir);
+        let root = self.root()?;
+        self.restore_children(root.as_fd(), &dir.entries)?;
+        if let Some(meta) = &dir.meta {
+            // The target itself is reached by the path the user gave.
+            let path = self.root_path.clone();
+            self.apply_meta(&path, &path, meta);
+        }
+        Ok(())
+    }
+
+    fn restore_children(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        entries: &[Node],
+    ) -> Result<(), RestoreError> {
+        for child in entries {
+            self.restore_entry(dir, child)?;
+        }
+        Ok(())
+    }
+
+    fn restore_entry(&mut self, dir: BorrowedFd<'_>, node: &Node) -> Result<(), RestoreError> {
+        let shown = self.shown(&node.name);
+        // The view serves no such name; checked again because this is
+        // where a bad one would do harm.
+        tree::check_name(&node.name).map_err(|reason| RestoreError::UnsafeName {
+            path: shown.clone(),
+            reason,
+        })?;
+        let write_err = |source| RestoreError::Write {
+            path: shown.clone(),
+            source,
+        };
+        let name = at::cname(&node.name).map_err(write_err)?;
+        if node.node_type == NodeType::Directory {
+            return self.restore_dir(dir, &name, &shown, node);
+        }
+        if at::stat_at(dir, &name).map_err(write_err)?.is_some() {
+            at::remove_at(dir, &name).map_err(write_err)?;
+        }
+        self.files += 1;
+        match node.node_type {
+            NodeType::Regular => {
+                if self.link_to_group(dir, &name, &shown, node) {
+                    // The group's first member carries the metadata.
+                    return Ok(());
+                }
+                let file = at::create_file_at(dir, &name, 0o600).map_err(write_err)?;
+                let reader = ContentReader::new(self.repo.objects(), node.content());
+                self.bytes += sparse::write_sparse(file, reader, &shown)?;
+            }
+            NodeType::Symlink => {
+                let mut target = Vec::new();
+                io::copy(
+                    &mut ContentReader::new(self.repo.objects(), node.content()),
+                    &mut target,
+                )
+                .map_err(|source| RestoreError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                let target = CString::new(target).map_err(|_| {
+                    write_err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the saved symlink target contains a NUL byte",
+                    ))
+                })?;
+                at::symlink_at(&target, dir, &name).map_err(write_err)?;
+            }
+            NodeType::Special => {
+                // The view only calls a node special when .bupm says so.
+                // Created with no permissions; the saved mode is applied
+                // with the rest of the metadata.
+                let (mode, rdev) = node
+                    .meta
+                    .as_ref()
+                    .map_or((libc::S_IFIFO, 0), |m| (m.mode, m.rdev));
+                at::mknod_at(dir, &name, mode & libc::S_IFMT, rdev as libc::dev_t)
+                    .map_err(write_err)?;
+            }
+            NodeType::Directory => {}
+        }
+        self.finish(dir, &name, &shown, node.meta.as_ref());
+        Ok(())
+    }
+
+    fn restore_dir(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &CStr,
+        shown: &Path,
+        node: &Node,
+    ) -> Result<(), RestoreError> {
+        let write_err = |source| RestoreError::Write {
+            path: shown.to_path_buf(),
+            source,
+        };
+        match at::stat_at(parent, name).map_err(write_err)? {
+            Some(st) if at::is_dir(&st) => {}
+            other => {
+                if other.is_some() {
+                    at::remove_at(parent, name).map_err(write_err)?;
+                }
+                // Writable by us while children are created; the saved mode
+                // comes last.
+                at::mkdir_at(parent, name, 0o777).map_err(write_err)?;
+            }
+        }
+        // O_NOFOLLOW: if the name was swapped for a symlink since, this
+        // fails instead of entering it.
+        let dir = at::open_dir_at(parent, name).map_err(write_err)?;
+        let listing = view::list_dir(self.repo, &node.id)?;
+        self.note_skipped(&listing);
+        self.at.push(name.to_bytes().to_vec());
+        let result = self.restore_children(dir.as_fd(), &listing.entries);
+        self.at.pop();
+        result?;
+        drop(dir);
+        self.finish(
+            parent,
+            name,
+            shown,
+            listing.meta.as_ref().or(node.meta.as_ref()),
+        );
+        Ok(())
+    }
+
+    /// Links `name` to the first restored member of the node's hardlink
+    /// group, if there is one. False when the node is the group's first
+    /// member (remembered here) or when linking fails (warned); the caller
+    /// then restores a copy.
+    fn link_to_group(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        shown: &Path,
+        node: &Node,
+    ) -> bool {
+        let Some(group) = node.meta.as_ref().and_then(|m| m.hardlink_target.as_ref()) else {
+            return false;
+        };
+        let Some(first) = self.links.get(group).cloned() else {
+            let mut path = self.at.clone();
+            path.push(name.to_bytes().to_vec());
+            self.links.insert(group.clone(), path);
+            return false;
+        };
+        match self.link_at_path(&first, dir, name) {
+            Ok(()) => true,
+            Err(e) => {
+                let mut first_shown = self.root_path.clone();
+                first_shown.extend(first.iter().map(|c| OsStr::from_bytes(c)));
+                self.warn(format!(
+                    "{}: cannot hardlink to {}: {e}; restoring a copy",
+                    shown.display(),
+                    first_shown.display()
+                ));
+                false
+            }
+        }
+    }
+
+    /// Hard-links the entry at `first` (names from the target down) as
+    /// `name` in `dir`, walking down from the target without following a
+    /// symlink.
+    fn link_at_path(&self, first: &[Vec<u8>], dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+        let Some((last, parents)) = first.split_last() else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let mut cur = self.root.try_clone()?;
+        for component in parents {
+            cur = at::open_dir_at(cur.as_fd(), &at::cname(component)?)?;
+        }
+        at::link_at(cur.as_fd(), &at::cname(last)?, dir, name)
+    }
+
+    /// Applies the saved metadata to `name` in `dir`.
+    fn finish(&mut self, dir: BorrowedFd<'_>, name: &CStr, shown: &Path, meta: Option<&Metadata>) {
+        let Some(meta) = meta else {
+            return;
+        };
+        let path = if self.via_proc {
+            let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            p.push(OsStr::from_bytes(name.to_bytes()));
+            p
+        } else {
+            // Every directory on this path was created or opened by us
+            // without following a symlink, so only a concurrent swap
+            // inside the target could redirect these calls.
+            shown.to_path_buf()
+        };
+        self.apply_meta(&path, shown, meta);
+    }
+
+    fn apply_meta(&mut self, path: &Path, shown: &Path, meta: &Metadata) {
+        if let Err(problems) = self.applier.apply(path, meta) {
+            for mut p in problems {
+                p.path = shown.to_path_buf();
+                self.warn(p.to_string());
+            }
+        }
+    }
+}
+
+/// True when `/proc/self/fd/<fd>` leads to the directory `fd` holds (procfs
+/// is mounted and is what it should be).
+fn proc_reaches(fd: &OwnedFd) -> bool {
+    let Ok(via_proc) = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+        return false;
+    };
+    let Ok(direct) = std::fs::File::from(match fd.try_clone() {
+        Ok(f) => f,
+        Err(_) => return false,
+    })
+    .metadata() else {
+        return false;
+    };
+    via_proc.dev() == direct.dev() && via_proc.ino() == direct.ino()
+}
