@@ -197,9 +197,11 @@ pub fn demangle(stored: &[u8], mode: Mode) -> (&[u8], Demangled) {
 /// directory can hold, because restore creates it inside the target and the
 /// mount hands it to the kernel. Anything else would let a damaged or
 /// hostile repository point a restore outside its target (`..`, `a/b`) or
-/// name no file at all. git itself never writes such names (`git fsck`
-/// reports them as `fullPathname`, `hasDot`, `hasDotdot`, `emptyName`), and
-/// neither does bup or rewind.
+/// name no file at all. git itself never writes such names (`git fsck
+/// --strict` calls them errors: `fullPathname`, `hasDot`, `hasDotdot`,
+/// `emptyName`, and `duplicateEntries` for twins), and neither does bup or
+/// rewind. `...bupl` passes git but demangles to `..`, so the check is on
+/// the demangled name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UnsafeName {
     #[error("the name is empty")]

@@ -203,3 +203,51 @@ fn read_names(dir: OwnedFd) -> io::Result<Vec<CString>> {
     unsafe { libc::closedir(stream) };
     result.map(|()| names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn c(name: &str) -> CString {
+        CString::new(name).expect("no NUL")
+    }
+
+    #[test]
+    fn remove_at_removes_symlinks_and_never_what_they_point_at() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tmp.path().join("outside");
+        let target = tmp.path().join("target");
+        fs::create_dir_all(outside.join("sub")).expect("mkdir");
+        fs::write(outside.join("sub/kept"), b"kept").expect("write");
+        fs::create_dir_all(target.join("d/e")).expect("mkdir");
+        symlink(&outside, target.join("link")).expect("symlink");
+        symlink(&outside, target.join("d/link")).expect("symlink");
+        symlink(outside.join("sub"), target.join("d/e/link")).expect("symlink");
+        fs::write(target.join("d/e/f"), b"f").expect("write");
+
+        let root = open_root(&target).expect("open target");
+        remove_at(root.as_fd(), &c("link")).expect("remove link");
+        remove_at(root.as_fd(), &c("d")).expect("remove d");
+        remove_at(root.as_fd(), &c("absent")).expect("absent is no error");
+
+        assert_eq!(fs::read_dir(&target).expect("read").count(), 0);
+        assert_eq!(fs::read(outside.join("sub/kept")).expect("kept"), b"kept");
+    }
+
+    #[test]
+    fn open_dir_at_refuses_a_symlink_to_a_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(tmp.path().join("real")).expect("mkdir");
+        symlink(tmp.path().join("real"), tmp.path().join("link")).expect("symlink");
+        let root = open_root(tmp.path()).expect("open");
+        assert!(open_dir_at(root.as_fd(), &c("real")).is_ok());
+        let e = open_dir_at(root.as_fd(), &c("link")).expect_err("followed a symlink");
+        // With O_DIRECTORY the kernel says ENOTDIR; ELOOP without it.
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)),
+            "{e}"
+        );
+    }
+}

@@ -334,15 +334,52 @@ impl<'r> Restorer<'r> {
 /// True when `/proc/self/fd/<fd>` leads to the directory `fd` holds (procfs
 /// is mounted and is what it should be).
 fn proc_reaches(fd: &OwnedFd) -> bool {
-    let Ok(via_proc) = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
-        return false;
-    };
-    let Ok(direct) = std::fs::File::from(match fd.try_clone() {
-        Ok(f) => f,
-        Err(_) => return false,
-    })
-    .metadata() else {
-        return false;
-    };
-    via_proc.dev() == direct.dev() && via_proc.ino() == direct.ino()
+    let via_proc = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let direct = fd
+        .try_clone()
+        .and_then(|dup| std::fs::File::from(dup).metadata());
+    match (via_proc, direct) {
+        (Ok(p), Ok(d)) => p.dev() == d.dev() && p.ino() == d.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::ObjectId;
+    use std::fs;
+
+    #[test]
+    fn restorer_refuses_names_that_leave_the_target_even_if_served() {
+        // The view never serves these; the restorer must not rely on that.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(&tmp.path().join("repo")).expect("init");
+        let area = tmp.path().join("area");
+        let out = area.join("out");
+        fs::create_dir_all(&out).expect("mkdir");
+        fs::write(area.join("x"), b"sentinel").expect("write");
+        let mut restorer = Restorer::new(&repo, &RestoreOptions::default(), &out).expect("open");
+        let abs = area.join("x");
+        for name in [&b".."[..], b".", b"", b"../x", abs.as_os_str().as_bytes()] {
+            for node_type in [NodeType::Regular, NodeType::Directory, NodeType::Symlink] {
+                let node = Node {
+                    name: name.to_vec(),
+                    node_type,
+                    id: ObjectId::EMPTY_BLOB,
+                    chunked: false,
+                    meta: None,
+                };
+                let result = restorer.restore(&node);
+                assert!(
+                    matches!(result, Err(RestoreError::UnsafeName { .. })),
+                    "{} {node_type:?}: {result:?}",
+                    name.escape_ascii()
+                );
+            }
+        }
+        assert_eq!(fs::read(area.join("x")).expect("sentinel"), b"sentinel");
+        assert_eq!(fs::read_dir(&out).expect("read").count(), 0);
+        assert_eq!(fs::read_dir(&area).expect("read").count(), 2);
+    }
 }
