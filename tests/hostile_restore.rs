@@ -386,3 +386,48 @@ fn restore_of_a_backup_with_an_ordinary_dotted_name_still_works() {
         ]
     );
 }
+
+#[test]
+fn restore_of_a_left_out_entry_keeps_the_metadata_of_the_entries_after_it() {
+    // A left-out entry must still take its .bupm record: otherwise every
+    // entry after it would be restored with its neighbour's metadata.
+    let h = Hostile::new();
+    let src = h.env.path("src");
+    mkdir(&src);
+    write(&src.join("a"), b"a\n");
+    write(&src.join("b"), b"b\n");
+    chmod(&src.join("a"), 0o604);
+    chmod(&src.join("b"), 0o640);
+    h.env.save("saved", None, &src);
+    let rel = src.strip_prefix("/").expect("absolute");
+    let saved = run(h
+        .env
+        .git()
+        .arg("rev-parse")
+        .arg(format!("saved:{}", rel.display())))
+    .success()
+    .stdout_str()
+    .trim()
+    .to_string();
+    let body = run(h.env.git().args(["cat-file", "tree", &saved]))
+        .success()
+        .stdout;
+    let needle = b"100644 a\0";
+    let at = body
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("entry a in the saved tree");
+    let mut hostile = body[..at].to_vec();
+    hostile.extend_from_slice(b"100644 ...bupl\0");
+    hostile.extend_from_slice(&body[at + needle.len()..]);
+    h.snapshot(&h.write_object("tree", &hostile));
+    let out = h.restore().status(1);
+    assert!(
+        out.stderr.contains("entry \"...bupl\" left out"),
+        "{}",
+        out.stderr
+    );
+    let b = fs::symlink_metadata(h.out.join("b")).expect("b restored");
+    assert_eq!(b.mode() & 0o7777, 0o640, "b got another entry's metadata");
+    assert_eq!(fs::read(h.out.join("b")).expect("read b"), b"b\n");
+}
