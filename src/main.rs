@@ -65,8 +65,11 @@ fn init_logging(cli: &Cli) -> Result<(), String> {
     let stderr_filter = EnvFilter::try_from_env("REWIND_LOG")
         .unwrap_or_else(|_| EnvFilter::new(level))
         .add_directive(report_off());
+    // Colour codes only on a terminal: under cron, in a pipe or in a mount's
+    // log file they are noise around the one line an admin has to read.
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(rewind::progress::StderrWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .with_filter(stderr_filter);

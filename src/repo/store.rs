@@ -240,8 +240,14 @@ impl ObjectStore {
                     if !idx_path.exists() {
                         continue;
                     }
-                    tracing::warn!("cannot use pack index {}: {e}", idx_path.display());
-                    set.broken.push((idx_path.clone(), e.to_string()));
+                    // A miss rescans (a new pack may have appeared), which
+                    // opens a broken index again: say so once per process,
+                    // not once per scan.
+                    let why = e.to_string();
+                    if !old.broken.iter().any(|(p, w)| p == idx_path && *w == why) {
+                        tracing::warn!("cannot use pack index {}: {why}", idx_path.display());
+                    }
+                    set.broken.push((idx_path.clone(), why));
                 }
             }
         }

@@ -90,10 +90,21 @@ pub fn records_path(repo: &Path) -> PathBuf {
 /// The records of the repository at `repo`; empty when no run wrote any.
 pub fn load(repo: &Path) -> std::result::Result<Records, RecordError> {
     let path = records_path(repo);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::default()),
         Err(source) => return Err(RecordError::Read { path, source }),
+    };
+    // Bytes that are not text are damage like any other, with the same
+    // advice, not a failure to read the file.
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(RecordError::Damaged {
+                path,
+                detail: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            })
+        }
     };
     toml::from_str(&text).map_err(|e| RecordError::Damaged {
         path,
@@ -117,6 +128,21 @@ pub fn store(repo: &Path, records: &Records) -> std::result::Result<(), RecordEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_records_that_are_not_utf8_are_damaged_with_the_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = records_path(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"[backup.db]\ntime = 1\xff\n").unwrap();
+        let e = load(dir.path()).unwrap_err();
+        assert!(matches!(e, RecordError::Damaged { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("not UTF-8") && text.contains("delete the file"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn records_round_trip_through_the_file() {

@@ -163,7 +163,12 @@ pub fn save(
     if let Err(e) = change_index.publish(commit) {
         tracing::warn!("{e}; the next save will read every file again");
     }
-    repo.set_head_if_dangling(&opts.name)?;
+    // The snapshot is made and its branch moved: a damaged HEAD (which only
+    // tells `git clone` what to check out) must not turn that into an
+    // error, whose exit status says that nothing was changed.
+    if let Err(e) = repo.set_head_if_dangling(&opts.name) {
+        tracing::warn!("saved, but HEAD was left alone: {e}");
+    }
     Ok(SaveOutcome {
         commit,
         tree,
