@@ -10,6 +10,8 @@ pub mod chunk;
 pub mod cli;
 pub mod commands;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod meta;
 pub mod mount;
 pub mod object;

@@ -1,0 +1,579 @@
+//! Fuzz targets: one function per decoder of bytes that come from a
+//! repository, a peer or a user, each of which must return (an error or a
+//! value) on any input: never panic, hang or allocate what a length field
+//! claims.
+//!
+//! The same functions serve two drivers: the coverage-guided libFuzzer
+//! binary in `tests/fuzz/` (built on stable Rust with LLVM's sanitizer
+//! coverage, see `scripts/fuzz`) and `tests/fuzz_corpus.rs`, which replays
+//! every kept input (the seed corpus and each input that ever failed) as an
+//! ordinary test.
+//!
+//! Formats protected by a SHA-1 trailer (idx, object table, commit cache,
+//! change index) take their input *without* the trailer and get a valid one
+//! appended here: otherwise nearly every mutation would stop at the
+//! checksum and the decoder behind it would never be exercised. A damaged
+//! file with a matching checksum is exactly what a hostile peer can send.
+//!
+//! File-based decoders read from a scratch directory per thread, under
+//! `/dev/shm` when it exists, rewritten for every input.
+
+use crate::object::tree;
+use crate::object::ObjectId;
+use crate::repo::Repository;
+use crate::view::{self, random, Content, ContentReader, NodeType};
+use sha1::{Digest, Sha1};
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A fuzz target: a name (the corpus directory) and the function to call.
+pub struct Target {
+    pub name: &'static str,
+    pub run: fn(&[u8]),
+}
+
+/// Every target, in the order `scripts/fuzz` runs them.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "idx",
+        run: idx,
+    },
+    Target {
+        name: "pack_entry_header",
+        run: pack_entry_header,
+    },
+    Target {
+        name: "delta",
+        run: delta,
+    },
+    Target {
+        name: "tree",
+        run: tree,
+    },
+    Target {
+        name: "commit",
+        run: commit,
+    },
+    Target {
+        name: "bupm",
+        run: bupm,
+    },
+    Target {
+        name: "loose_object",
+        run: loose_object,
+    },
+    Target {
+        name: "refs",
+        run: refs,
+    },
+    Target {
+        name: "date",
+        run: date,
+    },
+    Target {
+        name: "config",
+        run: config,
+    },
+    Target {
+        name: "runs_toml",
+        run: runs_toml,
+    },
+    Target {
+        name: "change_index",
+        run: change_index,
+    },
+    Target {
+        name: "object_table",
+        run: object_table,
+    },
+    Target {
+        name: "commit_cache",
+        run: commit_cache,
+    },
+    Target {
+        name: "repository",
+        run: repository,
+    },
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// `body` followed by its SHA-1, the trailer of idx files and our caches.
+fn with_sha1_trailer(body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&Sha1::digest(body));
+    out
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<tempfile::TempDir>> = const { RefCell::new(None) };
+}
+
+/// An empty scratch directory, the same one for every call on this thread.
+fn scratch() -> PathBuf {
+    SCRATCH.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let dir = slot.get_or_insert_with(|| {
+            let base = Path::new("/dev/shm");
+            let made = if base.is_dir() {
+                tempfile::Builder::new()
+                    .prefix("rewind-fuzz")
+                    .tempdir_in(base)
+            } else {
+                tempfile::Builder::new().prefix("rewind-fuzz").tempdir()
+            };
+            made.expect("a scratch directory for fuzzing")
+        });
+        let path = dir.path().to_path_buf();
+        for entry in std::fs::read_dir(&path).expect("list scratch").flatten() {
+            let p = entry.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+        path
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("scratch dir");
+    }
+    std::fs::write(path, bytes).expect("scratch write");
+}
+
+/// An empty bare repository in the scratch directory, made by our own init.
+fn scratch_repo() -> (PathBuf, Repository) {
+    let dir = scratch().join("repo");
+    let repo = Repository::init(&dir).expect("init scratch repository");
+    (dir, repo)
+}
+
+/// Splits an input in two at a position its first two bytes choose.
+fn split(data: &[u8]) -> (&[u8], &[u8]) {
+    if data.len() < 2 {
+        return (data, &[]);
+    }
+    let at = usize::from(u16::from_le_bytes([data[0], data[1]]));
+    let rest = &data[2..];
+    rest.split_at(at.min(rest.len()))
+}
+
+/// A pack index (v1 or v2); input without the trailing SHA-1.
+pub fn idx(data: &[u8]) {
+    let bytes = with_sha1_trailer(data);
+    let Ok(index) = crate::pack::idx::PackIndex::parse(Path::new("fuzz.idx"), &bytes) else {
+        return;
+    };
+    let mut n = 0usize;
+    for entry in index.entries() {
+        assert!(index.find(&entry.id).is_some(), "listed id not found");
+        let _ = index.offset_rank(entry.offset);
+        n += 1;
+    }
+    assert_eq!(n, index.len(), "entries() disagrees with len()");
+    let _ = index.lookup(&ObjectId([0xab; 20]));
+    let _ = index.first_bytes();
+}
+
+/// A pack entry header at an arbitrary offset.
+pub fn pack_entry_header(data: &[u8]) {
+    let (offset, buf) = match data.split_first_chunk::<8>() {
+        Some((o, rest)) => (u64::from_le_bytes(*o), rest),
+        None => (0, data),
+    };
+    let _ = crate::pack::parse_entry_header(offset, buf);
+}
+
+/// A git delta applied to a base; the first two bytes say where they split.
+pub fn delta(data: &[u8]) {
+    let (base, delta) = split(data);
+    let sizes = crate::pack::delta::parse_sizes(delta);
+    if let Ok(result) = crate::pack::delta::apply(base, delta) {
+        let (_, target, _) = sizes.expect("apply accepted what parse_sizes refused");
+        assert_eq!(result.len() as u64, target, "delta result size");
+    }
+}
+
+/// A git tree object's body, then each entry's name demangled.
+pub fn tree(data: &[u8]) {
+    if let Ok(entries) = tree::decode(data) {
+        for e in &entries {
+            let _ = tree::demangle(&e.name, e.mode);
+        }
+    }
+}
+
+/// A commit object's body.
+pub fn commit(data: &[u8]) {
+    let _ = crate::object::commit::decode(data);
+}
+
+/// A `.bupm` metadata stream, whole and streamed.
+pub fn bupm(data: &[u8]) {
+    let whole = crate::meta::record::decode_all(data);
+    let mut reader = crate::meta::record::BupmReader::new(data);
+    let mut streamed = 0usize;
+    while let Ok(Some(_)) = reader.next_entry() {
+        streamed += 1;
+    }
+    if let Ok(all) = whole {
+        assert_eq!(all.len(), streamed, "decode_all and BupmReader disagree");
+    }
+}
+
+/// A loose object file (zlib of "<kind> <size>\0<data>").
+pub fn loose_object(data: &[u8]) {
+    let (_, repo) = scratch_repo();
+    let id = ObjectId([0x5a; 20]);
+    let hex = id.to_hex();
+    write(
+        &repo.objects().objects_dir().join(&hex[..2]).join(&hex[2..]),
+        data,
+    );
+    let _ = repo.objects().read_header(&id);
+    let _ = repo.objects().read(&id);
+}
+
+/// `packed-refs`, a loose ref and `HEAD`: the first two bytes split the
+/// input into packed-refs and the rest, which is split again at its first
+/// newline into `refs/heads/x` and `HEAD`.
+pub fn refs(data: &[u8]) {
+    let (dir, repo) = scratch_repo();
+    let (packed, rest) = split(data);
+    let (loose, head) = match rest.iter().position(|&b| b == b'\n') {
+        Some(at) => rest.split_at(at + 1),
+        None => (rest, &[][..]),
+    };
+    write(&dir.join("packed-refs"), packed);
+    write(&dir.join("refs/heads/x"), loose);
+    if !head.is_empty() {
+        write(&dir.join("HEAD"), head);
+    }
+    let _ = repo.list_refs("refs/");
+    let _ = repo.read_ref("refs/heads/x");
+    let _ = repo.read_ref("refs/heads/main");
+    let _ = repo.head_branch();
+}
+
+/// `--date` text.
+pub fn date(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::time::parse_date(text);
+        let _ = crate::config::parse_duration(text);
+    }
+}
+
+/// `rewind.toml`.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::config::parse(Path::new("/etc/rewind.toml"), text);
+    }
+}
+
+/// `rewind/runs.toml`, the run records `status` reads.
+pub fn runs_toml(data: &[u8]) {
+    let dir = scratch();
+    write(&crate::run::record::records_path(&dir), data);
+    let _ = crate::run::record::load(&dir);
+}
+
+/// Change index magic and the trailer after the entry stream (entry count,
+/// commit id); see `save::index`.
+const CHANGE_INDEX_MAGIC: &[u8; 8] = b"RWCHIDX\n";
+const CHANGE_INDEX_TRAILER: usize = 8 + 20;
+
+/// A change index (`rewind/index/<name>`). The input is a version byte (odd:
+/// version 1, uncompressed; even: version 2), the uncompressed entry stream,
+/// the entry count and the commit id; this target compresses the stream for
+/// version 2 and adds the header and the SHA-1, so that mutations reach the
+/// entry decoder instead of stopping in zstd or at the checksum.
+pub fn change_index(data: &[u8]) {
+    let Some((&version, rest)) = data.split_first() else {
+        return;
+    };
+    let Some(split) = rest.len().checked_sub(CHANGE_INDEX_TRAILER) else {
+        return;
+    };
+    let (entries, trailer) = rest.split_at(split);
+    let version: u32 = if version % 2 == 1 { 1 } else { 2 };
+    let mut file = CHANGE_INDEX_MAGIC.to_vec();
+    file.extend_from_slice(&version.to_be_bytes());
+    if version == 1 {
+        file.extend_from_slice(entries);
+    } else {
+        file.extend_from_slice(&zstd::bulk::compress(entries, 1).expect("zstd compresses"));
+    }
+    file.extend_from_slice(trailer);
+    let path = scratch().join("index");
+    write(&path, &with_sha1_trailer(&file));
+    let verified = crate::save::index::verify(&path);
+    if let Ok(Some(mut reader)) = crate::save::index::IndexReader::open(&path) {
+        // Drains the reader: every entry is decoded on the way.
+        let _ = reader.take(&[0xff; 64]);
+        if let Ok(summary) = verified {
+            assert_eq!(summary.entries, reader.summary().entries);
+        }
+    }
+}
+
+/// The [`change_index`] input for a change index file written by a save.
+pub fn change_index_input(file: &[u8]) -> Option<Vec<u8>> {
+    let body = file.get(12..file.len().checked_sub(20)?)?;
+    let (stream, trailer) = body.split_at(body.len().checked_sub(CHANGE_INDEX_TRAILER)?);
+    let version = u32::from_be_bytes(file.get(8..12)?.try_into().ok()?);
+    let entries = match version {
+        1 => stream.to_vec(),
+        _ => zstd::stream::decode_all(stream).ok()?,
+    };
+    let mut input = vec![if version == 1 { 1 } else { 0 }];
+    input.extend_from_slice(&entries);
+    input.extend_from_slice(trailer);
+    Some(input)
+}
+
+/// A repository in the scratch directory holding one small pack (the same
+/// on every call), for the object table to cover.
+fn scratch_repo_with_pack() -> (PathBuf, Repository) {
+    let (dir, repo) = scratch_repo();
+    let mut writer = repo.pack_writer().expect("pack writer");
+    for i in 0..64u32 {
+        writer
+            .write(
+                crate::object::Kind::Blob,
+                format!("object {i}\n").as_bytes(),
+            )
+            .expect("write blob");
+    }
+    writer.finish().expect("publish pack");
+    repo.objects().refresh().expect("refresh");
+    (dir, repo)
+}
+
+/// The object table `rewind/objects.midx` with its Bloom filter, without
+/// its SHA-1, over a repository with one pack (the seed table covers it).
+pub fn object_table(data: &[u8]) {
+    let (dir, repo) = scratch_repo_with_pack();
+    let rewind_dir = dir.join("rewind");
+    write(
+        &rewind_dir.join(crate::repo::known::MIDX_NAME),
+        &with_sha1_trailer(data),
+    );
+    let known = crate::repo::known::KnownObjects::open_with(repo.objects(), &rewind_dir, 8);
+    for i in 0..4u32 {
+        let id = crate::object::hash_object(
+            crate::object::Kind::Blob,
+            format!("object {i}\n").as_bytes(),
+        );
+        let _ = known.contains(&id);
+    }
+    let _ = known.contains(&ObjectId([0x11; 20]));
+}
+
+/// The [`object_table`] input that the current code writes for its pack.
+pub fn object_table_input() -> Vec<u8> {
+    let (dir, repo) = scratch_repo_with_pack();
+    let rewind_dir = dir.join("rewind");
+    let _ = crate::repo::known::KnownObjects::open_with(repo.objects(), &rewind_dir, 0);
+    let table =
+        std::fs::read(rewind_dir.join(crate::repo::known::MIDX_NAME)).expect("table written");
+    table[..table.len() - 20].to_vec()
+}
+
+/// `rewind/commits.cache`, without its SHA-1, behind a branch whose tip is
+/// the first cached commit (so the listing walks the cache).
+pub fn commit_cache(data: &[u8]) {
+    let (dir, repo) = scratch_repo();
+    write(
+        &dir.join("rewind").join(view::snapshots::COMMIT_CACHE_NAME),
+        &with_sha1_trailer(data),
+    );
+    let tip = data
+        .get(8..28)
+        .and_then(ObjectId::from_bytes)
+        .unwrap_or(ObjectId([0x22; 20]));
+    let _ = view::snapshots::snapshots(&repo, &tip);
+}
+
+/// Whole repositories: the input is a list of files (see [`pack_files`]),
+/// written into an empty repository, which is then read the way `ls -l`,
+/// `cat-file`, `restore` and a mount read it. Bounded work per input.
+pub fn repository(data: &[u8]) {
+    let (dir, _) = scratch_repo();
+    for (name, bytes) in unpack_files(data) {
+        write(&dir.join(name), bytes);
+    }
+    let Ok(repo) = Repository::open(&dir) else {
+        return;
+    };
+    let mut budget = Budget {
+        nodes: 256,
+        bytes: 4 << 20,
+    };
+    let Ok(backups) = view::snapshots::backups(&repo) else {
+        return;
+    };
+    for (name, tip) in backups.into_iter().take(4) {
+        let Ok(snapshots) = view::snapshots::snapshots(&repo, &tip) else {
+            continue;
+        };
+        for snapshot in snapshots.iter().rev().take(2) {
+            let _ = view::resolve(&repo, format!("{name}/{}", snapshot.name).as_bytes());
+            read_tree(&repo, &snapshot.tree, 0, &mut budget);
+        }
+    }
+    if let Ok(tags) = view::snapshots::tags(&repo) {
+        for (tag, _) in tags.into_iter().take(4) {
+            let _ = view::resolve(&repo, format!(".tag/{tag}").as_bytes());
+        }
+    }
+}
+
+struct Budget {
+    nodes: usize,
+    bytes: u64,
+}
+
+/// Reads a saved directory as the commands do, within `budget`; checks that
+/// the streaming and the random-access readers agree.
+fn read_tree(repo: &Repository, id: &ObjectId, depth: usize, budget: &mut Budget) {
+    if depth > 32 || budget.nodes == 0 {
+        return;
+    }
+    let Ok(dir) = view::list_dir_with_meta(repo, id) else {
+        return;
+    };
+    for node in dir.entries {
+        if budget.nodes == 0 {
+            return;
+        }
+        budget.nodes -= 1;
+        match node.node_type {
+            NodeType::Directory => read_tree(repo, &node.id, depth + 1, budget),
+            _ => read_content(repo, node.content(), budget),
+        }
+    }
+}
+
+fn read_content(repo: &Repository, content: Content, budget: &mut Budget) {
+    let Ok(size) = view::content_size(repo.objects(), content) else {
+        return;
+    };
+    if size > budget.bytes {
+        return;
+    }
+    budget.bytes -= size;
+    let mut streamed = Vec::new();
+    let streamed_ok = ContentReader::new(repo.objects(), content)
+        .take(size + 1)
+        .read_to_end(&mut streamed)
+        .is_ok();
+    let cache = random::ChunkCache::new(1 << 20);
+    let reader = random::FileReader::new(content, size);
+    let mut random_bytes = Vec::new();
+    let random_ok = reader
+        .read_at(repo.objects(), &cache, 0, size as usize, &mut random_bytes)
+        .is_ok();
+    if streamed_ok && random_ok {
+        assert!(
+            streamed == random_bytes,
+            "cat-file/restore and the mount read different bytes"
+        );
+    }
+}
+
+/// Files of a repository as one input: per file a name length (u8), the
+/// name (relative to the repository, no `..`), a length (u32 LE) and the
+/// bytes. The seed corpus holds real repositories in this form.
+pub fn pack_files(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        let name = name.as_bytes();
+        out.push(u8::try_from(name.len()).expect("short names"));
+        out.extend_from_slice(name);
+        out.extend_from_slice(
+            &u32::try_from(bytes.len())
+                .expect("small files")
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// The inverse of [`pack_files`]; stops at the first record that does not
+/// fit, and skips names that would leave the repository.
+fn unpack_files(mut data: &[u8]) -> Vec<(&str, &[u8])> {
+    let mut files = Vec::new();
+    while let Some((&len, rest)) = data.split_first() {
+        let Some((name, rest)) = rest.split_at_checked(usize::from(len)) else {
+            break;
+        };
+        let Some((size, rest)) = rest.split_first_chunk::<4>() else {
+            break;
+        };
+        let size = (u32::from_le_bytes(*size) as usize).min(rest.len());
+        let (bytes, rest) = rest.split_at(size);
+        data = rest;
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let safe = !name.is_empty()
+            && !name.starts_with('/')
+            && !name.contains('\0')
+            && name
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if safe {
+            files.push((name, bytes));
+        }
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_files_unpack_to_the_same_files() {
+        let files = vec![
+            ("HEAD".to_string(), b"ref: refs/heads/x\n".to_vec()),
+            ("objects/pack/p.idx".to_string(), vec![0u8; 300]),
+        ];
+        let packed = pack_files(&files);
+        let unpacked: Vec<(String, Vec<u8>)> = unpack_files(&packed)
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b.to_vec()))
+            .collect();
+        assert_eq!(unpacked, files);
+    }
+
+    #[test]
+    fn unpacking_skips_names_that_leave_the_repository() {
+        let files = vec![
+            ("../x".to_string(), b"1".to_vec()),
+            ("/etc/passwd".to_string(), b"2".to_vec()),
+            ("a/./b".to_string(), b"3".to_vec()),
+            ("nul\0name".to_string(), b"5".to_vec()),
+            ("ok".to_string(), b"4".to_vec()),
+        ];
+        let packed = pack_files(&files);
+        let names: Vec<&str> = unpack_files(&packed).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ok"]);
+    }
+
+    #[test]
+    fn every_target_has_a_unique_name() {
+        let mut names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TARGETS.len());
+    }
+}
