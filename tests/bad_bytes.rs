@@ -245,3 +245,89 @@ fn commit_cache_entry_whose_parent_is_itself_does_not_make_ls_loop() {
     assert_eq!(again.lines(), want);
     assert!(again.stderr.is_empty(), "{}", again.stderr);
 }
+
+/// The pack files of the repository, by name.
+fn packs(repo: &Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(repo.join("objects/pack"))
+        .expect("pack dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A pack cut short (an interrupted copy, a full disk) still has its idx,
+/// which lists every object. Saves trusted that list: a new backup name
+/// deduplicated all its chunks against the truncated pack and exited 0
+/// with a snapshot that could not be restored; an unchanged file's change
+/// index entry was reused the same way. Now only sound packs vouch for an
+/// object, so both saves write the chunks again and restore.
+#[test]
+fn save_after_a_pack_is_truncated_writes_its_objects_again() {
+    let env = Env::init();
+    env.corrupted.set(true);
+    let src = env.path("src");
+    mkdir(&src);
+    write_random(&src.join("a"), 7, 300_000);
+    env.save("n", Some("1700000000"), &src);
+    let damaged = packs(&env.repo);
+    assert_eq!(damaged.len(), 1);
+    // A second snapshot whose commit and trees live in a pack of their own.
+    write(&src.join("b"), b"small\n");
+    env.save("n", Some("1700000060"), &src);
+    let len = std::fs::metadata(&damaged[0]).expect("stat").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&damaged[0])
+        .expect("open pack");
+    f.set_len(len - 10).expect("truncate");
+
+    // A new name: every chunk of `a` is in the damaged pack only.
+    let out = env
+        .rw()
+        .args(["save", "-n", "m", "--date", "1700000120"])
+        .arg(&src)
+        .run()
+        .success()
+        .no_panic();
+    assert!(out.stderr.contains("is damaged"), "{}", out.stderr);
+    // The same name: the change index says `a` is unchanged.
+    env.rw()
+        .args(["save", "-n", "n", "--date", "1700000180"])
+        .arg(&src)
+        .run()
+        .success()
+        .no_panic();
+    // Without the damaged pack, both new snapshots are whole: `m` restores
+    // (its history is this one commit), and every object under the tip of
+    // `n` exists (its older commits lived in the damaged pack).
+    let away = env.path("away");
+    mkdir(&away);
+    for p in [damaged[0].clone(), damaged[0].with_extension("idx")] {
+        std::fs::rename(&p, away.join(p.file_name().expect("name"))).expect("move away");
+    }
+    let out = env.path("out");
+    env.restore(&out, &snap_path("m", "latest", &src));
+    assert_eq!(
+        std::fs::read(out.join("src/a")).expect("restored a"),
+        std::fs::read(src.join("a")).expect("a"),
+    );
+    let tip = branch_tip(&env.repo, "n").expect("n");
+    let listed = run(git(&env.repo).args(["rev-list", "--objects", "--no-walk", &tip]))
+        .success()
+        .stdout_str();
+    let ids: String = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|id| format!("{id}\n"))
+        .collect();
+    assert!(ids.lines().count() > 10, "{listed}");
+    let checked = run_with_input(
+        git(&env.repo).args(["cat-file", "--batch-check"]),
+        Some(ids.as_bytes()),
+    )
+    .success()
+    .stdout_str();
+    assert!(!checked.contains("missing"), "{checked}");
+}

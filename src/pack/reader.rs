@@ -112,6 +112,15 @@ impl PackFile {
         Ok(self.damage.get_or_init(|| found).as_deref())
     }
 
+    /// Whether this pack may vouch that it holds an object: its header and
+    /// trailer agree with its index. A damaged pack (or one whose frame
+    /// cannot be read now) still answers reads, with errors, but a save
+    /// must not skip writing an object because such a pack lists it: the
+    /// new snapshot would depend on bytes that cannot be read.
+    pub fn is_sound(&self) -> bool {
+        matches!(self.damage(), Ok(None))
+    }
+
     /// Compares the pack's header and trailer with its index.
     fn check_frame(&self) -> io::Result<Option<String>> {
         if self.len < PACK_HEADER_LEN + PACK_TRAILER_LEN {
