@@ -181,9 +181,12 @@ fn idx_with_huge_fanout_is_an_error_not_an_abort() {
     );
 }
 
+/// One commit-cache record: commit id, tree id, first parent, author time.
+type CacheRecord = (Vec<u8>, Vec<u8>, Option<Vec<u8>>, i64);
+
 /// Writes `rewind/commits.cache` as the format says: magic, then per
 /// commit its id, tree, parent flag and parent, author time, then SHA-1.
-fn write_commit_cache(repo: &Path, records: &[(Vec<u8>, Vec<u8>, Option<Vec<u8>>, i64)]) {
+fn write_commit_cache(repo: &Path, records: &[CacheRecord]) {
     let mut out = b"RWCMTS\0\x01".to_vec();
     for (id, tree, parent, time) in records {
         out.extend_from_slice(id);
