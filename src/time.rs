@@ -23,6 +23,13 @@ fn local_tm(epoch: i64) -> libc::tm {
     }
 }
 
+/// The calendar year of `tm`, in i64: a commit time read from a
+/// repository may be any i64, and glibc fills `tm_year` up to `i32::MAX`,
+/// where `tm_year + 1900` would overflow.
+fn year(tm: &libc::tm) -> i64 {
+    i64::from(tm.tm_year) + 1900
+}
+
 /// Seconds since the epoch now (0 if the clock is before 1970).
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -40,7 +47,7 @@ pub fn snapshot_name(epoch: i64) -> String {
     let tm = local_tm(epoch);
     format!(
         "{:04}-{:02}-{:02}-{:02}{:02}{:02}",
-        tm.tm_year + 1900,
+        year(&tm),
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
@@ -54,7 +61,7 @@ pub fn listing_time(epoch: i64) -> String {
     let tm = local_tm(epoch);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}",
-        tm.tm_year + 1900,
+        year(&tm),
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
@@ -69,7 +76,7 @@ pub fn log_stamp(epoch: i64) -> String {
     let offset = tm.tm_gmtoff / 60;
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}{:02}{:02}",
-        tm.tm_year + 1900,
+        year(&tm),
         tm.tm_mon + 1,
         tm.tm_mday,
         tm.tm_hour,
@@ -139,13 +146,24 @@ pub fn parse_date(text: &str) -> Result<i64, DateError> {
             }
         }
     }
-    let offset_minutes = match &t[pos..] {
-        "" => None,
-        "Z" | "z" => Some(0),
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let h: i64 = tz[1..3].parse().map_err(|_| err())?;
-            let m: i64 = tz[4..6].parse().map_err(|_| err())?;
-            Some(if tz.starts_with('-') {
+    // `pos` only ever moved over ASCII bytes, so it is a char boundary;
+    // the offset itself is matched as bytes (slicing it as text once split
+    // a multi-byte character and panicked).
+    let offset_minutes = match &b[pos..] {
+        b"" => None,
+        b"Z" | b"z" => Some(0),
+        &[sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [h1, h2, m1, m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return Err(err());
+            }
+            let [h1, h2, m1, m2] = digits.map(|d| i64::from(d - b'0'));
+            let (h, m) = (h1 * 10 + h2, m1 * 10 + m2);
+            // Real offsets lie within -12:00..+14:00; allow any whole day.
+            if h > 23 || m > 59 {
+                return Err(err());
+            }
+            Some(if sign == b'-' {
                 -(h * 60 + m)
             } else {
                 h * 60 + m
@@ -215,6 +233,52 @@ mod tests {
         ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `--date 2026-11-21T23:30+0\u{e9}00`: the offset was sliced as text
+    /// at byte positions inside the multi-byte character, and panicked.
+    #[test]
+    fn date_with_non_ascii_offset_is_an_error_not_a_panic() {
+        for bad in [
+            "2026-11-21T23:30+0\u{e9}00",
+            "2026-11-21T23:30+01\u{e9}0",
+            "2026-11-21T23:30\u{e9}01:00",
+            "2026-11-21T23:30+\u{20ac}:00",
+            "2026-11-21T23:30:05.\u{e9}",
+            "2026-11-21T2\u{e9}",
+            "2026-11-\u{e9}",
+            "2026\u{e9}11-21",
+            "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}",
+        ] {
+            assert_eq!(parse_date(bad), Err(DateError(bad.to_string())), "{bad}");
+        }
+        // A sign inside the digits used to pass `str::parse`.
+        for bad in [
+            "2026-11-21T23:30+-1:00",
+            "2026-11-21T23:30+01:+0",
+            "2026-11-21T23:30+24:00",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_date("2014-05-27T22:35:44+05:30"),
+            Ok(1401210344),
+            "a half-hour offset still parses"
+        );
+    }
+
+    /// Commit times come from repositories and may be any i64; naming a
+    /// snapshot after one must not overflow (or panic in a debug build).
+    #[test]
+    fn extreme_commit_times_format_without_overflow() {
+        std::env::set_var("TZ", "UTC");
+        for t in [i64::MIN, i64::MIN + 1, -1, 67_768_036_191_676_799, i64::MAX] {
+            let _ = snapshot_name(t);
+            let _ = listing_time(t);
+            let _ = log_stamp(t);
+        }
+        // The largest time whose year fits glibc's int tm_year.
+        assert!(snapshot_name(67_768_036_191_676_799).starts_with("2147485547-"));
     }
 
     #[test]

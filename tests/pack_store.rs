@@ -1136,6 +1136,69 @@ fn known_objects_table_new_packs_are_covered_and_damage_means_rebuild() {
     }
 }
 
+/// A pack cut short keeps its idx, which still lists every object: the
+/// table (and the idx, and the store's existence check) said "already
+/// stored", so a save skipped writing chunks that could no longer be read
+/// and its snapshot was as broken as the pack. Only sound packs vouch now;
+/// a save writes the objects again, and reads prefer the sound copy.
+#[test]
+fn known_objects_never_claim_objects_of_a_damaged_pack() {
+    use rewind::repo::known::KnownObjects;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repository::init(tmp.path()).unwrap();
+    let blobs = packs_of_blobs(&repo, "d", 6);
+    repo.objects().refresh().unwrap();
+    let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), 2);
+    assert!(known.report().rebuilt);
+    assert!(blobs.iter().all(|(id, _)| known.contains(id)));
+    drop(known);
+
+    let (hurt, paths) = &blobs[2];
+    let pack = paths
+        .iter()
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let len = std::fs::metadata(pack).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(pack)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    // A new process: the pack's frame is checked when it is opened.
+    let repo = Repository::open(tmp.path()).unwrap();
+    for max_uncovered in [100, 2] {
+        let known = KnownObjects::open_with(repo.objects(), &rewind_dir(&repo), max_uncovered);
+        assert_eq!(known.report().damaged_packs, 1);
+        assert!(
+            !known.contains(hurt),
+            "'already stored' from a damaged pack"
+        );
+        assert!(known
+            .report()
+            .rejected
+            .as_deref()
+            .unwrap()
+            .contains("damaged"));
+        for (id, _) in blobs.iter().filter(|(id, _)| id != hurt) {
+            assert!(known.contains(id));
+        }
+    }
+    // The change index asks the store the same question.
+    assert!(!repo.objects().contains(hurt));
+    assert!(repo.objects().read(hurt).is_err());
+
+    // A save writes the object again, and reads find that copy.
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"d blob 2").unwrap();
+    assert_eq!(hash_object(Kind::Blob, b"d blob 2"), *hurt);
+    rewind_save(&repo, &src);
+    repo.objects().refresh().unwrap();
+    assert!(repo.objects().contains(hurt));
+    assert_eq!(repo.objects().read(hurt).unwrap().data, b"d blob 2");
+}
+
 /// A write error in the pipeline's appender thread (here EFBIG from a file
 /// size limit, standing in for ENOSPC) fails the save with that error and
 /// leaves no pack, no temporary file and no branch behind.

@@ -79,6 +79,26 @@ pub fn encode(commit: &Commit) -> Vec<u8> {
     out
 }
 
+/// `+hhmm` or `-hhmm`: a sign and exactly four ASCII digits. Checked on
+/// bytes, never by slicing the text (a multi-byte character there once
+/// split a char boundary and panicked every reader of the branch).
+fn parse_offset(tz: &str) -> Option<i32> {
+    let &[sign, h1, h2, m1, m2] = tz.as_bytes() else {
+        return None;
+    };
+    let digits = [h1, h2, m1, m2];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let [h1, h2, m1, m2] = digits.map(|d| i32::from(d - b'0'));
+    let total = (h1 * 10 + h2) * 60 + m1 * 10 + m2;
+    match sign {
+        b'+' => Some(total),
+        b'-' => Some(-total),
+        _ => None,
+    }
+}
+
 fn parse_signature(value: &[u8]) -> Result<Signature, CommitError> {
     let bad = CommitError::Malformed("bad author or committer line");
     let lt = value.iter().position(|&b| b == b'<').ok_or(bad.clone())?;
@@ -97,19 +117,7 @@ fn parse_signature(value: &[u8]) -> Result<Signature, CommitError> {
         .next()
         .and_then(|t| t.parse().ok())
         .ok_or(bad.clone())?;
-    let utc_offset_minutes = match fields.next() {
-        Some(tz) if tz.len() == 5 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let hours: i32 = tz[1..3].parse().map_err(|_| bad.clone())?;
-            let minutes: i32 = tz[3..5].parse().map_err(|_| bad.clone())?;
-            let total = hours * 60 + minutes;
-            if tz.starts_with('-') {
-                -total
-            } else {
-                total
-            }
-        }
-        _ => return Err(bad),
-    };
+    let utc_offset_minutes = fields.next().and_then(parse_offset).ok_or(bad.clone())?;
     Ok(Signature {
         name,
         email,
@@ -205,6 +213,53 @@ bup save\n";
         assert!(
             decode(b"tree 55ff5a47e4242967ea6df6be01c76efb22fe3cfc\nauthor x 1 +0000\n\n").is_err()
         );
+    }
+
+    /// A timezone of five bytes that are not five ASCII characters used
+    /// to be sliced at a non-boundary (`tz[1..3]`) and panic.
+    #[test]
+    fn commit_with_non_ascii_timezone_is_an_error_not_a_panic() {
+        let with_tz = |tz: &str| {
+            let text = String::from_utf8(BUP_COMMIT.to_vec()).unwrap();
+            decode(text.replace("-0400", tz).as_bytes())
+        };
+        for tz in [
+            "+0\u{e9}0",
+            "+\u{e9}00",
+            "-00\u{e9}",
+            "\u{e9}000",
+            "+0\u{20ac}",
+        ] {
+            assert_eq!(
+                with_tz(tz),
+                Err(CommitError::Malformed("bad author or committer line")),
+                "{tz:?}"
+            );
+        }
+        // Signs inside the digits were accepted by `str::parse` as well.
+        for tz in [
+            "+-100", "++100", "-0-10", "+01+0", " 0100", "x0100", "+010", "+01000",
+        ] {
+            assert!(with_tz(tz).is_err(), "{tz:?}");
+        }
+        assert_eq!(with_tz("+0530").unwrap().author.utc_offset_minutes, 330);
+        assert_eq!(with_tz("-1200").unwrap().author.utc_offset_minutes, -720);
+    }
+
+    /// Every truncation and every single-byte change of a valid commit
+    /// decodes or fails; none panics.
+    #[test]
+    fn damaged_commits_never_panic() {
+        for len in 0..BUP_COMMIT.len() {
+            let _ = decode(&BUP_COMMIT[..len]);
+        }
+        for i in 0..BUP_COMMIT.len() {
+            for v in [0u8, b' ', b'\n', b'<', b'>', b'-', b'+', 0x80, 0xc3, 0xff] {
+                let mut body = BUP_COMMIT.to_vec();
+                body[i] = v;
+                let _ = decode(&body);
+            }
+        }
     }
 
     #[test]

@@ -145,13 +145,26 @@ impl PackIndex {
         }
         let n = fanout[255] as usize;
         let table = fan_start + FANOUT_LEN;
+        // The object count is checked against the file's size before any
+        // memory is reserved for it: a count of 2^32-1 in a small file once
+        // made this reserve ~80 GB and abort the process.
+        let per_object = if version == 2 { 28 } else { 24 };
+        let fixed = n
+            .checked_mul(per_object)
+            .and_then(|b| b.checked_add(table + 40))
+            .filter(|&f| f <= bytes.len())
+            .ok_or_else(|| {
+                bad(format!(
+                    "size {} is too small for the {n} objects its fan-out counts",
+                    bytes.len()
+                ))
+            })?;
         let mut ids = Vec::with_capacity(n);
         let mut offsets = Vec::with_capacity(n);
         let mut crcs = Vec::new();
         if version == 2 {
             // ids, crcs, 32-bit offsets, then 8 bytes per large offset, then 40.
-            let fixed = table + n * 28 + 40;
-            if bytes.len() < fixed || !(bytes.len() - fixed).is_multiple_of(8) {
+            if !(bytes.len() - fixed).is_multiple_of(8) {
                 return Err(bad(format!(
                     "size {} does not fit {n} objects",
                     bytes.len()
@@ -180,7 +193,7 @@ impl PackIndex {
                 offsets.push(offset);
             }
         } else {
-            if bytes.len() != table + n * 24 + 40 {
+            if bytes.len() != fixed {
                 return Err(bad(format!(
                     "size {} does not fit {n} objects (v1)",
                     bytes.len()
@@ -544,6 +557,57 @@ mod tests {
         let idx = PackIndex::parse(Path::new("e.idx"), &bytes).unwrap();
         assert!(idx.is_empty());
         assert_eq!(idx.lookup(&id(1)), None);
+    }
+
+    /// `bytes` with its trailing SHA-1 recomputed, so that only the
+    /// structural checks can reject it.
+    fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+        let n = bytes.len();
+        let sum: [u8; 20] = Sha1::digest(&bytes[..n - 20]).into();
+        bytes[n - 20..].copy_from_slice(&sum);
+        bytes
+    }
+
+    /// A fan-out whose last entry claims 2^32-1 objects in a file of a few
+    /// kilobytes: the reader reserved memory for that many ids (~80 GB)
+    /// before comparing the count with the file's size, and the process
+    /// aborted. Now the size is checked first. (The integration test
+    /// `idx_with_huge_fanout_is_an_error_not_an_abort` runs this under a
+    /// memory limit, where the old order fails for certain.)
+    #[test]
+    fn idx_with_huge_fanout_is_an_error_not_an_abort() {
+        let mut entries: Vec<IdxEntry> = (0..10)
+            .map(|n| IdxEntry {
+                id: id(n),
+                offset: 12 + u64::from(n),
+                crc32: 0,
+            })
+            .collect();
+        let v2 = encode_v2(&mut entries, &[1; 20]);
+        // v1 of the same entries: fan-out, (offset, id) pairs, checksums.
+        let mut v1 = v2[8..8 + FANOUT_LEN].to_vec();
+        for e in &entries {
+            v1.extend_from_slice(&(e.offset as u32).to_be_bytes());
+            v1.extend_from_slice(&e.id.0);
+        }
+        v1.extend_from_slice(&[1; 20]);
+        v1.extend_from_slice(&[0; 20]);
+        let v1 = reseal(v1);
+        PackIndex::parse(Path::new("v1.idx"), &v1).expect("valid v1");
+        for (bytes, fan_start) in [(v2, 8), (v1, 0)] {
+            for count in [u32::MAX, 0x8000_0000, 11] {
+                let mut b = bytes.clone();
+                b[fan_start + 4 * 255..fan_start + 4 * 256].copy_from_slice(&count.to_be_bytes());
+                let b = reseal(b);
+                match PackIndex::parse(Path::new("huge.idx"), &b) {
+                    Err(Error::BadIndex { detail, .. }) => {
+                        assert!(detail.contains("too small"), "{count}: {detail}")
+                    }
+                    Err(other) => panic!("{count}: {other}"),
+                    Ok(_) => panic!("{count}: accepted"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -112,6 +112,15 @@ impl PackFile {
         Ok(self.damage.get_or_init(|| found).as_deref())
     }
 
+    /// Whether this pack may vouch that it holds an object: its header and
+    /// trailer agree with its index. A damaged pack (or one whose frame
+    /// cannot be read now) still answers reads, with errors, but a save
+    /// must not skip writing an object because such a pack lists it: the
+    /// new snapshot would depend on bytes that cannot be read.
+    pub fn is_sound(&self) -> bool {
+        matches!(self.damage(), Ok(None))
+    }
+
     /// Compares the pack's header and trailer with its index.
     fn check_frame(&self) -> io::Result<Option<String>> {
         if self.len < PACK_HEADER_LEN + PACK_TRAILER_LEN {
@@ -524,7 +533,9 @@ fn inflate_at(
                 )));
             }
             if out.len() == out.capacity() {
-                let room = (limit + 1 - out.len() as u64).min(out.len().max(4096) as u64);
+                // Saturating: a header may declare a size of u64::MAX.
+                let room =
+                    (limit.saturating_add(1) - out.len() as u64).min(out.len().max(4096) as u64);
                 out.reserve_exact(room as usize);
             }
             let (before_in, before_out) = (guard.z.total_in(), guard.z.total_out());
@@ -591,4 +602,43 @@ fn inflate_at(
         }
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// An entry header may declare any size up to u64::MAX; growing the
+    /// output computed `size + 1`, which overflows (a panic wherever
+    /// overflow checks are on, as in fuzzing builds). A declared size the
+    /// stream does not deliver is a corrupt entry.
+    #[test]
+    fn entry_declaring_u64_max_bytes_is_corrupt_not_an_overflow() {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"hello").unwrap();
+        let stream = z.finish().unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&stream).unwrap();
+        let src = Source {
+            file: &file,
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            data_end: stream.len() as u64,
+        };
+        for size in [u64::MAX, u64::MAX - 1, 1 << 40, 6] {
+            match inflate_at(&src, 0, stream.len() as u64, size, None, None) {
+                Err(ReadFail::Corrupt(why)) => assert!(why.contains("inflates to 5"), "{why}"),
+                other => panic!("size {size}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            inflate_at(&src, 0, stream.len() as u64, 5, None, None).unwrap(),
+            b"hello"
+        );
+        // A prefix of a huge declared size stops where asked.
+        assert_eq!(
+            inflate_at(&src, 0, stream.len() as u64, u64::MAX, Some(3), None).unwrap(),
+            b"hel"
+        );
+    }
 }

@@ -12,8 +12,10 @@
 //!
 //! The table is keyed by the exact set of pack file names it covers. It is
 //! used only if every one of those packs is among the packs the store has
-//! open; a missing pack (pruned, repacked by `git gc`) means the table is
-//! discarded and rebuilt. A stale "already stored" would make a save
+//! open and sound (its header and trailer agree with its index); a missing
+//! pack (pruned, repacked by `git gc`) or a damaged one (truncated,
+//! replaced) means the table is discarded and rebuilt without it, and a
+//! damaged pack's own index is not asked either. A stale "already stored" would make a save
 //! reference an object that no longer exists, which is how bup lost data
 //! through its `.midx`/bloom caches; a false "absent" only costs a
 //! duplicate copy. So every doubt (torn file, bad checksum, unknown
@@ -65,6 +67,8 @@ pub struct KnownReport {
     pub rebuilt: bool,
     /// Why an existing table was not used, if one existed.
     pub rejected: Option<String>,
+    /// Packs left out because their frame disagrees with their index.
+    pub damaged_packs: usize,
 }
 
 pub struct KnownObjects {
@@ -87,9 +91,21 @@ impl KnownObjects {
     /// As [`open`](Self::open), rebuilding the table once more than
     /// `max_uncovered` packs are outside it.
     pub fn open_with(store: &ObjectStore, rewind_dir: &Path, max_uncovered: usize) -> KnownObjects {
-        let packs = store.pack_files();
         let path = rewind_dir.join(MIDX_NAME);
         let mut report = KnownReport::default();
+        // Only sound packs answer. A pack whose frame disagrees with its
+        // index (truncated, replaced) still lists its objects in its idx:
+        // trusting it made a save skip writing chunks that could no longer
+        // be read, and the new snapshot was as broken as the old one.
+        let (packs, damaged): (Vec<_>, Vec<_>) =
+            store.pack_files().into_iter().partition(|p| p.is_sound());
+        for p in &damaged {
+            tracing::warn!(
+                "pack {} is damaged: objects only it holds are written again",
+                p.path().display()
+            );
+        }
+        report.damaged_packs = damaged.len();
         let mut table = match Table::open(&path) {
             Ok(Some(t)) => Some(t),
             Ok(None) => None,
@@ -106,7 +122,7 @@ impl KnownObjects {
                 .iter()
                 .find(|name| !packs.iter().any(|p| &pack_name(p) == *name))
             {
-                let why = format!("it covers {gone}, which is gone");
+                let why = format!("it covers {gone}, which is gone or damaged");
                 tracing::info!("not using {}: {why}", path.display());
                 report.rejected = Some(why);
                 table = None;

@@ -148,21 +148,33 @@ pub(crate) fn read_packed(git_dir: &Path) -> Result<Vec<(String, ObjectId)>, Err
         if line.is_empty() || line[0] == b'#' || line[0] == b'^' {
             continue;
         }
-        let parsed = (line.len() > 41 && line[40] == b' ')
-            .then(|| ObjectId::from_hex(&line[..40]))
-            .flatten()
-            .zip(std::str::from_utf8(&line[41..]).ok());
-        match parsed {
-            Some((id, name)) => out.push((name.trim_end_matches('\r').to_string(), id)),
+        match parse_packed_line(line) {
+            Some((id, name)) => out.push((name.to_string(), id)),
             None => {
                 return Err(Error::BadRef {
                     path,
-                    detail: format!("line {} is not \"<id> <name>\"", n + 1),
+                    detail: format!(
+                        "line {} is not \"<40 hex digits> <ref name>\": repair or remove that line",
+                        n + 1
+                    ),
                 })
             }
         }
     }
     Ok(out)
+}
+
+/// One `<40 hex digits> <name>` line of `packed-refs`; `None` for
+/// anything else, whatever its length (every slice is checked: a short
+/// line once panicked every command that read refs).
+fn parse_packed_line(line: &[u8]) -> Option<(ObjectId, &str)> {
+    let (hex, rest) = line.split_at_checked(40)?;
+    let name = rest.strip_prefix(b" ")?;
+    let name = std::str::from_utf8(name).ok()?.trim_end_matches('\r');
+    if name.is_empty() {
+        return None;
+    }
+    Some((ObjectId::from_hex(hex)?, name))
 }
 
 /// Resolves `name` (following symbolic refs): loose file first, then packed-refs.
@@ -442,6 +454,45 @@ pub(crate) fn set_head_if_dangling(git_dir: &Path, branch: &str) -> Result<bool,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn packed(text: &[u8]) -> Result<Vec<(String, ObjectId)>, Error> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("packed-refs"), text).expect("write");
+        read_packed(tmp.path())
+    }
+
+    /// Every line shorter than "<40 hex> <name>" used to slice past its end
+    /// (`line[41..]` was evaluated even when the length check failed).
+    #[test]
+    fn packed_refs_short_line_is_an_error_not_a_panic() {
+        let id = "55ff5a47e4242967ea6df6be01c76efb22fe3cfc";
+        let good = format!("# pack-refs with: peeled\n{id} refs/heads/main\n^{id}\n");
+        assert_eq!(
+            packed(good.as_bytes()).expect("valid"),
+            [(
+                "refs/heads/main".to_string(),
+                ObjectId::from_hex(id.as_bytes()).unwrap()
+            )]
+        );
+        for len in 1..=41 {
+            let line = format!("{good}{}\n", &format!("{id} x")[..len]);
+            match packed(line.as_bytes()) {
+                Err(Error::BadRef { path, detail }) => {
+                    assert!(path.ends_with("packed-refs"), "{path:?}");
+                    assert!(detail.starts_with("line 4 "), "{detail}");
+                }
+                other => panic!("a {len}-byte line gave {other:?}"),
+            }
+        }
+        // Non-ASCII where the separator or the id should be: no char
+        // boundary is ever assumed.
+        for bad in ["\u{e9}".repeat(30), format!("{}\u{e9}x", &id[..39])] {
+            assert!(packed(format!("{bad}\n").as_bytes()).is_err(), "{bad}");
+        }
+        assert!(packed(format!("{id}\trefs/heads/x\n").as_bytes()).is_err());
+        assert!(packed(format!("{id} \n").as_bytes()).is_err());
+        assert!(packed(b"\xff\xfe\n").is_err());
+    }
 
     #[test]
     fn ref_name_rules() {

@@ -82,9 +82,10 @@ struct PackSet {
 pub struct PackedObjects(Arc<PackSet>);
 
 impl PackedObjects {
-    /// Whether one of these packs holds `id`.
+    /// Whether one of these packs holds `id`, and is not damaged (see
+    /// [`PackSet::holds`]).
     pub fn contains(&self, id: &ObjectId) -> bool {
-        self.0.find(id).is_some()
+        self.0.holds(id)
     }
 }
 
@@ -97,10 +98,36 @@ thread_local! {
 }
 
 impl PackSet {
+    /// Whether a pack whose frame agrees with its index holds `id`: the
+    /// existence check of a save, which reuses what it is told exists.
+    /// Objects listed only by damaged packs are absent here (and written
+    /// again), while reads still find them there and report the damage.
+    fn holds(&self, id: &ObjectId) -> bool {
+        self.find(id).is_some_and(|(_, pack, _)| pack.is_sound())
+    }
+
+    /// The pack to read `id` from: the first that holds it, unless that
+    /// one is damaged and a sound pack holds a copy (a save after the
+    /// damage wrote it again, see [`PackSet::holds`]). Only a damaged copy:
+    /// that one, so that the read reports the damage.
+    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, Entry)> {
+        let first = self.find_first(id)?;
+        if first.1.is_sound() {
+            return Some(first);
+        }
+        let sound = self.packs.iter().find_map(|(uid, p)| {
+            if !p.is_sound() {
+                return None;
+            }
+            p.index().find(id).map(|e| (*uid, p, e))
+        });
+        sound.or(Some(first))
+    }
+
     /// The first pack holding `id`: (pack uid, pack, entry). Ids are unique
     /// per object, so when several packs hold one (a repack in progress)
     /// any of them gives the same bytes.
-    fn find(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, Entry)> {
+    fn find_first(&self, id: &ObjectId) -> Option<(u64, &Arc<PackFile>, Entry)> {
         let (hint, uid) = LAST_PACK.get();
         // The position of the pack already searched, if any (the set may
         // have changed since: then the hint names another pack, or none).
@@ -346,10 +373,11 @@ impl ObjectStore {
         PackedObjects(self.snapshot())
     }
 
-    /// Whether `id` is in a pack we know of or loose. Does not rescan.
+    /// Whether `id` is in a sound pack we know of (see [`PackSet::holds`])
+    /// or loose. Does not rescan.
     pub fn contains(&self, id: &ObjectId) -> bool {
         let set = self.snapshot();
-        set.find(id).is_some() || loose::exists(&self.objects_dir, id)
+        set.holds(id) || loose::exists(&self.objects_dir, id)
     }
 
     /// Reads and verifies an object. On a miss, rescans the packs once (a

@@ -47,6 +47,11 @@ pub enum SaveError {
     Repo(#[from] crate::repo::Error),
     #[error(transparent)]
     Object(#[from] crate::object::commit::CommitError),
+    /// The object writer gave back fewer chunk ids than chunks were put:
+    /// a bug, reported instead of aborting (a cron save must end with a
+    /// message and an exit status). No snapshot is written.
+    #[error("internal error: the object writer lost the ids of {missing} chunks of a file being saved; no snapshot was written (please report this)")]
+    LostChunkIds { missing: usize },
 }
 
 /// What to save and how; built from the command line or a config file.

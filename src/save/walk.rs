@@ -776,11 +776,6 @@ fn split_and_build(
             SplitError::Sink(e) => StreamError::Save(e),
         })?;
     take_ids(sink, &mut builder, &mut pending, true).map_err(StreamError::Save)?;
-    // A chunk without its id would make a wrong file: never go on.
-    assert!(
-        pending.is_empty(),
-        "the sink lost the ids of deferred chunks"
-    );
     let object = builder
         .finish(&mut |body: &[u8]| sink.put(Kind::Tree, body))
         .map_err(StreamError::Save)?;
@@ -793,19 +788,26 @@ fn split_and_build(
 }
 
 /// Feeds the ids of chunks put into the builder, in order: those known
-/// now, or (`wait`) all of them.
+/// now, or (`wait`) all of them. Waiting, a chunk whose id never comes is
+/// an error: a chunk tree without it would make a wrong file, so the save
+/// must not go on (this was an `assert!`, which aborted a cron save).
 fn take_ids(
     sink: &mut ObjectSink,
     builder: &mut ChunkTreeBuilder,
     pending: &mut VecDeque<u64>,
     wait: bool,
 ) -> Result<(), SaveError> {
-    while !pending.is_empty() {
+    while let Some(&len) = pending.front() {
         let Some(id) = sink.next_id(wait)? else {
             break;
         };
-        let len = pending.pop_front().expect("checked non-empty");
+        pending.pop_front();
         builder.push(id, len, &mut |body: &[u8]| sink.put(Kind::Tree, body))?;
+    }
+    if wait && !pending.is_empty() {
+        return Err(SaveError::LostChunkIds {
+            missing: pending.len(),
+        });
     }
     Ok(())
 }
@@ -1059,6 +1061,27 @@ mod tests {
 
     /// A read error mid-file leaves no ids behind in the sink: the next
     /// file stored is exactly what it would be alone.
+    /// A chunk put whose id the sink never hands back used to trip an
+    /// `assert!` and abort the whole process (a cron save with it); it
+    /// is now an error that stops this save with a message.
+    #[test]
+    fn lost_chunk_ids_are_a_save_error_not_an_abort() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
+        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut builder = ChunkTreeBuilder::new();
+        // Two chunks the walk believes it put; the sink received none.
+        let mut pending: VecDeque<u64> = VecDeque::from([8192, 4096]);
+        // Not waiting, unknown ids are simply not known yet.
+        assert!(take_ids(&mut sink, &mut builder, &mut pending, false).is_ok());
+        match take_ids(&mut sink, &mut builder, &mut pending, true) {
+            Err(e @ SaveError::LostChunkIds { missing: 2 }) => {
+                assert!(e.to_string().contains("no snapshot was written"), "{e}");
+            }
+            other => panic!("expected LostChunkIds, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_read_error_mid_stream_does_not_disturb_the_next_stream() {
         struct FailAfter(Vec<u8>, usize);

@@ -53,15 +53,89 @@ pub fn read_commit(repo: &Repository, id: &ObjectId) -> Result<commit::Commit, V
 ///
 /// What each commit says (tree, first parent, author time) is kept in
 /// [`CommitCache`]: a name with thousands of snapshots (one pack per save)
-/// is then listed without opening a pack.
+/// is then listed without opening a pack. A history that comes back to a
+/// commit already met is a cycle: through the cache it means the cache is
+/// damaged (commit ids hash their parents, so real commits cannot loop),
+/// and the history is walked again from the commits alone, rewriting the
+/// cache; from the commits alone it is an error naming the commit.
 pub fn snapshots(repo: &Repository, tip: &ObjectId) -> Result<Vec<Snapshot>, ViewError> {
     let cache = CommitCache::load(repo);
+    let mut newest_first = match follow(repo, tip, &cache)? {
+        Walked::Done {
+            newest_first,
+            learned,
+        } => {
+            if learned.len() >= CACHE_AFTER {
+                cache.save(repo, learned);
+            }
+            newest_first
+        }
+        Walked::CacheLoops(id) => {
+            tracing::warn!(
+                "{}: commit {id} is its own ancestor there: the commit cache is damaged; \
+                 rebuilding it from the commits",
+                CommitCache::path(repo).display()
+            );
+            let fresh = CommitCache::default();
+            match follow(repo, tip, &fresh)? {
+                Walked::Done {
+                    newest_first,
+                    learned,
+                } => {
+                    // Always written: it replaces the damaged file.
+                    fresh.save(repo, learned);
+                    newest_first
+                }
+                Walked::CacheLoops(id) => return Err(history_loops(id)),
+            }
+        }
+    };
+    suffix_duplicates(&mut newest_first);
+    newest_first.reverse();
+    Ok(newest_first)
+}
+
+/// How a walk of first parents ended.
+enum Walked {
+    /// Newest first, with the facts read from commits (not the cache).
+    Done {
+        newest_first: Vec<Snapshot>,
+        learned: Vec<(ObjectId, CommitFacts)>,
+    },
+    /// The walk met this commit twice and some step came from the cache.
+    CacheLoops(ObjectId),
+}
+
+fn history_loops(id: ObjectId) -> ViewError {
+    ViewError::Malformed {
+        id,
+        detail: "the commit is its own ancestor (its history loops); the repository is damaged"
+            .into(),
+    }
+}
+
+/// Follows first parents from `tip`, from `cache` where it knows a commit
+/// and from the commit itself otherwise. Every commit is visited once: the
+/// walk ends even when what it reads loops.
+fn follow(repo: &Repository, tip: &ObjectId, cache: &CommitCache) -> Result<Walked, ViewError> {
     let mut learned = Vec::new();
     let mut newest_first = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut used_cache = false;
     let mut next = Some(*tip);
     while let Some(id) = next {
+        if !seen.insert(id) {
+            return if used_cache {
+                Ok(Walked::CacheLoops(id))
+            } else {
+                Err(history_loops(id))
+            };
+        }
         let facts = match cache.get(&id) {
-            Some(f) => *f,
+            Some(f) => {
+                used_cache = true;
+                *f
+            }
             None => {
                 let commit = read_commit(repo, &id)?;
                 let f = CommitFacts {
@@ -80,19 +154,11 @@ pub fn snapshots(repo: &Repository, tip: &ObjectId) -> Result<Vec<Snapshot>, Vie
             time: facts.time,
         });
         next = facts.parent;
-        if newest_first.len() > 100_000_000 {
-            return Err(ViewError::Malformed {
-                id: *tip,
-                detail: "history does not end".into(),
-            });
-        }
     }
-    if learned.len() >= CACHE_AFTER {
-        cache.save(repo, learned);
-    }
-    suffix_duplicates(&mut newest_first);
-    newest_first.reverse();
-    Ok(newest_first)
+    Ok(Walked::Done {
+        newest_first,
+        learned,
+    })
 }
 
 /// File name under the repository's `rewind/` directory.
@@ -118,6 +184,7 @@ struct CommitFacts {
 /// flag and first parent, author time (big-endian i64), then the SHA-1 of
 /// all of that. A cache: any doubt (missing, torn, damaged, other version)
 /// means empty, and a failed write is only logged.
+#[derive(Default)]
 struct CommitCache {
     map: std::collections::HashMap<ObjectId, CommitFacts>,
 }
@@ -316,6 +383,55 @@ mod tests {
         assert_eq!(list(&dir).expect("list past truncation"), first);
         std::fs::write(&cache, b"RWCMTS\0\x09").expect("version");
         assert_eq!(list(&dir).expect("list past version"), first);
+    }
+
+    /// Runs `f` on a thread of its own and fails the test if it has not
+    /// returned within `secs` (instead of the test hanging).
+    fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .expect("the history walk did not end")
+    }
+
+    /// A commit-cache entry whose parent is itself (or an older commit's
+    /// parent pointing back at the tip) made `ls` loop until killed,
+    /// growing without bound. The walk notices the cycle, ignores the
+    /// cache, lists from the commits, and rewrites the cache.
+    #[test]
+    fn commit_cache_cycle_is_rebuilt_not_followed_forever() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("repo");
+        let tip = history(&dir, 100);
+        let list = move |dir: std::path::PathBuf| {
+            within(60, move || {
+                let repo = Repository::open(&dir).expect("open");
+                snapshots(&repo, &tip)
+            })
+        };
+        let first = list(dir.clone()).expect("list");
+        let oldest = first[0].commit;
+        let parent_of_tip = first[98].commit;
+        for (who, points_to) in [(tip, tip), (oldest, tip), (parent_of_tip, tip)] {
+            // Forge the loop with a valid checksum: only the walk can see it.
+            let repo = Repository::open(&dir).expect("open");
+            let mut cache = CommitCache::load(&repo);
+            assert_eq!(cache.map.len(), 100, "the cache holds the whole history");
+            cache.map.get_mut(&who).expect("cached").parent = Some(points_to);
+            cache.save(&repo, Vec::new());
+            assert_eq!(list(dir.clone()).expect("list past the loop"), first);
+            // Rebuilt from the commits: it no longer loops.
+            let repo = Repository::open(&dir).expect("open");
+            let rebuilt = CommitCache::load(&repo);
+            assert_eq!(rebuilt.map.len(), 100);
+            assert_eq!(
+                rebuilt.get(&tip).and_then(|f| f.parent),
+                Some(parent_of_tip)
+            );
+            assert_eq!(rebuilt.get(&oldest).and_then(|f| f.parent), None);
+        }
     }
 
     #[test]
