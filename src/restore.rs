@@ -199,7 +199,7 @@ fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // Created with no permissions; the saved mode is applied with the rest
     // of the metadata.
-    // SAFETY: plain syscall on a NUL-terminated path we own.
+    // SAFETY: c is NUL-terminated and outlives the call, which only reads it.
     let rc = unsafe {
         libc::mknod(
             c.as_ptr(),

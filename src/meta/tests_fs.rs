@@ -11,8 +11,7 @@ use super::vint::put_bvec;
 use super::*;
 
 fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    super::ids::euid() == 0
 }
 
 fn c(path: &Path) -> CString {
@@ -28,13 +27,14 @@ fn set_times(path: &Path, atime: Timespec, mtime: Timespec) {
 }
 
 fn mkfifo(path: &Path) {
-    // SAFETY: valid C string.
+    // SAFETY: the temporary CString lives to the end of the statement, so
+    // the pointer is NUL-terminated and valid for the call, which reads it.
     assert_eq!(unsafe { libc::mkfifo(c(path).as_ptr(), 0o640) }, 0);
 }
 
 fn mknod_chr(path: &Path, major: u32, minor: u32) {
     let dev = libc::makedev(major, minor);
-    // SAFETY: valid C string.
+    // SAFETY: as in mkfifo: the temporary CString outlives the call.
     let rc = unsafe { libc::mknod(c(path).as_ptr(), libc::S_IFCHR | 0o620, dev) };
     assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
 }
@@ -69,7 +69,7 @@ fn recreate(path: &Path, m: &Metadata) {
         .unwrap(),
         S_IFIFO => mkfifo(path),
         S_IFCHR => {
-            // SAFETY: valid C string.
+            // SAFETY: as in mkfifo: the temporary CString outlives the call.
             let rc = unsafe { libc::mknod(c(path).as_ptr(), libc::S_IFCHR | 0o600, m.rdev) };
             assert_eq!(rc, 0);
         }
