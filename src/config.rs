@@ -141,8 +141,7 @@ pub fn check_trusted(config: &Config) -> Result<(), ConfigError> {
         path: path.clone(),
         source,
     })?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::meta::ids::euid();
     let problem = if md.mode() & 0o022 != 0 {
         Some(format!(
             "it is writable by others (mode {:04o}): chmod go-w {}",

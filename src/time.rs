@@ -12,8 +12,12 @@ extern "C" {
 }
 
 fn local_tm(epoch: i64) -> libc::tm {
-    // SAFETY: localtime_r only writes into the tm we own; tzset makes it
-    // honour a TZ set after start-up.
+    // SAFETY: all-zero bytes are a valid libc::tm (integers and a null
+    // tm_zone); localtime_r reads one time_t from &t and writes one tm into
+    // &mut tm, both live locals. tzset (so a TZ set after start-up counts)
+    // and localtime_r read TZ with getenv, which races only with setenv on
+    // another thread: rewind never changes its environment (only the unit
+    // test local_dates_follow_tz calls set_var, racing its neighbours).
     unsafe {
         tzset();
         let t: libc::time_t = epoch as libc::time_t;
@@ -185,7 +189,8 @@ pub fn parse_date(text: &str) -> Result<i64, DateError> {
                 - off * 60
         }
         None => {
-            // SAFETY: mktime reads and normalises the tm we own.
+            // SAFETY: all-zero bytes are a valid libc::tm (integers and a
+            // null tm_zone pointer).
             let mut tm: libc::tm = unsafe { std::mem::zeroed() };
             tm.tm_year = (year - 1900) as i32;
             tm.tm_mon = (month - 1) as i32;
@@ -194,6 +199,8 @@ pub fn parse_date(text: &str) -> Result<i64, DateError> {
             tm.tm_min = minute as i32;
             tm.tm_sec = second as i32;
             tm.tm_isdst = -1;
+            // SAFETY: mktime reads and normalises one tm through &mut tm, a
+            // live local; tzset and mktime read TZ, as in local_tm.
             let t = unsafe {
                 tzset();
                 libc::mktime(&mut tm)

@@ -1,7 +1,10 @@
 //! bup is the oracle for chunk trees: files chunked by rewind, stored with
 //! git's own tools, must come back byte for byte from `bup join`, and git
 //! must compute the same object ids and accept the trees under fsck.
-//! Skipped (with a message) when `bup` or `git` is not installed.
+//! Skipped (with a message) when `bup` or `git` is not installed, except
+//! under CI=true, where that fails (common::require).
+
+mod common;
 
 use rewind::chunk::tree::{ChunkTreeBuilder, FileObject, Shape};
 use rewind::chunk::Splitter;
@@ -9,15 +12,6 @@ use rewind::object::{hash_object, Kind, ObjectId};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// Deterministic pseudo-random bytes (xorshift64*), with a zero run and some
 /// repeated text so the file has max-size cuts and duplicate chunks.
@@ -63,8 +57,7 @@ fn git_write(repo: &Path, kind: &str, body: &[u8], expect: ObjectId) {
 }
 
 fn store_and_join(data: &[u8], shape: Shape) {
-    if !have("bup") || !have("git") {
-        eprintln!("skipping: bup or git not installed");
+    if !common::require("bup") || !common::require("git") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -118,8 +118,7 @@ fn dump_is_saved_byte_exact_with_dump_metadata() {
     let st = fs::symlink_metadata(&file).expect("stat");
     assert!(st.file_type().is_file());
     assert_eq!(st.mode() & 0o7777, 0o600);
-    // SAFETY: plain getters.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = effective_ids();
     assert_eq!((st.uid(), st.gid()), (uid, gid));
     assert!(
         (before..=after).contains(&st.mtime()),

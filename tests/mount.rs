@@ -1,37 +1,19 @@
 //! `rewind mount` through the real kernel: every check uses tools that do not
 //! trust rewind (diff, stat, getfattr, cat as another user, bup restore).
 //! Needs root-capable FUSE (/dev/fuse and fusermount3); skipped with a
-//! message where that is missing.
+//! message where that is missing, except under CI=true, where that fails
+//! (common::require_fuse).
+
+mod common;
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rewind");
-
-fn fuse_available() -> bool {
-    let ok = Path::new("/dev/fuse").exists()
-        && Command::new("fusermount3")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: no /dev/fuse or fusermount3");
-    }
-    ok
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
@@ -96,7 +78,7 @@ fn fixture() -> Fixture {
     for i in 0..300 {
         fs::write(src.join(format!("sub/f{i:04}")), format!("{i}\n")).expect("write");
     }
-    if have("setfattr") {
+    if common::require("setfattr") {
         run(Command::new("setfattr")
             .args(["-n", "user.color", "-v", "blue"])
             .arg(src.join("a.txt")));
@@ -211,7 +193,7 @@ fn assert_same_lines(want: &str, got: &str) {
 
 #[test]
 fn mounted_snapshot_matches_source() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -226,7 +208,7 @@ fn mounted_snapshot_matches_source() {
         fs::read_link(snap.join("link")).expect("readlink"),
         Path::new("a.txt")
     );
-    if have("getfattr") {
+    if common::require("getfattr") {
         let dump = |p: &Path| {
             let out = run(Command::new("getfattr")
                 .args(["-d", "--absolute-names", "-m", "user\\."])
@@ -270,7 +252,7 @@ fn mounted_snapshot_matches_source() {
 
 #[test]
 fn random_ranges_of_a_multichunk_file() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -299,7 +281,7 @@ fn random_ranges_of_a_multichunk_file() {
 
 #[test]
 fn two_readers_at_once() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -318,7 +300,7 @@ fn two_readers_at_once() {
 
 #[test]
 fn a_save_while_mounted_appears_within_seconds() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -351,7 +333,7 @@ fn a_save_while_mounted_appears_within_seconds() {
 
 #[test]
 fn a_damaged_pack_gives_eio_for_that_file_only() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -397,7 +379,7 @@ fn damage_pack(repo: &Path) {
 
 #[test]
 fn a_detached_mount_logs_damage_to_its_log_file() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -447,13 +429,14 @@ fn a_detached_mount_logs_damage_to_its_log_file() {
 
 #[test]
 fn sigterm_unmounts_cleanly() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
     let mut m = Mount::start(&fx, &[]);
     let mut child = m.child.take().expect("child");
-    // SAFETY: signalling our own child.
+    // SAFETY: kill(2) takes only integers and touches no memory. The pid is
+    // our child's, not yet waited for, so it cannot have been reused.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -470,7 +453,7 @@ fn sigterm_unmounts_cleanly() {
 
 #[test]
 fn stale_mount_point_is_detected_and_umount_clears_it() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -507,7 +490,7 @@ fn stale_mount_point_is_detected_and_umount_clears_it() {
 
 #[test]
 fn daemon_mode_detaches_after_mounting() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -542,7 +525,7 @@ fn daemon_mode_detaches_after_mounting() {
 /// must not unmount, on its way out, a new mount made at the same place.
 #[test]
 fn remounting_right_after_an_external_unmount_stays_mounted() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -575,12 +558,10 @@ fn as_nobody(args: &[&str], path: &Path) -> Output {
 
 #[test]
 fn other_users_get_only_what_saved_permissions_allow() {
-    if !fuse_available() || !have("setpriv") {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to switch users");
+    if !common::require_fuse()
+        || !common::require("setpriv")
+        || !common::require_root("switching to the user nobody")
+    {
         return;
     }
     let fx = fixture();
@@ -603,7 +584,7 @@ fn other_users_get_only_what_saved_permissions_allow() {
 
 #[test]
 fn a_bup_written_repository_matches_bup_restore() {
-    if !fuse_available() || !have("bup") {
+    if !common::require_fuse() || !common::require("bup") {
         return;
     }
     let fx = fixture();
@@ -648,7 +629,7 @@ fn links_and_inodes(paths: &[PathBuf], want_links: &[u64]) -> Vec<(u64, u64)> {
 
 #[test]
 fn hardlink_groups_share_an_inode_and_count_their_members() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -713,7 +694,7 @@ fn hardlink_groups_share_an_inode_and_count_their_members() {
 
 #[test]
 fn hardlink_groups_are_per_snapshot() {
-    if !fuse_available() {
+    if !common::require_fuse() {
         return;
     }
     let fx = fixture();
@@ -766,7 +747,8 @@ fn forget_pages(dir: &Path) {
 
 fn forget_file_pages(f: &fs::File) {
     use std::os::fd::AsRawFd;
-    // SAFETY: advice on a descriptor we own.
+    // SAFETY: `f` is borrowed, so its descriptor stays open for the call;
+    // posix_fadvise takes only integers and touches no memory.
     let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     assert_eq!(r, 0, "posix_fadvise");
 }
@@ -790,7 +772,7 @@ fn deleted_packs_held(pid: u32) -> Vec<String> {
 /// packs) must still land and show.
 #[test]
 fn reads_survive_a_repack_that_replaces_every_pack() {
-    if !fuse_available() || !have("git") {
+    if !common::require_fuse() || !common::require("git") {
         return;
     }
     let fx = fixture();

@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -200,33 +201,81 @@ fn failed_save_on_full_disk_removes_its_temporary_files() {
     );
 }
 
-/// Runs two saves at once, `rounds` times; returns how many succeeded per
-/// branch. Each either succeeds or fails with a message, never a panic.
-fn race(env: &Env, names: [&str; 2], srcs: [&Path; 2], rounds: usize) -> [usize; 2] {
-    let mut ok = [0usize; 2];
-    for _ in 0..rounds {
+/// Runs two saves at once, `rounds` times; both must succeed every time.
+/// A barrier makes them really overlap: each save runs a dump command (after
+/// it has read the branch tip, before it commits) that waits until the
+/// other save's dump has started too. So for one name, every round, both
+/// saves start from the same parent and the second to move the branch
+/// meets a changed tip: the compare-and-swap path, not a lucky ordering.
+fn race(env: &Env, names: [&str; 2], srcs: [&Path; 2], rounds: usize) {
+    for round in 0..rounds {
+        let barrier = env.path(&format!("barrier-{}", rand_suffix()));
+        mkdir(&barrier);
         let children: Vec<_> = (0..2)
-            .map(|i| env.rw().args(["save", "-n", names[i]]).arg(srcs[i]).spawn())
+            .map(|i| {
+                let me = barrier.join(format!("started-{i}"));
+                let other = barrier.join(format!("started-{}", 1 - i));
+                // Waits at most 60 s; the last test fails the dump (and so
+                // the save) if the other save never got this far.
+                let wait = format!(
+                    "touch '{}'; n=0; while [ ! -e '{other}' ] && [ $n -lt 6000 ]; do \
+                     sleep 0.01; n=$((n+1)); done; [ -e '{other}' ] && echo barrier",
+                    me.display(),
+                    other = other.display(),
+                );
+                env.rw()
+                    .args(["save", "-n", names[i]])
+                    .args(["--from-command", &wait, "--as", "/barrier"])
+                    .arg(srcs[i])
+                    .spawn()
+            })
             .collect();
         let outs: Vec<Out> = children
             .into_iter()
             .map(|c| finish(c, "concurrent save").no_panic())
             .collect();
         for (i, o) in outs.iter().enumerate() {
-            if o.code == 0 {
-                ok[i] += 1;
-            } else {
-                assert!(!o.stderr.trim().is_empty(), "failed without a message");
-            }
+            assert_eq!(
+                o.code, 0,
+                "round {round}: concurrent save {i} of {} failed (both must land):\n{}",
+                names[i], o.stderr
+            );
         }
-        assert!(
-            outs.iter().any(|o| o.code == 0),
-            "both concurrent saves failed:\n{}\n{}",
-            outs[0].stderr,
-            outs[1].stderr
-        );
     }
-    ok
+}
+
+/// Commits that no ref reaches, as `git fsck` lists them.
+fn dangling_commits(repo: &Path) -> usize {
+    let out = run(git(repo).args(["fsck", "--no-progress", "--no-reflogs"]));
+    out.stdout_str()
+        .lines()
+        .chain(out.stderr.lines())
+        .filter(|l| l.starts_with("dangling commit "))
+        .count()
+}
+
+/// The blob id of the one file named `marker` in a commit's tree, read by
+/// git (an oracle that does not go through rewind's reader).
+fn marker_blob(repo: &Path, commit: &str) -> String {
+    let out = run(git(repo).args(["ls-tree", "-r", "--full-tree", commit])).success();
+    let found: Vec<String> = out
+        .lines()
+        .iter()
+        .filter(|l| l.ends_with("/marker"))
+        .map(|l| l.split_whitespace().nth(2).expect("ls-tree id").to_owned())
+        .collect();
+    assert_eq!(found.len(), 1, "{commit}: {:?}", out.lines());
+    found.into_iter().next().unwrap()
+}
+
+/// The parents of a commit, by git.
+fn parents(repo: &Path, commit: &str) -> Vec<String> {
+    let out = run(git(repo).args(["rev-list", "--parents", "-n", "1", commit])).success();
+    out.stdout_str()
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn check_all_snapshots(env: &Env, name: &str, srcs: &[&Path]) {
@@ -255,8 +304,13 @@ fn check_all_snapshots(env: &Env, name: &str, srcs: &[&Path]) {
     }
 }
 
+/// Two saves of one name that overlap both land: each round adds exactly
+/// two commits, one on top of the other (the loser of the race re-parents
+/// onto the winner's commit instead of replacing it), one holding each
+/// source. Passing when only one save lands, or when one replaces the
+/// other, is what this test exists to prevent.
 #[test]
-fn concurrent_saves_to_the_same_name() {
+fn concurrent_saves_to_the_same_name_both_land() {
     let env = Env::init();
     env.dangling_ok.set(true);
     let a = env.path("a");
@@ -264,10 +318,40 @@ fn concurrent_saves_to_the_same_name() {
     big_tree(&a, 3, 2, 4);
     big_tree(&b, 4, 2, 4);
     env.save("n", Some("1400000000"), &a);
-    let ok = race(&env, ["n", "n"], [&a, &b], 3);
+    let blob = |src: &Path| {
+        let out = run(git_plain().arg("hash-object").arg(src.join("marker"))).success();
+        out.stdout_str().trim().to_owned()
+    };
+    let want: BTreeSet<String> = [blob(&a), blob(&b)].into();
+    let rounds = 3;
+    for round in 0..rounds {
+        let before = branch_commits(&env.repo, "n");
+        race(&env, ["n", "n"], [&a, &b], 1);
+        let after = branch_commits(&env.repo, "n");
+        assert_eq!(
+            after.len(),
+            before.len() + 2,
+            "round {round}: both saves reported success, but the branch grew by {}",
+            after.len() as isize - before.len() as isize
+        );
+        // Newest first: tip, the other new commit, then the old history.
+        assert_eq!(after[2..], before[..], "round {round}: history rewritten");
+        assert_eq!(parents(&env.repo, &after[0]), [after[1].clone()]);
+        assert_eq!(parents(&env.repo, &after[1]), [before[0].clone()]);
+        let got: BTreeSet<String> = after[..2]
+            .iter()
+            .map(|c| marker_blob(&env.repo, c))
+            .collect();
+        assert_eq!(
+            got, want,
+            "round {round}: the two new snapshots hold {got:?}"
+        );
+    }
     assert_fsck(&env.repo, true);
-    // No lost update: every successful save is a commit on the branch.
-    assert_eq!(branch_commits(&env.repo, "n").len(), 1 + ok[0] + ok[1]);
+    // Each round's loser wrote a commit on the old tip first, then a second
+    // one on the new tip: exactly one unreferenced commit per round shows
+    // the compare-and-swap really failed and re-parented every time.
+    assert_eq!(dangling_commits(&env.repo), rounds);
     check_all_snapshots(&env, "n", &[&a, &b]);
 }
 
@@ -279,10 +363,15 @@ fn concurrent_saves_to_different_names() {
     let b = env.path("b");
     big_tree(&a, 5, 2, 4);
     big_tree(&b, 6, 2, 4);
-    let ok = race(&env, ["x", "y"], [&a, &b], 3);
+    race(&env, ["x", "y"], [&a, &b], 3);
     assert_fsck(&env.repo, true);
-    assert_eq!(branch_commits(&env.repo, "x").len(), ok[0]);
-    assert_eq!(branch_commits(&env.repo, "y").len(), ok[1]);
+    assert_eq!(branch_commits(&env.repo, "x").len(), 3);
+    assert_eq!(branch_commits(&env.repo, "y").len(), 3);
+    assert_eq!(
+        dangling_commits(&env.repo),
+        0,
+        "different names never conflict"
+    );
     check_all_snapshots(&env, "x", &[&a]);
     check_all_snapshots(&env, "y", &[&b]);
 }

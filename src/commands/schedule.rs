@@ -114,15 +114,10 @@ fn show(root: &Path) -> Result<Status, Error> {
 
 /// The user cron runs the job as: whoever installs it.
 fn current_user() -> String {
-    // SAFETY: getpwuid returns a pointer into static storage or null; the
-    // name is copied out at once, before any other call could reuse it.
-    unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            return "root".into();
-        }
-        std::ffi::CStr::from_ptr((*pw).pw_name)
-            .to_string_lossy()
-            .into_owned()
-    }
+    use crate::meta::ids;
+    // getpwuid_r, not getpwuid: the latter's static buffer may be
+    // overwritten by a lookup on another thread while we copy from it.
+    ids::user_entry(ids::euid())
+        .map(|pw| String::from_utf8_lossy(&pw.name).into_owned())
+        .unwrap_or_else(|| "root".into())
 }

@@ -88,8 +88,7 @@ pub fn apply(path: &Path, meta: &Metadata, opts: &ApplyOptions) -> Result<(), Ve
 
 impl Applier {
     pub fn new(opts: ApplyOptions) -> Self {
-        // SAFETY: geteuid cannot fail.
-        let superuser = unsafe { libc::geteuid() } == 0;
+        let superuser = super::ids::euid() == 0;
         Applier {
             opts,
             names: IdNames::default(),

@@ -61,12 +61,26 @@ fn with_buffer<T>(mut call: impl FnMut(&mut [u8]) -> Result<Option<T>, i32>) -> 
     }
 }
 
-fn lookup_pw_by_uid(uid: u32) -> Option<(Vec<u8>, u32)> {
+/// One password database entry, copied out of the `getpw*_r` buffer.
+pub(crate) struct Passwd {
+    pub(crate) name: Vec<u8>,
+    pub(crate) uid: u32,
+    /// The GECOS field (full name first, then comma-separated extras).
+    pub(crate) gecos: Option<Vec<u8>>,
+}
+
+/// The password entry of `uid`, through the reentrant `getpwuid_r`: the
+/// plain `getpwuid` returns static storage that another thread's lookup
+/// may overwrite while we read it.
+pub(crate) fn user_entry(uid: u32) -> Option<Passwd> {
     with_buffer(|buf| {
-        // SAFETY: passwd is plain data; getpwuid_r fills it with pointers
-        // into `buf`, which outlives every use below.
+        // SAFETY: libc::passwd is a C struct of integers and pointers, for
+        // which all-zero bytes are a valid value (null pointers).
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: pw, result and buf are live exclusive borrows for the
+        // call, and buf.len() is the exact length of buf; getpwuid_r stores
+        // the entry's strings in buf, which outlives passwd_result's reads.
         let rc = unsafe {
             libc::getpwuid_r(
                 uid,
@@ -80,12 +94,19 @@ fn lookup_pw_by_uid(uid: u32) -> Option<(Vec<u8>, u32)> {
     })
 }
 
+fn lookup_pw_by_uid(uid: u32) -> Option<(Vec<u8>, u32)> {
+    user_entry(uid).map(|p| (p.name, p.uid))
+}
+
 fn lookup_pw_by_name(name: &[u8]) -> Option<u32> {
     let cname = CString::new(name).ok()?;
     with_buffer(|buf| {
-        // SAFETY: as in lookup_pw_by_uid.
+        // SAFETY: as in user_entry: all-zero is a valid libc::passwd.
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: cname is NUL-terminated and outlives the call; pw, result
+        // and buf (of exactly buf.len() bytes) are live exclusive borrows,
+        // and buf, which the entry's strings point into, outlives their use.
         let rc = unsafe {
             libc::getpwnam_r(
                 cname.as_ptr(),
@@ -97,31 +118,46 @@ fn lookup_pw_by_name(name: &[u8]) -> Option<u32> {
         };
         passwd_result(rc, result, &pw)
     })
-    .map(|(_, uid)| uid)
+    .map(|p| p.uid)
 }
 
+/// Copies the entry out of `pw`, whose string pointers point into the
+/// buffer the caller passed to `getpw*_r` and still holds.
 fn passwd_result(
     rc: i32,
     result: *mut libc::passwd,
     pw: &libc::passwd,
-) -> Result<Option<(Vec<u8>, u32)>, i32> {
+) -> Result<Option<Passwd>, i32> {
     if rc != 0 {
         return Err(rc);
     }
     if result.is_null() || pw.pw_name.is_null() {
         return Ok(None);
     }
-    // SAFETY: on success pw_name points to a NUL-terminated string in the
-    // caller's buffer.
+    // SAFETY: getpw*_r succeeded and found an entry (result is non-null),
+    // so pw_name is a non-null pointer to a NUL-terminated string inside
+    // the caller's buffer, which is alive for the whole of this function.
     let name = unsafe { CStr::from_ptr(pw.pw_name) }.to_bytes().to_vec();
-    Ok(Some((name, pw.pw_uid)))
+    let gecos = (!pw.pw_gecos.is_null()).then(|| {
+        // SAFETY: as for pw_name; checked non-null just above.
+        unsafe { CStr::from_ptr(pw.pw_gecos) }.to_bytes().to_vec()
+    });
+    Ok(Some(Passwd {
+        name,
+        uid: pw.pw_uid,
+        gecos,
+    }))
 }
 
 fn lookup_gr_by_gid(gid: u32) -> Option<(Vec<u8>, u32)> {
     with_buffer(|buf| {
-        // SAFETY: group is plain data filled with pointers into `buf`.
+        // SAFETY: libc::group is a C struct of integers and pointers, for
+        // which all-zero bytes are a valid value (null pointers).
         let mut gr: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: gr, result and buf are live exclusive borrows for the
+        // call, and buf.len() is the exact length of buf; getgrgid_r stores
+        // the entry's strings in buf, which outlives group_result's reads.
         let rc = unsafe {
             libc::getgrgid_r(
                 gid,
@@ -138,9 +174,12 @@ fn lookup_gr_by_gid(gid: u32) -> Option<(Vec<u8>, u32)> {
 fn lookup_gr_by_name(name: &[u8]) -> Option<u32> {
     let cname = CString::new(name).ok()?;
     with_buffer(|buf| {
-        // SAFETY: as in lookup_gr_by_gid.
+        // SAFETY: as in lookup_gr_by_gid: all-zero is a valid libc::group.
         let mut gr: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: cname is NUL-terminated and outlives the call; gr, result
+        // and buf (of exactly buf.len() bytes) are live exclusive borrows,
+        // and buf, which the entry's strings point into, outlives their use.
         let rc = unsafe {
             libc::getgrnam_r(
                 cname.as_ptr(),
@@ -155,6 +194,8 @@ fn lookup_gr_by_name(name: &[u8]) -> Option<u32> {
     .map(|(_, gid)| gid)
 }
 
+/// Copies the entry out of `gr`, whose string pointers point into the
+/// buffer the caller passed to `getgr*_r` and still holds.
 fn group_result(
     rc: i32,
     result: *mut libc::group,
@@ -166,24 +207,46 @@ fn group_result(
     if result.is_null() || gr.gr_name.is_null() {
         return Ok(None);
     }
-    // SAFETY: on success gr_name points into the caller's buffer.
+    // SAFETY: getgr*_r succeeded and found an entry (result is non-null),
+    // so gr_name is a non-null pointer to a NUL-terminated string inside
+    // the caller's buffer, which is alive for the whole of this function.
     let name = unsafe { CStr::from_ptr(gr.gr_name) }.to_bytes().to_vec();
     Ok(Some((name, gr.gr_gid)))
+}
+
+/// The process's effective user id.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments, touches no memory of ours and
+    // cannot fail (POSIX); the libc crate marks every foreign call unsafe.
+    unsafe { libc::geteuid() }
+}
+
+/// The process's effective group id.
+pub(crate) fn egid() -> u32 {
+    // SAFETY: as for geteuid: no arguments, no memory, cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// The process's real user id.
+pub(crate) fn uid() -> u32 {
+    // SAFETY: as for geteuid: no arguments, no memory, cannot fail.
+    unsafe { libc::getuid() }
 }
 
 /// The process's supplementary groups plus its effective gid (bup's
 /// `helpers.getgroups`, which adds the egid because getgroups(2) may omit it).
 pub(crate) fn process_groups() -> Vec<u32> {
-    // SAFETY: getgroups with size 0 only returns the count.
+    // SAFETY: with a size of 0 getgroups(2) only returns the count and
+    // never touches the (null) list pointer.
     let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
     let mut groups = vec![0 as libc::gid_t; n.max(0) as usize];
     if n > 0 {
-        // SAFETY: the buffer holds n entries.
+        // SAFETY: `groups` holds exactly n gid_t slots, the size passed; if
+        // the list grew meanwhile the call fails (EINVAL) without writing.
         let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
         groups.truncate(got.max(0) as usize);
     }
-    // SAFETY: getegid cannot fail.
-    let egid = unsafe { libc::getegid() };
+    let egid = egid();
     if !groups.contains(&egid) {
         groups.push(egid);
     }

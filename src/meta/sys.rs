@@ -1,10 +1,12 @@
 //! Thin, path-based wrappers over the Linux calls metadata needs. None of
 //! them follows a symlink at the final path component.
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::Timespec;
@@ -23,16 +25,23 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 pub(crate) fn lstat(path: &CStr) -> io::Result<libc::stat> {
-    // SAFETY: stat is plain data; lstat fills it on success.
+    // SAFETY: libc::stat is a C struct of plain integers, for which
+    // all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated and outlives the call; st is a live
+    // exclusive borrow of a whole struct stat, which lstat(2) fills.
     check(unsafe { libc::lstat(path.as_ptr(), &mut st) })?;
     Ok(st)
 }
 
 /// lstat(2) of `name` relative to the open directory `dir`.
 pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
-    // SAFETY: stat is plain data; fstatat fills it on success.
+    // SAFETY: libc::stat is a C struct of plain integers, for which
+    // all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: dir is a borrowed descriptor, so open for the whole call;
+    // name is NUL-terminated and outlives it; st is a live exclusive borrow
+    // of a whole struct stat, which fstatat(2) fills.
     check(unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -47,7 +56,9 @@ pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::sta
 /// Names of all extended attributes, in the order the kernel lists them.
 pub(crate) fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
     let buf = grow_read(|buf, len| {
-        // SAFETY: buf is valid for len bytes (or null with len 0).
+        // SAFETY: path is NUL-terminated and outlives the call; grow_read
+        // passes either (null, 0), which only asks for the size, or a live
+        // buffer of exactly len bytes, of which the kernel writes at most len.
         unsafe { libc::llistxattr(path.as_ptr(), buf.cast(), len) }
     })?
     .unwrap_or_default();
@@ -62,13 +73,17 @@ pub(crate) fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
 /// been removed between listing and reading).
 pub(crate) fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     grow_read(|buf, len| {
-        // SAFETY: buf is valid for len bytes (or null with len 0).
+        // SAFETY: path and name are NUL-terminated and outlive the call;
+        // grow_read passes either (null, 0), which only asks for the size,
+        // or a live buffer of exactly len bytes, written at most len bytes.
         unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf.cast(), len) }
     })
 }
 
 /// Calls a size-query-then-read syscall until the value fits (it may grow
-/// between the two calls). ENODATA means "absent".
+/// between the two calls). ENODATA means "absent". `call` gets either a
+/// null pointer with length 0 or a pointer to a live buffer of exactly the
+/// length given, which it must not write past.
 fn grow_read(mut call: impl FnMut(*mut u8, usize) -> isize) -> io::Result<Option<Vec<u8>>> {
     for _ in 0..16 {
         let need = call(std::ptr::null_mut(), 0);
@@ -100,7 +115,8 @@ fn grow_read(mut call: impl FnMut(*mut u8, usize) -> isize) -> io::Result<Option
 }
 
 pub(crate) fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
-    // SAFETY: value is valid for its length.
+    // SAFETY: path and name are NUL-terminated and outlive the call; the
+    // kernel reads exactly value.len() bytes from value, a live slice.
     check(unsafe {
         libc::lsetxattr(
             path.as_ptr(),
@@ -114,7 +130,8 @@ pub(crate) fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()
 
 /// Removes an attribute; an absent one is not an error.
 pub(crate) fn lremovexattr(path: &CStr, name: &CStr) -> io::Result<()> {
-    // SAFETY: plain syscall on valid C strings.
+    // SAFETY: path and name are NUL-terminated and outlive the call, which
+    // only reads them.
     match check(unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) }) {
         Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
         other => other,
@@ -127,37 +144,23 @@ pub(crate) fn readlink(path: &Path) -> io::Result<Vec<u8>> {
 
 use std::os::unix::ffi::OsStringExt;
 
-struct Fd(libc::c_int);
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: we own the descriptor.
-        unsafe { libc::close(self.0) };
-    }
-}
-
 /// Opens a regular file or directory read-only for the flags ioctl. Like
 /// bup it asks for O_NOATIME (so a backup does not touch atimes) and
 /// retries without it when not the owner (EPERM). O_NOFOLLOW and
 /// O_NONBLOCK guard against a path swapped for a symlink or fifo since the
-/// lstat.
-fn open_for_flags(path: &CStr) -> io::Result<Fd> {
-    let base =
-        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: plain open on a valid C string.
-    let fd = unsafe { libc::open(path.as_ptr(), base | libc::O_NOATIME) };
-    if fd >= 0 {
-        return Ok(Fd(fd));
+/// lstat. (std's File owns and closes the descriptor, and adds O_CLOEXEC.)
+fn open_for_flags(path: &CStr) -> io::Result<File> {
+    let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+    let open = |extra| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY | extra)
+            .open(path)
+    };
+    match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
+        other => other,
     }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EPERM) {
-        return Err(e);
-    }
-    // SAFETY: as above.
-    let fd = unsafe { libc::open(path.as_ptr(), base) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(Fd(fd))
 }
 
 /// FS_IOC_GETFLAGS. The kernel writes an int, FUSE a long; like bup we pass
@@ -168,10 +171,12 @@ pub(crate) fn get_flags(path: &CStr) -> io::Result<u32> {
     get_flags_fd(&fd)
 }
 
-fn get_flags_fd(fd: &Fd) -> io::Result<u32> {
+fn get_flags_fd(fd: &File) -> io::Result<u32> {
     let mut attr: libc::c_long = 0;
-    // SAFETY: the ioctl writes at most a long into attr.
-    check(unsafe { libc::ioctl(fd.0, libc::FS_IOC_GETFLAGS, &mut attr) })?;
+    // SAFETY: fd is open for the call (borrowed File); FS_IOC_GETFLAGS
+    // writes one int (a long through FUSE) to its argument, and attr is a
+    // live exclusive borrow of a long, big enough for either.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut attr) })?;
     Ok(attr as u32)
 }
 
@@ -185,16 +190,15 @@ pub(crate) fn update_flags(path: &CStr, decide: impl FnOnce(u32) -> u32) -> io::
         return Ok(());
     }
     let attr: libc::c_long = wanted as libc::c_long;
-    // SAFETY: the ioctl reads a long (the kernel reads an int) from attr.
-    check(unsafe { libc::ioctl(fd.0, libc::FS_IOC_SETFLAGS, &attr) })
+    // SAFETY: fd is open for the call (the File lives to the end of this
+    // function); FS_IOC_SETFLAGS reads one int (a long through FUSE) from
+    // its argument, and attr is a live long.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &attr) })
 }
 
+/// lchown(2); None leaves that id unchanged.
 pub(crate) fn lchown(path: &CStr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-    // (uid_t)-1 means "leave unchanged".
-    let uid = uid.unwrap_or(u32::MAX);
-    let gid = gid.unwrap_or(u32::MAX);
-    // SAFETY: plain syscall on a valid C string.
-    check(unsafe { libc::lchown(path.as_ptr(), uid, gid) })
+    std::os::unix::fs::lchown(OsStr::from_bytes(path.to_bytes()), uid, gid)
 }
 
 /// chmod without following a symlink at the path. glibc implements
@@ -202,7 +206,8 @@ pub(crate) fn lchown(path: &CStr, uid: Option<u32>, gid: Option<u32>) -> io::Res
 /// old kernel or C library) we fall back to chmod after checking the node
 /// is not a symlink.
 pub(crate) fn lchmod(path: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid C string.
+    // SAFETY: path is NUL-terminated and outlives the call, which only
+    // reads it; AT_FDCWD needs no open descriptor.
     let rc = unsafe {
         libc::fchmodat(
             libc::AT_FDCWD,
@@ -219,7 +224,8 @@ pub(crate) fn lchmod(path: &CStr, mode: u32) -> io::Result<()> {
             if lstat(path)?.st_mode & libc::S_IFMT == libc::S_IFLNK {
                 return Err(e);
             }
-            // SAFETY: as above.
+            // SAFETY: path is NUL-terminated and outlives the call, which
+            // only reads it.
             check(unsafe { libc::chmod(path.as_ptr(), mode as libc::mode_t) })
         }
         other => other,
@@ -237,7 +243,8 @@ pub(crate) fn lutimens(path: &CStr, atime: Timespec, mtime: Timespec) -> io::Res
             tv_nsec: mtime.nsec as libc::c_long,
         },
     ];
-    // SAFETY: ts holds two valid timespecs.
+    // SAFETY: path is NUL-terminated and outlives the call; utimensat(2)
+    // reads exactly two timespecs from ts, a live array of two.
     check(unsafe {
         libc::utimensat(
             libc::AT_FDCWD,

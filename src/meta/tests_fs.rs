@@ -1,6 +1,7 @@
 //! Capture -> apply round trips on real files, and a byte-for-byte
-//! comparison with real bup 0.33 when it is installed. Several tests need
-//! root (mknod, chown); they print a note and return early otherwise.
+//! comparison with real bup 0.33. Several tests need root (mknod, chown),
+//! setfacl or bup: without them they print "skipped: ..." and return early,
+//! except under CI=true, where they fail (crate::test_support::require).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -9,10 +10,10 @@ use std::process::Command;
 
 use super::vint::put_bvec;
 use super::*;
+use crate::test_support::{cannot_run, require, require_root};
 
 fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    super::ids::euid() == 0
 }
 
 fn c(path: &Path) -> CString {
@@ -28,13 +29,14 @@ fn set_times(path: &Path, atime: Timespec, mtime: Timespec) {
 }
 
 fn mkfifo(path: &Path) {
-    // SAFETY: valid C string.
+    // SAFETY: the temporary CString lives to the end of the statement, so
+    // the pointer is NUL-terminated and valid for the call, which reads it.
     assert_eq!(unsafe { libc::mkfifo(c(path).as_ptr(), 0o640) }, 0);
 }
 
 fn mknod_chr(path: &Path, major: u32, minor: u32) {
     let dev = libc::makedev(major, minor);
-    // SAFETY: valid C string.
+    // SAFETY: as in mkfifo: the temporary CString outlives the call.
     let rc = unsafe { libc::mknod(c(path).as_ptr(), libc::S_IFCHR | 0o620, dev) };
     assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
 }
@@ -69,7 +71,7 @@ fn recreate(path: &Path, m: &Metadata) {
         .unwrap(),
         S_IFIFO => mkfifo(path),
         S_IFCHR => {
-            // SAFETY: valid C string.
+            // SAFETY: as in mkfifo: the temporary CString outlives the call.
             let rc = unsafe { libc::mknod(c(path).as_ptr(), libc::S_IFCHR | 0o600, m.rdev) };
             assert_eq!(rc, 0);
         }
@@ -116,11 +118,9 @@ fn capture_apply_round_trip_of_each_type() {
     set_times(&fifo, new, new);
 
     let mut names = vec!["file", "sub", "dangling", "fifo"];
-    if is_root() {
+    if require_root("mknod of a device node") {
         mknod_chr(&src.join("chr"), 1, 3);
         names.push("chr");
-    } else {
-        eprintln!("note: not root, skipping the device node");
     }
 
     for name in names {
@@ -194,8 +194,7 @@ fn apply_replaces_stale_xattrs_and_refuses_a_different_type() {
 
 #[test]
 fn owner_by_name_unless_numeric_ids() {
-    if !is_root() {
-        eprintln!("note: not root, skipping owner test");
+    if !require_root("lchown to other users") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -233,8 +232,7 @@ fn owner_by_name_unless_numeric_ids() {
 
 #[test]
 fn attr_flags_are_restored_after_times() {
-    if !is_root() {
-        eprintln!("note: not root, skipping chattr test");
+    if !require_root("setting the immutable flag") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -244,7 +242,10 @@ fn attr_flags_are_restored_after_times() {
     match sys::get_flags(&cp) {
         Ok(_) => {}
         Err(e) => {
-            eprintln!("note: no attr flags on this file system ({e}), skipping");
+            cannot_run(
+                &format!("a temp dir file system with attr flags ({e})"),
+                "point TMPDIR at ext4, xfs or btrfs",
+            );
             return;
         }
     }
@@ -270,14 +271,6 @@ fn attr_flags_are_restored_after_times() {
     );
     assert_eq!(back.mtime, m.mtime);
     assert_eq!(back.xattrs, m.xattrs);
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn run(cmd: &mut Command) {
@@ -306,8 +299,7 @@ fn acl_fixture(root: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn acls_capture_like_libacl_and_restore() {
-    if !have("setfacl") {
-        eprintln!("note: setfacl is missing, skipping the ACL test");
+    if !require("setfacl") {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -358,8 +350,7 @@ fn acls_capture_like_libacl_and_restore() {
 /// not apply save's size normalization, so sizes are set as it sees them.
 #[test]
 fn encoding_matches_real_bup() {
-    if !have("bup") {
-        eprintln!("note: bup is not installed, skipping the cross-check");
+    if !require("bup") {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -381,11 +372,11 @@ fn encoding_matches_real_bup() {
     std::os::unix::fs::symlink("nowhere", p.join("link")).unwrap();
     mkfifo(&p.join("fifo"));
     let mut names = vec!["file", "dir", "link", "fifo"];
-    if is_root() {
+    if require_root("mknod of a device node") {
         mknod_chr(&p.join("chr"), 1, 5);
         names.push("chr");
     }
-    if have("setfacl") {
+    if require("setfacl") {
         acl_fixture(p);
         names.extend(["aclfile", "acldir"]);
     }
@@ -453,8 +444,7 @@ fn hex(b: &[u8]) -> String {
 /// encoding with bup's bytes.
 #[test]
 fn bupm_written_by_bup_save_matches_our_capture() {
-    if !have("bup") || !have("git") {
-        eprintln!("note: bup or git is not installed, skipping the save cross-check");
+    if !require("bup") || !require("git") {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -465,7 +455,7 @@ fn bupm_written_by_bup_save_matches_our_capture() {
     std::fs::create_dir(src.join("c-dir")).unwrap();
     std::os::unix::fs::symlink("../elsewhere", src.join("d-link")).unwrap();
     mkfifo(&src.join("a-fifo"));
-    if have("setfacl") {
+    if require("setfacl") {
         run(Command::new("setfacl")
             .args(["-m", "u:nobody:rw"])
             .arg(src.join("b-file")));

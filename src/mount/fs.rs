@@ -121,8 +121,8 @@ impl RewindFs {
             ahead_load,
             no_open: AtomicBool::new(false),
             trimmer: std::sync::Once::new(),
-            uid: unsafe { libc::geteuid() },
-            gid: unsafe { libc::getegid() },
+            uid: crate::meta::ids::euid(),
+            gid: crate::meta::ids::egid(),
             mounted_at: SystemTime::now(),
         }
     }
@@ -993,7 +993,8 @@ fn start_trimmer() {
         .name("rewind-trim".into())
         .spawn(|| loop {
             std::thread::sleep(TRIM_EVERY);
-            // SAFETY: malloc_trim only returns free memory to the system.
+            // SAFETY: malloc_trim takes an integer and only hands pages
+            // glibc holds free back to the kernel, under its arena locks.
             unsafe { libc::malloc_trim(0) };
         });
     if let Err(e) = spawned {

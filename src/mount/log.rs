@@ -46,17 +46,20 @@ pub struct Redirect {
 /// Points standard error at a pipe drained into `sink`.
 pub fn redirect_stderr(sink: Sink) -> io::Result<Redirect> {
     let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array we own.
+    // SAFETY: fds is a live local array of exactly the two c_ints pipe2
+    // writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: both descriptors were just created and are owned here alone.
+    // SAFETY: pipe2 succeeded, so both are open descriptors that nothing
+    // else owns; each gets exactly one owner, which closes it once.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let thread = std::thread::Builder::new()
         .name("rewind-log".into())
         .spawn(move || forward(BufReader::new(File::from(read)), sink))?;
-    // SAFETY: dup2 onto standard error; `write` is closed on drop, the copy
-    // on 2 stays open until Redirect is dropped.
+    // SAFETY: `write` is an open descriptor owned here; dup2 only makes 2 a
+    // copy of it (no Rust object owns descriptor 2). `write` itself is
+    // closed on drop, the copy on 2 stays open until Redirect is dropped.
     if unsafe { libc::dup2(write.as_raw_fd(), 2) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -67,8 +70,10 @@ pub fn redirect_stderr(sink: Sink) -> io::Result<Redirect> {
 
 impl Drop for Redirect {
     fn drop(&mut self) {
-        // SAFETY: replaces descriptor 2 with /dev/null, which closes the
-        // pipe's last write end so the forwarder sees end of file.
+        // SAFETY: open gets a static NUL-terminated path; dup2 and close take
+        // only descriptor numbers: `null` is ours, closed once after being
+        // copied onto 2, which no Rust object owns. Replacing 2 closes the
+        // pipe's last write end, so the forwarder sees end of file.
         unsafe {
             let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if null >= 0 {
@@ -91,7 +96,8 @@ impl Drop for Redirect {
 fn forward(mut input: BufReader<File>, sink: Sink) {
     let mut sink = sink;
     if let Sink::Syslog = sink {
-        // SAFETY: the ident is a static C string, as openlog requires.
+        // SAFETY: openlog keeps the ident pointer, so it must stay valid for
+        // the life of the process: a static C string does.
         unsafe { libc::openlog(c"rewind-mount".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
     }
     let mut raw = Vec::new();
@@ -128,7 +134,8 @@ fn to_syslog(line: &[u8]) {
     let Ok(text) = CString::new(text) else {
         return;
     };
-    // SAFETY: a constant format with one C string argument.
+    // SAFETY: the format is a static "%s", consuming exactly one argument:
+    // `text`, NUL-terminated and alive until the call returns.
     unsafe { libc::syslog(priority(line), c"%s".as_ptr(), text.as_ptr()) };
 }
 

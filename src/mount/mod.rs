@@ -93,7 +93,9 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
 }
 
 fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset only write the set we own.
+    // SAFETY: all-zero bytes are a valid sigset_t (an array of integers);
+    // sigemptyset/sigaddset write only into `set`, a live local, and
+    // cannot fail for these valid signal numbers.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -109,14 +111,23 @@ fn signal_set() -> libc::sigset_t {
 /// in a new session with standard streams on /dev/null.
 fn daemonize() -> Result<(), MountError> {
     let os = |action| move |source| MountError::Os { action, source };
-    // SAFETY: no threads exist yet (the session's threads start after this),
-    // so fork duplicates a single-threaded process.
+    // SAFETY: the process is single-threaded here: the pack scan's scoped
+    // workers were joined, the request threads start with session.spawn(),
+    // the read-ahead, link-count and trimmer threads on first use, the log
+    // forwarder after this returns. So the
+    // child gets a consistent copy (no lock held by a thread that vanished)
+    // and may go on running ordinary Rust code.
     match unsafe { libc::fork() } {
         -1 => return Err(os("fork")(io::Error::last_os_error())),
         0 => {}
+        // SAFETY: _exit(2) never returns and has no preconditions; skipping
+        // destructors and atexit handlers is the point (they would unmount).
         _ => unsafe { libc::_exit(0) },
     }
-    // SAFETY: plain system calls on descriptors we own.
+    // SAFETY: setsid takes no arguments; open gets a static NUL-terminated
+    // path; dup2/close only touch descriptor numbers: 0-2 become /dev/null
+    // and `null` is closed once, only when it is not one of them. No Rust
+    // object owns 0-2 (std's handles refer to the numbers, not own them).
     unsafe {
         libc::setsid();
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
@@ -167,7 +178,8 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     // Signals are taken synchronously by the main thread; block them before
     // any thread exists so every thread inherits the mask.
     let set = signal_set();
-    // SAFETY: changes only this thread's signal mask.
+    // SAFETY: `set` is a live, initialised sigset_t read by the call; a
+    // null old-set pointer is allowed. It changes only this thread's mask.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 
     // Opened first: a log file that cannot be written is the caller's error.
@@ -187,7 +199,9 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     // glibc gives each thread that allocates its own arena and keeps what
     // is freed there; with a dozen threads that is tens of megabytes above
     // what the caches hold. Two arenas keep memory close to the budget.
-    // SAFETY: mallopt only tunes the allocator; called before any thread.
+    // SAFETY: mallopt takes two integers and only changes glibc's allocator
+    // parameters, which it does under the allocator's own lock; an unknown
+    // or refused setting just returns 0.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let fs = RewindFs::new(repo, cfg.cache_bytes.max(4 << 20));
     let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
@@ -217,7 +231,8 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
             tv_sec: 0,
             tv_nsec: 200_000_000,
         };
-        // SAFETY: waits on our own blocked signal set.
+        // SAFETY: `set` and `timeout` are live, initialised locals read by
+        // the call; a null siginfo pointer is allowed.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
         if sig > 0 {
             tracing::info!("signal {sig}: unmounting {}", mountpoint.display());
@@ -266,7 +281,7 @@ fn lazy_unmount(path: &Path) -> Result<(), MountError> {
             detail: "path contains a NUL byte".into(),
         }
     })?;
-    // SAFETY: umount2 with a valid C string.
+    // SAFETY: c is NUL-terminated and outlives the call, which only reads it.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
         return Ok(());
     }
@@ -296,15 +311,14 @@ pub fn unmount(path: &Path) -> Result<(), MountError> {
         Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
         Err(e) => format!("cannot run fusermount3: {e}"),
     };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::meta::ids::euid() == 0 {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
             MountError::Unmount {
                 path: path.to_path_buf(),
                 detail: "path contains a NUL byte".into(),
             }
         })?;
-        // SAFETY: umount2 with a valid C string.
+        // SAFETY: c is NUL-terminated and outlives the call, which only reads it.
         if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
             return Ok(());
         }

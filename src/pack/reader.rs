@@ -179,7 +179,8 @@ impl PackFile {
         let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
             return;
         };
-        // SAFETY: advice on a descriptor this handle owns; no memory involved.
+        // SAFETY: self.file keeps the descriptor open for the call;
+        // posix_fadvise takes only integers and touches no memory.
         unsafe {
             libc::posix_fadvise(
                 self.file.as_raw_fd(),
@@ -393,14 +394,18 @@ struct Inflater(*mut libdeflate_sys::libdeflate_decompressor);
 impl Drop for Inflater {
     fn drop(&mut self) {
         if !self.0.is_null() {
-            // SAFETY: allocated by libdeflate_alloc_decompressor, freed once.
+            // SAFETY: a non-null self.0 came from
+            // libdeflate_alloc_decompressor and is freed only here, once (the
+            // Inflater is not Clone), after its thread's last use.
             unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0) }
         }
     }
 }
 
 thread_local! {
-    // SAFETY: plain allocation; null (out of memory) means "stream instead".
+    // SAFETY: libdeflate_alloc_decompressor takes no arguments; it returns
+    // an owned decompressor or null (out of memory), which inflate_whole
+    // checks for ("stream instead").
     static INFLATER: Inflater = Inflater(unsafe { libdeflate_sys::libdeflate_alloc_decompressor() });
 }
 
@@ -443,8 +448,11 @@ fn inflate_whole(
             if d.0.is_null() {
                 return None;
             }
-            // SAFETY: the decompressor is this thread's own; input and
-            // output are live slices of the lengths passed.
+            // SAFETY: d.0 is non-null (checked above) and this thread's own,
+            // so not used concurrently; libdeflate reads input.len() bytes
+            // from `input`, a live slice, and writes at most out.capacity()
+            // bytes into `out`'s allocation (uninitialised memory it only
+            // writes); `used` and `made` are live locals it writes once.
             Some(unsafe {
                 libdeflate_sys::libdeflate_zlib_decompress_ex(
                     d.0,

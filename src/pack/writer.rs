@@ -432,7 +432,8 @@ fn start_writeback(pack: &mut OpenPack) {
     if written <= from {
         return;
     }
-    // SAFETY: a plain syscall on a file descriptor we own; no memory passed.
+    // SAFETY: the pack file is borrowed through `pack`, so its descriptor
+    // is open for the call; sync_file_range takes only integers.
     unsafe {
         libc::sync_file_range(
             pack.out.get_ref().as_raw_fd(),

@@ -18,31 +18,27 @@ pub struct Identity {
 impl Identity {
     /// The current user from the password database and the host name.
     pub fn current() -> Identity {
-        // SAFETY: getpwuid returns a pointer into static storage, read at
-        // once; gethostname writes into our buffer.
-        let (login, gecos) = unsafe {
-            let pw = libc::getpwuid(libc::getuid());
-            if pw.is_null() {
-                (None, None)
-            } else {
-                let cstr = |p: *const libc::c_char| {
-                    (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_bytes().to_vec())
-                };
-                (cstr((*pw).pw_name), cstr((*pw).pw_gecos))
-            }
+        use crate::meta::ids;
+        // getpwuid_r, not getpwuid: saves run on several threads at once
+        // (tests, a future server), and getpwuid's static buffer may be
+        // overwritten by another thread's lookup while we copy from it.
+        let uid = ids::uid();
+        let (login, gecos) = match ids::user_entry(uid) {
+            Some(pw) => (Some(pw.name), pw.gecos),
+            None => (None, None),
         };
         let mut host = [0u8; 256];
-        let host = unsafe {
-            if libc::gethostname(host.as_mut_ptr().cast(), host.len()) == 0 {
-                let end = host.iter().position(|&b| b == 0).unwrap_or(host.len());
-                host[..end].to_vec()
-            } else {
-                b"localhost".to_vec()
-            }
+        // SAFETY: `host` is a live, exclusively borrowed buffer of exactly
+        // host.len() bytes; gethostname(2) writes at most that many.
+        let rc = unsafe { libc::gethostname(host.as_mut_ptr().cast(), host.len()) };
+        let host = if rc == 0 {
+            // Truncated names may lack the NUL: then the whole buffer.
+            let end = host.iter().position(|&b| b == 0).unwrap_or(host.len());
+            host[..end].to_vec()
+        } else {
+            b"localhost".to_vec()
         };
-        // SAFETY: getuid cannot fail.
-        let login =
-            login.unwrap_or_else(|| format!("user{}", unsafe { libc::getuid() }).into_bytes());
+        let login = login.unwrap_or_else(|| format!("user{uid}").into_bytes());
         let full = gecos
             .and_then(|g| g.split(|&b| b == b',').next().map(<[u8]>::to_vec))
             .filter(|g| !g.is_empty())

@@ -254,7 +254,8 @@ fn run_one(
     let stdout = child.stdout.take().expect("stdout was piped");
     // A larger pipe means fewer wakeups of the command and of the chunker
     // per MiB (the default is 64 KiB). A hint: the kernel may refuse it.
-    // SAFETY: a plain fcntl on a descriptor we own.
+    // SAFETY: `stdout` (the pipe's read end) is open for the call; the
+    // F_SETPIPE_SZ argument is an int, so no memory is passed.
     unsafe {
         libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
     }
@@ -339,8 +340,7 @@ fn indent(text: &str) -> String {
 /// A dump's metadata: a regular file, mode 0600, owned by whoever runs the
 /// save (the user the command ran as), all three times when it finished.
 fn dump_metadata(size: u64, finished: SystemTime, names: &mut IdNames) -> Metadata {
-    // SAFETY: plain getters without arguments; they cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (crate::meta::ids::euid(), crate::meta::ids::egid());
     let time = Timespec::from_system_time(finished).unwrap_or_default();
     Metadata {
         mode: libc::S_IFREG | DUMP_MODE,

@@ -86,8 +86,9 @@ impl SparseReader {
 
     fn seek(&self, offset: u64, whence: i32) -> io::Result<u64> {
         let offset = i64::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: a plain syscall on a descriptor we own. The file offset it
-        // moves is not used: reads are positioned (`pread`).
+        // SAFETY: self.file keeps the descriptor open for the call; lseek
+        // takes only integers. The file offset it moves is not used: reads
+        // are positioned (`pread`).
         let r = unsafe { libc::lseek(self.file.as_raw_fd(), offset, whence) };
         if r < 0 {
             Err(io::Error::last_os_error())
@@ -173,7 +174,8 @@ impl SparseReader {
 /// Sets or clears `O_DIRECT` on an open file.
 fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
-    // SAFETY: plain fcntl calls on a descriptor we own.
+    // SAFETY: `file` is borrowed, so fd stays open for both calls;
+    // F_GETFL and F_SETFL take and return ints, no memory.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags < 0 {

@@ -686,7 +686,8 @@ fn device_of(path: &Path) -> Option<u64> {
 /// window: cold big files then read at disk speed).
 fn open_for_reading(path: &Path) -> io::Result<File> {
     let file = open_noatime(path, 0)?;
-    // SAFETY: a plain syscall on a descriptor we own; a hint, errors ignored.
+    // SAFETY: `file` keeps the descriptor open for the call; posix_fadvise
+    // takes only integers and touches no memory. A hint: errors ignored.
     unsafe {
         libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
     }

@@ -338,7 +338,9 @@ pub(super) fn list_dir(dir: &Path, filter: &Filter) -> Listing {
     let mut buf = vec![0u64; DIRENT_BUF / 8];
     let mut names: Vec<Vec<u8>> = Vec::new();
     loop {
-        // SAFETY: the buffer is valid for DIRENT_BUF bytes.
+        // SAFETY: fd is open (the File lives to the end of the function);
+        // buf is a live, exclusively borrowed allocation of DIRENT_BUF / 8
+        // u64s, i.e. exactly the DIRENT_BUF bytes the kernel may write.
         let n = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
@@ -357,7 +359,10 @@ pub(super) fn list_dir(dir: &Path, filter: &Filter) -> Listing {
         if n == 0 {
             break;
         }
-        // SAFETY: the kernel filled the first n bytes.
+        // SAFETY: 0 < n <= DIRENT_BUF (getdents64 never returns more than
+        // the count passed), buf owns DIRENT_BUF initialised bytes (zeroed
+        // u64s, then the kernel's), u8 needs no alignment, and the slice
+        // borrows buf only until parse_dirents returns.
         let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
         parse_dirents(bytes, &mut names)?;
     }
@@ -437,7 +442,8 @@ fn warm_head(path: &std::path::Path) {
         Ok(m) if m.is_file() => {}
         _ => return,
     }
-    // SAFETY: a plain syscall on a descriptor we own; a hint, errors ignored.
+    // SAFETY: `file` keeps the descriptor open for the call; posix_fadvise
+    // takes only integers and touches no memory. A hint: errors ignored.
     unsafe {
         libc::posix_fadvise(file.as_raw_fd(), 0, HEAD_BYTES, libc::POSIX_FADV_WILLNEED);
     }
@@ -486,7 +492,8 @@ mod tests {
         touch(&a.join("skip.tmp"), b"excluded");
         std::os::unix::fs::symlink("sub0", a.join("link")).unwrap();
         let fifo = std::ffi::CString::new(b.join("fifo").as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
+        // SAFETY: fifo is a NUL-terminated CString that outlives the call,
+        // which only reads it.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         touch(&b.join("empty"), b"");
         expected += 3;

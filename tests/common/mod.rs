@@ -53,7 +53,10 @@ pub fn tempdir() -> tempfile::TempDir {
 #[path = "../../src/test_support.rs"]
 mod test_support;
 #[allow(unused_imports)] // not every test crate uses them, like the rest of this module
-pub use test_support::{drop_cached, noise, write_pieces};
+pub use test_support::{
+    cannot_run, drop_cached, effective_ids, find_tool, in_ci, noise, require, require_fuse,
+    require_root, write_pieces,
+};
 
 pub fn canon(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
@@ -588,7 +591,8 @@ fn check(rc: libc::c_int, what: &str, p: &Path) {
 }
 
 pub fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) {
-    // SAFETY: valid NUL-terminated path.
+    // SAFETY: the temporary CString lives to the end of the statement, so
+    // the pointer is NUL-terminated and valid for the call, which reads it.
     check(
         unsafe { libc::mknod(cstr(p).as_ptr(), mode, dev) },
         "mknod",
@@ -597,12 +601,8 @@ pub fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) {
 }
 
 pub fn lchown(p: &Path, uid: u32, gid: u32) {
-    // SAFETY: valid NUL-terminated path.
-    check(
-        unsafe { libc::lchown(cstr(p).as_ptr(), uid, gid) },
-        "lchown",
-        p,
-    );
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("lchown {}: {e}", p.display()));
 }
 
 pub fn chmod(p: &Path, mode: u32) {
@@ -622,7 +622,8 @@ pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
             tv_nsec: mtime.1 as _,
         },
     ];
-    // SAFETY: valid path and a two-element timespec array.
+    // SAFETY: the temporary CString outlives the call (end of statement);
+    // utimensat reads exactly two timespecs from ts, a live array of two.
     let rc = unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
@@ -636,7 +637,8 @@ pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
 
 pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     let n = CString::new(name).expect("xattr name");
-    // SAFETY: valid path, name and value buffer.
+    // SAFETY: the path (a temporary living to the end of the statement)
+    // and n are NUL-terminated; the kernel reads value.len() bytes of value.
     let rc = unsafe {
         libc::lsetxattr(
             cstr(p).as_ptr(),
@@ -649,14 +651,15 @@ pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     check(rc, "setxattr", p);
 }
 
-/// uid and primary gid of a named user.
+/// uid and primary gid of a named user, from `id` (getpwnam's static
+/// buffer is not safe to read while tests on other threads look users up).
 pub fn user_ids(name: &str) -> (u32, u32) {
-    let n = CString::new(name).expect("user");
-    // SAFETY: getpwnam returns NULL or a pointer to static storage we read at once.
-    let pw = unsafe { libc::getpwnam(n.as_ptr()) };
-    assert!(!pw.is_null(), "no user {name}");
-    // SAFETY: non-null pointer from getpwnam.
-    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+    let id = |flag: &str| -> u32 {
+        let out = run(Command::new("id").arg(flag).arg(name));
+        assert_eq!(out.code, 0, "no user {name}: {}", out.stderr);
+        out.stdout_str().trim().parse().expect("numeric id")
+    };
+    (id("-u"), id("-g"))
 }
 
 /// A scratch root for running rewind as the unprivileged user `nobody`, so
@@ -1090,13 +1093,15 @@ fn kind(md: &fs::Metadata) -> &'static str {
 pub fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let c = cstr(p);
     let mut out = BTreeMap::new();
-    // SAFETY: size query with a null buffer.
+    // SAFETY: c is NUL-terminated and outlives the call; a null buffer of
+    // length 0 only asks for the size.
     let n = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
     if n <= 0 {
         return out;
     }
     let mut buf = vec![0u8; n as usize + 256];
-    // SAFETY: buffer of the given length.
+    // SAFETY: c outlives the call; buf is live and exactly buf.len() bytes,
+    // of which the kernel writes at most that many.
     let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     if n <= 0 {
         return out;
@@ -1104,10 +1109,12 @@ pub fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     buf.truncate(n as usize);
     for name in buf.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let cn = CString::new(name).expect("xattr name");
-        // SAFETY: size query.
+        // SAFETY: c and cn are NUL-terminated and outlive the call; a null
+        // buffer of length 0 only asks for the size.
         let len = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), std::ptr::null_mut(), 0) };
         let mut val = vec![0u8; len.max(0) as usize + 256];
-        // SAFETY: buffer of the given length.
+        // SAFETY: c and cn outlive the call; val is live and exactly
+        // val.len() bytes, of which the kernel writes at most that many.
         let len =
             unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
         val.truncate(len.max(0) as usize);
@@ -1387,9 +1394,11 @@ impl TmpfsMount {
     /// Bytes used on the mount.
     pub fn used(&self) -> u64 {
         let c = cstr(&self.path);
-        // SAFETY: zeroed statvfs is a valid out-parameter.
+        // SAFETY: libc::statvfs is a C struct of plain integers, for which
+        // all-zero bytes are a valid value.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: valid path and out-parameter.
+        // SAFETY: c is NUL-terminated and outlives the call; st is a live
+        // exclusive borrow of a whole struct statvfs, which the call fills.
         let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
         assert_eq!(rc, 0, "statvfs");
         (st.f_blocks - st.f_bfree) * st.f_frsize
