@@ -86,10 +86,12 @@ pub fn parse_entry_header(offset: u64, buf: &[u8]) -> Result<EntryHeader, String
     let mut byte = first;
     while byte & 0x80 != 0 {
         byte = next("size")?;
-        if shift > 60 {
+        let bits = u64::from(byte & 0x7f);
+        // The last group that fits starts at bit 60 and may use only 4 bits.
+        if shift > 60 || (bits << shift) >> shift != bits {
             return Err(format!("entry size at offset {offset} overflows 64 bits"));
         }
-        size |= u64::from(byte & 0x7f) << shift;
+        size |= bits << shift;
         shift += 7;
     }
     let kind = match type_bits {
@@ -131,11 +133,14 @@ pub fn parse_entry_header(offset: u64, buf: &[u8]) -> Result<EntryHeader, String
                 .ok_or_else(|| format!("invalid object type {t} at offset {offset}"))?,
         ),
     };
+    let data_offset = offset
+        .checked_add(pos as u64)
+        .ok_or_else(|| format!("entry at offset {offset} ends beyond any pack"))?;
     Ok(EntryHeader {
         offset,
         kind,
         size,
-        data_offset: offset + pos as u64,
+        data_offset,
         header_crc: crc32fast::hash(&buf[..pos]),
     })
 }
@@ -196,5 +201,25 @@ mod tests {
             &[0x6f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]
         )
         .is_err());
+    }
+
+    /// Found by the pack_entry_header fuzz target: a header at the very end
+    /// of the offset space overflowed `data_offset` (a panic with overflow
+    /// checks, a wrapped offset without).
+    #[test]
+    fn entry_header_at_the_end_of_the_offset_space_is_an_error_not_an_overflow() {
+        assert!(parse_entry_header(u64::MAX, &[0x30]).is_err());
+        assert!(parse_entry_header(u64::MAX - 1, &[0x30]).is_ok());
+    }
+
+    /// A size whose last group sets bits above 63 was silently cut.
+    #[test]
+    fn entry_size_beyond_64_bits_is_an_error_not_truncated() {
+        let mut header = vec![0xbf];
+        header.extend_from_slice(&[0xff; 8]);
+        header.push(0x0f); // bits 60..63: fits
+        assert_eq!(parse_entry_header(12, &header).unwrap().size, u64::MAX);
+        *header.last_mut().unwrap() = 0x1f; // bit 64: does not
+        assert!(parse_entry_header(12, &header).is_err());
     }
 }
