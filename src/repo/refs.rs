@@ -142,23 +142,52 @@ pub(crate) fn read_packed(git_dir: &Path) -> Result<Vec<(String, ObjectId)>, Err
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("reading", path)(e)),
     };
+    let bad = |line: usize, what: &str| Error::BadRef {
+        path: path.clone(),
+        detail: format!("line {line} {what}: repair or remove that line"),
+    };
+    // git refuses the same: a last line without its newline was cut short.
+    let Some(body) = text.strip_suffix(b"\n") else {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lines = text.split(|&b| b == b'\n').count();
+        return Err(bad(lines, "is unterminated (the file was cut short?)"));
+    };
     let mut out = Vec::new();
-    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
-        // '#' starts the traits header; '^' is the peeled id of the tag above.
-        if line.is_empty() || line[0] == b'#' || line[0] == b'^' {
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        // Only the first line may be the "# pack-refs with:" traits header:
+        // a '#' further down is a ref line whose start was damaged, and
+        // skipping it would hide a backup without a word.
+        if n == 0 {
+            if let Some(traits) = line.strip_prefix(b"# pack-refs with:") {
+                // Traits are words like "peeled" and "sorted"; anything
+                // else (a ref line joined on by a lost newline) is damage.
+                if !traits
+                    .iter()
+                    .all(|&b| b.is_ascii_lowercase() || b == b'-' || b == b' ')
+                {
+                    return Err(bad(1, "is not a \"# pack-refs with:\" header"));
+                }
+                continue;
+            }
+        }
+        // '^' is the peeled id of the (annotated) tag on the line above.
+        if let Some(peeled) = line.strip_prefix(b"^") {
+            if out.is_empty()
+                || ObjectId::from_hex(peeled.strip_suffix(b"\r").unwrap_or(peeled)).is_none()
+            {
+                return Err(bad(n + 1, "is not \"^<40 hex digits>\" after a ref"));
+            }
             continue;
         }
         match parse_packed_line(line) {
-            Some((id, name)) => out.push((name.to_string(), id)),
-            None => {
-                return Err(Error::BadRef {
-                    path,
-                    detail: format!(
-                        "line {} is not \"<40 hex digits> <ref name>\": repair or remove that line",
-                        n + 1
-                    ),
-                })
+            Some((id, name)) => {
+                check_ref_name(name)
+                    .map_err(|e| bad(n + 1, &format!("names no valid ref ({e})")))?;
+                out.push((name.to_string(), id));
             }
+            None => return Err(bad(n + 1, "is not \"<40 hex digits> <ref name>\"")),
         }
     }
     Ok(out)
@@ -492,6 +521,47 @@ mod tests {
         assert!(packed(format!("{id}\trefs/heads/x\n").as_bytes()).is_err());
         assert!(packed(format!("{id} \n").as_bytes()).is_err());
         assert!(packed(b"\xff\xfe\n").is_err());
+    }
+
+    /// Found by the damage test: git refuses these packed-refs files
+    /// ("unexpected line", "unterminated line", "packed refname is
+    /// dangerous"); rewind silently listed something else.
+    #[test]
+    fn packed_refs_damage_git_refuses_is_an_error_not_a_different_listing() {
+        let id = "55ff5a47e4242967ea6df6be01c76efb22fe3cfc";
+        let header = "# pack-refs with: peeled fully-peeled sorted \n";
+        // The header's newline zeroed: the first ref joins the header.
+        let joined = format!("# pack-refs with: peeled{id} refs/heads/one\n{id} refs/heads/two\n");
+        // Cut mid-line (no final newline).
+        let cut = format!("{header}{id} refs/heads/one\n{id} refs/he");
+        // A name with a control character or a NUL.
+        let control = format!("{header}{id} refs/heads/two\x0b\n");
+        let nul = format!("{header}{id} refs/heads\0\0x\n");
+        // A '#' line that is not the first.
+        let late_hash = format!("{header}{id} refs/heads/one\n# {id} refs/heads/two\n");
+        // A peeled line before any ref, or not an id.
+        let orphan = format!("{header}^{id}\n{id} refs/heads/one\n");
+        let bad_peel = format!("{header}{id} refs/tags/v1\n^{}\n", &id[..39]);
+        for (what, text) in [
+            ("joined header", joined),
+            ("cut", cut),
+            ("control", control),
+            ("nul", nul),
+            ("late hash", late_hash),
+            ("orphan peel", orphan),
+            ("bad peel", bad_peel),
+        ] {
+            match packed(text.as_bytes()) {
+                Err(Error::BadRef { detail, .. }) => {
+                    assert!(detail.starts_with("line "), "{what}: {detail}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // What git writes is still read.
+        let good = format!("{header}{id} refs/heads/one\n{id} refs/tags/v1\n^{id}\n");
+        assert_eq!(packed(good.as_bytes()).expect("valid").len(), 2);
+        assert!(packed(b"").expect("empty").is_empty());
     }
 
     #[test]
