@@ -20,6 +20,9 @@
 //! against the range its parent gives it (the same subtree id may appear at
 //! several places, always with the same length if the repository is sound).
 //! Blob lengths are checked by the readers against [`ChunkLevel::span`].
+//! The top level's range is the file's size: given to the reader, or found
+//! first by bup's rule with [`resolve_last_path`], so that the stream and the
+//! mount check every level against a known range in the same order.
 //! Offsets come from untrusted names: arithmetic on them is checked, and a
 //! violation is a [`ChunkTreeError`] naming the tree and the entry, never a
 //! guess. Nesting deeper than [`MAX_DEPTH`] is an error, which also ends any
@@ -195,15 +198,14 @@ impl ChunkLevel {
     }
 
     /// The length entry `i` must have in a level of `len` bytes (which
-    /// [`fit`](Self::fit) accepted), or `None` for the last entry of a level
-    /// whose length is not known yet (the top level when the file size is
-    /// not given: see [`resolve_last_path`]).
-    pub fn span(&self, i: usize, len: Option<u64>) -> Option<u64> {
-        let offset = self.entries.get(i)?.offset;
+    /// [`fit`](Self::fit) accepted): the gap to the next offset, for the
+    /// last entry what is left of `len`.
+    pub fn span(&self, i: usize, len: u64) -> u64 {
+        let offset = self.entries.get(i).map_or(len, |e| e.offset);
         match self.entries.get(i + 1) {
             // Strictly ascending, checked in parse.
-            Some(next) => Some(next.offset - offset),
-            None => len.map(|l| l.saturating_sub(offset)),
+            Some(next) => next.offset - offset,
+            None => len.saturating_sub(offset),
         }
     }
 
@@ -264,11 +266,11 @@ impl ChunkLevel {
     }
 }
 
-/// When the file's size is not given, the levels on its last path (top
-/// first, each ending in the next, the last ending in a blob of
-/// `final_blob` bytes) get their lengths from the bottom up; each is then
-/// checked with [`ChunkLevel::fit`]. Returns the file's size. Readers that
-/// do not know the size use this, in this order, so they fail alike.
+/// The file's size by bup's rule: the levels on the last path (top first,
+/// each ending in the next, the last ending in a blob of `final_blob`
+/// bytes) get their lengths from the bottom up, each checked with
+/// [`ChunkLevel::fit`]. Every reader finds a chunked file's size this way
+/// (or is given it) before reading, so that they all fail alike.
 pub fn resolve_last_path<'a>(
     path: impl DoubleEndedIterator<Item = (&'a ObjectId, &'a ChunkLevel)>,
     final_blob: u64,
@@ -350,9 +352,8 @@ mod tests {
         assert_eq!(offsets, [0, 0x10, 0x2a]);
         assert_eq!(level.name(2), "2a");
         level.fit(&T, 0x30).expect("fits 0x30");
-        assert_eq!(level.span(0, Some(0x30)), Some(0x10));
-        assert_eq!(level.span(2, Some(0x30)), Some(6));
-        assert_eq!(level.span(2, None), None);
+        assert_eq!(level.span(0, 0x30), 0x10);
+        assert_eq!(level.span(2, 0x30), 6);
         // A one-byte file in one blob: width 1.
         ChunkLevel::parse(&T, &blobs(&["0"]))
             .expect("valid")

@@ -2,9 +2,10 @@
 //! order. Used by `cat-file`, restore and `.bupm` reading; the mount reads
 //! at offsets instead ([`super::random`]). Both hold chunk trees to the one
 //! definition in [`crate::chunk::parse`] and fail with the same error on the
-//! same damage: the stream checks each blob against the gap its offsets
-//! leave, before handing out any of its bytes. Memory is one blob plus one
-//! tree per level.
+//! same damage: the stream finds the file's size first (bup's rule, as the
+//! mount does), fits each level to its range as it descends, and checks
+//! each blob against the gap its offsets leave before handing out any of
+//! its bytes. Memory is one blob plus one tree per level.
 
 use super::ViewError;
 use crate::chunk::parse::{resolve_last_path, ChunkLevel, ChunkTreeError};
@@ -34,10 +35,9 @@ struct Frame {
     level: ChunkLevel,
     /// Index of the next entry to read.
     next: usize,
-    /// Length of this level's data when known (from its parent's offsets);
-    /// unknown for the top level and the last path below it until the
-    /// file's last blob is read (see [`resolve_last_path`]).
-    len: Option<u64>,
+    /// Length of this level's data: the file's size for the top level,
+    /// else the gap its parent's offsets leave it.
+    len: u64,
 }
 
 pub struct ContentReader<'s> {
@@ -95,13 +95,16 @@ impl<'s> ContentReader<'s> {
                 self.pos = 0;
                 return Ok(true);
             }
+            // The size first, as the mount has it before its first read:
+            // then every level is checked against a known range, in the
+            // same order as there.
             Some(Content::ChunkTree(id)) => {
-                let level = read_level(self.store, &id, root_kind(id, "tree"))?;
+                let (len, level) = size_and_top(self.store, id)?;
                 self.stack.push(Frame {
                     tree: id,
                     level,
                     next: 0,
-                    len: None,
+                    len,
                 });
             }
             None => {}
@@ -123,9 +126,7 @@ impl<'s> ContentReader<'s> {
                 let level = read_level(self.store, &entry.id, |kind| {
                     frame.level.wrong_kind(&frame.tree, i, kind).into()
                 })?;
-                if let Some(len) = span {
-                    level.fit(&entry.id, len)?;
-                }
+                level.fit(&entry.id, span)?;
                 self.stack.push(Frame {
                     tree: entry.id,
                     level,
@@ -138,15 +139,9 @@ impl<'s> ContentReader<'s> {
             if object.kind != Kind::Blob {
                 return Err(frame.level.wrong_kind(&frame.tree, i, object.kind).into());
             }
-            let actual = object.data.len() as u64;
-            match span {
-                Some(expected) => frame.level.check_blob(&frame.tree, i, actual, expected)?,
-                // The file's last blob: every open level is on the last
-                // path and now gets its length.
-                None => {
-                    resolve_last_path(self.stack.iter().map(|f| (&f.tree, &f.level)), actual)?;
-                }
-            }
+            frame
+                .level
+                .check_blob(&frame.tree, i, object.data.len() as u64, span)?;
             self.current = object.data;
             self.pos = 0;
             return Ok(true);
@@ -183,12 +178,17 @@ impl Read for ContentReader<'_> {
 
 /// The size of a file without reading its data: bup's rule of following the
 /// last entry of each chunk-tree level and summing the offsets, with every
-/// level on that path checked as the stream checks it.
+/// level on that path checked (see [`resolve_last_path`]).
 pub fn content_size(store: &ObjectStore, content: Content) -> Result<u64, ViewError> {
-    let root = match content {
-        Content::Blob(id) => return Ok(store.read_header(&id)?.1),
-        Content::ChunkTree(id) => id,
-    };
+    match content {
+        Content::Blob(id) => Ok(store.read_header(&id)?.1),
+        Content::ChunkTree(id) => Ok(size_and_top(store, id)?.0),
+    }
+}
+
+/// The size of the file stored as chunk tree `root`, and its top level
+/// (parsed and fitted to that size).
+fn size_and_top(store: &ObjectStore, root: ObjectId) -> Result<(u64, ChunkLevel), ViewError> {
     let mut path = vec![(root, read_level(store, &root, root_kind(root, "tree"))?)];
     loop {
         let depth = path.len() - 1;
@@ -208,6 +208,9 @@ pub fn content_size(store: &ObjectStore, content: Content) -> Result<u64, ViewEr
         if kind != Kind::Blob {
             return Err(level.wrong_kind(tree, i, kind).into());
         }
-        return Ok(resolve_last_path(path.iter().map(|(t, l)| (t, l)), len)?);
+        let size = resolve_last_path(path.iter().map(|(t, l)| (t, l)), len)?;
+        path.truncate(1);
+        let (_, top) = path.swap_remove(0);
+        return Ok((size, top));
     }
 }
