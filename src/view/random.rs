@@ -139,8 +139,7 @@ impl ChunkCache {
             return Err(wrong_kind(object.kind));
         }
         let table = Arc::new(ChunkLevel::parse(id, &object.data)?);
-        let size =
-            64 + table.entries().len() * std::mem::size_of::<crate::chunk::parse::LevelEntry>();
+        let size = 64 + std::mem::size_of_val(table.entries());
         self.lock()
             .main
             .put(*id, Cached::Table(table.clone()), size);
