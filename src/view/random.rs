@@ -12,8 +12,8 @@
 //! same rules and errors as the streaming reader's) against the range its
 //! parent gives it, and every blob must be exactly as long as the gap
 //! between its offset and the next one (or the end of its tree) before any
-//! of its bytes are served. Chunk trees are SHA-1
-//! checked by the store; blobs, the bulk of the bytes, by the pack entry's
+//! of its bytes are served. Chunk trees are SHA-1 checked by the store;
+//! blobs, the bulk of the bytes, by the pack entry's
 //! idx CRC-32, zlib Adler-32 and exact size (see [`Verify::EntryChecksums`]:
 //! hashing them cost a quarter of a sequential read's CPU).
 
