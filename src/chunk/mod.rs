@@ -1,5 +1,6 @@
-//! Content-defined chunking of file data, and the shaping of a file's chunks
-//! into bup-readable chunk trees (`tree`).
+//! Content-defined chunking of file data, the shaping of a file's chunks
+//! into bup-readable chunk trees (`tree`), and the one strict reading of
+//! those trees every reader shares (`parse`).
 //!
 //! This module owns the *frozen* part of the repository format that decides
 //! where a file is cut: FastCDC (the `fastcdc` crate's v2020 algorithm with its
@@ -14,6 +15,7 @@
 //! hash (FastCDC never looks further): the same cut, found for the cost of
 //! checking the bytes are zero (tested against whole-buffer FastCDC).
 
+pub mod parse;
 pub mod tree;
 
 #[cfg(test)]

@@ -202,6 +202,11 @@ fn read_tree(store: &Store, id: ObjectId, max_entries: usize, out: &mut Vec<u8>)
         hex_width((out.len() - start) as u64),
         "bup's name width"
     );
+    // And the readers' strict parser accepts what the builder wrote.
+    let level = crate::chunk::parse::ChunkLevel::parse(&id, body).expect("strict parse");
+    level
+        .fit(&id, (out.len() - start) as u64)
+        .expect("fits its range");
     height + 1
 }
 

@@ -22,6 +22,7 @@
 //! The builder keeps one open group per level, never the file's chunk list:
 //! memory is bounded by `levels * MAX_ENTRIES` whatever the file size.
 //! Trees are handed to the caller bottom-up, each only after its children.
+//! Readers check trees against these rules with [`super::parse`].
 
 use crate::object::tree::{self, Entry, Mode};
 use crate::object::ObjectId;

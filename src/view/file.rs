@@ -1,9 +1,14 @@
 //! File contents as a stream: a plain blob, or the blobs of a chunk tree in
-//! order (entry names are offsets, and git order is numeric order, so a
-//! depth-first walk yields the file). Memory is one blob plus one tree per
-//! level.
+//! order. Used by `cat-file`, restore and `.bupm` reading; the mount reads
+//! at offsets instead ([`super::random`]). Both hold chunk trees to the one
+//! definition in [`crate::chunk::parse`] and fail with the same error on the
+//! same damage: the stream finds the file's size first (bup's rule, as the
+//! mount does), fits each level to its range as it descends, and checks
+//! each blob against the gap its offsets leave before handing out any of
+//! its bytes. Memory is one blob plus one tree per level.
 
-use crate::object::tree::{self, Mode};
+use super::ViewError;
+use crate::chunk::parse::{resolve_last_path, ChunkLevel, ChunkTreeError};
 use crate::object::{Kind, ObjectId};
 use crate::repo::ObjectStore;
 use std::io::{self, Read};
@@ -15,65 +20,131 @@ pub enum Content {
     ChunkTree(ObjectId),
 }
 
+impl From<ChunkTreeError> for ViewError {
+    fn from(e: ChunkTreeError) -> ViewError {
+        ViewError::Malformed {
+            id: e.tree,
+            detail: format!("chunk tree {}", e.problem),
+        }
+    }
+}
+
+/// One open chunk-tree level of a [`ContentReader`].
+struct Frame {
+    tree: ObjectId,
+    level: ChunkLevel,
+    /// Index of the next entry to read.
+    next: usize,
+    /// Length of this level's data: the file's size for the top level,
+    /// else the gap its parent's offsets leave it.
+    len: u64,
+}
+
 pub struct ContentReader<'s> {
     store: &'s ObjectStore,
-    /// Pending entries per tree level, reversed so the next one is `pop()`.
-    stack: Vec<Vec<(Mode, ObjectId)>>,
+    /// The content still to open; `None` once it is.
+    root: Option<Content>,
+    /// Open levels, the top level first.
+    stack: Vec<Frame>,
     current: Vec<u8>,
     pos: usize,
 }
 
-fn io_error(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+fn io_error(e: impl Into<ViewError>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.into())
+}
+
+/// Reads chunk tree `id` (whose entry `wrong_kind` describes it, if it is
+/// not a tree) and parses it.
+fn read_level(
+    store: &ObjectStore,
+    id: &ObjectId,
+    wrong_kind: impl FnOnce(Kind) -> ViewError,
+) -> Result<ChunkLevel, ViewError> {
+    let object = store.read(id)?;
+    if object.kind != Kind::Tree {
+        return Err(wrong_kind(object.kind));
+    }
+    Ok(ChunkLevel::parse(id, &object.data)?)
+}
+
+fn root_kind(id: ObjectId, expected: &'static str) -> impl FnOnce(Kind) -> ViewError {
+    move |_| ViewError::WrongKind { id, expected }
 }
 
 impl<'s> ContentReader<'s> {
     pub fn new(store: &'s ObjectStore, content: Content) -> ContentReader<'s> {
-        let first = match content {
-            Content::Blob(id) => (Mode::Blob, id),
-            Content::ChunkTree(id) => (Mode::Tree, id),
-        };
         ContentReader {
             store,
-            stack: vec![vec![first]],
+            root: Some(content),
+            stack: Vec::new(),
             current: Vec::new(),
             pos: 0,
         }
     }
 
     /// Loads the next blob; false at the end.
-    fn advance(&mut self) -> io::Result<bool> {
+    fn advance(&mut self) -> Result<bool, ViewError> {
+        match self.root.take() {
+            Some(Content::Blob(id)) => {
+                let object = self.store.read(&id)?;
+                if object.kind != Kind::Blob {
+                    return Err(root_kind(id, "blob")(object.kind));
+                }
+                self.current = object.data;
+                self.pos = 0;
+                return Ok(true);
+            }
+            // The size first, as the mount has it before its first read:
+            // then every level is checked against a known range, in the
+            // same order as there.
+            Some(Content::ChunkTree(id)) => {
+                let (len, level) = size_and_top(self.store, id)?;
+                self.stack.push(Frame {
+                    tree: id,
+                    level,
+                    next: 0,
+                    len,
+                });
+            }
+            None => {}
+        }
         loop {
-            let Some(level) = self.stack.last_mut() else {
+            let depth = self.stack.len().saturating_sub(1);
+            let Some(frame) = self.stack.last_mut() else {
                 return Ok(false);
             };
-            let Some((mode, id)) = level.pop() else {
+            let i = frame.next;
+            let Some(&entry) = frame.level.entries().get(i) else {
                 self.stack.pop();
                 continue;
             };
-            let object = self.store.read(&id).map_err(io_error)?;
-            match (mode.is_tree(), object.kind) {
-                (true, Kind::Tree) => {
-                    let mut entries: Vec<(Mode, ObjectId)> = tree::decode(&object.data)
-                        .map_err(|e| io_error(format!("chunk tree {id}: {e}")))?
-                        .into_iter()
-                        .map(|e| (e.mode, e.id))
-                        .collect();
-                    entries.reverse();
-                    self.stack.push(entries);
-                }
-                (false, Kind::Blob) => {
-                    self.current = object.data;
-                    self.pos = 0;
-                    return Ok(true);
-                }
-                _ => {
-                    return Err(io_error(format!(
-                        "object {id} is a {}, but a file's content must be blobs and trees",
-                        object.kind.name()
-                    )))
-                }
+            frame.next += 1;
+            let span = frame.level.span(i, frame.len);
+            if entry.is_tree {
+                frame.level.check_depth(&frame.tree, i, depth)?;
+                let level = read_level(self.store, &entry.id, |kind| {
+                    frame.level.wrong_kind(&frame.tree, i, kind).into()
+                })?;
+                level.fit(&entry.id, span)?;
+                self.stack.push(Frame {
+                    tree: entry.id,
+                    level,
+                    next: 0,
+                    len: span,
+                });
+                continue;
             }
+            let object = self.store.read(&entry.id)?;
+            if object.kind != Kind::Blob {
+                return Err(frame.level.wrong_kind(&frame.tree, i, object.kind).into());
+            }
+            frame
+                .level
+                .check_blob(&frame.tree, i, object.data.len() as u64, span)?;
+            self.current = object.data;
+            self.pos = 0;
+            return Ok(true);
         }
     }
 
@@ -81,7 +152,7 @@ impl<'s> ContentReader<'s> {
     /// callers consume whole blobs without an extra copy.
     pub fn next_piece(&mut self) -> io::Result<&[u8]> {
         while self.pos >= self.current.len() {
-            if !self.advance()? {
+            if !self.advance().map_err(io_error)? {
                 return Ok(&[]);
             }
         }
@@ -94,7 +165,7 @@ impl<'s> ContentReader<'s> {
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos >= self.current.len() {
-            if !self.advance()? {
+            if !self.advance().map_err(io_error)? {
                 return Ok(0);
             }
         }
@@ -106,32 +177,40 @@ impl Read for ContentReader<'_> {
 }
 
 /// The size of a file without reading its data: bup's rule of following the
-/// last entry of each chunk-tree level and summing the offsets.
-pub fn content_size(store: &ObjectStore, content: Content) -> Result<u64, crate::repo::Error> {
-    let mut total = 0u64;
-    let mut id = match content {
-        Content::Blob(id) => return Ok(store.read_header(&id)?.1),
-        Content::ChunkTree(id) => id,
-    };
+/// last entry of each chunk-tree level and summing the offsets, with every
+/// level on that path checked (see [`resolve_last_path`]).
+pub fn content_size(store: &ObjectStore, content: Content) -> Result<u64, ViewError> {
+    match content {
+        Content::Blob(id) => Ok(store.read_header(&id)?.1),
+        Content::ChunkTree(id) => Ok(size_and_top(store, id)?.0),
+    }
+}
+
+/// The size of the file stored as chunk tree `root`, and its top level
+/// (parsed and fitted to that size).
+fn size_and_top(store: &ObjectStore, root: ObjectId) -> Result<(u64, ChunkLevel), ViewError> {
+    let mut path = vec![(root, read_level(store, &root, root_kind(root, "tree"))?)];
     loop {
-        let object = store.read(&id)?;
-        let entries = tree::decode(&object.data).map_err(|e| crate::repo::Error::Corrupt {
-            id,
-            pack: None,
-            detail: e.to_string(),
-        })?;
-        let Some(last) = entries.last() else {
-            return Ok(total);
-        };
-        let offset = std::str::from_utf8(&last.name)
-            .ok()
-            .and_then(|n| u64::from_str_radix(n, 16).ok())
-            .unwrap_or(0);
-        total += offset;
-        if last.mode.is_tree() {
-            id = last.id;
-        } else {
-            return Ok(total + store.read_header(&last.id)?.1);
+        let depth = path.len() - 1;
+        let (tree, level) = &path[depth];
+        // parse() guarantees at least one entry.
+        let i = level.entries().len() - 1;
+        let entry = level.entries()[i];
+        if entry.is_tree {
+            level.check_depth(tree, i, depth)?;
+            let sub = read_level(store, &entry.id, |kind| {
+                level.wrong_kind(tree, i, kind).into()
+            })?;
+            path.push((entry.id, sub));
+            continue;
         }
+        let (kind, len) = store.read_header(&entry.id)?;
+        if kind != Kind::Blob {
+            return Err(level.wrong_kind(tree, i, kind).into());
+        }
+        let size = resolve_last_path(path.iter().map(|(t, l)| (t, l)), len)?;
+        path.truncate(1);
+        let (_, top) = path.swap_remove(0);
+        return Ok((size, top));
     }
 }

@@ -8,16 +8,18 @@
 //! each open file keeps a [`FileReader`] remembering the last leaf table, so a
 //! sequential reader does not descend from the root for every request.
 //!
-//! Never wrong bytes: every blob must be exactly as long as the gap between
-//! its offset and the next one (or the end of its tree), otherwise the read
-//! fails with `ViewError::Malformed` naming the tree. Chunk trees are SHA-1
-//! checked by the store; blobs, the bulk of the bytes, by the pack entry's
+//! Never wrong bytes: every level is held to [`crate::chunk::parse`] (the
+//! same rules and errors as the streaming reader's) against the range its
+//! parent gives it, and every blob must be exactly as long as the gap
+//! between its offset and the next one (or the end of its tree) before any
+//! of its bytes are served. Chunk trees are SHA-1 checked by the store;
+//! blobs, the bulk of the bytes, by the pack entry's
 //! idx CRC-32, zlib Adler-32 and exact size (see [`Verify::EntryChecksums`]:
 //! hashing them cost a quarter of a sequential read's CPU).
 
 use super::{Content, ViewError};
 use crate::cache::ByteLru;
-use crate::object::tree;
+use crate::chunk::parse::ChunkLevel;
 use crate::object::{Kind, ObjectId};
 use crate::repo::store::Verify;
 use crate::repo::ObjectStore;
@@ -25,70 +27,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// Deepest chunk tree we descend (bup's fanout gives a handful of levels
-/// even for terabytes); deeper means a malicious or broken tree.
-const MAX_DEPTH: usize = 64;
-
-/// One level of a chunk tree: entry offsets relative to the tree's start, in
-/// ascending order.
-#[derive(Debug)]
-pub struct OffsetTable {
-    entries: Vec<TableEntry>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct TableEntry {
-    offset: u64,
-    is_tree: bool,
-    id: ObjectId,
-}
-
-impl OffsetTable {
-    fn parse(id: &ObjectId, data: &[u8]) -> Result<OffsetTable, ViewError> {
-        let malformed = |detail: String| ViewError::Malformed { id: *id, detail };
-        let raw = tree::decode(data).map_err(|e| malformed(format!("chunk tree: {e}")))?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for e in raw {
-            let offset = std::str::from_utf8(&e.name)
-                .ok()
-                .and_then(|n| u64::from_str_radix(n, 16).ok())
-                .ok_or_else(|| {
-                    malformed(format!(
-                        "chunk tree entry {:?} is not a hex offset",
-                        String::from_utf8_lossy(&e.name)
-                    ))
-                })?;
-            if let Some(prev) = entries.last().map(|p: &TableEntry| p.offset) {
-                if offset <= prev {
-                    return Err(malformed(format!(
-                        "chunk tree offsets not ascending ({prev:x} then {offset:x})"
-                    )));
-                }
-            } else if offset != 0 {
-                return Err(malformed(format!(
-                    "chunk tree starts at offset {offset:x}, not 0"
-                )));
-            }
-            entries.push(TableEntry {
-                offset,
-                is_tree: e.mode.is_tree(),
-                id: e.id,
-            });
-        }
-        if entries.is_empty() {
-            return Err(malformed("empty chunk tree".into()));
-        }
-        Ok(OffsetTable { entries })
-    }
-
-    fn approx_bytes(&self) -> usize {
-        64 + self.entries.len() * std::mem::size_of::<TableEntry>()
-    }
-}
-
 #[derive(Clone)]
 enum Cached {
-    Table(Arc<OffsetTable>),
+    Table(Arc<ChunkLevel>),
     Blob(Arc<Vec<u8>>),
 }
 
@@ -180,7 +121,14 @@ impl ChunkCache {
         t.main.bytes() + t.streamed.bytes()
     }
 
-    fn table(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<OffsetTable>, ViewError> {
+    /// Chunk tree `id`, parsed (not yet fitted to a range: that depends on
+    /// where it is used). `wrong_kind` makes the error for a non-tree.
+    fn table(
+        &self,
+        store: &ObjectStore,
+        id: &ObjectId,
+        wrong_kind: impl FnOnce(Kind) -> ViewError,
+    ) -> Result<Arc<ChunkLevel>, ViewError> {
         if let Some(Cached::Table(t)) = self.lock().main.get(id) {
             return Ok(t);
         }
@@ -188,13 +136,10 @@ impl ChunkCache {
         // costs time but never correctness.
         let object = store.read(id)?;
         if object.kind != Kind::Tree {
-            return Err(ViewError::WrongKind {
-                id: *id,
-                expected: "tree",
-            });
+            return Err(wrong_kind(object.kind));
         }
-        let table = Arc::new(OffsetTable::parse(id, &object.data)?);
-        let size = table.approx_bytes();
+        let table = Arc::new(ChunkLevel::parse(id, &object.data)?);
+        let size = 64 + std::mem::size_of_val(table.entries());
         self.lock()
             .main
             .put(*id, Cached::Table(table.clone()), size);
@@ -407,7 +352,8 @@ impl Prefetcher {
 
 /// Where the last read ended up: a tree level and its absolute byte range.
 struct Level {
-    table: Arc<OffsetTable>,
+    tree: ObjectId,
+    table: Arc<ChunkLevel>,
     start: u64,
     end: u64,
     depth: usize,
@@ -449,18 +395,57 @@ fn continues(previous: u64, offset: u64) -> bool {
 /// file (kernel read-ahead), not as a random reader's page.
 const STREAM_REQUEST: usize = 64 << 10;
 
-/// A chunk of a request: in hand, or being loaded by another thread.
+/// A chunk of a request: in hand, being loaded by another thread, or
+/// failed (reported only after the chunks before it, as a stream would).
 enum Part {
     Ready(Arc<Vec<u8>>),
     Wait(Arc<Flight>),
+    Failed(ViewError),
 }
 
-/// A chunk located for a read: its absolute range and object id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A chunk located for a read: its absolute range and object id, and the
+/// chunk-tree level naming it (none for a file stored as one blob).
+#[derive(Clone, Debug)]
 pub struct Located {
     pub start: u64,
     pub end: u64,
     pub id: ObjectId,
+    entry: Option<(ObjectId, Arc<ChunkLevel>, usize)>,
+}
+
+impl Located {
+    /// Checks that `blob`, this chunk's content, fills its range exactly.
+    fn check(&self, blob: &[u8]) -> Result<(), ViewError> {
+        let expected = self.end - self.start;
+        match &self.entry {
+            Some((tree, level, i)) => {
+                Ok(level.check_blob(tree, *i, blob.len() as u64, expected)?)
+            }
+            None if blob.len() as u64 == expected => Ok(()),
+            None => Err(ViewError::Malformed {
+                id: self.id,
+                detail: format!(
+                    "blob is {} bytes, but the file's size says {expected}",
+                    blob.len()
+                ),
+            }),
+        }
+    }
+
+    /// The error for this chunk's object not being a blob: for a chunk tree
+    /// entry the same as the stream's.
+    fn wrong_kind(&self, store: &ObjectStore, e: ViewError) -> ViewError {
+        let (Some((tree, level, i)), ViewError::WrongKind { id, .. }) = (&self.entry, &e) else {
+            return e;
+        };
+        if *id != self.id {
+            return e;
+        }
+        match store.read_header(id) {
+            Ok((kind, _)) => level.wrong_kind(tree, *i, kind).into(),
+            Err(_) => e,
+        }
+    }
 }
 
 impl FileReader {
@@ -482,6 +467,7 @@ impl FileReader {
 
     /// Finds the blob holding byte `pos` (which must be < size), starting
     /// from the remembered leaf when it covers `pos`, else from the root.
+    /// Each level is fitted to its range on the way down.
     pub fn locate(
         &self,
         store: &ObjectStore,
@@ -494,6 +480,7 @@ impl FileReader {
                     start: 0,
                     end: self.size,
                     id,
+                    entry: None,
                 })
             }
             Content::ChunkTree(id) => id,
@@ -501,50 +488,52 @@ impl FileReader {
         let remembered = self.leaf.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut level = match remembered {
             Some(l) if l.start <= pos && pos < l.end => l,
-            _ => Level {
-                table: cache.table(store, &root)?,
-                start: 0,
-                end: self.size,
-                depth: 0,
-            },
+            _ => {
+                let table = cache.table(store, &root, |_| ViewError::WrongKind {
+                    id: root,
+                    expected: "tree",
+                })?;
+                table.fit(&root, self.size)?;
+                Level {
+                    tree: root,
+                    table,
+                    start: 0,
+                    end: self.size,
+                    depth: 0,
+                }
+            }
         };
-        let mut tree_id = root;
         loop {
-            let entries = &level.table.entries;
+            let entries = level.table.entries();
             let rel = pos - level.start;
-            // First entry has offset 0 (checked in parse), so idx >= 1.
+            // The first entry has offset 0 (checked in parse), so idx >= 1.
             let idx = entries.partition_point(|e| e.offset <= rel) - 1;
             let e = entries[idx];
+            // fit() checked every offset is below the level's length, so
+            // these stay within the level's range.
             let start = level.start + e.offset;
             let end = match entries.get(idx + 1) {
                 Some(next) => level.start + next.offset,
                 None => level.end,
             };
-            if start >= end {
-                return Err(ViewError::Malformed {
-                    id: tree_id,
-                    detail: format!(
-                        "chunk tree entry at {start:#x} lies beyond its tree's end {end:#x}"
-                    ),
-                });
-            }
             if !e.is_tree {
-                *self.leaf.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
-                return Ok(Located {
+                let located = Located {
                     start,
                     end,
                     id: e.id,
-                });
+                    entry: Some((level.tree, level.table.clone(), idx)),
+                };
+                *self.leaf.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
+                return Ok(located);
             }
-            if level.depth >= MAX_DEPTH {
-                return Err(ViewError::Malformed {
-                    id: root,
-                    detail: "chunk tree is too deep".into(),
-                });
-            }
-            tree_id = e.id;
+            level.table.check_depth(&level.tree, idx, level.depth)?;
+            let table = cache.table(store, &e.id, |kind| {
+                level.table.wrong_kind(&level.tree, idx, kind).into()
+            })?;
+            table.fit(&e.id, end - start)?;
             level = Level {
-                table: cache.table(store, &e.id)?,
+                tree: e.id,
+                table,
                 start,
                 end,
                 depth: level.depth + 1,
@@ -573,34 +562,43 @@ impl FileReader {
         store.follow_changes();
         let end = offset.saturating_add(len as u64).min(self.size);
         let streaming = len >= STREAM_REQUEST && self.is_sequential(offset);
+        // Errors wait their turn: the first one in file order is reported,
+        // the one a stream over the same bytes would meet.
         let mut parts = Vec::new();
+        let mut failed = None;
         let mut pos = offset;
         while pos < end {
-            let chunk = self.locate(store, cache, pos)?;
+            let chunk = match self.locate(store, cache, pos) {
+                Ok(c) => c,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
             let part = match cache.claim(&chunk.id) {
                 Claim::Cached(b) => Part::Ready(b),
                 Claim::Busy(f) => Part::Wait(f),
-                Claim::Mine(f) => Part::Ready(cache.fill(store, &chunk.id, &f)?),
+                Claim::Mine(f) => match cache.fill(store, &chunk.id, &f) {
+                    Ok(b) => Part::Ready(b),
+                    Err(e) => Part::Failed(e),
+                },
             };
-            parts.push((chunk, part));
             pos = chunk.end;
+            let stop = matches!(part, Part::Failed(_));
+            parts.push((chunk, part));
+            if stop {
+                break;
+            }
         }
         let mut pos = offset;
         for (chunk, part) in parts {
             let blob = match part {
-                Part::Ready(b) => b,
-                Part::Wait(f) => cache.wait(store, &chunk.id, &f)?,
-            };
-            if blob.len() as u64 != chunk.end - chunk.start {
-                return Err(ViewError::Malformed {
-                    id: chunk.id,
-                    detail: format!(
-                        "blob is {} bytes, but the file's chunk tree (or size) says {}",
-                        blob.len(),
-                        chunk.end - chunk.start
-                    ),
-                });
+                Part::Ready(b) => Ok(b),
+                Part::Wait(f) => cache.wait(store, &chunk.id, &f),
+                Part::Failed(e) => Err(e),
             }
+            .map_err(|e| chunk.wrong_kind(store, e))?;
+            chunk.check(&blob)?;
             let from = (pos - chunk.start) as usize;
             let to = (end.min(chunk.end) - chunk.start) as usize;
             out.extend_from_slice(&blob[from..to]);
@@ -609,7 +607,10 @@ impl FileReader {
                 cache.streamed(&chunk.id);
             }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Whether a read at `offset` continues the last one (see
@@ -655,9 +656,10 @@ impl FileReader {
             let Ok(chunk) = self.locate(store, cache, pos) else {
                 break;
             };
-            if !cache.contains(&chunk.id) && ids.last().map(|a| a.id) != Some(chunk.id) {
+            let id = chunk.id;
+            if !cache.contains(&id) && ids.last().map(|a| a.id) != Some(id) {
                 ids.push(Ahead {
-                    id: chunk.id,
+                    id,
                     end: chunk.end,
                     reader_at: self.last_end.clone(),
                 });
@@ -667,30 +669,5 @@ impl FileReader {
         // The workers' reads of these entries then find them in memory.
         store.will_need(&ids.iter().map(|a| a.id).collect::<Vec<_>>());
         ids
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offset_table_rejects_unordered_and_non_hex() {
-        let id = ObjectId::EMPTY_BLOB;
-        let mk = |names: &[&str]| {
-            let mut entries: Vec<tree::Entry> = names
-                .iter()
-                .map(|n| tree::Entry {
-                    mode: tree::Mode::Blob,
-                    name: n.as_bytes().to_vec(),
-                    id,
-                })
-                .collect();
-            tree::encode(&mut entries)
-        };
-        assert!(OffsetTable::parse(&id, &mk(&["00", "10", "20"])).is_ok());
-        assert!(OffsetTable::parse(&id, &mk(&["01", "10"])).is_err());
-        assert!(OffsetTable::parse(&id, &mk(&["00", "zz"])).is_err());
-        assert!(OffsetTable::parse(&id, &mk(&[])).is_err());
     }
 }
