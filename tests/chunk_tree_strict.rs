@@ -275,22 +275,6 @@ fn hostile(repo: &Repository) -> Vec<(Case, ObjectId)> {
     cases
 }
 
-fn fuse_available() -> bool {
-    let ok = Path::new("/dev/fuse").exists()
-        && Command::new("fusermount3")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("CI").is_none(),
-        "CI=true but no /dev/fuse or fusermount3"
-    );
-    if !ok {
-        eprintln!("mount checks skipped: no /dev/fuse or fusermount3");
-    }
-    ok
-}
-
 /// A foreground `rewind mount`; unmounted with `fusermount3 -u` and reaped
 /// on drop.
 struct Mount {
@@ -379,7 +363,7 @@ fn readers_disagreed_on_chunk_trees_with_bad_names_gaps_or_lengths() {
     env.corrupted.set(true);
     let repo = Repository::open(&env.repo).expect("open");
     let cases = hostile(&repo);
-    let mount = fuse_available().then(|| Mount::start(&env));
+    let mount = require_fuse().then(|| Mount::start(&env));
     let mut failures = Vec::new();
     for (case, _) in &cases {
         let want = case.message();
@@ -540,9 +524,82 @@ fn valid_chunk_trees_from_rewind_and_bup_read_the_same_everywhere() {
         listing.stdout_str()
     );
 
-    let mount = fuse_available().then(|| Mount::start(&env));
+    let mount = require_fuse().then(|| Mount::start(&env));
     for name in ["bup", "rw"] {
         all_readers_give(&env, mount.as_ref(), name, "big.bin", &data);
     }
     all_readers_give(&env, mount.as_ref(), "split", "f", &data);
+}
+
+/// A file whose `.bupm` size and content disagree: the mount served the
+/// recorded size (and failed its read with EIO), while cat-file and restore
+/// served the content and exited 0. Now all three give the same error.
+#[test]
+fn readers_disagreed_when_a_files_metadata_and_content_sizes_differ() {
+    let env = Env::init();
+    env.corrupted.set(true);
+    let src = env.path("src");
+    fs::create_dir_all(&src).expect("mkdir src");
+    fs::write(src.join("f"), vec![b'x'; 100]).expect("write f");
+    env.rw()
+        .args(["save", "-n", "real", "--strip"])
+        .arg(&src)
+        .run()
+        .status(0);
+
+    // The same root, with `f` swapped for a 50-byte blob; .bupm still says 100.
+    let repo = Repository::open(&env.repo).expect("open");
+    let tip = repo.read_ref("refs/heads/real").expect("ref").expect("tip");
+    let real = rewind::view::snapshots::read_commit(&repo, &tip).expect("commit");
+    let root = repo.objects().read(&real.tree).expect("root tree");
+    let mut entries = tree::decode(&root.data).expect("decode root");
+    let mut w = repo.pack_writer().expect("pack writer");
+    let short = w.write(Kind::Blob, &[b'y'; 50]).expect("blob");
+    for e in entries.iter_mut().filter(|e| e.name == b"f") {
+        e.id = short;
+    }
+    let root = w
+        .write(Kind::Tree, &tree::encode(&mut entries))
+        .expect("tree");
+    let body = commit::encode(&Commit {
+        tree: root,
+        parents: Vec::new(),
+        ..real
+    });
+    let commit = w.write(Kind::Commit, &body).expect("commit");
+    w.finish().expect("publish");
+    repo.update_ref("refs/heads/sizebad", commit, None)
+        .expect("ref");
+
+    let want = format!("object {short} holds 50 bytes, but the file's metadata says 100");
+    let cat = env
+        .rw()
+        .args(["cat-file", "sizebad/latest/f"])
+        .run()
+        .status(2);
+    assert!(error_line(&cat).contains(&want), "cat-file: {}", cat.stderr);
+    let restore = env
+        .rw()
+        .arg("restore")
+        .arg("--outdir")
+        .arg(env.path("out"))
+        .arg("sizebad/latest/f")
+        .run()
+        .status(2);
+    assert!(
+        error_line(&restore).contains(&want),
+        "restore: {}",
+        restore.stderr
+    );
+    if require_fuse() {
+        let m = Mount::start(&env);
+        let err = fs::read(m.file("sizebad", "f")).expect_err("the mount served the file");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+        assert!(m.log_text().contains(&want), "mount log: {}", m.log_text());
+        // The undamaged original still reads everywhere.
+        assert_eq!(
+            fs::read(m.file("real", "f")).expect("read real"),
+            vec![b'x'; 100]
+        );
+    }
 }

@@ -175,7 +175,7 @@ pub fn cat_file(repo: &Repository, path: &[u8]) -> Result<Status, Error> {
             ))))
         }
     };
-    let mut reader = ContentReader::new(repo.objects(), node.content());
+    let mut reader = ContentReader::of_node(repo.objects(), &node);
     let mut out = io::stdout().lock();
     loop {
         let piece = reader.next_piece()?;

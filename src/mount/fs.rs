@@ -544,6 +544,29 @@ impl RewindFs {
         match self.node_of(ino) {
             Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Regular => {
                 let size = self.size_of(&info).map_err(|e| errno(&e, "open"))?;
+                // cat-file and restore refuse a file whose content and
+                // metadata disagree on its size (ContentReader::of_node);
+                // so does the mount, with the same error, at open.
+                let check = info.size_check.get_or_init(|| {
+                    let recorded = info.node.recorded_size()?;
+                    let content = match content_size(self.repo.objects(), info.node.content()) {
+                        Ok(c) if c == recorded => return None,
+                        Ok(c) => c,
+                        Err(e) => return Some(e.to_string()),
+                    };
+                    Some(
+                        ViewError::SizeDisagrees {
+                            id: info.node.id,
+                            content,
+                            recorded,
+                        }
+                        .to_string(),
+                    )
+                });
+                if let Some(message) = check {
+                    tracing::error!("open: {message}");
+                    return Err(Errno::EIO);
+                }
                 Ok((info, size))
             }
             Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Directory => {

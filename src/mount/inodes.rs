@@ -65,6 +65,9 @@ pub struct NodeInfo {
     pub snapshot: Option<Arc<SnapshotRef>>,
     /// File size, computed on first need (from `.bupm` or the chunk tree).
     pub size: OnceLock<u64>,
+    /// Whether the content has the size the metadata records (checked at
+    /// the first open; `Some` holds the error every open reports).
+    pub size_check: OnceLock<Option<String>>,
     /// Where reads of this file left off, shared by every open of it (the
     /// content never changes, so neither does the reader).
     pub reader: OnceLock<FileReader>,
@@ -76,6 +79,7 @@ impl NodeInfo {
             node,
             snapshot,
             size: OnceLock::new(),
+            size_check: OnceLock::new(),
             reader: OnceLock::new(),
         })
     }

@@ -175,7 +175,7 @@ impl<'r> Restorer<'r> {
                     return Ok(());
                 }
                 let file = at::create_file_at(dir, &name, 0o600).map_err(write_err)?;
-                let reader = ContentReader::new(self.repo.objects(), node.content());
+                let reader = ContentReader::of_node(self.repo.objects(), node);
                 self.bytes += sparse::write_sparse(file, reader, &shown)?;
             }
             NodeType::Symlink => {

@@ -48,6 +48,8 @@ pub struct ContentReader<'s> {
     stack: Vec<Frame>,
     current: Vec<u8>,
     pos: usize,
+    /// The size the file's metadata gives; the content must have it.
+    recorded: Option<u64>,
 }
 
 fn io_error(e: impl Into<ViewError>) -> io::Error {
@@ -80,6 +82,27 @@ impl<'s> ContentReader<'s> {
             stack: Vec::new(),
             current: Vec::new(),
             pos: 0,
+            recorded: None,
+        }
+    }
+
+    /// The content of a file node, held to the size its metadata records,
+    /// as the mount holds it: a disagreement is an error before any byte.
+    pub fn of_node(store: &'s ObjectStore, node: &super::Node) -> ContentReader<'s> {
+        ContentReader {
+            recorded: node.recorded_size(),
+            ..ContentReader::new(store, node.content())
+        }
+    }
+
+    fn check_recorded(&self, id: ObjectId, content: u64) -> Result<(), ViewError> {
+        match self.recorded {
+            Some(recorded) if recorded != content => Err(ViewError::SizeDisagrees {
+                id,
+                content,
+                recorded,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -91,6 +114,7 @@ impl<'s> ContentReader<'s> {
                 if object.kind != Kind::Blob {
                     return Err(root_kind(id, "blob")(object.kind));
                 }
+                self.check_recorded(id, object.data.len() as u64)?;
                 self.current = object.data;
                 self.pos = 0;
                 return Ok(true);
@@ -100,6 +124,7 @@ impl<'s> ContentReader<'s> {
             // same order as there.
             Some(Content::ChunkTree(id)) => {
                 let (len, level) = size_and_top(self.store, id)?;
+                self.check_recorded(id, len)?;
                 self.stack.push(Frame {
                     tree: id,
                     level,

@@ -35,6 +35,14 @@ pub enum ViewError {
     },
     #[error("object {id} is malformed: {detail}")]
     Malformed { id: ObjectId, detail: String },
+    /// A file's content and the size its `.bupm` record gives disagree: one
+    /// of them is damaged, and no reader can tell which bytes are right.
+    #[error("object {id} holds {content} bytes, but the file's metadata says {recorded}: the repository is damaged")]
+    SizeDisagrees {
+        id: ObjectId,
+        content: u64,
+        recorded: u64,
+    },
     #[error(transparent)]
     Repo(#[from] crate::repo::Error),
 }
@@ -64,6 +72,15 @@ pub struct Node {
 }
 
 impl Node {
+    /// The size the file's `.bupm` record gives, which every reader holds
+    /// its content to (the mount serves exactly this many bytes).
+    pub fn recorded_size(&self) -> Option<u64> {
+        match self.node_type {
+            NodeType::Regular => self.meta.as_ref().and_then(|m| m.size),
+            _ => None,
+        }
+    }
+
     pub fn content(&self) -> Content {
         if self.chunked {
             Content::ChunkTree(self.id)
