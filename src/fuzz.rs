@@ -52,6 +52,10 @@ pub const TARGETS: &[Target] = &[
         run: tree,
     },
     Target {
+        name: "chunk_tree",
+        run: chunk_tree,
+    },
+    Target {
         name: "commit",
         run: commit,
     },
@@ -207,6 +211,33 @@ pub fn tree(data: &[u8]) {
         for e in &entries {
             let _ = tree::demangle(&e.name, e.mode);
         }
+    }
+}
+
+/// One level of a chunk tree (a file's `name.bup`): its length (u64 LE)
+/// then the tree's body. What the parser accepts must add up.
+pub fn chunk_tree(data: &[u8]) {
+    let Some((len, body)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let len = u64::from_le_bytes(*len);
+    let id = ObjectId([0x33; 20]);
+    let Ok(level) = crate::chunk::parse::ChunkLevel::parse(&id, body) else {
+        return;
+    };
+    let entries = level.entries();
+    assert_eq!(entries.first().map(|e| e.offset), Some(0), "first offset");
+    assert!(
+        entries.windows(2).all(|w| w[0].offset < w[1].offset),
+        "offsets ascend"
+    );
+    if level.fit(&id, len).is_ok() {
+        let total = (0..entries.len()).try_fold(0u64, |sum, i| sum.checked_add(level.span(i, len)));
+        assert_eq!(
+            total,
+            Some(len),
+            "the spans of a level that fits add up to it"
+        );
     }
 }
 

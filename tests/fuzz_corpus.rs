@@ -199,6 +199,13 @@ fn make_seed_corpus() {
             &git_bytes(&repo, &["cat-file", "tree", &spec]),
         );
     }
+    // The chunked file's tree behind its length (40 KiB).
+    let mut chunk_tree = (40u64 << 10).to_le_bytes().to_vec();
+    chunk_tree.extend_from_slice(&git_bytes(
+        &repo,
+        &["cat-file", "tree", &format!("etc:{abs}/dump.sql.bup")],
+    ));
+    seed("chunk_tree", "rewind-40k", &chunk_tree);
     seed(
         "bupm",
         "source",
