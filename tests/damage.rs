@@ -20,14 +20,14 @@
 
 mod common;
 
-use common::{git, noise, run_limited, Out, Rw};
+use common::{exit_code, git, noise, run_limited, Mount, NotMounted, Out, Rw};
 use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -1184,52 +1184,23 @@ enum MountRead {
     Died(i32, String),
 }
 
-fn is_mounted(path: &Path) -> bool {
-    let (Ok(m), Some(parent)) = (fs::metadata(path), path.parent()) else {
-        return false;
-    };
-    fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
 /// Mounts `repo` on `dir/mnt`, reads `one/latest` with `find` and `cat`
 /// (child processes, so that a read that never returns can be killed), and
 /// unmounts.
 fn mount_read(home: &Path, repo: &Path, dir: &Path) -> MountRead {
-    let mnt = dir.join("mnt");
-    let log = dir.join("mount.log");
-    fs::create_dir_all(&mnt).expect("mkdir mnt");
-    let mut cmd = rw(home, repo)
-        .args(["mount", "--foreground", "--threads", "2"])
-        .arg(&mnt)
-        .command();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).expect("log"));
-    let mut child = cmd.spawn().expect("spawn rewind mount");
-    let log_text = || fs::read_to_string(&log).unwrap_or_default();
-    let deadline = Instant::now() + LIMIT;
-    while !is_mounted(&mnt) {
-        if let Some(st) = child.try_wait().expect("wait") {
-            let text = log_text();
-            if text.contains("panicked") {
-                return MountRead::Panic(text);
-            }
-            return MountRead::Died(exit_code(st), text);
+    let started = Mount::at(rw(home, repo).command(), &dir.join("mnt"))
+        .args(&["--threads", "2"])
+        .within(LIMIT)
+        .try_start();
+    let mut mount = match started {
+        Ok(m) => m,
+        Err(NotMounted::Exited { log, .. }) if log.contains("panicked") => {
+            return MountRead::Panic(log)
         }
-        if Instant::now() > deadline {
-            stop_mount(&mnt, &mut child);
-            return MountRead::Hang("not mounted in time".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let snap = mnt.join("one/latest");
+        Err(NotMounted::Exited { status, log }) => return MountRead::Died(exit_code(status), log),
+        Err(NotMounted::TimedOut { .. }) => return MountRead::Hang("not mounted in time".into()),
+    };
+    let snap = mount.latest("one");
     let mut hang = None;
     let listing = match run_limited(
         Command::new("find")
@@ -1263,8 +1234,8 @@ fn mount_read(home: &Path, repo: &Path, dir: &Path) -> MountRead {
         };
         files.push((p.to_owned(), r));
     }
-    let ended = stop_mount(&mnt, &mut child);
-    let text = log_text();
+    let ended = mount.stop();
+    let text = mount.log_text();
     if text.contains("panicked") {
         return MountRead::Panic(text);
     }
@@ -1278,34 +1249,6 @@ fn mount_read(home: &Path, repo: &Path, dir: &Path) -> MountRead {
             excerpt(&text)
         )),
         _ => MountRead::Read { listing, files },
-    }
-}
-
-/// Unmounts and reaps; the mount's exit code, or `None` if it had to be
-/// killed.
-fn stop_mount(mnt: &Path, child: &mut Child) -> Option<i32> {
-    let _ = Command::new("fusermount3")
-        .arg("-u")
-        .arg(mnt)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            return Some(exit_code(st));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(mnt)
-                .stderr(Stdio::null())
-                .status();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
