@@ -169,16 +169,23 @@ fn damaged_repositories_give_right_bytes_or_one_clean_error() {
     }
 }
 
-/// A damaged pack index was warned about on every rescan (a miss rescans),
-/// so one `cat-file` printed the same warning twice before its error, and
-/// in terminal colours although standard error was a pipe.
-#[test]
-fn damaged_idx_is_warned_about_once_without_colour_codes() {
+/// An empty repository that the test will damage, and a source directory
+/// holding `a.txt`.
+fn env_with_a_source() -> (common::Env, std::path::PathBuf) {
     let env = common::Env::init();
     env.corrupted.set(true);
     let src = env.path("src");
     fs::create_dir(&src).expect("mkdir");
     fs::write(src.join("a.txt"), b"hello\n").expect("write");
+    (env, src)
+}
+
+/// A damaged pack index was warned about on every rescan (a miss rescans),
+/// so one `cat-file` printed the same warning twice before its error, and
+/// in terminal colours although standard error was a pipe.
+#[test]
+fn damaged_idx_is_warned_about_once_without_colour_codes() {
+    let (env, src) = env_with_a_source();
     env.rw()
         .args(["save", "-n", "one", "--strip"])
         .arg(&src)
@@ -219,11 +226,7 @@ fn damaged_idx_is_warned_about_once_without_colour_codes() {
 /// had been made.
 #[test]
 fn damaged_head_does_not_fail_a_save_that_moved_its_branch() {
-    let env = common::Env::init();
-    env.corrupted.set(true);
-    let src = env.path("src");
-    fs::create_dir(&src).expect("mkdir");
-    fs::write(src.join("a.txt"), b"hello\n").expect("write");
+    let (env, src) = env_with_a_source();
     env.save("one", Some("1700000000"), &src);
     fs::write(env.repo.join("HEAD"), b"ref: refs/\n").expect("damage HEAD");
     let out = env
