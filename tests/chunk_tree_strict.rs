@@ -17,9 +17,7 @@ use rewind::object::{Kind, ObjectId};
 use rewind::pack::PackWriter;
 use rewind::repo::Repository;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 /// Objects of one hostile snapshot, written as they are made.
 struct Builder<'w> {
@@ -275,71 +273,9 @@ fn hostile(repo: &Repository) -> Vec<(Case, ObjectId)> {
     cases
 }
 
-/// A foreground `rewind mount`; unmounted with `fusermount3 -u` and reaped
-/// on drop.
-struct Mount {
-    child: Child,
-    path: PathBuf,
-    log: PathBuf,
-}
-
-fn is_mounted(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(m), Some(parent)) = (fs::metadata(path), path.parent()) else {
-        return false;
-    };
-    fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
-}
-
-impl Mount {
-    fn start(env: &Env) -> Mount {
-        let path = env.path("mnt");
-        let log = env.path("mount.log");
-        fs::create_dir_all(&path).expect("mkdir mnt");
-        let mut cmd = env
-            .rw()
-            .args(["mount", "--foreground"])
-            .arg(&path)
-            .command();
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn rewind mount");
-        let mut m = Mount { child, path, log };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !is_mounted(&m.path) {
-            if let Ok(Some(status)) = m.child.try_wait() {
-                panic!("rewind mount exited with {status}: {}", m.log_text());
-            }
-            assert!(Instant::now() < deadline, "not mounted: {}", m.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn file(&self, branch: &str, name: &str) -> PathBuf {
-        self.path.join(branch).join("latest").join(name)
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.path)
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A foreground `rewind mount` of `env`'s repository on `mnt`.
+fn mount(env: &Env) -> Mount {
+    Mount::at(env.rw().command(), &env.path("mnt")).start()
 }
 
 /// The single `rewind: error:` line of a failed command.
@@ -363,7 +299,7 @@ fn readers_disagreed_on_chunk_trees_with_bad_names_gaps_or_lengths() {
     env.corrupted.set(true);
     let repo = Repository::open(&env.repo).expect("open");
     let cases = hostile(&repo);
-    let mount = require_fuse().then(|| Mount::start(&env));
+    let mount = require_fuse().then(|| mount(&env));
     let mut failures = Vec::new();
     for (case, _) in &cases {
         let want = case.message();
@@ -524,7 +460,7 @@ fn valid_chunk_trees_from_rewind_and_bup_read_the_same_everywhere() {
         listing.stdout_str()
     );
 
-    let mount = require_fuse().then(|| Mount::start(&env));
+    let mount = require_fuse().then(|| mount(&env));
     for name in ["bup", "rw"] {
         all_readers_give(&env, mount.as_ref(), name, "big.bin", &data);
     }
@@ -592,7 +528,7 @@ fn readers_disagreed_when_a_files_metadata_and_content_sizes_differ() {
         restore.stderr
     );
     if require_fuse() {
-        let m = Mount::start(&env);
+        let m = mount(&env);
         let err = fs::read(m.file("sizebad", "f")).expect_err("the mount served the file");
         assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
         assert!(m.log_text().contains(&want), "mount log: {}", m.log_text());

@@ -6,11 +6,13 @@
 
 mod common;
 
+use common::{is_mounted, Mount};
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rewind");
@@ -99,75 +101,9 @@ fn fixture() -> Fixture {
     }
 }
 
-fn is_mounted(path: &Path) -> bool {
-    let (Ok(m), Some(parent)) = (fs::metadata(path), path.parent()) else {
-        return false;
-    };
-    fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
-}
-
-/// A foreground `rewind mount` child; unmounted and reaped on drop.
-struct Mount {
-    child: Option<Child>,
-    path: PathBuf,
-    log: PathBuf,
-}
-
-impl Mount {
-    fn start(fx: &Fixture, extra: &[&str]) -> Mount {
-        Mount::start_repo(&fx.repo, &fx.mnt, &fx.root.join("mount.log"), extra)
-    }
-
-    fn start_repo(repo: &Path, mnt: &Path, log: &Path, extra: &[&str]) -> Mount {
-        let child = rewind(repo)
-            .args(["mount", "--foreground"])
-            .args(extra)
-            .arg(mnt)
-            .stderr(fs::File::create(log).expect("log"))
-            .spawn()
-            .expect("spawn rewind mount");
-        let mut m = Mount {
-            child: Some(child),
-            path: mnt.to_path_buf(),
-            log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !is_mounted(mnt) {
-            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("rewind mount exited with {status}: {}", m.log_text());
-            }
-            assert!(Instant::now() < deadline, "not mounted: {}", m.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn snap(&self) -> PathBuf {
-        self.path.join("t/latest")
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if is_mounted(&self.path) || fs::metadata(&self.path).is_err() {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(&self.path)
-                .status();
-        }
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// A foreground mount of the fixture's repository on its mount point.
+fn mount(fx: &Fixture, extra: &[&str]) -> Mount {
+    Mount::at(rewind(&fx.repo), &fx.mnt).args(extra).start()
 }
 
 /// `stat` lines for every path under `dir`, relative names, sorted; sizes
@@ -197,8 +133,8 @@ fn mounted_snapshot_matches_source() {
         return;
     }
     let fx = fixture();
-    let m = Mount::start(&fx, &[]);
-    let snap = m.snap();
+    let m = mount(&fx, &[]);
+    let snap = m.latest("t");
     run(Command::new("diff").arg("-r").arg(&fx.src).arg(&snap));
     // Type+mode, owner, size, mtime and ctime with nanoseconds.
     let fmt = "%n %f %u %g %y %z";
@@ -256,9 +192,9 @@ fn random_ranges_of_a_multichunk_file() {
         return;
     }
     let fx = fixture();
-    let m = Mount::start(&fx, &["--cache-size", "8M"]);
+    let m = mount(&fx, &["--cache-size", "8M"]);
     let want = fs::read(fx.src.join("big.bin")).expect("read");
-    let f = fs::File::open(m.snap().join("big.bin")).expect("open");
+    let f = fs::File::open(m.file("t", "big.bin")).expect("open");
     let mut x: u64 = 99;
     for round in 0..300 {
         x ^= x << 13;
@@ -285,9 +221,9 @@ fn two_readers_at_once() {
         return;
     }
     let fx = fixture();
-    let m = Mount::start(&fx, &[]);
+    let m = mount(&fx, &[]);
     let want = fs::read(fx.src.join("big.bin")).expect("read");
-    let path = m.snap().join("big.bin");
+    let path = m.file("t", "big.bin");
     std::thread::scope(|s| {
         let readers: Vec<_> = (0..2)
             .map(|_| s.spawn(|| fs::read(&path).expect("read through mount")))
@@ -304,7 +240,7 @@ fn a_save_while_mounted_appears_within_seconds() {
         return;
     }
     let fx = fixture();
-    let m = Mount::start(&fx, &[]);
+    let m = mount(&fx, &[]);
     let latest = m.path.join("t/latest");
     assert_eq!(
         fs::read_link(&latest).expect("latest"),
@@ -339,19 +275,13 @@ fn a_damaged_pack_gives_eio_for_that_file_only() {
     let fx = fixture();
     // The big file's chunks fill most of the pack: damage its middle.
     damage_pack(&fx.repo);
-    let m = Mount::start(&fx, &[]);
-    let err = fs::read(m.snap().join("big.bin")).expect_err("damaged file must not read");
+    let m = mount(&fx, &[]);
+    let err = fs::read(m.file("t", "big.bin")).expect_err("damaged file must not read");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     // Everything else still serves.
-    assert_eq!(fs::read(m.snap().join("a.txt")).expect("a.txt"), b"hello\n");
-    assert_eq!(
-        fs::read(m.snap().join("sub/deeper/x")).expect("x"),
-        b"deep\n"
-    );
-    assert_eq!(
-        fs::read_dir(m.snap().join("sub")).expect("sub").count(),
-        301
-    );
+    assert_eq!(fs::read(m.file("t", "a.txt")).expect("a.txt"), b"hello\n");
+    assert_eq!(fs::read(m.file("t", "sub/deeper/x")).expect("x"), b"deep\n");
+    assert_eq!(fs::read_dir(m.file("t", "sub")).expect("sub").count(), 301);
     let log = m.log_text();
     assert!(
         log.contains("corrupt") && log.contains("big.bin"),
@@ -433,8 +363,8 @@ fn sigterm_unmounts_cleanly() {
         return;
     }
     let fx = fixture();
-    let mut m = Mount::start(&fx, &[]);
-    let mut child = m.child.take().expect("child");
+    let mut m = mount(&fx, &[]);
+    let mut child = m.take_child();
     // SAFETY: kill(2) takes only integers and touches no memory. The pid is
     // our child's, not yet waited for, so it cannot have been reused.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -457,8 +387,8 @@ fn stale_mount_point_is_detected_and_umount_clears_it() {
         return;
     }
     let fx = fixture();
-    let mut m = Mount::start(&fx, &[]);
-    let mut child = m.child.take().expect("child");
+    let mut m = mount(&fx, &[]);
+    let mut child = m.take_child();
     child.kill().expect("kill");
     child.wait().expect("wait");
     // The kernel may answer from its attribute cache for up to a second.
@@ -484,8 +414,8 @@ fn stale_mount_point_is_detected_and_umount_clears_it() {
     );
     run(rewind(&fx.repo).arg("umount").arg(&fx.mnt));
     assert!(fs::metadata(&fx.mnt).is_ok());
-    let again = Mount::start(&fx, &[]);
-    assert!(again.snap().join("a.txt").exists());
+    let again = mount(&fx, &[]);
+    assert!(again.file("t", "a.txt").exists());
 }
 
 #[test]
@@ -529,12 +459,12 @@ fn remounting_right_after_an_external_unmount_stays_mounted() {
         return;
     }
     let fx = fixture();
-    let mut first = Mount::start(&fx, &[]);
-    let mut old = first.child.take().expect("child");
+    let mut first = mount(&fx, &[]);
+    let mut old = first.take_child();
     // Its guard must not touch the mount point that the second one uses.
     std::mem::forget(first);
     run(Command::new("fusermount3").arg("-u").arg(&fx.mnt));
-    let second = Mount::start(&fx, &[]);
+    let second = mount(&fx, &[]);
     let status = old.wait().expect("old mount process");
     assert!(status.success(), "{status}");
     assert!(
@@ -542,7 +472,7 @@ fn remounting_right_after_an_external_unmount_stays_mounted() {
         "the old session unmounted the new mount"
     );
     assert_eq!(
-        fs::read(second.snap().join("a.txt")).expect("read"),
+        fs::read(second.file("t", "a.txt")).expect("read"),
         b"hello\n"
     );
 }
@@ -566,17 +496,17 @@ fn other_users_get_only_what_saved_permissions_allow() {
     }
     let fx = fixture();
     {
-        let m = Mount::start(&fx, &["--allow-other"]);
-        let readable = as_nobody(&["cat"], &m.snap().join("a.txt"));
+        let m = mount(&fx, &["--allow-other"]);
+        let readable = as_nobody(&["cat"], &m.file("t", "a.txt"));
         assert!(readable.status.success(), "{readable:?}");
         assert_eq!(readable.stdout, b"hello\n");
-        let secret = as_nobody(&["cat"], &m.snap().join("shadow"));
+        let secret = as_nobody(&["cat"], &m.file("t", "shadow"));
         assert!(!secret.status.success(), "nobody read a 0600 root file");
         assert!(String::from_utf8_lossy(&secret.stderr).contains("Permission denied"));
         // Root still reads it.
-        assert!(fs::read(m.snap().join("shadow")).is_ok());
+        assert!(fs::read(m.file("t", "shadow")).is_ok());
     }
-    let m = Mount::start(&fx, &[]);
+    let m = mount(&fx, &[]);
     let ls = as_nobody(&["ls"], &m.path);
     assert!(!ls.status.success(), "another user entered a private mount");
     assert!(fs::read_dir(&m.path).is_ok());
@@ -599,7 +529,9 @@ fn a_bup_written_repository_matches_bup_restore() {
     run(bup(&["save", "-n", "b", "--strip", "-d", "1700000000"]).arg(&fx.src));
     let restored = fx.root.join("restored");
     run(bup(&["restore", "-C"]).arg(&restored).arg("b/latest/."));
-    let m = Mount::start_repo(&bup_dir, &fx.mnt, &fx.root.join("bup-mount.log"), &[]);
+    let m = Mount::at(rewind(&bup_dir), &fx.mnt)
+        .log(&fx.root.join("bup-mount.log"))
+        .start();
     let snap = m.path.join("b/latest");
     run(Command::new("diff").arg("-r").arg(&restored).arg(&snap));
     let fmt = "%n %f %u %g %y";
@@ -647,8 +579,8 @@ fn hardlink_groups_share_an_inode_and_count_their_members() {
     run(rewind(&fx.repo)
         .args(["save", "-n", "t", "--date", "1700086400", "--strip"])
         .arg(&fx.src));
-    let m = Mount::start(&fx, &[]);
-    let hl = m.snap().join("hl");
+    let m = mount(&fx, &[]);
+    let hl = m.file("t", "hl");
     let paths: Vec<PathBuf> = [
         "a/three",
         "b/three",
@@ -705,7 +637,7 @@ fn hardlink_groups_are_per_snapshot() {
             .args(["save", "-n", "t", "--date", date, "--strip"])
             .arg(&fx.src));
     }
-    let m = Mount::start(&fx, &[]);
+    let m = mount(&fx, &[]);
     let p = |snap: &str, f: &str| m.path.join("t").join(snap).join(f);
     let got = links_and_inodes(
         &[
@@ -784,8 +716,8 @@ fn reads_survive_a_repack_that_replaces_every_pack() {
     let before = pack_names(&fx.repo);
     assert_eq!(before.len(), 2, "{before:?}");
     // A cache smaller than big.bin: reads after the repack reach the packs.
-    let m = Mount::start(&fx, &["--cache-size", "4M"]);
-    let snap = m.snap();
+    let m = mount(&fx, &["--cache-size", "4M"]);
+    let snap = m.latest("t");
     run(Command::new("diff").arg("-r").arg(&fx.src).arg(&snap));
 
     let want = fs::read(fx.src.join("big.bin")).expect("read");
@@ -823,7 +755,7 @@ fn reads_survive_a_repack_that_replaces_every_pack() {
     run(Command::new("diff").arg("-r").arg(&fx.src).arg(&snap));
 
     // The daemon notices the gc (within a second) and closes removed packs.
-    let pid = m.child.as_ref().expect("child").id();
+    let pid = m.pid();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         forget_file_pages(&held);

@@ -14,8 +14,8 @@ use common::*;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb`.
 fn pg_bin_dir() -> PathBuf {
@@ -157,65 +157,6 @@ impl Drop for Server {
     }
 }
 
-fn is_mounted(path: &Path) -> bool {
-    let (Ok(m), Some(parent)) = (fs::metadata(path), path.parent()) else {
-        return false;
-    };
-    fs::metadata(parent).is_ok_and(|p| p.dev() != m.dev())
-}
-
-/// A foreground `rewind mount`; unmounted and reaped on drop.
-struct Mount {
-    child: Child,
-    path: PathBuf,
-}
-
-impl Mount {
-    fn start(env: &Env, mnt: &Path) -> Mount {
-        fs::create_dir(mnt).expect("mkdir mountpoint");
-        let log = env.path("mount.log");
-        let child = env
-            .rw()
-            .args(["mount", "--foreground"])
-            .arg(mnt)
-            .command()
-            .stderr(fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn rewind mount");
-        let mut m = Mount {
-            child,
-            path: mnt.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !is_mounted(mnt) {
-            let log = || fs::read_to_string(&log).unwrap_or_default();
-            if let Ok(Some(status)) = m.child.try_wait() {
-                panic!("rewind mount exited with {status}: {}", log());
-            }
-            assert!(Instant::now() < deadline, "not mounted: {}", log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if is_mounted(&self.path) {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z"])
-                .arg(&self.path)
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const DUMP_AS: &str = "/var/lib/postgresql/backup/app.sql";
 
 #[test]
@@ -279,7 +220,9 @@ fn postgres_dump_restores_the_first_snapshot_rows_from_the_mount() {
     };
     // Without FUSE (outside CI) the dump is still checked, through cat-file.
     if require_fuse() {
-        let mount = Mount::start(&env, &env.path("mnt"));
+        let mount = Mount::at(env.rw().command(), &env.path("mnt"))
+            .within(Duration::from_secs(30))
+            .start();
         let dump = mount
             .path
             .join("pg")

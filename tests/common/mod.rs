@@ -48,7 +48,6 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// Canonical absolute path (no symlinks), as rewind and bup record it.
 // The unit tests' helpers, the same file.
 #[path = "../../src/test_support.rs"]
 mod test_support;
@@ -58,6 +57,11 @@ pub use test_support::{
     require_root, write_pieces,
 };
 
+mod mount;
+#[allow(unused_imports)] // not every test crate mounts
+pub use mount::{is_mounted, Mount, Mounting, NotMounted};
+
+/// Canonical absolute path (no symlinks), as rewind and bup record it.
 pub fn canon(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
 }
@@ -139,6 +143,14 @@ impl Out {
     }
 }
 
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
 fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
@@ -214,12 +226,8 @@ fn run_until(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Result
     };
     let stdout = t_out.join().expect("stdout reader");
     let stderr = String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned();
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     Ok(Out {
-        code,
+        code: exit_code(status),
         stdout,
         stderr,
         what,
@@ -1513,12 +1521,9 @@ pub fn finish(mut child: std::process::Child, what: &str) -> Out {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    use std::os::unix::process::ExitStatusExt;
     let stderr = String::from_utf8_lossy(&t_err.join().expect("stderr reader")).into_owned();
     Out {
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        code: exit_code(status),
         stdout: Vec::new(),
         stderr,
         what: what.to_owned(),
