@@ -257,21 +257,62 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
 /// The kernel reads ahead through a FUSE mount by at most its bdi's
 /// `read_ahead_kb` (128 KiB by default), whatever the file system asks for;
 /// bigger requests mean fewer round trips. Needs root; harmless otherwise.
-/// Called once requests are being served (the stat goes through us).
+///
+/// The device number comes from `/proc/self/mountinfo`, not from a stat of
+/// the mount point: a stat goes through our own request threads and holds
+/// the mount busy meanwhile, so an unmount right after the mount came up
+/// (`fusermount3 -u`) failed with EBUSY now and then.
 fn raise_readahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(mountpoint) else {
+    let Some(device) = std::fs::read("/proc/self/mountinfo")
+        .ok()
+        .and_then(|info| mount_device(&info, mountpoint))
+    else {
         return;
     };
-    let dev = meta.dev() as libc::dev_t;
-    let path = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
-        libc::major(dev),
-        libc::minor(dev)
-    );
+    let path = format!("/sys/class/bdi/{device}/read_ahead_kb");
     if let Err(e) = std::fs::write(&path, "1024") {
         tracing::debug!("{path}: {e} (read-ahead stays at the kernel default)");
     }
+}
+
+/// The `major:minor` of the newest mount on `mountpoint` in a mountinfo
+/// table (proc(5): the third field, and the fifth with space, tab, newline
+/// and backslash escaped as octal).
+fn mount_device(mountinfo: &[u8], mountpoint: &Path) -> Option<String> {
+    let wanted = mountpoint.as_os_str().as_encoded_bytes();
+    mountinfo
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|line| {
+            let mut fields = line.split(|&b| b == b' ');
+            let device = fields.nth(2)?;
+            let point = fields.nth(1)?;
+            (unescape_mountinfo(point) == wanted).then_some(device)
+        })
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .map(str::to_string)
+}
+
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')));
+        match octal.and_then(|v| u8::try_from(v).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn lazy_unmount(path: &Path) -> Result<(), MountError> {
@@ -332,4 +373,24 @@ pub fn unmount(path: &Path) -> Result<(), MountError> {
         path: path.to_path_buf(),
         detail: why,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_device_is_the_newest_mount_on_the_path_with_escapes_undone() {
+        let info = b"22 1 0:21 / /proc rw - proc proc rw\n\
+            40 22 0:50 / /mnt/back\\040ups rw - fuse.rewind rewind ro\n\
+            41 22 0:51 / /mnt/back\\040ups rw - fuse.rewind rewind ro\n\
+            42 22 0:52 / /mnt/other rw - fuse.rewind rewind ro\n";
+        assert_eq!(
+            mount_device(info, Path::new("/mnt/back ups")).as_deref(),
+            Some("0:51")
+        );
+        assert_eq!(mount_device(info, Path::new("/mnt/back")), None);
+        assert_eq!(mount_device(b"garbage\n\n1 2", Path::new("/x")), None);
+        assert_eq!(unescape_mountinfo(b"a\\134b\\9\\0"), b"a\\b\\9\\0");
+    }
 }
