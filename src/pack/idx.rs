@@ -574,15 +574,20 @@ mod tests {
     /// aborted. Now the size is checked first. (The integration test
     /// `idx_with_huge_fanout_is_an_error_not_an_abort` runs this under a
     /// memory limit, where the old order fails for certain.)
-    #[test]
-    fn idx_with_huge_fanout_is_an_error_not_an_abort() {
-        let mut entries: Vec<IdxEntry> = (0..10)
+    /// Ten entries with distinct ids at consecutive offsets.
+    fn ten_entries() -> Vec<IdxEntry> {
+        (0..10)
             .map(|n| IdxEntry {
                 id: id(n),
                 offset: 12 + u64::from(n),
                 crc32: 0,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn idx_with_huge_fanout_is_an_error_not_an_abort() {
+        let mut entries = ten_entries();
         let v2 = encode_v2(&mut entries, &[1; 20]);
         // v1 of the same entries: fan-out, (offset, id) pairs, checksums.
         let mut v1 = v2[8..8 + FANOUT_LEN].to_vec();
@@ -612,13 +617,7 @@ mod tests {
 
     #[test]
     fn damaged_index_is_rejected() {
-        let mut entries: Vec<IdxEntry> = (0..10)
-            .map(|n| IdxEntry {
-                id: id(n),
-                offset: 12 + u64::from(n),
-                crc32: 0,
-            })
-            .collect();
+        let mut entries = ten_entries();
         let bytes = encode_v2(&mut entries, &[1; 20]);
         for pos in (0..bytes.len()).step_by(7) {
             let mut b = bytes.clone();
