@@ -431,3 +431,24 @@ fn restore_of_a_left_out_entry_keeps_the_metadata_of_the_entries_after_it() {
     assert_eq!(b.mode() & 0o7777, 0o640, "b got another entry's metadata");
     assert_eq!(fs::read(h.out.join("b")).expect("read b"), b"b\n");
 }
+
+/// A stored symlink target with a NUL byte (no file system can hold one)
+/// stopped the whole restore with exit 2; now that one link is left out
+/// with a warning naming it, and the rest is restored (exit 1).
+#[test]
+fn restore_of_a_symlink_whose_target_holds_a_nul_skips_only_that_link() {
+    let h = Hostile::new();
+    let bad = h.blob(b"/etc\0passwd");
+    let file = h.blob(b"kept\n");
+    let root = h.tree(&[(LINK, b"a-link", &bad), (BLOB, b"b-file", &file)]);
+    h.snapshot(&root);
+    let out = h.restore();
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("a-link: not restored") && out.stderr.contains("NUL"),
+        "{}",
+        out.stderr
+    );
+    assert!(fs::symlink_metadata(h.out.join("a-link")).is_err());
+    assert_eq!(fs::read(h.out.join("b-file")).expect("b-file"), b"kept\n");
+}

@@ -188,12 +188,16 @@ impl<'r> Restorer<'r> {
                     path: shown.clone(),
                     source,
                 })?;
-                let target = CString::new(target).map_err(|_| {
-                    write_err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "the saved symlink target contains a NUL byte",
-                    ))
-                })?;
+                // No symlink can hold a NUL: the stored target is damaged.
+                // One bad link should not cost the rest of the restore.
+                let Ok(target) = CString::new(target) else {
+                    self.files -= 1;
+                    self.warn(format!(
+                        "{}: not restored: its saved symlink target contains a NUL byte (damaged repository)",
+                        shown.display()
+                    ));
+                    return Ok(());
+                };
                 at::symlink_at(&target, dir, &name).map_err(write_err)?;
             }
             NodeType::Special => {
