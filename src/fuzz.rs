@@ -146,10 +146,14 @@ fn scratch() -> PathBuf {
 }
 
 fn write(path: &Path, bytes: &[u8]) {
+    try_write(path, bytes).expect("scratch write");
+}
+
+fn try_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).expect("scratch dir");
+        std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, bytes).expect("scratch write");
+    std::fs::write(path, bytes)
 }
 
 /// An empty bare repository in the scratch directory, made by our own init.
@@ -438,7 +442,9 @@ pub fn commit_cache(data: &[u8]) {
 pub fn repository(data: &[u8]) {
     let (dir, _) = scratch_repo();
     for (name, bytes) in unpack_files(data) {
-        write(&dir.join(name), bytes);
+        // A name may clash with a directory (`refs`, or a file named
+        // before a path beneath it): such a file cannot exist, skip it.
+        let _ = try_write(&dir.join(name), bytes);
     }
     let Ok(repo) = Repository::open(&dir) else {
         return;
