@@ -18,19 +18,6 @@ fn saved(env: &Env, n: &str) -> String {
     branch_tip(&env.repo, n).expect("saved")
 }
 
-/// The error lines of a failed command: exactly one, starting "rewind: error:".
-#[track_caller]
-fn one_error_line(out: &Out) -> String {
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert!(
-        lines.len() == 1 && lines[0].starts_with("rewind: error: "),
-        "{}: expected one error line, got:\n{}",
-        out.what,
-        out.stderr
-    );
-    lines[0].to_string()
-}
-
 #[test]
 fn packed_refs_short_line_makes_ls_exit_2_naming_the_file() {
     let env = Env::init();
@@ -48,7 +35,7 @@ fn packed_refs_short_line_makes_ls_exit_2_naming_the_file() {
     .expect("write packed-refs");
     for args in [&["ls"][..], &["ls", "n"]] {
         let out = env.rw().args(args).run().status(2).no_panic();
-        let line = one_error_line(&out);
+        let line = out.error_line();
         assert!(
             line.contains(packed.to_str().expect("utf-8")) && line.contains("line 3"),
             "{line}"
@@ -92,7 +79,7 @@ fn non_ascii_commit_timezone_makes_readers_exit_2_naming_the_commit() {
 
     // Listing the name's snapshots reads every commit of the branch.
     let out = env.rw().args(["ls", "n"]).run().status(2).no_panic();
-    assert!(one_error_line(&out).contains(&bad), "{}", out.stderr);
+    assert!(out.error_line().contains(&bad), "{}", out.stderr);
     // A save of the name reads its parent's time first.
     let src = env.path("src");
     let out = env
@@ -103,7 +90,7 @@ fn non_ascii_commit_timezone_makes_readers_exit_2_naming_the_commit() {
         .status(2)
         .no_panic();
     assert!(
-        one_error_line(&out).contains("malformed commit"),
+        out.error_line().contains("malformed commit"),
         "{}",
         out.stderr
     );
@@ -125,7 +112,7 @@ fn non_ascii_date_offset_is_a_usage_error_not_a_panic() {
             .run()
             .status(2)
             .no_panic();
-        assert!(one_error_line(&out).contains(date), "{}", out.stderr);
+        assert!(out.error_line().contains(date), "{}", out.stderr);
     }
     assert_eq!(branch_tip(&env.repo, "n"), None);
 }

@@ -278,20 +278,6 @@ fn mount(env: &Env) -> Mount {
     Mount::at(env.rw().command(), &env.path("mnt")).start()
 }
 
-/// The single `rewind: error:` line of a failed command.
-#[track_caller]
-fn error_line(out: &Out) -> String {
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{}: not one line:\n{}",
-        out.what,
-        out.stderr
-    );
-    lines[0].to_string()
-}
-
 #[test]
 fn readers_disagreed_on_chunk_trees_with_bad_names_gaps_or_lengths() {
     let env = Env::init();
@@ -306,7 +292,7 @@ fn readers_disagreed_on_chunk_trees_with_bad_names_gaps_or_lengths() {
         let path = format!("{}/latest/f", case.branch);
 
         let cat = env.rw().arg("cat-file").arg(&path).run().status(2);
-        let line = error_line(&cat);
+        let line = cat.error_line();
         if !line.contains(&want) {
             failures.push(format!("{}: cat-file said {line:?}", case.branch));
         }
@@ -320,7 +306,7 @@ fn readers_disagreed_on_chunk_trees_with_bad_names_gaps_or_lengths() {
             .arg(&path)
             .run()
             .status(2);
-        let line = error_line(&restore);
+        let line = restore.error_line();
         if !line.contains(&want) {
             failures.push(format!("{}: restore said {line:?}", case.branch));
         }
@@ -379,7 +365,7 @@ fn a_bad_offset_is_an_error_not_a_size_of_zero() {
             .arg(format!("{}/latest", case.branch))
             .run()
             .status(2);
-        let line = error_line(&ls);
+        let line = ls.error_line();
         assert!(line.contains(&case.message()), "{}: {line}", case.branch);
     }
 }
@@ -513,7 +499,7 @@ fn readers_disagreed_when_a_files_metadata_and_content_sizes_differ() {
         .args(["cat-file", "sizebad/latest/f"])
         .run()
         .status(2);
-    assert!(error_line(&cat).contains(&want), "cat-file: {}", cat.stderr);
+    assert!(cat.error_line().contains(&want), "cat-file: {}", cat.stderr);
     let restore = env
         .rw()
         .arg("restore")
@@ -523,7 +509,7 @@ fn readers_disagreed_when_a_files_metadata_and_content_sizes_differ() {
         .run()
         .status(2);
     assert!(
-        error_line(&restore).contains(&want),
+        restore.error_line().contains(&want),
         "restore: {}",
         restore.stderr
     );

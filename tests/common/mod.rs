@@ -80,6 +80,20 @@ pub struct Out {
 }
 
 impl Out {
+    /// The one line a failed command prints: exactly one, starting
+    /// "rewind: error: ".
+    #[track_caller]
+    pub fn error_line(&self) -> String {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("rewind: error: "),
+            "{}: expected one error line, got:\n{}",
+            self.what,
+            self.stderr
+        );
+        lines[0].to_string()
+    }
+
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
