@@ -104,7 +104,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         let previous = records.backup.get(&done.name);
         let rec = done.record(previous);
         records.backup.insert(done.name.clone(), rec);
-        if let Err(e) = record::store(repo.path(), &records) {
+        if let Err(e) = record::store(&repo, &records) {
             tracing::error!("{e}; `rewind status` will not know how this run went");
             records_ok = false;
         }

@@ -133,7 +133,7 @@ impl RewindFs {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(snapshots::backups(&self.repo)?);
+        let list = Arc::new(snapshots::backups(&*self.repo)?);
         lock(&self.live).backups = Some((Instant::now(), list.clone()));
         Ok(list)
     }
@@ -144,7 +144,7 @@ impl RewindFs {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(snapshots::tags(&self.repo)?);
+        let list = Arc::new(snapshots::tags(&*self.repo)?);
         lock(&self.live).tags = Some((Instant::now(), list.clone()));
         Ok(list)
     }
@@ -160,7 +160,7 @@ impl RewindFs {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(snapshots::snapshots(&self.repo, tip)?);
+        let list = Arc::new(snapshots::snapshots(&*self.repo, tip)?);
         lock(&self.live)
             .snapshots
             .insert(name.to_string(), (*tip, list.clone()));
@@ -171,7 +171,7 @@ impl RewindFs {
         if let Some(d) = lock(&self.dirs).get(tree) {
             return Ok(d);
         }
-        let dir = Arc::new(view::list_dir(&self.repo, tree)?);
+        let dir = Arc::new(view::list_dir(&*self.repo, tree)?);
         let size = 256 + dir.entries.iter().map(node_bytes).sum::<usize>();
         lock(&self.dirs).put(*tree, dir.clone(), size);
         Ok(dir)
@@ -192,7 +192,7 @@ impl RewindFs {
         let (kind, _) = self.repo.objects().read_header(&id)?;
         match kind {
             Kind::Commit => {
-                let tree = snapshots::read_commit(&self.repo, &id)?.tree;
+                let tree = snapshots::read_commit(&*self.repo, &id)?.tree;
                 self.root_node(tree, name)
             }
             Kind::Tree => self.root_node(id, name),

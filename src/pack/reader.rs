@@ -65,7 +65,7 @@ pub struct PackFile {
     path: PathBuf,
     file: File,
     len: u64,
-    index: PackIndex,
+    index: std::sync::Arc<PackIndex>,
     /// Identifies this open pack in the per-thread read window.
     uid: u64,
     /// Pack/index mismatch, checked on first read rather than at open: a
@@ -80,7 +80,7 @@ pub struct PackFile {
 impl PackFile {
     /// Opens `pack-X.idx` and its `pack-X.pack`, cross-checking the two.
     pub fn open(idx_path: &Path) -> Result<PackFile, Error> {
-        let index = PackIndex::open(idx_path)?;
+        let index = std::sync::Arc::new(PackIndex::open(idx_path)?);
         let path = idx_path.with_extension("pack");
         let file = File::open(&path).map_err(Error::io("opening pack", &path))?;
         let len = file
@@ -211,6 +211,11 @@ impl PackFile {
 
     pub fn index(&self) -> &PackIndex {
         &self.index
+    }
+
+    /// The index, shared (for a table of known objects built beside the pack).
+    pub fn shared_index(&self) -> std::sync::Arc<PackIndex> {
+        self.index.clone()
     }
 
     /// End of the entry area (start of the trailer).

@@ -34,7 +34,7 @@
 use super::store::ObjectStore;
 use super::{fsutil, loose, Error};
 use crate::object::ObjectId;
-use crate::pack::PackFile;
+use crate::pack::idx::PackIndex;
 use sha1::{Digest, Sha1};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -73,8 +73,9 @@ pub struct KnownReport {
 
 pub struct KnownObjects {
     table: Option<Table>,
-    uncovered: Vec<Arc<PackFile>>,
-    objects_dir: PathBuf,
+    uncovered: Vec<Arc<PackIndex>>,
+    /// Where loose objects are looked for (`None`: a remote's cache).
+    objects_dir: Option<PathBuf>,
     /// `objects/xx` directories present at open (index = first id byte).
     loose_dirs: Box<[bool; 256]>,
     report: KnownReport,
@@ -91,8 +92,6 @@ impl KnownObjects {
     /// As [`open`](Self::open), rebuilding the table once more than
     /// `max_uncovered` packs are outside it.
     pub fn open_with(store: &ObjectStore, rewind_dir: &Path, max_uncovered: usize) -> KnownObjects {
-        let path = rewind_dir.join(MIDX_NAME);
-        let mut report = KnownReport::default();
         // Only sound packs answer. A pack whose frame disagrees with its
         // index (truncated, replaced) still lists its objects in its idx:
         // trusting it made a save skip writing chunks that could no longer
@@ -105,7 +104,28 @@ impl KnownObjects {
                 p.path().display()
             );
         }
-        report.damaged_packs = damaged.len();
+        let indexes = packs.iter().map(|p| p.shared_index()).collect();
+        let mut known = KnownObjects::from_indexes(
+            indexes,
+            rewind_dir,
+            Some(store.objects_dir()),
+            max_uncovered,
+        );
+        known.report.damaged_packs = damaged.len();
+        known
+    }
+
+    /// Builds the answerer for the packs of `packs` (indexes of packs known
+    /// to be sound), with the table in `rewind_dir`, and loose objects under
+    /// `objects_dir` if given.
+    pub fn from_indexes(
+        packs: Vec<Arc<PackIndex>>,
+        rewind_dir: &Path,
+        objects_dir: Option<&Path>,
+        max_uncovered: usize,
+    ) -> KnownObjects {
+        let path = rewind_dir.join(MIDX_NAME);
+        let mut report = KnownReport::default();
         let mut table = match Table::open(&path) {
             Ok(Some(t)) => Some(t),
             Ok(None) => None,
@@ -128,7 +148,7 @@ impl KnownObjects {
                 table = None;
             }
         }
-        let uncovered = |t: &Option<Table>| -> Vec<Arc<PackFile>> {
+        let uncovered = |t: &Option<Table>| -> Vec<Arc<PackIndex>> {
             packs
                 .iter()
                 .filter(|p| t.as_ref().is_none_or(|t| !t.packs.contains(&pack_name(p))))
@@ -151,12 +171,14 @@ impl KnownObjects {
         report.covered_packs = packs.len() - uncovered.len();
         report.uncovered_packs = uncovered.len();
         report.table_objects = table.as_ref().map_or(0, |t| t.count);
-        let objects_dir = store.objects_dir().to_path_buf();
         KnownObjects {
             table,
             uncovered,
-            loose_dirs: loose_dirs(&objects_dir),
-            objects_dir,
+            loose_dirs: match objects_dir {
+                Some(dir) => loose_dirs(dir),
+                None => Box::new([false; 256]),
+            },
+            objects_dir: objects_dir.map(Path::to_path_buf),
             report,
         }
     }
@@ -176,16 +198,16 @@ impl KnownObjects {
                 Err(e) => tracing::warn!("reading {}: {e}", t.path.display()),
             }
         }
-        self.uncovered
-            .iter()
-            .any(|p| p.index().lookup(id).is_some())
-            || (self.loose_dirs[usize::from(id.0[0])] && loose::exists(&self.objects_dir, id))
+        self.uncovered.iter().any(|p| p.lookup(id).is_some())
+            || self
+                .objects_dir
+                .as_ref()
+                .is_some_and(|dir| self.loose_dirs[usize::from(id.0[0])] && loose::exists(dir, id))
     }
 }
 
-fn pack_name(p: &PackFile) -> String {
-    p.index()
-        .path()
+fn pack_name(p: &PackIndex) -> String {
+    p.path()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -305,7 +327,7 @@ impl Table {
 
     /// Writes a table of every id in `packs` to `path` (crash-safely) and
     /// opens it.
-    fn build(path: &Path, packs: &[Arc<PackFile>]) -> Result<Table, Error> {
+    fn build(path: &Path, packs: &[Arc<PackIndex>]) -> Result<Table, Error> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
         let tmp = tempfile::Builder::new()
@@ -334,7 +356,7 @@ impl Table {
         // k-way merge of the sorted idx id lists, dropping ids held by
         // several packs.
         let mut heads = BinaryHeap::new();
-        let mut iters: Vec<_> = packs.iter().map(|p| p.index().entries()).collect();
+        let mut iters: Vec<_> = packs.iter().map(|p| p.entries()).collect();
         for (i, it) in iters.iter_mut().enumerate() {
             if let Some(e) = it.next() {
                 heads.push(Reverse((e.id, i)));

@@ -5,6 +5,7 @@
 //! Writing new objects goes through `pack::PackWriter`; call
 //! `objects().refresh()` after publishing so readers see the new packs.
 
+pub mod access;
 pub mod error;
 pub(crate) mod fsutil;
 pub mod known;
@@ -12,13 +13,17 @@ mod loose;
 pub mod refs;
 pub mod store;
 
+pub use access::{Objects, PackSink, Repo, SharedFile};
 pub use error::Error;
 pub use refs::check_ref_name;
 pub use store::{Object, ObjectStore};
 
-use crate::object::ObjectId;
+use crate::object::{Kind, ObjectId};
+use crate::pack::writer::WriteStats;
 use crate::pack::PackWriter;
+use known::KnownObjects;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const CONFIG: &str = "[core]\n\
 \trepositoryformatversion = 0\n\
@@ -33,7 +38,7 @@ const DESCRIPTION: &str =
 
 pub struct Repository {
     path: PathBuf,
-    objects: ObjectStore,
+    objects: Arc<ObjectStore>,
 }
 
 impl Repository {
@@ -71,7 +76,7 @@ impl Repository {
                 path: path.to_path_buf(),
             });
         }
-        let objects = ObjectStore::open(&path.join("objects"))?;
+        let objects = Arc::new(ObjectStore::open(&path.join("objects"))?);
         Ok(Repository {
             path: path.to_path_buf(),
             objects,
@@ -113,6 +118,11 @@ impl Repository {
         refs::update_ref(&self.path, full_name, new, expected_old)
     }
 
+    /// Deletes `full_name` if it currently is `expected_old` (loose refs only).
+    pub fn delete_ref(&self, full_name: &str, expected_old: ObjectId) -> Result<(), Error> {
+        refs::delete_ref(&self.path, full_name, expected_old)
+    }
+
     /// The branch HEAD points at (without "refs/heads/"), if HEAD is symbolic.
     pub fn head_branch(&self) -> Result<Option<String>, Error> {
         refs::head_branch(&self.path)
@@ -122,5 +132,96 @@ impl Repository {
     /// `git clone` checks out a real branch. Returns whether HEAD changed.
     pub fn set_head_if_dangling(&self, branch: &str) -> Result<bool, Error> {
         refs::set_head_if_dangling(&self.path, branch)
+    }
+}
+
+impl Repo for Repository {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn objects(&self) -> &dyn Objects {
+        &*self.objects
+    }
+
+    fn read_ref(&self, full_name: &str) -> Result<Option<ObjectId>, Error> {
+        Repository::read_ref(self, full_name)
+    }
+
+    fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>, Error> {
+        Repository::list_refs(self, prefix)
+    }
+
+    fn update_ref(
+        &self,
+        full_name: &str,
+        new: ObjectId,
+        expected_old: Option<ObjectId>,
+    ) -> Result<(), Error> {
+        Repository::update_ref(self, full_name, new, expected_old)
+    }
+
+    fn set_head_if_dangling(&self, branch: &str) -> Result<bool, Error> {
+        Repository::set_head_if_dangling(self, branch)
+    }
+
+    fn known_objects(&self) -> KnownObjects {
+        KnownObjects::open(&self.objects, &self.state_dir())
+    }
+
+    fn pack_sink(&self) -> Result<Box<dyn PackSink>, Error> {
+        Ok(Box::new(LocalSink {
+            writer: self.pack_writer()?,
+            store: self.objects.clone(),
+        }))
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path.join("rewind")
+    }
+
+    fn read_shared(&self, name: SharedFile) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.state_dir().join(name.file_name());
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading", path)(e)),
+        }
+    }
+
+    fn write_shared(&self, name: SharedFile, bytes: &[u8]) -> Result<(), Error> {
+        let dir = self.state_dir();
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating directory", &dir))?;
+        fsutil::write_atomic(&dir.join(name.file_name()), bytes)
+    }
+}
+
+/// New packs in a local folder: the store rescans once they are published,
+/// so the next read or save of this process sees them.
+struct LocalSink {
+    writer: PackWriter,
+    store: Arc<ObjectStore>,
+}
+
+impl PackSink for LocalSink {
+    fn append_compressed(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+        zdata: &[u8],
+        stored: bool,
+    ) -> Result<(), Error> {
+        self.writer.append_compressed(id, kind, size, zdata, stored)
+    }
+
+    fn stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), Error> {
+        let LocalSink { writer, store } = *self;
+        writer.finish()?;
+        store.refresh()
     }
 }

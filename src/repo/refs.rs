@@ -450,6 +450,44 @@ pub(crate) fn update_ref(
     lock.commit(format!("{new}\n").as_bytes())
 }
 
+/// Deletes `name` if it currently is `expected_old`. Only loose refs:
+/// rewind never rewrites `packed-refs` (which `git gc` writes).
+pub(crate) fn delete_ref(git_dir: &Path, name: &str, expected_old: ObjectId) -> Result<(), Error> {
+    check_updatable(name)?;
+    let path = git_dir.join(name);
+    let _lock = RefLock::acquire(git_dir, &path)?;
+    let current = match read_loose(git_dir, name)? {
+        Some(Loose::Id(id)) => Some(id),
+        Some(Loose::Symbolic(_)) => {
+            return Err(Error::BadRef {
+                path,
+                detail: "is a symbolic ref; refusing to delete it".into(),
+            })
+        }
+        None => {
+            if read_packed(git_dir)?.iter().any(|(n, _)| n == name) {
+                return Err(Error::BadRef {
+                    path: git_dir.join("packed-refs"),
+                    detail: format!("{name} is a packed ref, which rewind does not delete"),
+                });
+            }
+            None
+        }
+    };
+    if current != Some(expected_old) {
+        return Err(Error::RefChanged {
+            name: name.to_string(),
+            expected: Some(expected_old),
+            found: current,
+        });
+    }
+    std::fs::remove_file(&path).map_err(Error::io("removing ref", &path))?;
+    if let Some(dir) = path.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// The branch HEAD names (`refs/heads/<branch>`), if HEAD is symbolic.
 pub(crate) fn head_branch(git_dir: &Path) -> Result<Option<String>, Error> {
     Ok(match read_loose(git_dir, "HEAD")? {

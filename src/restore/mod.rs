@@ -15,7 +15,7 @@ mod sparse;
 
 use crate::meta::{Applier, ApplyOptions, Metadata};
 use crate::object::tree::{self, UnsafeName};
-use crate::repo::Repository;
+use crate::repo::Repo;
 use crate::view::{self, ContentReader, Directory, Node, NodeType, ViewError};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
@@ -43,7 +43,7 @@ pub struct RestoreOptions {
 }
 
 pub struct Restorer<'r> {
-    repo: &'r Repository,
+    repo: &'r dyn Repo,
     applier: Applier,
     /// The target, opened once; all writes go below this descriptor.
     root: OwnedFd,
@@ -65,7 +65,7 @@ pub struct Restorer<'r> {
 impl<'r> Restorer<'r> {
     /// A restorer writing into the existing directory `target`.
     pub fn new(
-        repo: &'r Repository,
+        repo: &'r dyn Repo,
         opts: &RestoreOptions,
         target: &Path,
     ) -> Result<Restorer<'r>, RestoreError> {
@@ -352,6 +352,7 @@ fn proc_reaches(fd: &OwnedFd) -> bool {
 mod tests {
     use super::*;
     use crate::object::ObjectId;
+    use crate::repo::Repository;
     use std::fs;
 
     #[test]

@@ -6,6 +6,7 @@
 //! Rewritten whole, atomically (temporary file, fsync, rename), after each
 //! backup of a run; the run lock serialises writers.
 
+use crate::repo::{Repo, SharedFile};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,22 +80,36 @@ pub enum RecordError {
     },
     #[error("run records {} are damaged: {detail}; delete the file (the next run writes it again)", path.display())]
     Damaged { path: PathBuf, detail: String },
-    #[error("cannot write run records: {0}")]
-    Write(#[from] crate::repo::Error),
+    #[error("cannot read or write run records: {0}")]
+    Repo(#[from] crate::repo::Error),
 }
 
 pub fn records_path(repo: &Path) -> PathBuf {
     repo.join("rewind").join("runs.toml")
 }
 
-/// The records of the repository at `repo`; empty when no run wrote any.
+/// The records of the local repository at `repo`; empty when no run wrote any.
 pub fn load(repo: &Path) -> std::result::Result<Records, RecordError> {
     let path = records_path(repo);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::default()),
-        Err(source) => return Err(RecordError::Read { path, source }),
-    };
+    match std::fs::read(&path) {
+        Ok(bytes) => parse(&path, bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Records::default()),
+        Err(source) => Err(RecordError::Read { path, source }),
+    }
+}
+
+/// The records of `repo`, wherever it is; empty when no run wrote any.
+pub fn load_from(repo: &dyn Repo) -> std::result::Result<Records, RecordError> {
+    let path = PathBuf::from(format!("{}/rewind/runs.toml", repo.location()));
+    match repo.read_shared(SharedFile::Runs)? {
+        Some(bytes) => parse(&path, bytes),
+        None => Ok(Records::default()),
+    }
+}
+
+/// Decodes the bytes of `path` (named in errors).
+fn parse(path: &Path, bytes: Vec<u8>) -> std::result::Result<Records, RecordError> {
+    let path = path.to_path_buf();
     // Bytes that are not text are damage like any other, with the same
     // advice, not a failure to read the file.
     let text = match String::from_utf8(bytes) {
@@ -112,16 +127,13 @@ pub fn load(repo: &Path) -> std::result::Result<Records, RecordError> {
     })
 }
 
-pub fn store(repo: &Path, records: &Records) -> std::result::Result<(), RecordError> {
-    let path = records_path(repo);
+/// Replaces the records of `repo` (atomically; a server does the same).
+pub fn store(repo: &dyn Repo, records: &Records) -> std::result::Result<(), RecordError> {
     let mut text =
         String::from("# Written by `rewind run` after each backup; read by `rewind status`.\n");
     // Serialising plain strings, numbers and maps cannot fail.
     text.push_str(&toml::to_string(records).expect("run records serialise"));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(crate::repo::Error::io("creating directory", dir))?;
-    }
-    crate::repo::fsutil::write_atomic(&path, text.as_bytes())?;
+    repo.write_shared(SharedFile::Runs, text.as_bytes())?;
     Ok(())
 }
 
@@ -166,7 +178,8 @@ mod tests {
                 }),
             },
         );
-        store(dir.path(), &records).unwrap();
+        let repo = crate::repo::Repository::init(dir.path()).unwrap();
+        store(&repo, &records).unwrap();
         assert_eq!(load(dir.path()).unwrap(), records);
         std::fs::write(records_path(dir.path()), "backup = 3").unwrap();
         assert!(matches!(load(dir.path()), Err(RecordError::Damaged { .. })));

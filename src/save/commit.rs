@@ -6,7 +6,7 @@
 use super::{ObjectSink, SaveError};
 use crate::object::commit::{self, sanitize_ident, Commit, Signature};
 use crate::object::{Kind, ObjectId};
-use crate::repo::Repository;
+use crate::repo::Repo;
 
 /// Who saves: `Full Name <login@host>`, like bup.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ impl Identity {
     }
 }
 
-pub(super) fn author_time(repo: &Repository, id: &ObjectId) -> Result<i64, SaveError> {
+pub(super) fn author_time(repo: &dyn Repo, id: &ObjectId) -> Result<i64, SaveError> {
     let object = repo.objects().read(id)?;
     Ok(commit::decode(&object.data)?.author.time)
 }
@@ -104,7 +104,7 @@ pub(super) fn write_commit(
 /// the meantime, writes a new commit of the same tree on top of the new tip
 /// and tries again, so both saves land.
 pub(super) fn move_branch(
-    repo: &Repository,
+    repo: &dyn Repo,
     ref_name: &str,
     mut commit: ObjectId,
     mut parent: Option<ObjectId>,
@@ -122,7 +122,9 @@ pub(super) fn move_branch(
                     Some(id) => Some(author_time(repo, &id)?),
                     None => None,
                 };
-                let mut sink = ObjectSink::new(repo)?;
+                // One commit to write: the objects known now are enough.
+                let known = std::sync::Arc::new(repo.known_objects());
+                let mut sink = ObjectSink::new(repo, known)?;
                 let (id, t) = write_commit(&mut sink, tree, parent, parent_time, time, identity)?;
                 sink.publish()?;
                 commit = id;

@@ -49,14 +49,15 @@
 use crate::meta::vint::put_vuint;
 use crate::meta::{Stat, Timespec};
 use crate::object::ObjectId;
-use crate::repo::store::PackedObjects;
-use crate::repo::Repository;
+use crate::repo::known::KnownObjects;
+use crate::repo::Repo;
 use sha1::{Digest, Sha1};
 use std::cmp::Ordering;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"RWCHIDX\n";
 /// Bump on any change of the layout above; other versions are ignored.
@@ -102,9 +103,15 @@ fn io_err<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(io::Error) -> Ind
     }
 }
 
-/// Where the change index of backup `name` lives in repository `repo`.
+/// Where the change index of backup `name` lives in local repository `repo`.
 pub fn index_path(repo: &Path, name: &str) -> PathBuf {
-    repo.join("rewind").join("index").join(name)
+    index_in(&repo.join("rewind"), name)
+}
+
+/// Where the change index of backup `name` lives in a state directory
+/// ([`Repo::state_dir`]).
+fn index_in(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("index").join(name)
 }
 
 /// How a path was stored; fixes the tree entry mode next to the object id.
@@ -875,8 +882,8 @@ fn remove_stale_temps(dir: &Path) {
 /// The change index as one save uses it: the previous index (if valid) to
 /// look paths up, and the new one being written. Problems with either are
 /// logged and make the save slower, never wrong, and never fail it.
-pub(super) struct ChangeIndex<'r> {
-    repo: &'r Repository,
+pub(super) struct ChangeIndex {
+    known: Arc<KnownObjects>,
     old: Option<Prefetched>,
     /// The object of the entry [`ChangeIndex::lookup`] returned last, and
     /// whether the prefetching thread found it packed.
@@ -890,9 +897,16 @@ pub(super) struct ChangeIndex<'r> {
     pub racy: u64,
 }
 
-impl<'r> ChangeIndex<'r> {
-    pub fn open(repo: &'r Repository, name: &str, started: std::time::SystemTime) -> Self {
-        let path = index_path(repo.path(), name);
+impl ChangeIndex {
+    /// The change index of backup `name` in `repo`'s state directory;
+    /// `known` answers whether the objects it names are still stored.
+    pub fn open(
+        repo: &dyn Repo,
+        known: Arc<KnownObjects>,
+        name: &str,
+        started: std::time::SystemTime,
+    ) -> Self {
+        let path = index_in(&repo.state_dir(), name);
         let old = match IndexReader::open(&path) {
             Ok(r) => r,
             Err(e) => {
@@ -916,7 +930,7 @@ impl<'r> ChangeIndex<'r> {
             }
         };
         let start = Timespec::from_system_time(started).unwrap_or_default();
-        let old = old.and_then(|reader| match Prefetched::start(reader, repo.objects().packed_objects()) {
+        let old = old.and_then(|reader| match Prefetched::start(reader, known.clone()) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(
@@ -927,7 +941,7 @@ impl<'r> ChangeIndex<'r> {
             }
         });
         ChangeIndex {
-            repo,
+            known,
             old,
             last_taken: None,
             new,
@@ -978,7 +992,7 @@ impl<'r> ChangeIndex<'r> {
     /// already looked up by the prefetching thread; anything else is asked
     /// of the store.
     pub fn has_object(&self, id: &ObjectId) -> bool {
-        self.last_taken == Some((*id, true)) || self.repo.objects().contains(id)
+        self.last_taken == Some((*id, true)) || self.known.contains(id)
     }
 
     /// Records how `key` was saved in this run, unless it is too recent to
@@ -1028,7 +1042,7 @@ struct Prefetched {
 }
 
 impl Prefetched {
-    fn start(mut reader: IndexReader, packed: PackedObjects) -> io::Result<Prefetched> {
+    fn start(mut reader: IndexReader, packed: Arc<KnownObjects>) -> io::Result<Prefetched> {
         let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_BATCHES);
         std::thread::Builder::new()
             .name("index-read".into())
@@ -1084,6 +1098,7 @@ impl Prefetched {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::Repository;
 
     fn entry(n: u64) -> Entry {
         let t = |sec| Timespec {
@@ -1297,7 +1312,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
         let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        let mut index = ChangeIndex::open(&repo, "n", started);
+        let known = Arc::new(repo.known_objects());
+        let mut index = ChangeIndex::open(&repo, known, "n", started);
         let mut e = entry(0);
         e.mtime = Timespec {
             sec: 1_000_000 - RACY_MARGIN_SECS - 1,

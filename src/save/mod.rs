@@ -14,7 +14,7 @@ mod walk;
 mod warm;
 
 use crate::object::ObjectId;
-use crate::repo::Repository;
+use crate::repo::Repo;
 use crate::source::filter::Filter;
 use crate::source::paths::Rerooting;
 use std::path::PathBuf;
@@ -118,7 +118,7 @@ pub fn validate_name(name: &str) -> Result<(), SaveError> {
 
 /// Runs one save and moves `refs/heads/<name>` to the new commit.
 pub fn save(
-    repo: &Repository,
+    repo: &dyn Repo,
     opts: &SaveOptions,
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
@@ -132,14 +132,18 @@ pub fn save(
         Some(id) => Some(commit::author_time(repo, &id)?),
         None => None,
     };
-    let mut sink = ObjectSink::new(repo)?;
+    // What the repository holds as the save begins: asked by the sink
+    // (write or skip?) and by the change index (is a reused object still
+    // there?).
+    let known = std::sync::Arc::new(repo.known_objects());
+    let mut sink = ObjectSink::new(repo, known.clone())?;
     let progress = opts.progress.clone().unwrap_or_default();
     // Dumps run first: a failed one ends the save before the walk.
     let dumps = dump::run_all(&opts.commands, &mut sources, &mut sink, &progress)?;
     // Taken before the first lstat: the change index does not record
     // paths changed this close to the save (see index::RACY_MARGIN_SECS).
     let started = std::time::SystemTime::now();
-    let change_index = index::ChangeIndex::open(repo, &opts.name, started);
+    let change_index = index::ChangeIndex::open(repo, known, &opts.name, started);
     let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index, progress);
     let tree = walker.save_root(&sources, &mut sink)?;
     let walk::Walker {

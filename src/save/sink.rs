@@ -47,9 +47,9 @@ use super::{SaveError, SaveStats};
 use crate::chunk::is_zero;
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::writer::Compressor;
-use crate::pack::PackWriter;
+use crate::pack::writer::DEFAULT_LEVEL;
 use crate::repo::known::KnownObjects;
-use crate::repo::{Error, Repository};
+use crate::repo::{Error, PackSink, Repo};
 use std::collections::{HashSet, VecDeque};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ const MAX_UNTAKEN: usize = 4096;
 /// Writes objects into packs, skipping those the repository or this save
 /// already holds.
 pub(crate) struct ObjectSink<'r> {
-    repo: &'r Repository,
+    repo: &'r dyn Repo,
     dedup: Arc<Dedup>,
     /// Started at the first object that needs it, so that a save which
     /// writes nothing creates no pack.
@@ -88,8 +88,7 @@ pub(crate) struct ObjectSink<'r> {
 }
 
 impl<'r> ObjectSink<'r> {
-    pub fn new(repo: &'r Repository) -> Result<ObjectSink<'r>, SaveError> {
-        let known = KnownObjects::open(repo.objects(), &repo.path().join("rewind"));
+    pub fn new(repo: &'r dyn Repo, known: Arc<KnownObjects>) -> Result<ObjectSink<'r>, SaveError> {
         Ok(ObjectSink {
             repo,
             dedup: Arc::new(Dedup {
@@ -178,11 +177,10 @@ impl<'r> ObjectSink<'r> {
             return Err(self.failed_before().into());
         }
         if self.pipeline.is_none() {
-            let pack_dir = self.repo.path().join("objects").join("pack");
             self.pipeline = Some(Pipeline::start(
-                self.repo.pack_writer()?,
+                self.repo.pack_sink()?,
                 self.dedup.clone(),
-                pack_dir,
+                self.repo.location(),
             ));
         }
         Ok(self.pipeline.as_mut().expect("just started"))
@@ -203,7 +201,7 @@ impl<'r> ObjectSink<'r> {
     fn failed_before(&self) -> Error {
         Error::Io {
             action: "writing objects (the pack writer failed earlier in this save) into",
-            path: self.repo.path().join("objects").join("pack"),
+            path: self.repo.location().into(),
             source: std::io::Error::other("pipeline stopped"),
         }
     }
@@ -222,7 +220,6 @@ impl<'r> ObjectSink<'r> {
             stats.objects_written = written.objects;
             stats.bytes_written = written.raw_bytes;
             writer.finish()?;
-            self.repo.objects().refresh()?;
         }
         Ok(stats)
     }
@@ -231,7 +228,7 @@ impl<'r> ObjectSink<'r> {
 /// Which objects a save must write: those not in the repository when it
 /// began and not claimed before by this save.
 struct Dedup {
-    known: KnownObjects,
+    known: Arc<KnownObjects>,
     /// Every id this save has decided to write.
     claimed: Mutex<HashSet<ObjectId>>,
 }
@@ -370,20 +367,21 @@ struct Pipeline {
     ids: VecDeque<Option<ObjectId>>,
     head: u64,
     failed: Arc<AtomicBool>,
-    /// Named in errors about the pipeline itself.
+    /// The repository, named in errors about the pipeline itself.
     pack_dir: PathBuf,
     workers: Vec<JoinHandle<()>>,
-    appender: Option<JoinHandle<Result<PackWriter, Error>>>,
+    appender: Option<JoinHandle<Result<Box<dyn PackSink>, Error>>>,
 }
 
 impl Pipeline {
-    fn start(writer: PackWriter, dedup: Arc<Dedup>, pack_dir: PathBuf) -> Pipeline {
+    fn start(writer: Box<dyn PackSink>, dedup: Arc<Dedup>, location: String) -> Pipeline {
+        let pack_dir = PathBuf::from(location);
         let workers_n = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
             .clamp(1, 16);
         let slots = workers_n * SLOTS_PER_WORKER;
-        let level = writer.compression_level();
+        let level = DEFAULT_LEVEL;
         let (jobs_tx, jobs_rx) = sync_channel::<Batch>(slots);
         let (done_tx, done_rx) = sync_channel::<Batch>(slots);
         let (free_tx, free_rx) = sync_channel::<Batch>(slots);
@@ -587,7 +585,7 @@ impl Pipeline {
 
     /// Drains the queue and returns the writer with every object appended,
     /// or the first error of the appender.
-    fn finish(mut self) -> Result<PackWriter, Error> {
+    fn finish(mut self) -> Result<Box<dyn PackSink>, Error> {
         // Ids nobody will take: hashed here, so no worker sends them.
         self.resolve_filling();
         if let Some(batch) = self.filling.take() {
@@ -598,7 +596,7 @@ impl Pipeline {
         self.stop()
     }
 
-    fn stop(&mut self) -> Result<PackWriter, Error> {
+    fn stop(&mut self) -> Result<Box<dyn PackSink>, Error> {
         // Closing the job queue lets workers finish what is queued and exit;
         // then the appender sees its input end.
         self.jobs = None;
@@ -681,11 +679,11 @@ fn work(
 }
 
 fn append(
-    mut writer: PackWriter,
+    mut writer: Box<dyn PackSink>,
     done: Receiver<Batch>,
     free: SyncSender<Batch>,
     failed: &AtomicBool,
-) -> Result<PackWriter, Error> {
+) -> Result<Box<dyn PackSink>, Error> {
     for mut batch in done {
         for item in batch.items.iter().filter(|i| i.state == ItemState::Write) {
             if let Err(e) = writer.append_compressed(
@@ -711,6 +709,7 @@ fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::Repository;
 
     /// Deterministic object contents: distinct pieces, repeats of earlier
     /// ones, zero runs of the usual and of odd lengths.
@@ -747,7 +746,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
         let pieces = pieces();
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         let mut got = Vec::new();
         let mut direct = Vec::new();
         for (i, p) in pieces.iter().enumerate() {
@@ -779,7 +782,11 @@ mod tests {
         }
 
         // A second save writes only what the repository lacks.
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         sink.put_deferred(Kind::Blob, &pieces[0]).unwrap();
         sink.put_deferred(Kind::Blob, b"new in the second save")
             .unwrap();
@@ -795,7 +802,11 @@ mod tests {
     fn after_a_pipeline_error_every_call_fails() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         sink.put_deferred(Kind::Blob, b"claimed, maybe never written")
             .unwrap();
         let failure: Result<(), Error> = Err(Error::Io {
@@ -820,7 +831,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
         let pieces = pieces();
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         for p in &pieces[..200] {
             sink.put_deferred(Kind::Blob, p).unwrap();
         }

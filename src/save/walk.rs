@@ -172,7 +172,7 @@ struct LinkedFile {
     size: u64,
 }
 
-pub(super) struct Walker<'f, 'r> {
+pub(super) struct Walker<'f> {
     progress: Arc<Progress>,
     filter: &'f Filter,
     one_file_system: bool,
@@ -181,18 +181,18 @@ pub(super) struct Walker<'f, 'r> {
     hardlinks: HashMap<(u64, u64), LinkedFile>,
     /// Lists, stats and reads ahead of the walk during `save_root`.
     warmer: Option<Warmer>,
-    pub index: ChangeIndex<'r>,
+    pub index: ChangeIndex,
     pub warnings: Vec<String>,
     /// The walk's share of the save's statistics (files, directories,
     /// bytes read, reuse); the sink adds the object counts.
     pub counts: SaveStats,
 }
 
-impl<'f, 'r> Walker<'f, 'r> {
+impl<'f> Walker<'f> {
     pub fn new(
         filter: &'f Filter,
         one_file_system: bool,
-        index: ChangeIndex<'r>,
+        index: ChangeIndex,
         progress: Arc<Progress>,
     ) -> Self {
         Walker {
@@ -929,7 +929,7 @@ impl VirtualDir {
     }
 }
 
-impl Walker<'_, '_> {
+impl Walker<'_> {
     /// A dump's entry. Never recorded in the change index: it has no live
     /// file to stat, so nothing could ever vouch that it is unchanged.
     fn dumped_entry(&mut self, name: &[u8], dumped: &super::dump::DumpedFile) -> Stored {
@@ -985,7 +985,11 @@ mod tests {
     fn golden_directory_tree() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         let mut splitter = Splitter::new();
         let blob = sink.put(Kind::Blob, b"hello\n").unwrap();
         let mut link = meta(libc::S_IFLNK | 0o777, Some(5));
@@ -1069,7 +1073,11 @@ mod tests {
     fn lost_chunk_ids_are_a_save_error_not_an_abort() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         let mut builder = ChunkTreeBuilder::new();
         // Two chunks the walk believes it put; the sink received none.
         let mut pending: VecDeque<u64> = VecDeque::from([8192, 4096]);
@@ -1107,7 +1115,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let alone = {
             let repo = Repository::init(&tmp.path().join("alone")).unwrap();
-            let mut sink = ObjectSink::new(&repo).unwrap();
+            let mut sink = ObjectSink::new(
+                &repo,
+                std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+            )
+            .unwrap();
             let stored = store_stream(&data[1 << 20..], &mut sink, &mut Splitter::new(), None);
             let Ok(stored) = stored else {
                 panic!("storing from memory failed")
@@ -1116,7 +1128,11 @@ mod tests {
             stored
         };
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(&repo).unwrap();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap();
         let mut splitter = Splitter::new();
         let failed = store_stream(
             FailAfter(data[..2 << 20].to_vec(), 0),

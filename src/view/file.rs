@@ -10,7 +10,7 @@
 use super::ViewError;
 use crate::chunk::parse::{resolve_last_path, ChunkLevel, ChunkTreeError};
 use crate::object::{Kind, ObjectId};
-use crate::repo::ObjectStore;
+use crate::repo::Objects;
 use std::io::{self, Read};
 
 /// What a file's content is stored as.
@@ -41,7 +41,7 @@ struct Frame {
 }
 
 pub struct ContentReader<'s> {
-    store: &'s ObjectStore,
+    store: &'s dyn Objects,
     /// The content still to open; `None` once it is.
     root: Option<Content>,
     /// Open levels, the top level first.
@@ -59,7 +59,7 @@ fn io_error(e: impl Into<ViewError>) -> io::Error {
 /// Reads chunk tree `id` (whose entry `wrong_kind` describes it, if it is
 /// not a tree) and parses it.
 fn read_level(
-    store: &ObjectStore,
+    store: &dyn Objects,
     id: &ObjectId,
     wrong_kind: impl FnOnce(Kind) -> ViewError,
 ) -> Result<ChunkLevel, ViewError> {
@@ -75,7 +75,7 @@ fn root_kind(id: ObjectId, expected: &'static str) -> impl FnOnce(Kind) -> ViewE
 }
 
 impl<'s> ContentReader<'s> {
-    pub fn new(store: &'s ObjectStore, content: Content) -> ContentReader<'s> {
+    pub fn new(store: &'s dyn Objects, content: Content) -> ContentReader<'s> {
         ContentReader {
             store,
             root: Some(content),
@@ -88,7 +88,7 @@ impl<'s> ContentReader<'s> {
 
     /// The content of a file node, held to the size its metadata records,
     /// as the mount holds it: a disagreement is an error before any byte.
-    pub fn of_node(store: &'s ObjectStore, node: &super::Node) -> ContentReader<'s> {
+    pub fn of_node(store: &'s dyn Objects, node: &super::Node) -> ContentReader<'s> {
         ContentReader {
             recorded: node.recorded_size(),
             ..ContentReader::new(store, node.content())
@@ -204,7 +204,7 @@ impl Read for ContentReader<'_> {
 /// The size of a file without reading its data: bup's rule of following the
 /// last entry of each chunk-tree level and summing the offsets, with every
 /// level on that path checked (see [`resolve_last_path`]).
-pub fn content_size(store: &ObjectStore, content: Content) -> Result<u64, ViewError> {
+pub fn content_size(store: &dyn Objects, content: Content) -> Result<u64, ViewError> {
     match content {
         Content::Blob(id) => Ok(store.read_header(&id)?.1),
         Content::ChunkTree(id) => Ok(size_and_top(store, id)?.0),
@@ -213,7 +213,7 @@ pub fn content_size(store: &ObjectStore, content: Content) -> Result<u64, ViewEr
 
 /// The size of the file stored as chunk tree `root`, and its top level
 /// (parsed and fitted to that size).
-fn size_and_top(store: &ObjectStore, root: ObjectId) -> Result<(u64, ChunkLevel), ViewError> {
+fn size_and_top(store: &dyn Objects, root: ObjectId) -> Result<(u64, ChunkLevel), ViewError> {
     let mut path = vec![(root, read_level(store, &root, root_kind(root, "tree"))?)];
     loop {
         let depth = path.len() - 1;

@@ -18,7 +18,7 @@ use crate::meta::record::BupmReader;
 use crate::meta::Metadata;
 use crate::object::tree::{self, demangle, Demangled, Mode};
 use crate::object::{Kind, ObjectId};
-use crate::repo::Repository;
+use crate::repo::Repo;
 pub use file::{content_size, Content, ContentReader};
 pub use snapshots::Snapshot;
 
@@ -146,7 +146,7 @@ pub struct SkippedEntry {
     pub reason: String,
 }
 
-fn read_tree(repo: &Repository, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewError> {
+fn read_tree(repo: &dyn Repo, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewError> {
     let object = repo.objects().read(id)?;
     if object.kind != Kind::Tree {
         return Err(ViewError::WrongKind {
@@ -166,7 +166,7 @@ fn read_tree(repo: &Repository, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewE
 /// shared by two entries are left out and logged, here, so that ls, restore
 /// and the mount serve exactly the same entries and none of them can be
 /// steered outside a directory by a name from the repository.
-pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
+pub fn list_dir(repo: &dyn Repo, tree_id: &ObjectId) -> Result<Directory, ViewError> {
     let dir = list_dir_quiet(repo, tree_id)?;
     for skipped in &dir.skipped {
         tracing::warn!("{skipped}");
@@ -176,7 +176,7 @@ pub fn list_dir(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, View
 
 /// [`list_dir`] without the warnings, for path resolution: a bad entry of a
 /// directory on the way is not news about the path asked for.
-fn list_dir_quiet(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
+fn list_dir_quiet(repo: &dyn Repo, tree_id: &ObjectId) -> Result<Directory, ViewError> {
     let raw = read_tree(repo, tree_id)?;
     let mut bupm = None;
     let mut entries = Vec::with_capacity(raw.len());
@@ -274,7 +274,7 @@ fn list_dir_quiet(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, Vi
 }
 
 /// The metadata of a saved directory: the first record of its `.bupm`.
-pub fn dir_meta(repo: &Repository, tree_id: &ObjectId) -> Result<Option<Metadata>, ViewError> {
+pub fn dir_meta(repo: &dyn Repo, tree_id: &ObjectId) -> Result<Option<Metadata>, ViewError> {
     let raw = read_tree(repo, tree_id)?;
     let Some(e) = raw.iter().find(|e| e.name == b".bupm") else {
         return Ok(None);
@@ -296,7 +296,7 @@ pub fn dir_meta(repo: &Repository, tree_id: &ObjectId) -> Result<Option<Metadata
 
 /// Like [`list_dir`], with each subdirectory's own metadata filled in (for
 /// `ls -l` and restore).
-pub fn list_dir_with_meta(repo: &Repository, tree_id: &ObjectId) -> Result<Directory, ViewError> {
+pub fn list_dir_with_meta(repo: &dyn Repo, tree_id: &ObjectId) -> Result<Directory, ViewError> {
     let mut dir = list_dir(repo, tree_id)?;
     for node in &mut dir.entries {
         if node.node_type == NodeType::Directory {
@@ -329,7 +329,7 @@ fn split_path(path: &[u8]) -> Vec<&[u8]> {
 
 /// Resolves a view path like `etc/latest/etc/hosts`. `latest` is followed
 /// when it is not the last component.
-pub fn resolve(repo: &Repository, path: &[u8]) -> Result<Item, ViewError> {
+pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
     let parts = split_path(path);
     let shown = || String::from_utf8_lossy(path).into_owned();
     let Some((&first, rest)) = parts.split_first() else {

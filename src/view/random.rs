@@ -22,7 +22,7 @@ use crate::cache::ByteLru;
 use crate::chunk::parse::ChunkLevel;
 use crate::object::{Kind, ObjectId};
 use crate::repo::store::Verify;
-use crate::repo::ObjectStore;
+use crate::repo::Objects;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -125,7 +125,7 @@ impl ChunkCache {
     /// where it is used). `wrong_kind` makes the error for a non-tree.
     fn table(
         &self,
-        store: &ObjectStore,
+        store: &dyn Objects,
         id: &ObjectId,
         wrong_kind: impl FnOnce(Kind) -> ViewError,
     ) -> Result<Arc<ChunkLevel>, ViewError> {
@@ -168,7 +168,7 @@ impl ChunkCache {
     /// The whole inflated blob (its checks cover all of it), so a 4 KiB
     /// read of a cold chunk costs one chunk's inflate, and the next reads in
     /// that chunk are served from here.
-    pub fn blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
+    pub fn blob(&self, store: &dyn Objects, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
         match self.claim(id) {
             Claim::Cached(b) => Ok(b),
             Claim::Busy(theirs) => self.wait(store, id, &theirs),
@@ -180,7 +180,7 @@ impl ChunkCache {
     /// is already loading it (waiting for that would idle this worker while
     /// there is other work). Errors are left for the reader to meet, with
     /// its context, when it gets there.
-    pub fn prefetch(&self, store: &ObjectStore, id: &ObjectId) {
+    pub fn prefetch(&self, store: &dyn Objects, id: &ObjectId) {
         if let Claim::Mine(flight) = self.claim(id) {
             let _ = self.fill(store, id, &flight);
         }
@@ -209,7 +209,7 @@ impl ChunkCache {
     /// Loads a blob this thread claimed, and hands it to those waiting.
     fn fill(
         &self,
-        store: &ObjectStore,
+        store: &dyn Objects,
         id: &ObjectId,
         flight: &Flight,
     ) -> Result<Arc<Vec<u8>>, ViewError> {
@@ -225,7 +225,7 @@ impl ChunkCache {
     /// The result of another thread's load of `id`.
     fn wait(
         &self,
-        store: &ObjectStore,
+        store: &dyn Objects,
         id: &ObjectId,
         theirs: &Flight,
     ) -> Result<Arc<Vec<u8>>, ViewError> {
@@ -237,7 +237,7 @@ impl ChunkCache {
         }
     }
 
-    fn load_blob(&self, store: &ObjectStore, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
+    fn load_blob(&self, store: &dyn Objects, id: &ObjectId) -> Result<Arc<Vec<u8>>, ViewError> {
         let object = store.read_with(id, Verify::EntryChecksums)?;
         if object.kind != Kind::Blob {
             return Err(ViewError::WrongKind {
@@ -434,7 +434,7 @@ impl Located {
 
     /// The error for this chunk's object not being a blob: for a chunk tree
     /// entry the same as the stream's.
-    fn wrong_kind(&self, store: &ObjectStore, e: ViewError) -> ViewError {
+    fn wrong_kind(&self, store: &dyn Objects, e: ViewError) -> ViewError {
         let (Some((tree, level, i)), ViewError::WrongKind { id, .. }) = (&self.entry, &e) else {
             return e;
         };
@@ -470,7 +470,7 @@ impl FileReader {
     /// Each level is fitted to its range on the way down.
     pub fn locate(
         &self,
-        store: &ObjectStore,
+        store: &dyn Objects,
         cache: &ChunkCache,
         pos: u64,
     ) -> Result<Located, ViewError> {
@@ -551,7 +551,7 @@ impl FileReader {
     /// has claimed, and only then waits for the others' results.
     pub fn read_at(
         &self,
-        store: &ObjectStore,
+        store: &dyn Objects,
         cache: &ChunkCache,
         offset: u64,
         len: usize,
@@ -626,7 +626,7 @@ impl FileReader {
     /// plan (the reader meets it again, with its error, when it gets there).
     pub fn plan_ahead(
         &self,
-        store: &ObjectStore,
+        store: &dyn Objects,
         cache: &ChunkCache,
         offset: u64,
         end: u64,

@@ -4,7 +4,7 @@
 
 use super::ViewError;
 use crate::object::{commit, Kind, ObjectId};
-use crate::repo::Repository;
+use crate::repo::Repo;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -16,7 +16,7 @@ pub struct Snapshot {
 }
 
 /// Backup names, sorted, with their tip commits.
-pub fn backups(repo: &Repository) -> Result<Vec<(String, ObjectId)>, ViewError> {
+pub fn backups(repo: &dyn Repo) -> Result<Vec<(String, ObjectId)>, ViewError> {
     Ok(repo
         .list_refs("refs/heads/")?
         .into_iter()
@@ -25,7 +25,7 @@ pub fn backups(repo: &Repository) -> Result<Vec<(String, ObjectId)>, ViewError> 
 }
 
 /// Lightweight tags, sorted, with what they point at.
-pub fn tags(repo: &Repository) -> Result<Vec<(String, ObjectId)>, ViewError> {
+pub fn tags(repo: &dyn Repo) -> Result<Vec<(String, ObjectId)>, ViewError> {
     Ok(repo
         .list_refs("refs/tags/")?
         .into_iter()
@@ -34,7 +34,7 @@ pub fn tags(repo: &Repository) -> Result<Vec<(String, ObjectId)>, ViewError> {
 }
 
 /// Reads and parses one commit.
-pub fn read_commit(repo: &Repository, id: &ObjectId) -> Result<commit::Commit, ViewError> {
+pub fn read_commit(repo: &dyn Repo, id: &ObjectId) -> Result<commit::Commit, ViewError> {
     let object = repo.objects().read(id)?;
     if object.kind != Kind::Commit {
         return Err(ViewError::WrongKind {
@@ -58,7 +58,7 @@ pub fn read_commit(repo: &Repository, id: &ObjectId) -> Result<commit::Commit, V
 /// damaged (commit ids hash their parents, so real commits cannot loop),
 /// and the history is walked again from the commits alone, rewriting the
 /// cache; from the commits alone it is an error naming the commit.
-pub fn snapshots(repo: &Repository, tip: &ObjectId) -> Result<Vec<Snapshot>, ViewError> {
+pub fn snapshots(repo: &dyn Repo, tip: &ObjectId) -> Result<Vec<Snapshot>, ViewError> {
     let cache = CommitCache::load(repo);
     let mut newest_first = match follow(repo, tip, &cache)? {
         Walked::Done {
@@ -117,7 +117,7 @@ fn history_loops(id: ObjectId) -> ViewError {
 /// Follows first parents from `tip`, from `cache` where it knows a commit
 /// and from the commit itself otherwise. Every commit is visited once: the
 /// walk ends even when what it reads loops.
-fn follow(repo: &Repository, tip: &ObjectId, cache: &CommitCache) -> Result<Walked, ViewError> {
+fn follow(repo: &dyn Repo, tip: &ObjectId, cache: &CommitCache) -> Result<Walked, ViewError> {
     let mut learned = Vec::new();
     let mut newest_first = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -190,11 +190,11 @@ struct CommitCache {
 }
 
 impl CommitCache {
-    fn path(repo: &Repository) -> std::path::PathBuf {
-        repo.path().join("rewind").join(COMMIT_CACHE_NAME)
+    fn path(repo: &dyn Repo) -> std::path::PathBuf {
+        repo.state_dir().join(COMMIT_CACHE_NAME)
     }
 
-    fn load(repo: &Repository) -> CommitCache {
+    fn load(repo: &dyn Repo) -> CommitCache {
         let mut map = std::collections::HashMap::new();
         let path = Self::path(repo);
         let Ok(bytes) = std::fs::read(&path) else {
@@ -248,7 +248,7 @@ impl CommitCache {
     }
 
     /// Writes the cache with `learned` added (temporary file, then rename).
-    fn save(mut self, repo: &Repository, learned: Vec<(ObjectId, CommitFacts)>) {
+    fn save(mut self, repo: &dyn Repo, learned: Vec<(ObjectId, CommitFacts)>) {
         use sha1::Digest;
         self.map.extend(learned);
         let mut out = Vec::with_capacity(8 + self.map.len() * CACHE_RECORD + 20);
@@ -307,6 +307,7 @@ fn suffix_duplicates(newest_first: &mut [Snapshot]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::Repository;
 
     fn snap(name: &str) -> Snapshot {
         Snapshot {
