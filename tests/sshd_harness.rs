@@ -153,6 +153,12 @@ fn a_forced_command_runs_whatever_the_client_asks() {
     let key = sshd.add_key(&forced("echo \"forced: $SSH_ORIGINAL_COMMAND\""));
     let out = run(key.ssh().args(["echo", "asked"])).success();
     assert_eq!(out.stdout_str(), "forced: echo asked\n");
+    // The binary under test as a forced command, by its absolute path, as
+    // the restricted-key tests will name `rewind server`.
+    let bin = rewind_bin().display().to_string();
+    let key = sshd.add_key(&forced(&format!("{bin} --version")));
+    let out = run(key.ssh().args(["rewind", "server"])).success();
+    assert!(out.stdout_str().starts_with("rewind "), "{out:?}");
     // The default key still runs what it asks.
     let out = run(sshd.ssh().args(["echo", "asked"])).success();
     assert_eq!(out.stdout_str(), "asked\n");
