@@ -61,6 +61,9 @@ mod mount;
 #[allow(unused_imports)] // not every test crate mounts
 pub use mount::{is_mounted, Mount, Mounting, NotMounted};
 
+/// A real sshd and the client side that reaches it (the remote tests).
+pub mod sshd;
+
 /// Canonical absolute path (no symlinks), as rewind and bup record it.
 pub fn canon(p: &Path) -> PathBuf {
     fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
