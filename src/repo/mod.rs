@@ -79,7 +79,9 @@ impl Repository {
     /// Whether `path` has the layout of a bare repository (what `open`
     /// checks before reading anything).
     pub fn looks_like(path: &Path) -> bool {
-        path.join("objects/pack").is_dir() && path.join("HEAD").is_file() && path.join("refs").is_dir()
+        path.join("objects/pack").is_dir()
+            && path.join("HEAD").is_file()
+            && path.join("refs").is_dir()
     }
 
     pub fn path(&self) -> &Path {
