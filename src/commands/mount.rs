@@ -31,7 +31,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<Status, Error> {
             crate::repo::under::list(&dir)?;
             mount::Source::Under(dir)
         }
-        None => mount::Source::One(open(cli)?),
+        None => mount::Source::One(Box::new(open(cli)?)),
     };
     let cfg = MountConfig {
         mountpoint: args.mountpoint.clone(),

@@ -46,7 +46,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What to mount.
 pub enum Source {
-    One(Repository),
+    One(Box<Repository>),
     /// Every repository directly under this directory.
     Under(PathBuf),
 }
@@ -155,14 +155,16 @@ pub struct Listed {
     pub identity: (u64, u64),
 }
 
+/// An open repository and the identity of the directory it was opened from.
+type Opened = ((u64, u64), Arc<RepoState>);
+
 struct Under {
     dir: PathBuf,
     listing: Mutex<Option<(Instant, Shared<Listed>)>>,
     /// Numbers handed out so far, by name (grows only with names ever seen).
     numbers: Mutex<HashMap<Vec<u8>, RepoIx>>,
-    /// Open repositories with the identity of the directory they were
-    /// opened from; one unit each, [`MAX_OPEN`] in all.
-    open: Mutex<ByteLru<RepoIx, ((u64, u64), Arc<RepoState>)>>,
+    /// Open repositories; one unit each, [`MAX_OPEN`] in all.
+    open: Mutex<ByteLru<RepoIx, Opened>>,
 }
 
 enum Kind {
@@ -183,7 +185,7 @@ impl Repositories {
     pub fn new(source: Source, chunks: Arc<ChunkCache>, base_bytes: usize) -> Repositories {
         let (kind, base_bytes) = match source {
             Source::One(repo) => (
-                Kind::One(RepoState::new(repo, &chunks, base_bytes)),
+                Kind::One(RepoState::new(*repo, &chunks, base_bytes)),
                 base_bytes,
             ),
             Source::Under(dir) => (
