@@ -180,6 +180,10 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub threads: usize,
 
+    /// Show every repository under DIR, one directory each (not with -d)
+    #[arg(long, value_name = "DIR")]
+    pub repos: Option<PathBuf>,
+
     /// Empty directory to mount on
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
@@ -216,6 +220,11 @@ pub struct StatusArgs {
     /// Print one JSON object on standard output instead of text
     #[arg(long)]
     pub json: bool,
+
+    /// Report every backup name of every repository under DIR (not with
+    /// -d; no configuration is read)
+    #[arg(long, value_name = "DIR")]
+    pub repos: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

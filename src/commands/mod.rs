@@ -89,6 +89,24 @@ fn configured_repo_path(cli: &Cli, config: &crate::config::Config) -> Result<Pat
     }
 }
 
+/// `--repos DIR` names many repositories and `-d` one: both at once is a
+/// usage error. clap folds `REWIND_REPO` into `-d`; a user's everyday
+/// repository in the environment must not forbid `--repos`, so a `-d` equal
+/// to `REWIND_REPO` is taken as coming from it (and ignored).
+fn check_repos_alone(cli: &Cli, repos: Option<&std::path::Path>) -> Result<(), UsageError> {
+    let (Some(dir), Some(repo)) = (repos, &cli.repo) else {
+        return Ok(());
+    };
+    if std::env::var_os("REWIND_REPO").is_some_and(|env| env == repo.as_os_str()) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "--repos {} and -d {} name repositories twice: give one of them",
+        dir.display(),
+        repo.display()
+    )))
+}
+
 fn open_at(path: &std::path::Path) -> Result<Repository, Error> {
     let path = path.to_path_buf();
     match Repository::open(&path) {
@@ -116,11 +134,17 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         Command::Ls(args) => ls::run(&open(cli)?, args),
         Command::CatFile(args) => ls::cat_file(&open(cli)?, args.path.as_bytes()),
         Command::Restore(args) => restore::run(&open(cli)?, args),
-        Command::Mount(args) => mount::run(cli, args),
+        Command::Mount(args) => {
+            check_repos_alone(cli, args.repos.as_deref())?;
+            mount::run(cli, args)
+        }
         Command::Umount(args) => mount::umount(args),
         Command::Config(command) => config::run(cli, command),
         Command::Run(args) => run::run(cli, args),
-        Command::Status(args) => Ok(status::run(cli, args)),
+        Command::Status(args) => {
+            check_repos_alone(cli, args.repos.as_deref())?;
+            Ok(status::run(cli, args))
+        }
         Command::Schedule(command) => schedule::run(cli, command),
     }
 }

@@ -23,7 +23,16 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<Status, Error> {
     })?;
     // Checked before opening the repository so the stale-mount advice comes first.
     mount::check_mountpoint(&args.mountpoint)?;
-    let repo = open(cli)?;
+    let source = match &args.repos {
+        Some(dir) => {
+            // Checked now, so that a mistyped DIR is the caller's error and
+            // not an empty mount; absolute, as the daemon changes to `/`.
+            let dir = crate::source::paths::absolute(dir, &std::env::current_dir()?);
+            crate::repo::under::list(&dir)?;
+            mount::Source::Under(dir)
+        }
+        None => mount::Source::One(Box::new(open(cli)?)),
+    };
     let cfg = MountConfig {
         mountpoint: args.mountpoint.clone(),
         foreground: args.foreground,
@@ -32,7 +41,7 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<Status, Error> {
         threads: args.threads.clamp(1, 64),
         log_file: cli.log_file.clone(),
     };
-    mount::run(repo, &cfg)?;
+    mount::run(source, &cfg)?;
     Ok(Status::Success)
 }
 

@@ -1,18 +1,37 @@
-//! `rewind status`: one line per configured backup, for people and for
-//! monitoring. The first line is the overall state (OK, WARNING, CRITICAL,
-//! UNKNOWN) as a Nagios plugin prints it, and the exit status is the
-//! plugin's code (0, 1, 2, 3).
+//! `rewind status`: one line per backup, for people and for monitoring.
+//! The first line is the overall state (OK, WARNING, CRITICAL, UNKNOWN) as
+//! a Nagios plugin prints it, and the exit status is the plugin's code (0,
+//! 1, 2, 3).
+//!
+//! Which backups: those the configuration file lists, in its repository.
+//! Without a configuration file (a backup server keeps none for its
+//! clients' backups), or when `-d` names another repository than the
+//! configured one, every backup name the repository holds: its branches and
+//! the names its run records mention (a first run that failed left no
+//! branch). With `--repos DIR`, every name of every repository under DIR,
+//! rows named `<repository>/<name>`; no configuration is read.
 
 use super::save::{human_bytes, json_string};
-use super::{configured_repo_path, load_config, open_at, Error, Status};
+use super::{configured_repo_path, load_config, open_at, repo_path, Error, Status};
 use crate::cli::{Cli, StatusArgs};
+use crate::config::{ConfigError, DEFAULT_MAX_AGE_SECS};
+use crate::repo::under::{self, Found};
+use crate::repo::Repository;
 use crate::run::health::{judge, Health, State, Tip};
 use crate::run::record::{self, Record};
-use crate::view::snapshots::read_commit;
+use crate::view::snapshots::{self, read_commit};
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 
 struct Row {
+    /// What the row is called: the backup name, or `<repository>/<name>`
+    /// under `--repos`, or the repository alone for a row about all of it.
     name: String,
+    /// The repository's name under `--repos`.
+    repository: Option<String>,
+    /// The backup name; `None` for a row about a whole repository.
+    backup: Option<String>,
     tip: Option<Tip>,
     last: Option<Record>,
     max_age_secs: u64,
@@ -52,7 +71,6 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> Status {
 }
 
 fn gather(cli: &Cli, args: &StatusArgs, now: i64) -> Result<Vec<Row>, Error> {
-    let config = load_config(cli)?;
     let override_age = args
         .max_age
         .as_deref()
@@ -61,27 +79,153 @@ fn gather(cli: &Cli, args: &StatusArgs, now: i64) -> Result<Vec<Row>, Error> {
                 .map_err(|m| super::UsageError(format!("--max-age: {m}")))
         })
         .transpose()?;
+    let default_age = override_age.unwrap_or(DEFAULT_MAX_AGE_SECS);
+    if let Some(dir) = &args.repos {
+        return repos_rows(dir, default_age, now);
+    }
+    let config = match load_config(cli) {
+        Ok(config) => config,
+        // Only the default file may be missing: one named with --config or
+        // REWIND_CONFIG that is not there is a mistake to report.
+        Err(ConfigError::Missing { .. }) if cli.config.is_none() => {
+            let repo = open_at(&repo_path(cli)?)?;
+            return repository_rows(&repo, None, default_age, now);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let repo = open_at(&configured_repo_path(cli, &config)?)?;
+    if names_another_repository(cli, &config)? {
+        return repository_rows(&repo, None, default_age, now);
+    }
     let records = record::load(repo.path())?;
     let mut rows = Vec::new();
     for b in &config.backups {
-        let tip = match repo.read_ref(&format!("refs/heads/{}", b.name))? {
-            Some(id) => Some(Tip {
-                commit: id.to_string(),
-                time: read_commit(&repo, &id)?.author.time,
-            }),
-            None => None,
-        };
+        let tip = tip_of(&repo, &b.name)?;
         let last = records.backup.get(&b.name).cloned();
         let max_age_secs = override_age.unwrap_or(b.max_age_secs);
         let health = judge(tip.as_ref(), last.as_ref(), max_age_secs, now);
         rows.push(Row {
             name: b.name.clone(),
+            repository: None,
+            backup: Some(b.name.clone()),
             tip,
             last,
             max_age_secs,
             health,
         });
+    }
+    Ok(rows)
+}
+
+/// Whether `-d` names a repository other than the configured one: the
+/// configured backups say nothing about it, so its own names are reported.
+fn names_another_repository(cli: &Cli, config: &crate::config::Config) -> Result<bool, Error> {
+    let (Some(_), Some(configured)) = (&cli.repo, &config.repository) else {
+        return Ok(false);
+    };
+    let same = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    Ok(same(&repo_path(cli)?) != same(configured))
+}
+
+fn tip_of(repo: &Repository, name: &str) -> Result<Option<Tip>, Error> {
+    Ok(match repo.read_ref(&format!("refs/heads/{name}"))? {
+        Some(id) => Some(Tip {
+            commit: id.to_string(),
+            time: read_commit(repo, &id)?.author.time,
+        }),
+        None => None,
+    })
+}
+
+/// Every backup name of `repo`: its branches and the names its run records
+/// mention. `prefix` is the repository's name under `--repos`. A repository
+/// without any name is one WARNING row: an instance that never saved.
+fn repository_rows(
+    repo: &Repository,
+    prefix: Option<&str>,
+    max_age_secs: u64,
+    now: i64,
+) -> Result<Vec<Row>, Error> {
+    let records = record::load(repo.path())?;
+    let names: BTreeSet<String> = snapshots::backups(repo)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain(records.backup.keys().cloned())
+        .collect();
+    let shown = |name: &str| match prefix {
+        Some(p) => format!("{p}/{name}"),
+        None => name.to_string(),
+    };
+    if names.is_empty() {
+        let name = prefix.map_or_else(|| repo.path().display().to_string(), str::to_string);
+        return Ok(vec![Row {
+            name,
+            repository: prefix.map(str::to_string),
+            backup: None,
+            tip: None,
+            last: None,
+            max_age_secs,
+            health: Health {
+                state: State::Warning,
+                reason: "no snapshot yet: the repository has never been saved to".into(),
+            },
+        }]);
+    }
+    let mut rows = Vec::new();
+    for name in names {
+        let tip = tip_of(repo, &name)?;
+        let last = records.backup.get(&name).cloned();
+        let health = judge(tip.as_ref(), last.as_ref(), max_age_secs, now);
+        rows.push(Row {
+            name: shown(&name),
+            repository: prefix.map(str::to_string),
+            backup: Some(name),
+            tip,
+            last,
+            max_age_secs,
+            health,
+        });
+    }
+    Ok(rows)
+}
+
+/// `--repos DIR`: the rows of every repository under `dir`. A repository
+/// that cannot be read is one UNKNOWN row and the others are still
+/// reported; a directory holding no repository at all is an error (a
+/// mistyped DIR must not look healthy).
+fn repos_rows(dir: &Path, max_age_secs: u64, now: i64) -> Result<Vec<Row>, Error> {
+    let found = under::list(dir)?;
+    if found.is_empty() {
+        return Err(Box::new(super::UsageError(format!(
+            "no repositories under {}: each backup is a repository in a directory of its own there",
+            dir.display()
+        ))));
+    }
+    let mut rows = Vec::new();
+    for c in found {
+        let name = c.name.to_string_lossy().into_owned();
+        let result = match c.found {
+            Found::Unreadable(why) => Err(format!("cannot read {}: {why}", c.path.display())),
+            Found::Repository => Repository::open(&c.path)
+                .map_err(Error::from)
+                .and_then(|repo| repository_rows(&repo, Some(&name), max_age_secs, now))
+                .map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(mut more) => rows.append(&mut more),
+            Err(reason) => rows.push(Row {
+                name: name.clone(),
+                repository: Some(name),
+                backup: None,
+                tip: None,
+                last: None,
+                max_age_secs,
+                health: Health {
+                    state: State::Unknown,
+                    reason,
+                },
+            }),
+        }
     }
     Ok(rows)
 }
@@ -180,13 +324,17 @@ fn json(state: State, error: Option<&str>, rows: &[Row], now: i64) -> String {
                     ),
                     None => "null".into(),
                 };
+                let opt_str =
+                    |v: Option<&String>| v.map_or("null".to_string(), |s| json_string(s));
                 format!(
                     concat!(
-                        "{{\"name\":{},\"state\":{},\"reason\":{},\"snapshot\":{},\"commit\":{},",
+                        "{{\"name\":{},\"repository\":{},\"backup\":{},\"state\":{},\"reason\":{},\"snapshot\":{},\"commit\":{},",
                         "\"time\":{},\"age_seconds\":{},\"max_age_seconds\":{},",
                         "\"files\":{},\"bytes_read\":{},\"bytes_added\":{},\"last_run\":{}}}"
                     ),
                     json_string(&r.name),
+                    opt_str(r.repository.as_ref()),
+                    opt_str(r.backup.as_ref()),
                     json_string(r.health.state.as_str()),
                     json_string(&r.health.reason),
                     r.tip.as_ref().map_or("null".into(), |t| json_string(

@@ -6,10 +6,16 @@
 //! most every [`LIVE_TTL`] and the kernel caches them that long; everything
 //! inside a snapshot is addressed by hashes and never changes, so the kernel
 //! may cache it for [`FROZEN_TTL`] and keep file pages across opens.
+//!
+//! Which repository an inode lies in, and the per-repository listings,
+//! come from [`super::repos`]; the namespace above a repository (one
+//! directory per repository under `--repos`) is the [`InodeKind::Repos`]
+//! root, whose entries that module lists.
 
 use super::attr;
-use super::inodes::{node_bytes, InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
+use super::inodes::{node_bytes, Held, InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
 use super::links::LinkCounts;
+use super::repos::{RepoIx, RepoState, Repositories, Source};
 use crate::cache::ByteLru;
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repository;
@@ -20,13 +26,12 @@ use fuser::{
     InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// How long listings that follow refs are trusted.
 pub const LIVE_TTL: Duration = Duration::from_secs(1);
@@ -36,34 +41,32 @@ pub const FROZEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// kernel's (up to 1 MiB) requests, so the workers never wait for them.
 const READ_AHEAD: u64 = 8 << 20;
 
-type Shared<T> = Arc<Vec<T>>;
 /// A directory's entries: name, type, and what the child's inode number is
 /// derived from.
 type Listing = Vec<(Vec<u8>, FileType, Key)>;
 
-/// Ref-derived listings with the time they were read.
-#[derive(Default)]
-struct Live {
-    backups: Option<(Instant, Shared<(String, ObjectId)>)>,
-    tags: Option<(Instant, Shared<(String, ObjectId)>)>,
-    /// Per backup name: the tip the list was built from, and the list.
-    snapshots: HashMap<String, (ObjectId, Shared<view::Snapshot>)>,
+/// What a name in a directory resolved to.
+struct Child {
+    kind: InodeKind,
+    /// What its inode number is derived from.
+    key: Key,
+    /// Whether the entry follows refs (or the repositories under `--repos`).
+    live: bool,
+    repo: RepoIx,
 }
 
 pub struct RewindFs {
-    repo: Arc<Repository>,
+    repos: Repositories,
     inodes: InodeTable,
     chunks: Arc<ChunkCache>,
     /// The chunk cache's share of the budget before what the inode table
     /// holds is taken out of it.
     chunk_budget: usize,
     dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
-    live: Mutex<Live>,
     links: LinkCounts,
     /// Inflates ahead of sequential readers; its threads start on first
     /// use, after the daemon forked, never before.
     ahead: Arc<Prefetcher>,
-    ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync>,
     /// The kernel agreed to skip OPEN (and RELEASE) for files: every file's
     /// reader lives with its inode.
     no_open: AtomicBool,
@@ -91,7 +94,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RewindFs {
-    pub fn new(repo: Repository, cache_bytes: usize) -> RewindFs {
+    pub fn new(source: Source, cache_bytes: usize) -> RewindFs {
         // Directories get a quarter of the budget, hardlink counts and delta
         // bases (repacked repositories) a sixteenth each, chunks the rest.
         // Per-thread buffers (a request's reply, a pack read window) and
@@ -99,26 +102,22 @@ impl RewindFs {
         let dirs = cache_bytes / 4;
         let links = cache_bytes / 16;
         let bases = cache_bytes / 16;
-        repo.objects().set_base_cache_bytes(bases);
-        let repo = Arc::new(repo);
         let chunks = Arc::new(ChunkCache::new(cache_bytes - dirs - links - bases));
-        let ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync> = {
-            let (repo, chunks) = (repo.clone(), chunks.clone());
-            // Errors surface again, with a log line, when the reader itself
-            // gets there.
-            Arc::new(move |id: &ObjectId| chunks.prefetch(repo.objects(), id))
+        let repos = Repositories::new(source, chunks.clone(), bases);
+        let root = if repos.is_directory() {
+            InodeKind::Repos
+        } else {
+            InodeKind::RepoRoot
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         RewindFs {
-            repo: repo.clone(),
-            inodes: InodeTable::new(),
+            repos,
+            inodes: InodeTable::new(root),
             chunks,
             chunk_budget: cache_bytes - dirs - links - bases,
             dirs: Mutex::new(ByteLru::new(dirs)),
-            live: Mutex::new(Live::default()),
-            links: LinkCounts::new(repo, links),
+            links: LinkCounts::new(links),
             ahead: Prefetcher::new(cores.min(4)),
-            ahead_load,
             no_open: AtomicBool::new(false),
             trimmer: std::sync::Once::new(),
             uid: crate::meta::ids::euid(),
@@ -127,75 +126,37 @@ impl RewindFs {
         }
     }
 
-    fn backups(&self) -> Result<Shared<(String, ObjectId)>, ViewError> {
-        if let Some((at, list)) = &lock(&self.live).backups {
-            if at.elapsed() < LIVE_TTL {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(snapshots::backups(&*self.repo)?);
-        lock(&self.live).backups = Some((Instant::now(), list.clone()));
-        Ok(list)
-    }
-
-    fn tags(&self) -> Result<Shared<(String, ObjectId)>, ViewError> {
-        if let Some((at, list)) = &lock(&self.live).tags {
-            if at.elapsed() < LIVE_TTL {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(snapshots::tags(&*self.repo)?);
-        lock(&self.live).tags = Some((Instant::now(), list.clone()));
-        Ok(list)
-    }
-
-    /// The snapshots of a backup name, rebuilt only when its tip moved.
-    fn snapshots(&self, name: &str) -> Result<Shared<view::Snapshot>, ViewError> {
-        let backups = self.backups()?;
-        let Some((_, tip)) = backups.iter().find(|(n, _)| n == name) else {
-            return Err(ViewError::NotFound(name.to_string()));
-        };
-        if let Some((t, list)) = lock(&self.live).snapshots.get(name) {
-            if t == tip {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(snapshots::snapshots(&*self.repo, tip)?);
-        lock(&self.live)
-            .snapshots
-            .insert(name.to_string(), (*tip, list.clone()));
-        Ok(list)
-    }
-
-    fn dir(&self, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
+    /// A directory's listing, from the cache shared by all repositories
+    /// (keyed by tree id, which each read verifies).
+    fn dir(&self, repo: &Repository, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
         if let Some(d) = lock(&self.dirs).get(tree) {
             return Ok(d);
         }
-        let dir = Arc::new(view::list_dir(&*self.repo, tree)?);
+        let dir = Arc::new(view::list_dir(repo, tree)?);
         let size = 256 + dir.entries.iter().map(node_bytes).sum::<usize>();
         lock(&self.dirs).put(*tree, dir.clone(), size);
         Ok(dir)
     }
 
-    fn root_node(&self, tree: ObjectId, name: &[u8]) -> Result<Node, ViewError> {
+    fn root_node(&self, repo: &Repository, tree: ObjectId, name: &[u8]) -> Result<Node, ViewError> {
         Ok(Node {
             name: name.to_vec(),
             node_type: NodeType::Directory,
             id: tree,
             chunked: false,
-            meta: self.dir(&tree)?.meta.clone(),
+            meta: self.dir(repo, &tree)?.meta.clone(),
         })
     }
 
     /// A tag's target as a node: a commit's tree, a tree, or a blob.
-    fn tag_node(&self, name: &[u8], id: ObjectId) -> Result<Node, ViewError> {
-        let (kind, _) = self.repo.objects().read_header(&id)?;
+    fn tag_node(&self, repo: &Repository, name: &[u8], id: ObjectId) -> Result<Node, ViewError> {
+        let (kind, _) = repo.objects().read_header(&id)?;
         match kind {
             Kind::Commit => {
-                let tree = snapshots::read_commit(&*self.repo, &id)?.tree;
-                self.root_node(tree, name)
+                let tree = snapshots::read_commit(repo, &id)?.tree;
+                self.root_node(repo, tree, name)
             }
-            Kind::Tree => self.root_node(id, name),
+            Kind::Tree => self.root_node(repo, id, name),
             _ => Ok(Node {
                 name: name.to_vec(),
                 node_type: NodeType::Regular,
@@ -206,7 +167,7 @@ impl RewindFs {
         }
     }
 
-    fn size_of(&self, info: &NodeInfo) -> Result<u64, ViewError> {
+    fn size_of(&self, repo: &Repository, info: &NodeInfo) -> Result<u64, ViewError> {
         if let Some(s) = info.size.get() {
             return Ok(*s);
         }
@@ -219,7 +180,7 @@ impl RewindFs {
             (_, Some(m)) if m.size.is_some() && node.node_type == NodeType::Regular => {
                 m.size.unwrap_or(0)
             }
-            _ => content_size(self.repo.objects(), node.content())?,
+            _ => content_size(repo.objects(), node.content())?,
         };
         Ok(*info.size.get_or_init(|| size))
     }
@@ -228,10 +189,11 @@ impl RewindFs {
     fn attr_of(
         &self,
         ino: u64,
+        repo: RepoIx,
         kind: &InodeKind,
     ) -> Result<(fuser::FileAttr, Duration), ViewError> {
         Ok(match kind {
-            InodeKind::Root | InodeKind::Tags | InodeKind::Backup(_) => (
+            InodeKind::Repos | InodeKind::RepoRoot | InodeKind::Tags | InodeKind::Backup(_) => (
                 attr::synthetic_dir(ino, self.uid, self.gid, self.mounted_at),
                 LIVE_TTL,
             ),
@@ -242,19 +204,22 @@ impl RewindFs {
                 ))
             }
             InodeKind::Latest(name) => {
-                let len = self.latest_target(name)?.len();
+                let len = self.repos.get(repo)?.latest_target(name)?.len();
                 (attr::latest_link(ino, len, self.uid, self.gid), LIVE_TTL)
             }
             InodeKind::Node(info) => {
-                let size = self.size_of(info)?;
+                let st = self.repos.get(repo)?;
+                let size = self.size_of(&st.repo, info)?;
                 // A node's contents never change under its inode (snapshot
                 // roots and tags are salted with their commit); only a link
                 // count still being counted is provisional.
                 let (nlink, ttl) = match info.hardlink() {
-                    Some((snapshot, target)) => match self.links.nlink(snapshot, target) {
-                        (n, true) => (n, FROZEN_TTL),
-                        (n, false) => (n, LIVE_TTL),
-                    },
+                    Some((snapshot, target)) => {
+                        match self.links.nlink(&st.repo, snapshot, target) {
+                            (n, true) => (n, FROZEN_TTL),
+                            (n, false) => (n, LIVE_TTL),
+                        }
+                    }
                     None => (1, FROZEN_TTL),
                 };
                 (
@@ -265,22 +230,17 @@ impl RewindFs {
         })
     }
 
-    fn latest_target(&self, backup: &str) -> Result<String, ViewError> {
-        let list = self.snapshots(backup)?;
-        list.last()
-            .map(|s| s.name.clone())
-            .ok_or_else(|| ViewError::NotFound(format!("{backup}/latest")))
-    }
-
-    /// Resolves `name` in `parent`: (kind, inode key, whether the entry
-    /// follows refs).
-    fn child(
-        &self,
-        parent_ino: u64,
-        parent: &InodeKind,
-        name: &[u8],
-    ) -> Result<(InodeKind, Key, bool), ViewError> {
+    /// Resolves `name` in `parent`.
+    fn child(&self, parent_ino: u64, parent: &Held, name: &[u8]) -> Result<Child, ViewError> {
         let entry = |salt| Key::entry(parent_ino, name, salt);
+        let here = |kind, key, live| {
+            Ok(Child {
+                kind,
+                key,
+                live,
+                repo: parent.repo,
+            })
+        };
         let root = |key: &Key, tree| {
             Some(Arc::new(SnapshotRef {
                 id: key.snapshot_id(),
@@ -288,49 +248,61 @@ impl RewindFs {
             }))
         };
         let missing = || ViewError::NotFound(String::from_utf8_lossy(name).into_owned());
-        match parent {
-            InodeKind::Root => {
+        if let InodeKind::Repos = parent.kind {
+            let listed = self.repos.list()?;
+            let found = listed.iter().find(|l| l.name == name).ok_or_else(missing)?;
+            return Ok(Child {
+                kind: InodeKind::RepoRoot,
+                key: entry(Some(identity_salt(found.identity))),
+                live: true,
+                repo: found.ix,
+            });
+        }
+        let st = self.repos.get(parent.repo)?;
+        match &parent.kind {
+            InodeKind::Repos => Err(missing()),
+            InodeKind::RepoRoot => {
                 if name == b".tag" {
-                    return Ok((InodeKind::Tags, entry(None), true));
+                    return here(InodeKind::Tags, entry(None), true);
                 }
-                let backups = self.backups()?;
+                let backups = st.backups()?;
                 let (n, _) = backups
                     .iter()
                     .find(|(n, _)| n.as_bytes() == name)
                     .ok_or_else(missing)?;
-                Ok((InodeKind::Backup(n.clone()), entry(None), true))
+                here(InodeKind::Backup(n.clone()), entry(None), true)
             }
             InodeKind::Tags => {
-                let tags = self.tags()?;
+                let tags = st.tags()?;
                 let (_, id) = tags
                     .iter()
                     .find(|(n, _)| n.as_bytes() == name)
                     .ok_or_else(missing)?;
-                let node = self.tag_node(name, *id)?;
+                let node = self.tag_node(&st.repo, name, *id)?;
                 let key = entry(Some(id.0));
                 let snapshot = match node.node_type {
                     NodeType::Directory => root(&key, node.id),
                     _ => None,
                 };
-                Ok((InodeKind::Node(NodeInfo::new(node, snapshot)), key, true))
+                here(InodeKind::Node(NodeInfo::new(node, snapshot)), key, true)
             }
             InodeKind::Backup(backup) => {
-                let list = self.snapshots(backup)?;
+                let list = st.snapshots(backup)?;
                 if name == b"latest" {
                     // Numbered by the tip it points at: when a save moves
                     // it, `latest` is a new inode, so the kernel may cache
                     // each one's target (no READLINK per path walk).
                     let tip = list.last().ok_or_else(missing)?.commit;
-                    return Ok((InodeKind::Latest(backup.clone()), entry(Some(tip.0)), true));
+                    return here(InodeKind::Latest(backup.clone()), entry(Some(tip.0)), true);
                 }
                 let snap = list
                     .iter()
                     .find(|s| s.name.as_bytes() == name)
                     .ok_or_else(missing)?;
-                let node = self.root_node(snap.tree, name)?;
+                let node = self.root_node(&st.repo, snap.tree, name)?;
                 let key = entry(Some(snap.commit.0));
                 let snapshot = root(&key, snap.tree);
-                Ok((InodeKind::Node(NodeInfo::new(node, snapshot)), key, true))
+                here(InodeKind::Node(NodeInfo::new(node, snapshot)), key, true)
             }
             InodeKind::Latest(_) => Err(ViewError::NotADirectory(
                 String::from_utf8_lossy(name).into_owned(),
@@ -342,7 +314,7 @@ impl RewindFs {
                         String::from_utf8_lossy(&info.node.name).into_owned(),
                     ));
                 }
-                let dir = self.dir(&info.node.id)?;
+                let dir = self.dir(&st.repo, &info.node.id)?;
                 let i = dir
                     .entries
                     .binary_search_by(|n| n.name.as_slice().cmp(name))
@@ -352,41 +324,57 @@ impl RewindFs {
                     // From the subdirectory's whole listing, kept in the
                     // cache: a walk (`cp -a`, `find`) lists it next, and
                     // its tree and `.bupm` are then read once, not twice.
-                    node.meta = self.dir(&node.id)?.meta.clone();
+                    node.meta = self.dir(&st.repo, &node.id)?.meta.clone();
                 }
                 let child = NodeInfo::new(node, info.snapshot.clone());
                 let key = match child.hardlink() {
                     Some((snapshot, target)) => Key::group(snapshot.id, target),
                     None => entry(None),
                 };
-                Ok((InodeKind::Node(child), key, false))
+                here(InodeKind::Node(child), key, false)
             }
         }
     }
 
     /// All entries of a directory inode (without "." and ".."), with the
     /// key each child's inode number is derived from (as in [`Self::child`]).
-    fn entries(&self, ino: u64, kind: &InodeKind) -> Result<Listing, ViewError> {
+    fn entries(&self, ino: u64, held: &Held) -> Result<Listing, ViewError> {
         let item = |name: &[u8], ft, salt| (name.to_vec(), ft, Key::entry(ino, name, salt));
-        Ok(match kind {
-            InodeKind::Root => {
-                let mut v: Vec<_> = self
+        if let InodeKind::Repos = held.kind {
+            return Ok(self
+                .repos
+                .list()?
+                .iter()
+                .map(|l| {
+                    item(
+                        &l.name,
+                        FileType::Directory,
+                        Some(identity_salt(l.identity)),
+                    )
+                })
+                .collect());
+        }
+        let st = self.repos.get(held.repo)?;
+        Ok(match &held.kind {
+            InodeKind::Repos => Vec::new(),
+            InodeKind::RepoRoot => {
+                let mut v: Vec<_> = st
                     .backups()?
                     .iter()
                     .map(|(n, _)| item(n.as_bytes(), FileType::Directory, None))
                     .collect();
-                if !self.tags()?.is_empty() {
+                if !st.tags()?.is_empty() {
                     v.push(item(b".tag", FileType::Directory, None));
                 }
                 v
             }
-            InodeKind::Tags => self
+            InodeKind::Tags => st
                 .tags()?
                 .iter()
                 .map(|(n, id)| item(n.as_bytes(), FileType::Directory, Some(id.0)))
                 .collect(),
             InodeKind::Backup(name) => {
-                let list = self.snapshots(name)?;
+                let list = st.snapshots(name)?;
                 let mut v: Vec<_> = list
                     .iter()
                     .map(|s| item(s.name.as_bytes(), FileType::Directory, Some(s.commit.0)))
@@ -409,7 +397,7 @@ impl RewindFs {
                     ));
                 }
                 let snapshot = info.snapshot.as_ref().map(|s| s.id);
-                self.dir(&info.node.id)?
+                self.dir(&st.repo, &info.node.id)?
                     .entries
                     .iter()
                     .map(|n| {
@@ -439,18 +427,18 @@ impl RewindFs {
     fn plus_entry(
         &self,
         ino: u64,
-        kind: &InodeKind,
+        held: &Held,
         name: &[u8],
         ft: FileType,
         key: &Key,
     ) -> (u64, fuser::FileAttr, Duration) {
-        let resolved = match kind {
+        let resolved = match held.kind {
             InodeKind::Backup(_) if name != b"latest" => None,
-            _ => self.child(ino, kind, name).ok().and_then(|(k, key, live)| {
-                let child = self.inodes.assign(key, k.clone());
-                match self.attr_of(child, &k) {
+            _ => self.child(ino, held, name).ok().and_then(|c| {
+                let child = self.inodes.assign(c.key, c.repo, c.kind.clone());
+                match self.attr_of(child, c.repo, &c.kind) {
                     Ok((attr, ttl)) => {
-                        Some((child, attr, if live { ttl.min(LIVE_TTL) } else { ttl }))
+                        Some((child, attr, if c.live { ttl.min(LIVE_TTL) } else { ttl }))
                     }
                     Err(_) => {
                         self.inodes.forget(child, 1);
@@ -460,18 +448,22 @@ impl RewindFs {
             }),
         };
         resolved.unwrap_or_else(|| {
-            let child = self
-                .inodes
-                .assign(key.clone(), InodeKind::Pending(name.to_vec()));
+            let child =
+                self.inodes
+                    .assign(key.clone(), held.repo, InodeKind::Pending(name.to_vec()));
             let mut attr = attr::synthetic_dir(child, self.uid, self.gid, self.mounted_at);
             attr.kind = ft;
             (child, attr, Duration::ZERO)
         })
     }
 
-    fn read_link(&self, kind: &InodeKind) -> Result<Vec<u8>, ViewError> {
-        match kind {
-            InodeKind::Latest(backup) => Ok(self.latest_target(backup)?.into_bytes()),
+    fn read_link(&self, held: &Held) -> Result<Vec<u8>, ViewError> {
+        match &held.kind {
+            InodeKind::Latest(backup) => Ok(self
+                .repos
+                .get(held.repo)?
+                .latest_target(backup)?
+                .into_bytes()),
             InodeKind::Node(info) if info.node.node_type == NodeType::Symlink => {
                 if let Some(t) = info
                     .node
@@ -482,7 +474,8 @@ impl RewindFs {
                     return Ok(t);
                 }
                 let mut target = Vec::new();
-                view::ContentReader::new(self.repo.objects(), info.node.content())
+                let st = self.repos.get(held.repo)?;
+                view::ContentReader::new(st.repo.objects(), info.node.content())
                     .take(64 * 1024)
                     .read_to_end(&mut target)
                     .map_err(|e| ViewError::Malformed {
@@ -509,47 +502,51 @@ impl RewindFs {
     }
 
     /// A directory's parent, kind and entries, for readdir and readdirplus.
-    fn listing(&self, ino: INodeNo) -> Result<(u64, InodeKind, Listing), Errno> {
-        let (parent, kind) = self.node_of(ino)?;
+    fn listing(&self, ino: INodeNo) -> Result<(Held, Listing), Errno> {
+        let held = self.node_of(ino)?;
         let entries = self
-            .entries(ino.0, &kind)
+            .entries(ino.0, &held)
             .map_err(|e| errno(&e, "readdir"))?;
-        Ok((parent, kind, entries))
+        Ok((held, entries))
     }
 
-    fn node_of(&self, ino: INodeNo) -> Result<(u64, InodeKind), Errno> {
-        let (parent, kind) = self.inodes.get(ino.0).ok_or(Errno::ENOENT)?;
-        let InodeKind::Pending(name) = &kind else {
-            return Ok((parent, kind));
+    fn node_of(&self, ino: INodeNo) -> Result<Held, Errno> {
+        let held = self.inodes.get(ino.0).ok_or(Errno::ENOENT)?;
+        let InodeKind::Pending(name) = &held.kind else {
+            return Ok(held);
         };
         // Announced by readdirplus without its node: resolve it as a lookup
         // would, and check it is still the same entry.
         let key = self.inodes.key(ino.0).ok_or(Errno::ENOENT)?;
-        let (_, parent_kind) = self.node_of(INodeNo(parent))?;
-        let (kind, new_key, _) = self
-            .child(parent, &parent_kind, name)
+        let parent = self.node_of(INodeNo(held.parent))?;
+        let child = self
+            .child(held.parent, &parent, name)
             .map_err(|e| errno(&e, "lookup"))?;
-        if new_key != key {
+        if child.key != key {
             return Err(Errno::ENOENT);
         }
         let kind = self
             .inodes
-            .resolve(ino.0, &key, kind)
+            .resolve(ino.0, &key, child.kind)
             .ok_or(Errno::ENOENT)?;
-        Ok((parent, kind))
+        Ok(Held { kind, ..held })
     }
 
     /// The reader of a regular file's content, made on first read.
-    fn reader_of(&self, ino: INodeNo) -> Result<(Arc<NodeInfo>, u64), Errno> {
-        match self.node_of(ino) {
-            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Regular => {
-                let size = self.size_of(&info).map_err(|e| errno(&e, "open"))?;
+    fn reader_of(&self, ino: INodeNo) -> Result<(Arc<NodeInfo>, u64, Arc<RepoState>), Errno> {
+        let held = self.node_of(ino)?;
+        match held.kind {
+            InodeKind::Node(info) if info.node.node_type == NodeType::Regular => {
+                let st = self.repos.get(held.repo).map_err(|e| errno(&e, "open"))?;
+                let size = self
+                    .size_of(&st.repo, &info)
+                    .map_err(|e| errno(&e, "open"))?;
                 // cat-file and restore refuse a file whose content and
                 // metadata disagree on its size (ContentReader::of_node);
                 // so does the mount, with the same error, at open.
                 let check = info.size_check.get_or_init(|| {
                     let recorded = info.node.recorded_size()?;
-                    let content = match content_size(self.repo.objects(), info.node.content()) {
+                    let content = match content_size(st.repo.objects(), info.node.content()) {
                         Ok(c) if c == recorded => return None,
                         Ok(c) => c,
                         Err(e) => return Some(e.to_string()),
@@ -567,13 +564,12 @@ impl RewindFs {
                     tracing::error!("open: {message}");
                     return Err(Errno::EIO);
                 }
-                Ok((info, size))
+                Ok((info, size, st))
             }
-            Ok((_, InodeKind::Node(info))) if info.node.node_type == NodeType::Directory => {
+            InodeKind::Node(info) if info.node.node_type == NodeType::Directory => {
                 Err(Errno::EISDIR)
             }
-            Ok(_) => Err(Errno::EINVAL),
-            Err(e) => Err(e),
+            _ => Err(Errno::EINVAL),
         }
     }
 }
@@ -610,23 +606,21 @@ impl Filesystem for RewindFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let parent_kind = match self.node_of(parent) {
-            Ok((_, k)) => k,
+        let parent_held = match self.node_of(parent) {
+            Ok(h) => h,
             Err(e) => return reply.error(e),
         };
         let name = name.as_bytes();
-        let result = self
-            .child(parent.0, &parent_kind, name)
-            .and_then(|(kind, key, live)| {
-                let ino = self.inodes.assign(key, kind.clone());
-                match self.attr_of(ino, &kind) {
-                    Ok((a, ttl)) => Ok((a, ttl, live)),
-                    Err(e) => {
-                        self.inodes.forget(ino, 1);
-                        Err(e)
-                    }
+        let result = self.child(parent.0, &parent_held, name).and_then(|c| {
+            let ino = self.inodes.assign(c.key, c.repo, c.kind.clone());
+            match self.attr_of(ino, c.repo, &c.kind) {
+                Ok((a, ttl)) => Ok((a, ttl, c.live)),
+                Err(e) => {
+                    self.inodes.forget(ino, 1);
+                    Err(e)
                 }
-            });
+            }
+        });
         self.rebalance();
         match result {
             Ok((attr, attr_ttl, live)) => {
@@ -642,22 +636,22 @@ impl Filesystem for RewindFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (_, kind) = match self.node_of(ino) {
-            Ok(k) => k,
+        let held = match self.node_of(ino) {
+            Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        match self.attr_of(ino.0, &kind) {
+        match self.attr_of(ino.0, held.repo, &held.kind) {
             Ok((a, ttl)) => reply.attr(&ttl, &a),
             Err(e) => reply.error(errno(&e, "getattr")),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let (_, kind) = match self.node_of(ino) {
-            Ok(k) => k,
+        let held = match self.node_of(ino) {
+            Ok(h) => h,
             Err(e) => return reply.error(e),
         };
-        match self.read_link(&kind) {
+        match self.read_link(&held) {
             Ok(t) => reply.data(&t),
             Err(ViewError::NotFound(_)) => reply.error(Errno::EINVAL),
             Err(e) => reply.error(errno(&e, "readlink")),
@@ -691,7 +685,7 @@ impl Filesystem for RewindFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let (info, file_size) = match self.reader_of(ino) {
+        let (info, file_size, st) = match self.reader_of(ino) {
             Ok(r) => r,
             Err(e) => return reply.error(e),
         };
@@ -707,7 +701,7 @@ impl Filesystem for RewindFs {
             let mut out = out.borrow_mut();
             out.clear();
             reader.read_at(
-                self.repo.objects(),
+                st.repo.objects(),
                 &self.chunks,
                 offset,
                 size as usize,
@@ -721,9 +715,9 @@ impl Filesystem for RewindFs {
                 reply.data(&out);
                 OUT.with(|b| *b.borrow_mut() = out);
                 let ahead =
-                    reader.plan_ahead(self.repo.objects(), &self.chunks, offset, end, READ_AHEAD);
+                    reader.plan_ahead(st.repo.objects(), &self.chunks, offset, end, READ_AHEAD);
                 if !ahead.is_empty() {
-                    self.ahead.queue(ahead, &self.ahead_load);
+                    self.ahead.queue(ahead, &st.ahead_load);
                 }
             }
             Err(e) => {
@@ -763,14 +757,14 @@ impl Filesystem for RewindFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        match self.node_of(ino) {
-            Ok((_, InodeKind::Node(info))) if info.node.node_type != NodeType::Directory => {
+        match self.node_of(ino).map(|h| h.kind) {
+            Ok(InodeKind::Node(info)) if info.node.node_type != NodeType::Directory => {
                 reply.error(Errno::ENOTDIR)
             }
-            Ok((_, InodeKind::Latest(_))) => reply.error(Errno::ENOTDIR),
+            Ok(InodeKind::Latest(_)) => reply.error(Errno::ENOTDIR),
             // Inside a snapshot nothing changes: the kernel may keep the
             // listing itself.
-            Ok((_, InodeKind::Node(_))) => reply.opened(
+            Ok(InodeKind::Node(_)) => reply.opened(
                 FileHandle(0),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
@@ -787,10 +781,11 @@ impl Filesystem for RewindFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (parent, _, entries) = match self.listing(ino) {
+        let (held, entries) = match self.listing(ino) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        let parent = held.parent;
         let dots = [
             (ino.0, FileType::Directory, &b"."[..]),
             (
@@ -820,10 +815,11 @@ impl Filesystem for RewindFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (parent, kind, entries) = match self.listing(ino) {
+        let (held, entries) = match self.listing(ino) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
+        let parent = held.parent;
         // "." and ".." carry no reference (the kernel skips them); their
         // attributes are not used.
         let dot = |i| attr::synthetic_dir(i, self.uid, self.gid, self.mounted_at);
@@ -844,7 +840,7 @@ impl Filesystem for RewindFs {
         let skip = (offset as usize).saturating_sub(2);
         for (i, (name, ft, key)) in entries.iter().enumerate().skip(skip) {
             // Every entry returned is a reference the kernel will forget.
-            let (child, attr, ttl) = self.plus_entry(ino.0, &kind, name, *ft, key);
+            let (child, attr, ttl) = self.plus_entry(ino.0, &held, name, *ft, key);
             if reply.add(
                 INodeNo(child),
                 i as u64 + 3,
@@ -867,8 +863,8 @@ impl Filesystem for RewindFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let value = match self.node_of(ino) {
-            Ok((_, InodeKind::Node(info))) => info.node.meta.as_ref().and_then(|m| {
+        let value = match self.node_of(ino).map(|h| h.kind) {
+            Ok(InodeKind::Node(info)) => info.node.meta.as_ref().and_then(|m| {
                 m.xattrs
                     .iter()
                     .find(|(k, _)| k.as_slice() == name.as_bytes())
@@ -889,8 +885,8 @@ impl Filesystem for RewindFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let mut names = Vec::new();
-        match self.node_of(ino) {
-            Ok((_, InodeKind::Node(info))) => {
+        match self.node_of(ino).map(|h| h.kind) {
+            Ok(InodeKind::Node(info)) => {
                 for (k, _) in info.node.meta.iter().flat_map(|m| m.xattrs.iter()) {
                     names.extend_from_slice(k);
                     names.push(0);
@@ -1001,6 +997,15 @@ impl Filesystem for RewindFs {
     fn removexattr(&self, _: &Request, _: INodeNo, _: &OsStr, reply: ReplyEmpty) {
         reply.error(Errno::EROFS)
     }
+}
+
+/// A repository directory's device and inode as an inode-number salt: a
+/// repository removed and made again under its name is a new directory.
+fn identity_salt((dev, ino): (u64, u64)) -> [u8; 20] {
+    let mut salt = [0u8; 20];
+    salt[..8].copy_from_slice(&dev.to_le_bytes());
+    salt[8..16].copy_from_slice(&ino.to_le_bytes());
+    salt
 }
 
 /// How often freed memory is handed back to the system.

@@ -12,11 +12,16 @@
 //! not the repository. Hash collisions are resolved by probing, never by
 //! sharing.
 //!
+//! Each slot also says which repository its inode lies in (a
+//! [`RepoIx`]; always 0 when one repository is mounted): a child is in its
+//! parent's repository, except the repositories listed under `--repos`.
+//!
 //! Hardlinked files are the one deliberate sharing: every member of a group
 //! (the same `.bupm` `hardlink_target` within one snapshot) is numbered by
 //! (snapshot, target) instead of (parent, name), so `cp -a` and `rsync -H`
 //! see one inode and recreate the links.
 
+use super::repos::RepoIx;
 use crate::object::ObjectId;
 use crate::view::random::FileReader;
 use crate::view::Node;
@@ -32,7 +37,11 @@ pub const ROOT: u64 = 1;
 /// What an inode stands for.
 #[derive(Clone, Debug)]
 pub enum InodeKind {
-    Root,
+    /// `/` under `--repos`: one directory per repository.
+    Repos,
+    /// A repository's top (backup names and `.tag`): the mount's root, or
+    /// `/<repository>` under `--repos`.
+    RepoRoot,
     /// `/.tag`
     Tags,
     /// `/<name>`
@@ -135,8 +144,17 @@ impl Key {
 
 struct Slot {
     key: Key,
+    repo: RepoIx,
     kind: InodeKind,
     lookups: u64,
+}
+
+/// What the table holds for an inode.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub parent: u64,
+    pub repo: RepoIx,
+    pub kind: InodeKind,
 }
 
 pub struct InodeTable {
@@ -208,20 +226,17 @@ fn fix(ino: u64) -> u64 {
     }
 }
 
-impl Default for InodeTable {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl InodeTable {
-    pub fn new() -> InodeTable {
+    /// A table holding the root, of kind `root` ([`InodeKind::RepoRoot`]
+    /// of repository 0, or [`InodeKind::Repos`]).
+    pub fn new(root: InodeKind) -> InodeTable {
         let mut slots = HashMap::new();
         slots.insert(
             ROOT,
             Slot {
                 key: Key::entry(0, b"", None),
-                kind: InodeKind::Root,
+                repo: 0,
+                kind: root,
                 lookups: 1,
             },
         );
@@ -231,9 +246,13 @@ impl InodeTable {
         }
     }
 
-    pub fn get(&self, ino: u64) -> Option<(u64, InodeKind)> {
+    pub fn get(&self, ino: u64) -> Option<Held> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        slots.get(&ino).map(|s| (s.key.parent, s.kind.clone()))
+        slots.get(&ino).map(|s| Held {
+            parent: s.key.parent,
+            repo: s.repo,
+            kind: s.kind.clone(),
+        })
     }
 
     /// Replaces a [`InodeKind::Pending`] kind with what it resolved to, if
@@ -263,7 +282,7 @@ impl InodeTable {
     /// (a lookup reply). A key already present keeps its first kind (for a
     /// hardlink group, the member looked up first stands for all), unless
     /// that was only [`InodeKind::Pending`].
-    pub fn assign(&self, key: Key, kind: InodeKind) -> u64 {
+    pub fn assign(&self, key: Key, repo: RepoIx, kind: InodeKind) -> u64 {
         let mut ino = fix(hash_key(&key));
         let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -271,6 +290,7 @@ impl InodeTable {
                 Entry::Vacant(v) => {
                     let slot = v.insert(Slot {
                         key,
+                        repo,
                         kind,
                         lookups: 1,
                     });
@@ -341,29 +361,37 @@ mod tests {
 
     #[test]
     fn numbers_are_stable_across_forget_and_distinct_per_salt() {
-        let t = InodeTable::new();
+        let t = InodeTable::new(InodeKind::RepoRoot);
         let etc = || Key::entry(ROOT, b"etc", None);
-        let a = t.assign(etc(), InodeKind::Backup("etc".into()));
-        assert_eq!(t.assign(etc(), InodeKind::Backup("etc".into())), a);
+        let a = t.assign(etc(), 0, InodeKind::Backup("etc".into()));
+        assert_eq!(t.assign(etc(), 0, InodeKind::Backup("etc".into())), a);
         assert_eq!(t.peek(&etc()), a);
         t.forget(a, 2);
         assert!(t.get(a).is_none());
         assert_eq!(t.len(), 1);
-        assert_eq!(t.assign(etc(), InodeKind::Backup("etc".into())), a);
-        let salted = t.assign(Key::entry(ROOT, b"etc", Some([1; 20])), InodeKind::Tags);
+        assert_eq!(t.assign(etc(), 0, InodeKind::Backup("etc".into())), a);
+        let salted = t.assign(Key::entry(ROOT, b"etc", Some([1; 20])), 0, InodeKind::Tags);
         assert_ne!(salted, a);
         assert!(a > ROOT && salted > ROOT);
     }
 
     #[test]
     fn pending_entries_resolve_once_and_keep_their_number() {
-        let t = InodeTable::new();
+        let t = InodeTable::new(InodeKind::RepoRoot);
         let key = Key::entry(7, b"2024-01-01-000000", Some([3; 20]));
         let a = t.assign(
             key.clone(),
+            0,
             InodeKind::Pending(b"2024-01-01-000000".to_vec()),
         );
-        assert!(matches!(t.get(a), Some((7, InodeKind::Pending(_)))));
+        assert!(matches!(
+            t.get(a),
+            Some(Held {
+                parent: 7,
+                kind: InodeKind::Pending(_),
+                ..
+            })
+        ));
         // Another key cannot resolve it.
         let other = Key::entry(7, b"2024-01-01-000000", Some([4; 20]));
         assert!(t.resolve(a, &other, InodeKind::Tags).is_none());
@@ -372,24 +400,36 @@ mod tests {
             Some(InodeKind::Tags)
         ));
         // Resolved stays resolved; a later lookup adds a reference only.
-        assert_eq!(t.assign(key.clone(), InodeKind::Root), a);
-        assert!(matches!(t.get(a), Some((_, InodeKind::Tags))));
+        assert_eq!(t.assign(key.clone(), 0, InodeKind::RepoRoot), a);
+        assert!(matches!(
+            t.get(a),
+            Some(Held {
+                kind: InodeKind::Tags,
+                ..
+            })
+        ));
         t.forget(a, 2);
         assert!(t.get(a).is_none());
         assert_eq!(t.bytes(), 0, "memory accounted back to zero");
         // A lookup of a still-pending entry resolves it too.
-        let b = t.assign(key.clone(), InodeKind::Pending(b"x".to_vec()));
-        assert_eq!(t.assign(key, InodeKind::Tags), b);
-        assert!(matches!(t.get(b), Some((_, InodeKind::Tags))));
+        let b = t.assign(key.clone(), 0, InodeKind::Pending(b"x".to_vec()));
+        assert_eq!(t.assign(key, 0, InodeKind::Tags), b);
+        assert!(matches!(
+            t.get(b),
+            Some(Held {
+                kind: InodeKind::Tags,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn hardlink_groups_share_a_number_per_snapshot_only() {
-        let t = InodeTable::new();
+        let t = InodeTable::new(InodeKind::RepoRoot);
         let snap1 = Key::entry(5, b"2024-01-01-000000", Some([1; 20])).snapshot_id();
         let snap2 = Key::entry(5, b"2024-01-02-000000", Some([2; 20])).snapshot_id();
-        let a = t.assign(Key::group(snap1, b"/src/a"), InodeKind::Tags);
-        let b = t.assign(Key::group(snap1, b"/src/a"), InodeKind::Tags);
+        let a = t.assign(Key::group(snap1, b"/src/a"), 0, InodeKind::Tags);
+        let b = t.assign(Key::group(snap1, b"/src/a"), 0, InodeKind::Tags);
         assert_eq!(a, b);
         assert_ne!(t.peek(&Key::group(snap2, b"/src/a")), a);
         // A group key never collides with an entry of the same bytes.

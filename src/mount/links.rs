@@ -41,13 +41,16 @@ struct Scan {
 }
 
 struct Job {
+    repo: Arc<Repository>,
     snapshot: u64,
     tree: ObjectId,
     scan: Arc<Scan>,
 }
 
+/// One for the whole mount: snapshot ids are hashes of their root's path
+/// in the mount, distinct across repositories, and each job carries the
+/// repository to scan.
 pub struct LinkCounts {
-    repo: Arc<Repository>,
     scans: Arc<Mutex<ByteLru<u64, Arc<Scan>>>>,
     budget: usize,
     /// Started on first use: after the daemon forked, never before.
@@ -64,9 +67,8 @@ fn map_bytes(map: &HashMap<Vec<u8>, u32>) -> usize {
 }
 
 impl LinkCounts {
-    pub fn new(repo: Arc<Repository>, budget: usize) -> LinkCounts {
+    pub fn new(budget: usize) -> LinkCounts {
         LinkCounts {
-            repo,
             scans: Arc::new(Mutex::new(ByteLru::new(budget))),
             budget,
             worker: OnceLock::new(),
@@ -74,8 +76,13 @@ impl LinkCounts {
     }
 
     /// Members of group `target` in `snapshot`, and whether that is final.
-    pub fn nlink(&self, snapshot: &SnapshotRef, target: &[u8]) -> (u32, bool) {
-        let scan = self.scan_of(snapshot);
+    pub fn nlink(
+        &self,
+        repo: &Arc<Repository>,
+        snapshot: &SnapshotRef,
+        target: &[u8],
+    ) -> (u32, bool) {
+        let scan = self.scan_of(repo, snapshot);
         let deadline = Instant::now() + SYNC_WAIT;
         let mut state = lock(&scan.state);
         loop {
@@ -97,7 +104,7 @@ impl LinkCounts {
     }
 
     /// The scan of `snapshot`, queueing one if none is cached.
-    fn scan_of(&self, snapshot: &SnapshotRef) -> Arc<Scan> {
+    fn scan_of(&self, repo: &Arc<Repository>, snapshot: &SnapshotRef) -> Arc<Scan> {
         let mut scans = lock(&self.scans);
         if let Some(scan) = scans.get(&snapshot.id) {
             return scan;
@@ -109,6 +116,7 @@ impl LinkCounts {
         scans.put(snapshot.id, scan.clone(), 256);
         drop(scans);
         let job = Job {
+            repo: repo.clone(),
             snapshot: snapshot.id,
             tree: snapshot.tree,
             scan: scan.clone(),
@@ -124,14 +132,13 @@ impl LinkCounts {
     fn worker(&self) -> &Mutex<Sender<Job>> {
         self.worker.get_or_init(|| {
             let (tx, rx) = channel::<Job>();
-            let repo = self.repo.clone();
             let scans = self.scans.clone();
             let budget = self.budget;
             let spawned = std::thread::Builder::new()
                 .name("rewind-links".into())
                 .spawn(move || {
                     for job in rx {
-                        let state = match count_groups(&repo, &job.tree, budget) {
+                        let state = match count_groups(&job.repo, &job.tree, budget) {
                             Ok(Some(map)) => {
                                 let bytes = map_bytes(&map);
                                 // Re-charged at its real size (it may have

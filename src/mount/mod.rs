@@ -12,10 +12,11 @@ mod fs;
 mod inodes;
 mod links;
 pub mod log;
+mod repos;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
+pub use repos::Source;
 
-use crate::repo::Repository;
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -144,8 +145,8 @@ fn daemonize() -> Result<(), MountError> {
     Ok(())
 }
 
-/// Mounts `repo` and serves it until unmounted or signalled.
-pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
+/// Mounts `source` and serves it until unmounted or signalled.
+pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
     check_mountpoint(&cfg.mountpoint)?;
     // Absolute: the daemon changes to / before it uses the path again.
     let mountpoint = cfg
@@ -159,7 +160,7 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
         MountOption::RO,
         MountOption::NoDev,
         MountOption::NoSuid,
-        MountOption::FSName(format!("rewind:{}", repo.path().display())),
+        MountOption::FSName(format!("rewind:{}", source.path().display())),
         MountOption::Subtype("rewind".into()),
     ];
     let acl = if cfg.allow_other {
@@ -192,9 +193,12 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
         None => None,
     };
     // A long-lived reader: scan the packs now (opening a repository defers
-    // it to first use), so the first listing does not wait for it.
-    if let Err(e) = repo.objects().refresh() {
-        tracing::warn!("scanning packs: {e}");
+    // it to first use), so the first listing does not wait for it. Under
+    // --repos each repository is opened, and scanned, on first use.
+    if let Source::One(repo) = &source {
+        if let Err(e) = repo.objects().refresh() {
+            tracing::warn!("scanning packs: {e}");
+        }
     }
     // glibc gives each thread that allocates its own arena and keeps what
     // is freed there; with a dozen threads that is tens of megabytes above
@@ -203,7 +207,7 @@ pub fn run(repo: Repository, cfg: &MountConfig) -> Result<(), MountError> {
     // parameters, which it does under the allocator's own lock; an unknown
     // or refused setting just returns 0.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-    let fs = RewindFs::new(repo, cfg.cache_bytes.max(4 << 20));
+    let fs = RewindFs::new(source, cfg.cache_bytes.max(4 << 20));
     let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
         path: mountpoint.clone(),
         source,

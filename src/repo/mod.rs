@@ -12,6 +12,7 @@ pub mod known;
 mod loose;
 pub mod refs;
 pub mod store;
+pub mod under;
 
 pub use access::{Objects, PackSink, Repo, SharedFile};
 pub use error::Error;
@@ -68,10 +69,7 @@ impl Repository {
 
     /// Opens an existing bare repository (git's or bup's).
     pub fn open(path: &Path) -> Result<Repository, Error> {
-        let looks_right = path.join("objects/pack").is_dir()
-            && path.join("HEAD").is_file()
-            && path.join("refs").is_dir();
-        if !looks_right {
+        if !Repository::looks_like(path) {
             return Err(Error::NotARepository {
                 path: path.to_path_buf(),
             });
@@ -81,6 +79,14 @@ impl Repository {
             path: path.to_path_buf(),
             objects,
         })
+    }
+
+    /// Whether `path` has the layout of a bare repository (what `open`
+    /// checks before reading anything).
+    pub fn looks_like(path: &Path) -> bool {
+        path.join("objects/pack").is_dir()
+            && path.join("HEAD").is_file()
+            && path.join("refs").is_dir()
     }
 
     pub fn path(&self) -> &Path {
