@@ -24,6 +24,32 @@ pub struct Cli {
     )]
     pub repo: Option<PathBuf>,
 
+    /// Repository on a server, over SSH: [USER@]HOST:PATH or
+    /// ssh://[USER@]HOST[:PORT]/PATH (a local path works too)
+    #[arg(
+        short = 'r',
+        long = "remote",
+        global = true,
+        env = "REWIND_REMOTE",
+        value_name = "LOCATION"
+    )]
+    pub remote: Option<String>,
+
+    /// The ssh command for -r, with its options (default: ssh), split on
+    /// spaces as rsync's -e
+    #[arg(long = "ssh", global = true, env = "REWIND_SSH", value_name = "CMD")]
+    pub ssh: Option<String>,
+
+    /// The rewind program on the server for -r (default: rewind, found in
+    /// the server's PATH)
+    #[arg(
+        long = "remote-rewind",
+        global = true,
+        env = "REWIND_REMOTE_REWIND",
+        value_name = "PATH"
+    )]
+    pub remote_rewind: Option<String>,
+
     /// Print only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -71,6 +97,19 @@ pub enum Command {
     /// Run `rewind run` daily from a systemd timer or cron
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Serve repositories to `rewind -r` over SSH (started by ssh, e.g. as
+    /// the forced command of an authorized_keys line)
+    Server(ServerArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Serve only repositories at or under PATH (repeatable)
+    #[arg(long = "restrict-to", value_name = "PATH")]
+    pub restrict_to: Vec<PathBuf>,
+    /// Add objects and snapshots only: never delete or rewrite a ref
+    #[arg(long = "append-only")]
+    pub append_only: bool,
 }
 
 #[derive(Args, Debug)]

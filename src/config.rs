@@ -97,8 +97,9 @@ pub struct RawDump {
 pub struct Config {
     /// The file it came from, for messages.
     pub path: PathBuf,
-    /// Absolute repository path, if the file names one.
-    pub repository: Option<PathBuf>,
+    /// Where the repository is (an absolute local path or a server's), if
+    /// the file names one.
+    pub repository: Option<crate::remote::Location>,
     /// In the order of the file: `rewind run` makes them in this order.
     pub backups: Vec<Backup>,
 }
@@ -335,26 +336,20 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
     })
 }
 
-/// A repository value: an absolute local path. `user@host:path` is
-/// recognised to refuse it plainly (remote repositories come later).
-fn repository_path(value: &Spanned<String>) -> Result<PathBuf, String> {
+/// A repository value: an absolute local path, `user@host:path` or
+/// `ssh://user@host:port/path`.
+fn repository_path(value: &Spanned<String>) -> Result<crate::remote::Location, String> {
+    use crate::remote::Location;
     let v = value.get_ref();
     if v.is_empty() {
         return Err("empty repository path".into());
     }
-    if !v.starts_with('/') {
-        if let Some((host, _)) = v.split_once(':') {
-            if !host.contains('/') {
-                return Err(format!(
-                    "remote repository {v:?} is not supported by this version of rewind yet; use a local absolute path"
-                ));
-            }
-        }
-        return Err(format!(
-            "repository {v:?} must be an absolute path (start with /)"
-        ));
+    match Location::parse(v).map_err(|e| e.to_string())? {
+        Location::Local(path) if !path.is_absolute() => Err(format!(
+            "repository {v:?} must be an absolute path (start with /) or a server's (user@host:/path)"
+        )),
+        location => Ok(location),
     }
-    Ok(PathBuf::from(v))
 }
 
 /// "26h", "90m", "1d12h", "3600s", "3600": a duration in seconds.

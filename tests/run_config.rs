@@ -62,7 +62,10 @@ fn the_template_parses_round_trips_and_documents_every_key() {
     assert_eq!(out.stdout_str(), rewind::config::TEMPLATE);
     let path = Path::new("/etc/rewind.toml");
     let first = rewind::config::parse(path, rewind::config::TEMPLATE).expect("template parses");
-    assert_eq!(first.repository, Some(PathBuf::from("/var/backups/rewind")));
+    assert_eq!(
+        first.repository,
+        Some(rewind::remote::Location::Local(PathBuf::from("/var/backups/rewind")))
+    );
     assert_eq!(first.backups.len(), 1);
     assert_eq!(first.backups[0].max_age_secs, 26 * 3600);
     // Through the serde shape and back: nothing lost, nothing changed.
@@ -223,14 +226,10 @@ fn every_config_error_names_the_file_and_line() {
         "{e}"
     );
 
-    let e = config_error(
-        &env,
-        &format!("repository = \"backup@vault:/srv/rewind\"\n{backup}"),
-    );
+    // A server's repository is accepted; a malformed one is named.
+    let e = config_error(&env, &format!("repository = \"ssh://vault:0/x\"\n{backup}"));
     assert!(
-        e.contains(&format!(
-            "{f}:1:14: remote repository \"backup@vault:/srv/rewind\" is not supported"
-        )),
+        e.contains(&format!("{f}:1:14: invalid repository location")),
         "{e}"
     );
 

@@ -1,6 +1,6 @@
 //! `rewind config init|check`.
 
-use super::{configured_repo_path, load_config, open_at, Error, Status, UsageError};
+use super::{configured_location, load_config, open_location, Error, Status, UsageError};
 use crate::cli::{Cli, ConfigCommand};
 use crate::config::{format_duration, TEMPLATE};
 use std::io::Write;
@@ -16,13 +16,14 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
         ConfigCommand::Check => {
             let config = load_config(cli)?;
             crate::config::check_trusted(&config)?;
-            let repo = configured_repo_path(cli, &config)?;
-            // Opening it proves the path is a repository; a config whose
-            // repository does not exist yet is an error worth seeing now.
-            open_at(&repo)?;
+            let location = configured_location(cli, &config)?;
+            // Opening it proves the path is a repository (and a server
+            // reachable); a config whose repository does not exist yet is
+            // an error worth seeing now.
+            let repo = open_location(cli, &location)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "configuration {}: ok", config.path.display())?;
-            writeln!(out, "repository {}", repo.display())?;
+            writeln!(out, "repository {}", repo.location())?;
             for b in &config.backups {
                 writeln!(
                     out,

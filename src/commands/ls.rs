@@ -1,7 +1,7 @@
 use super::{resolve_following, Error, Status, UsageError};
 use crate::cli::LsArgs;
 use crate::meta::{mode_string, Metadata};
-use crate::repo::Repository;
+use crate::repo::Repo;
 use crate::view::{self, content_size, snapshots, ContentReader, Item, Node, NodeType};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -30,7 +30,7 @@ fn owner(meta: Option<&Metadata>, numeric: bool) -> String {
     format!("{}/{}", pick(&m.user, m.uid), pick(&m.group, m.gid))
 }
 
-fn node_row(repo: &Repository, node: &Node, numeric: bool) -> Result<Row, Error> {
+fn node_row(repo: &dyn Repo, node: &Node, numeric: bool) -> Result<Row, Error> {
     let meta = node.meta.as_ref();
     let is_device =
         meta.is_some_and(|m| matches!(m.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK));
@@ -110,7 +110,7 @@ fn dir_row(name: &str, time: i64) -> Row {
     }
 }
 
-pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
+pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
     let path = args.path.as_deref().map_or(&b""[..], |p| p.as_bytes());
     // Entries the view left out (and logged) make the listing partial.
     let mut status = Status::Success;
@@ -161,7 +161,7 @@ pub fn run(repo: &Repository, args: &LsArgs) -> Result<Status, Error> {
     Ok(status)
 }
 
-pub fn cat_file(repo: &Repository, path: &[u8]) -> Result<Status, Error> {
+pub fn cat_file(repo: &dyn Repo, path: &[u8]) -> Result<Status, Error> {
     let node = match resolve_following(repo, path)? {
         Item::Node(node)
             if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink =>

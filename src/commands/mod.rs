@@ -12,7 +12,8 @@ mod schedule;
 mod status;
 
 use crate::cli::{Cli, Command};
-use crate::repo::Repository;
+use crate::remote::{Location, Remote, SshOptions};
+use crate::repo::{Repo, Repository};
 use crate::view::{self, Item, ViewError};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -70,8 +71,42 @@ pub fn repo_path(cli: &Cli) -> Result<PathBuf, Error> {
     ))
 }
 
-fn open(cli: &Cli) -> Result<Repository, Error> {
-    open_at(&repo_path(cli)?)
+/// Where the repository of a command is: `-r LOCATION`, else `-d` (or
+/// `REWIND_REPO`), else `~/.rewind`.
+fn location(cli: &Cli) -> Result<Location, Error> {
+    match &cli.remote {
+        Some(text) => absolute_location(Location::parse(text)?),
+        None => Ok(Location::Local(repo_path(cli)?)),
+    }
+}
+
+fn absolute_location(location: Location) -> Result<Location, Error> {
+    Ok(match location {
+        Location::Local(p) => Location::Local(crate::source::paths::absolute(
+            &p,
+            &std::env::current_dir()?,
+        )),
+        remote => remote,
+    })
+}
+
+fn open(cli: &Cli) -> Result<Box<dyn Repo>, Error> {
+    open_location(cli, &location(cli)?)
+}
+
+fn ssh_options(cli: &Cli) -> SshOptions {
+    SshOptions {
+        ssh: cli.ssh.clone(),
+        remote_rewind: cli.remote_rewind.clone(),
+    }
+}
+
+/// Opens the repository at `location`, over SSH if it is a server's.
+fn open_location(cli: &Cli, location: &Location) -> Result<Box<dyn Repo>, Error> {
+    Ok(match location {
+        Location::Local(path) => Box::new(open_at(path)?),
+        Location::Ssh(target) => Box::new(Remote::connect(target, &ssh_options(cli), false)?),
+    })
 }
 
 /// The configuration named by `--config` / `REWIND_CONFIG` / the default.
@@ -80,12 +115,12 @@ fn load_config(cli: &Cli) -> Result<crate::config::Config, crate::config::Config
     crate::config::load(&crate::config::resolve_path(cli.config.as_deref(), &cwd))
 }
 
-/// The repository of configured commands: `-d`/`REWIND_REPO` first, then
-/// the configuration's `repository`, then the default of [`repo_path`].
-fn configured_repo_path(cli: &Cli, config: &crate::config::Config) -> Result<PathBuf, Error> {
-    match (&cli.repo, &config.repository) {
-        (None, Some(path)) => Ok(path.clone()),
-        _ => repo_path(cli),
+/// The repository of configured commands: `-r`, then `-d`/`REWIND_REPO`,
+/// then the configuration's `repository`, then the default of [`repo_path`].
+fn configured_location(cli: &Cli, config: &crate::config::Config) -> Result<Location, Error> {
+    match (&cli.remote, &cli.repo, &config.repository) {
+        (None, None, Some(location)) => Ok(location.clone()),
+        _ => location(cli),
     }
 }
 
@@ -123,17 +158,26 @@ fn open_at(path: &std::path::Path) -> Result<Repository, Error> {
 pub fn run(cli: &Cli) -> Result<Status, Error> {
     match &cli.command {
         Command::Init => {
-            let path = repo_path(cli)?;
-            Repository::init(&path)?;
+            let location = location(cli)?;
+            let shown = match &location {
+                Location::Local(path) => {
+                    Repository::init(path)?;
+                    path.display().to_string()
+                }
+                Location::Ssh(target) => {
+                    Remote::connect(target, &ssh_options(cli), true)?;
+                    target.to_string()
+                }
+            };
             if !cli.quiet {
-                eprintln!("initialized empty repository in {}", path.display());
+                eprintln!("initialized empty repository in {shown}");
             }
             Ok(Status::Success)
         }
-        Command::Save(args) => save::run(cli, &open(cli)?, args),
-        Command::Ls(args) => ls::run(&open(cli)?, args),
-        Command::CatFile(args) => ls::cat_file(&open(cli)?, args.path.as_bytes()),
-        Command::Restore(args) => restore::run(&open(cli)?, args),
+        Command::Save(args) => save::run(cli, &*open(cli)?, args),
+        Command::Ls(args) => ls::run(&*open(cli)?, args),
+        Command::CatFile(args) => ls::cat_file(&*open(cli)?, args.path.as_bytes()),
+        Command::Restore(args) => restore::run(&*open(cli)?, args),
         Command::Mount(args) => {
             check_repos_alone(cli, args.repos.as_deref())?;
             mount::run(cli, args)
@@ -146,12 +190,24 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
             Ok(status::run(cli, args))
         }
         Command::Schedule(command) => schedule::run(cli, command),
+        Command::Server(args) => server(args),
     }
+}
+
+/// `rewind server`: the protocol on stdin/stdout; log lines on stderr
+/// reach the client's terminal through ssh.
+fn server(args: &crate::cli::ServerArgs) -> Result<Status, Error> {
+    let opts = crate::remote::server::ServerOptions {
+        restrict_to: args.restrict_to.clone(),
+        append_only: args.append_only,
+    };
+    crate::remote::server::serve(&opts, std::io::stdin().lock(), std::io::stdout().lock())?;
+    Ok(Status::Success)
 }
 
 /// Resolves a view path, following `latest` even as the last component, as
 /// `ls` and `cp` follow a symlink named on the command line.
-pub(crate) fn resolve_following(repo: &Repository, path: &[u8]) -> Result<Item, ViewError> {
+pub(crate) fn resolve_following(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
     match view::resolve(repo, path)? {
         Item::Latest { target } => {
             let mut trimmed = path;

@@ -1,4 +1,4 @@
-use super::{open, Error, Status, UsageError};
+use super::{open_at, Error, Status, UsageError};
 use crate::cli::{Cli, MountArgs, UmountArgs};
 use crate::mount::{self, MountConfig};
 
@@ -31,7 +31,14 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<Status, Error> {
             crate::repo::under::list(&dir)?;
             mount::Source::Under(dir)
         }
-        None => mount::Source::One(Box::new(open(cli)?)),
+        None => match super::location(cli)? {
+            crate::remote::Location::Local(path) => mount::Source::One(Box::new(open_at(&path)?)),
+            crate::remote::Location::Ssh(target) => {
+                return Err(Box::new(UsageError(format!(
+                    "mount reads repositories on this machine: run it on the server that holds {target} (e.g. `rewind mount --repos DIR MOUNTPOINT` there)"
+                ))))
+            }
+        },
     };
     let cfg = MountConfig {
         mountpoint: args.mountpoint.clone(),

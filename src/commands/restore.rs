@@ -1,11 +1,11 @@
 use super::{resolve_following, Error, Status, UsageError};
 use crate::cli::RestoreArgs;
-use crate::repo::Repository;
+use crate::repo::Repo;
 use crate::restore::{RestoreOptions, Restorer};
 use crate::view::{Item, NodeType};
 use std::os::unix::ffi::OsStrExt;
 
-pub fn run(repo: &Repository, args: &RestoreArgs) -> Result<Status, Error> {
+pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
     // Check every path before writing anything.
     let mut nodes = Vec::new();
     for path in &args.paths {

@@ -4,10 +4,11 @@
 //! 2 a backup failed (or the run could not start).
 
 use super::save::human_bytes;
-use super::{configured_repo_path, load_config, open_at, Error, Status};
+use super::{configured_location, load_config, open_location, Error, Status};
 use crate::cli::{Cli, RunArgs};
 use crate::config::Config;
 use crate::progress::{self, Progress, Renderer};
+use crate::remote::Location;
 use crate::run::{self, lock, record};
 use std::io::Write;
 use std::sync::Arc;
@@ -38,15 +39,18 @@ fn report(quiet: bool, level: Level, line: &str) {
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     let config = load_config(cli)?;
-    let repo_path = configured_repo_path(cli, &config)?;
+    let location = configured_location(cli, &config)?;
     if args.dry_run {
-        dry_run(&config, &repo_path)?;
+        dry_run(&config, &location)?;
         return Ok(Status::Success);
     }
     crate::config::check_trusted(&config)?;
-    let repo = open_at(&repo_path)?;
-    let _lock = lock::acquire(repo.path())?;
-    let mut records = match record::load(repo.path()) {
+    let repo = open_location(cli, &location)?;
+    // One run at a time per repository and machine: beside a local
+    // repository, in the client's cache for a server's.
+    let state = repo.state_dir();
+    let _lock = lock::acquire(state.parent().unwrap_or(&state))?;
+    let mut records = match record::load_from(&*repo) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("{e}; starting new records");
@@ -63,7 +67,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             progress::should_draw(cli.quiet, false),
             "saving",
         );
-        let done = run::run_backup(&repo, backup, Some(progress));
+        let done = run::run_backup(&*repo, backup, Some(progress));
         renderer.finish();
         match &done.outcome {
             Ok(o) => {
@@ -104,7 +108,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         let previous = records.backup.get(&done.name);
         let rec = done.record(previous);
         records.backup.insert(done.name.clone(), rec);
-        if let Err(e) = record::store(&repo, &records) {
+        if let Err(e) = record::store(&*repo, &records) {
             tracing::error!("{e}; `rewind status` will not know how this run went");
             records_ok = false;
         }
@@ -148,10 +152,21 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
 }
 
 /// What a run would do, on standard output; runs no command, takes no lock.
-fn dry_run(config: &Config, repo: &std::path::Path) -> Result<(), Error> {
+fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "configuration {}", config.path.display())?;
-    if crate::repo::Repository::open(repo).is_ok() {
+    let repo = match location {
+        Location::Local(path) => path,
+        Location::Ssh(target) => {
+            writeln!(
+                out,
+                "repository {target} (on a server: not contacted by a dry run)"
+            )?;
+            std::path::Path::new("")
+        }
+    };
+    if repo.as_os_str().is_empty() {
+    } else if crate::repo::Repository::open(repo).is_ok() {
         writeln!(out, "repository {}", repo.display())?;
     } else {
         writeln!(

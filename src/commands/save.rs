@@ -1,7 +1,7 @@
 use super::{Error, Status, UsageError};
 use crate::cli::{Cli, SaveArgs};
 use crate::progress::{self, Progress, ProgressSnapshot, Renderer};
-use crate::repo::Repository;
+use crate::repo::Repo;
 use crate::save::{save, Identity, SaveOptions, SaveOutcome};
 use crate::source::command::CommandSource;
 use crate::source::filter::Filter;
@@ -63,7 +63,7 @@ fn commands(args: &SaveArgs) -> Result<Vec<CommandSource>, Error> {
         .collect())
 }
 
-pub fn run(cli: &Cli, repo: &Repository, args: &SaveArgs) -> Result<Status, Error> {
+pub fn run(cli: &Cli, repo: &dyn Repo, args: &SaveArgs) -> Result<Status, Error> {
     let started = Instant::now();
     let date = args
         .date

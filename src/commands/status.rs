@@ -12,11 +12,11 @@
 //! rows named `<repository>/<name>`; no configuration is read.
 
 use super::save::{human_bytes, json_string};
-use super::{configured_repo_path, load_config, open_at, repo_path, Error, Status};
+use super::{configured_location, load_config, location, open_location, Error, Status};
 use crate::cli::{Cli, StatusArgs};
 use crate::config::{ConfigError, DEFAULT_MAX_AGE_SECS};
 use crate::repo::under::{self, Found};
-use crate::repo::Repository;
+use crate::repo::{Repo, Repository};
 use crate::run::health::{judge, Health, State, Tip};
 use crate::run::record::{self, Record};
 use crate::view::snapshots::{self, read_commit};
@@ -88,19 +88,19 @@ fn gather(cli: &Cli, args: &StatusArgs, now: i64) -> Result<Vec<Row>, Error> {
         // Only the default file may be missing: one named with --config or
         // REWIND_CONFIG that is not there is a mistake to report.
         Err(ConfigError::Missing { .. }) if cli.config.is_none() => {
-            let repo = open_at(&repo_path(cli)?)?;
-            return repository_rows(&repo, None, default_age, now);
+            let repo = open_location(cli, &location(cli)?)?;
+            return repository_rows(&*repo, None, default_age, now);
         }
         Err(e) => return Err(e.into()),
     };
-    let repo = open_at(&configured_repo_path(cli, &config)?)?;
+    let repo = open_location(cli, &configured_location(cli, &config)?)?;
     if names_another_repository(cli, &config)? {
-        return repository_rows(&repo, None, default_age, now);
+        return repository_rows(&*repo, None, default_age, now);
     }
-    let records = record::load(repo.path())?;
+    let records = record::load_from(&*repo)?;
     let mut rows = Vec::new();
     for b in &config.backups {
-        let tip = tip_of(&repo, &b.name)?;
+        let tip = tip_of(&*repo, &b.name)?;
         let last = records.backup.get(&b.name).cloned();
         let max_age_secs = override_age.unwrap_or(b.max_age_secs);
         let health = judge(tip.as_ref(), last.as_ref(), max_age_secs, now);
@@ -120,14 +120,21 @@ fn gather(cli: &Cli, args: &StatusArgs, now: i64) -> Result<Vec<Row>, Error> {
 /// Whether `-d` names a repository other than the configured one: the
 /// configured backups say nothing about it, so its own names are reported.
 fn names_another_repository(cli: &Cli, config: &crate::config::Config) -> Result<bool, Error> {
-    let (Some(_), Some(configured)) = (&cli.repo, &config.repository) else {
+    use crate::remote::Location;
+    if cli.repo.is_none() && cli.remote.is_none() {
+        return Ok(false);
+    }
+    let Some(configured) = &config.repository else {
         return Ok(false);
     };
     let same = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    Ok(same(&repo_path(cli)?) != same(configured))
+    Ok(match (location(cli)?, configured) {
+        (Location::Local(a), Location::Local(b)) => same(&a) != same(b),
+        (a, b) => a != *b,
+    })
 }
 
-fn tip_of(repo: &Repository, name: &str) -> Result<Option<Tip>, Error> {
+fn tip_of(repo: &dyn Repo, name: &str) -> Result<Option<Tip>, Error> {
     Ok(match repo.read_ref(&format!("refs/heads/{name}"))? {
         Some(id) => Some(Tip {
             commit: id.to_string(),
@@ -141,12 +148,12 @@ fn tip_of(repo: &Repository, name: &str) -> Result<Option<Tip>, Error> {
 /// mention. `prefix` is the repository's name under `--repos`. A repository
 /// without any name is one WARNING row: an instance that never saved.
 fn repository_rows(
-    repo: &Repository,
+    repo: &dyn Repo,
     prefix: Option<&str>,
     max_age_secs: u64,
     now: i64,
 ) -> Result<Vec<Row>, Error> {
-    let records = record::load(repo.path())?;
+    let records = record::load_from(repo)?;
     let names: BTreeSet<String> = snapshots::backups(repo)?
         .into_iter()
         .map(|(name, _)| name)
@@ -157,7 +164,7 @@ fn repository_rows(
         None => name.to_string(),
     };
     if names.is_empty() {
-        let name = prefix.map_or_else(|| repo.path().display().to_string(), str::to_string);
+        let name = prefix.map_or_else(|| repo.location(), str::to_string);
         return Ok(vec![Row {
             name,
             repository: prefix.map(str::to_string),

@@ -59,6 +59,11 @@ pub enum Error {
     #[error("invalid ref name {name:?}: {reason}")]
     BadRefName { name: String, reason: &'static str },
 
+    /// A repository on a server: the connection, the server's refusal, or
+    /// what it sent. `detail` is one line that says what to do.
+    #[error("{location}: {detail}")]
+    Remote { location: String, detail: String },
+
     /// A ref file or packed-refs line that cannot be parsed.
     #[error("bad ref in {}: {detail}", path.display())]
     BadRef { path: PathBuf, detail: String },

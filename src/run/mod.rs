@@ -8,7 +8,7 @@ pub mod lock;
 pub mod record;
 
 use crate::config::Backup;
-use crate::repo::Repository;
+use crate::repo::Repo;
 use crate::save::{save, Identity, SaveOptions, SaveOutcome};
 use crate::source::filter::Filter;
 use crate::source::paths::Rerooting;
@@ -83,7 +83,7 @@ impl BackupRun {
 /// Makes one configured backup. Errors do not escape: a failed backup is
 /// an outcome, so that the run goes on with the next.
 pub fn run_backup(
-    repo: &Repository,
+    repo: &dyn Repo,
     backup: &Backup,
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> BackupRun {

@@ -107,6 +107,11 @@ pub fn load_from(repo: &dyn Repo) -> std::result::Result<Records, RecordError> {
     }
 }
 
+/// Whether `bytes` are run records (a server checks what a client sends).
+pub fn parse_bytes(bytes: &[u8]) -> std::result::Result<Records, RecordError> {
+    parse(Path::new("runs.toml"), bytes.to_vec())
+}
+
 /// Decodes the bytes of `path` (named in errors).
 fn parse(path: &Path, bytes: Vec<u8>) -> std::result::Result<Records, RecordError> {
     let path = path.to_path_buf();

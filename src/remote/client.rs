@@ -1,0 +1,831 @@
+//! `rewind -r HOST:PATH`: a repository on a server, reached by running the
+//! system's OpenSSH client (so `~/.ssh/config`, keys, known_hosts and the
+//! agent apply) with `rewind server` on the far side.
+//!
+//! What makes it fast is what it does not ask: the server's pack indexes
+//! are copied once into a cache directory on this machine and refreshed
+//! only when the server's list of packs changed, so "is this object
+//! stored?" is a local lookup and a save sends only new objects, streamed
+//! without waiting for answers. Reads are announced ahead
+//! ([`Objects::will_need`]) and travel in batches.
+//!
+//! The server is trusted no more than a disk: every object it sends is
+//! hashed against its id, every index it sends is checked like a local
+//! one, and names and sizes are bounded.
+
+use super::location::SshTarget;
+use super::wire::{self, ErrorCode, Request, Response, WireError};
+use crate::object::{hash_object, Kind, ObjectId};
+use crate::pack::idx::PackIndex;
+use crate::pack::writer::WriteStats;
+use crate::repo::known::{KnownObjects, DEFAULT_MAX_UNCOVERED};
+use crate::repo::store::{Object, Verify};
+use crate::repo::{Error, Objects, PackSink, Repo, SharedFile};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Objects asked for ahead and not read yet, at most.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Bytes of objects received ahead and not read yet, at most.
+const MAX_READY_BYTES: usize = 128 << 20;
+/// The largest object accepted from a server.
+const MAX_OBJECT: u64 = 1 << 32;
+/// Lines of ssh's standard error kept to explain a failure.
+const STDERR_LINES: usize = 40;
+
+/// How to start ssh, from `--ssh`/`REWIND_SSH` and `--remote-rewind`.
+#[derive(Clone, Debug)]
+pub struct SshOptions {
+    /// The ssh command and its options, split on whitespace (as rsync's
+    /// `-e`); default `ssh`.
+    pub ssh: Option<String>,
+    /// The rewind binary on the server; default `rewind` (found in PATH).
+    pub remote_rewind: Option<String>,
+}
+
+pub struct Remote {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    target: SshTarget,
+    conn: Mutex<Conn>,
+    cache: PathBuf,
+}
+
+struct Conn {
+    child: Child,
+    w: BufWriter<ChildStdin>,
+    r: BufReader<ChildStdout>,
+    stderr: Arc<Mutex<Stderr>>,
+    /// Objects asked for and not answered yet, in the order asked.
+    in_flight: VecDeque<ObjectId>,
+    /// Objects answered and not taken yet.
+    ready: HashMap<ObjectId, Result<Object, String>>,
+    ready_bytes: usize,
+    /// The stream is out of step (an error mid-answer): every later call fails.
+    broken: Option<String>,
+}
+
+#[derive(Default)]
+struct Stderr {
+    lines: VecDeque<String>,
+    /// After the handshake, the server's own warnings are shown as they come.
+    forward: bool,
+}
+
+impl Remote {
+    /// Connects to the repository at `target`; with `create`, initializes it.
+    pub fn connect(target: &SshTarget, opts: &SshOptions, create: bool) -> Result<Remote, Error> {
+        let mut words: Vec<String> = opts
+            .ssh
+            .as_deref()
+            .unwrap_or("ssh")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if words.is_empty() {
+            words.push("ssh".into());
+        }
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..]);
+        if let Some(port) = target.port {
+            cmd.arg("-p").arg(port.to_string());
+        }
+        // No terminal, no X11 or agent forwarding for a data channel.
+        cmd.args(["-T", "-x", "-a", "--"]);
+        cmd.arg(&target.destination);
+        let remote_rewind = opts.remote_rewind.as_deref().unwrap_or("rewind");
+        cmd.arg(format!("{remote_rewind} server"));
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let location = target.to_string();
+        let mut child = cmd.spawn().map_err(|e| Error::Remote {
+            location: location.clone(),
+            detail: format!(
+                "cannot run {:?}: {e}; install OpenSSH's client or name another ssh command with --ssh",
+                words[0]
+            ),
+        })?;
+        let stderr = Arc::new(Mutex::new(Stderr::default()));
+        if let Some(pipe) = child.stderr.take() {
+            let log = stderr.clone();
+            let _ = std::thread::Builder::new()
+                .name("rewind-ssh-stderr".into())
+                .spawn(move || collect_stderr(pipe, &log));
+        }
+        let w = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
+        let r = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped"));
+        let mut conn = Conn {
+            child,
+            w,
+            r,
+            stderr,
+            in_flight: VecDeque::new(),
+            ready: HashMap::new(),
+            ready_bytes: 0,
+            broken: None,
+        };
+        let cache = cache_dir(target)?;
+        conn.handshake(target, create)?;
+        lock(&conn.stderr).forward = true;
+        // Dropping the connection closes ssh's stdin: the server sees the
+        // end, deletes an unfinished pack and exits, and ssh with it.
+        Ok(Remote {
+            shared: Arc::new(Shared {
+                target: target.clone(),
+                cache,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// Deletes `full_name` if it is `old` (for tests of what a key may do).
+    pub fn delete_ref(&self, full_name: &str, old: ObjectId) -> Result<(), Error> {
+        match self.shared.call(&Request::DeleteRef {
+            name: full_name.into(),
+            old,
+        })? {
+            Response::Ok => Ok(()),
+            Response::RefChanged { found } => Err(Error::RefChanged {
+                name: full_name.into(),
+                expected: Some(old),
+                found,
+            }),
+            other => Err(self.shared.unexpected(&other)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn collect_stderr(pipe: impl Read, log: &Mutex<Stderr>) {
+    for line in BufReader::new(pipe).lines() {
+        let Ok(line) = line else { return };
+        let line = line.trim_end().to_string();
+        let mut log = lock(log);
+        if log.forward {
+            eprintln!("{line}");
+        }
+        if log.lines.len() == STDERR_LINES {
+            log.lines.pop_front();
+        }
+        log.lines.push_back(line);
+    }
+}
+
+/// `$REWIND_CACHE_DIR`, else `$XDG_CACHE_HOME/rewind`, else
+/// `~/.cache/rewind`; then `remote/<host and path>`.
+fn cache_dir(target: &SshTarget) -> Result<PathBuf, Error> {
+    let base = std::env::var_os("REWIND_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("rewind")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rewind")))
+        .ok_or_else(|| Error::Remote {
+            location: target.to_string(),
+            detail: "no cache directory for the server's indexes: set HOME or REWIND_CACHE_DIR"
+                .into(),
+        })?;
+    let text = target.to_string();
+    let readable: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let hash = hash_object(Kind::Blob, text.as_bytes()).to_string();
+    Ok(base
+        .join("remote")
+        .join(format!("{readable}-{}", &hash[..12])))
+}
+
+impl Conn {
+    fn handshake(&mut self, target: &SshTarget, create: bool) -> Result<(), Error> {
+        let location = target.to_string();
+        let sent = self
+            .w
+            .write_all(wire::MAGIC)
+            .and_then(|_| {
+                Request::Hello {
+                    min: wire::VERSION,
+                    max: wire::VERSION,
+                }
+                .write(&mut self.w)
+            })
+            .and_then(|_| self.w.flush());
+        let answer = match sent {
+            Ok(()) => self.receive(),
+            Err(e) => Err(WireError::Io(e)),
+        };
+        match answer {
+            Ok(Response::Hello { version }) if version == wire::VERSION => {}
+            Ok(Response::Error { code, message }) => {
+                return Err(Error::Remote {
+                    location,
+                    detail: if code == ErrorCode::Incompatible {
+                        format!("incompatible rewind on the server: {message}")
+                    } else {
+                        message
+                    },
+                })
+            }
+            Ok(other) => {
+                return Err(Error::Remote {
+                    location,
+                    detail: format!("the server answered {other:?} to the greeting"),
+                })
+            }
+            Err(_) => return Err(self.connection_failed(&location)),
+        }
+        let path = target.path.as_bytes().to_vec();
+        Request::Open { path, create }
+            .write(&mut self.w)
+            .and_then(|_| self.w.flush())
+            .map_err(|_| self.connection_failed(&location))?;
+        match self.receive() {
+            Ok(Response::Ok) => Ok(()),
+            Ok(Response::Error { code, message }) => Err(Error::Remote {
+                location: location.clone(),
+                detail: match code {
+                    ErrorCode::NoRepository => format!(
+                        "{message}: create it with `rewind -r {location} init`, or check the path"
+                    ),
+                    ErrorCode::OutsideRestriction => format!("refused by the server: {message}"),
+                    _ => message,
+                },
+            }),
+            Ok(other) => Err(Error::Remote {
+                location,
+                detail: format!("the server answered {other:?} to opening the repository"),
+            }),
+            Err(_) => Err(self.connection_failed(&location)),
+        }
+    }
+
+    /// Why the connection ended: ssh's exit status and last words, in one line.
+    fn connection_failed(&mut self, location: &str) -> Error {
+        // ssh has exited or is about to: give it a moment to say why.
+        let status = (0..50).find_map(|_| match self.child.try_wait() {
+            Ok(Some(s)) => Some(s),
+            _ => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let lines: Vec<String> = lock(&self.stderr).lines.iter().cloned().collect();
+        Error::Remote {
+            location: location.to_string(),
+            detail: explain_ssh_failure(&lines, status.and_then(|s| s.code())),
+        }
+    }
+
+    fn receive(&mut self) -> Result<Response, WireError> {
+        let (tag, body) = wire::read_frame(&mut self.r)?;
+        Response::decode(tag, &body)
+    }
+
+    /// Reads the pieces of a file or object up to `limit` bytes.
+    fn receive_pieces(&mut self, limit: u64) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        loop {
+            match self.receive().map_err(|e| e.to_string())? {
+                Response::Piece { last, bytes } => {
+                    if out.len() as u64 + bytes.len() as u64 > limit {
+                        return Err(format!("the server sent more than {limit} bytes"));
+                    }
+                    out.extend_from_slice(&bytes);
+                    if last {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(format!("expected data, the server sent {other:?}")),
+            }
+        }
+    }
+
+    /// Reads the answer to the oldest object asked for.
+    fn pump(&mut self) -> Result<(), String> {
+        let expected = self
+            .in_flight
+            .pop_front()
+            .ok_or("no object was asked for")?;
+        let result = match self.receive().map_err(|e| e.to_string())? {
+            Response::Object { id, kind, size } => {
+                if id != expected {
+                    return Err(format!("asked for {expected}, the server sent {id}"));
+                }
+                if size > MAX_OBJECT {
+                    return Err(format!("the server says {id} has {size} bytes"));
+                }
+                let data = self.receive_pieces(size)?;
+                if data.len() as u64 != size {
+                    return Err(format!(
+                        "the server sent {} bytes of {id}, not {size}",
+                        data.len()
+                    ));
+                }
+                if hash_object(kind, &data) != id {
+                    Err(format!("object {id} from the server does not match its id"))
+                } else {
+                    Ok(Object { kind, data })
+                }
+            }
+            Response::ObjectMissing { id, message, .. } if id == expected => Err(message),
+            other => {
+                return Err(format!(
+                    "expected object {expected}, the server sent {other:?}"
+                ))
+            }
+        };
+        self.ready_bytes += result.as_ref().map_or(0, |o| o.data.len());
+        self.ready.insert(expected, result);
+        Ok(())
+    }
+
+    fn take_ready(&mut self, id: &ObjectId) -> Option<Result<Object, String>> {
+        let r = self.ready.remove(id)?;
+        self.ready_bytes -= r.as_ref().map_or(0, |o| o.data.len());
+        Some(r)
+    }
+
+    /// Reads every answer still owed: before a request whose answer must
+    /// come next, and before streaming objects up (a server blocked on
+    /// answers nobody reads would stop reading).
+    fn drain(&mut self) -> Result<(), String> {
+        while !self.in_flight.is_empty() {
+            self.pump()?;
+        }
+        Ok(())
+    }
+}
+
+/// One line saying why ssh could not reach `rewind server`.
+pub fn explain_ssh_failure(lines: &[String], code: Option<i32>) -> String {
+    let all = lines.join("\n");
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('@'))
+        .cloned()
+        .unwrap_or_default();
+    if all.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        return "the server's host key has changed (ssh refused to connect): if the server was reinstalled, remove its old key with `ssh-keygen -R HOST`; otherwise someone may be intercepting the connection".into();
+    }
+    if all.contains("Host key verification failed") {
+        return format!("ssh does not know the server's host key ({last}): connect once with `ssh HOST` to check and accept it");
+    }
+    if all.contains("Permission denied") {
+        return format!("the server refused the login ({last}): check the user, the key and the server's authorized_keys");
+    }
+    if all.contains("Could not resolve hostname")
+        || all.contains("Connection refused")
+        || all.contains("No route to host")
+        || all.contains("timed out")
+        || all.contains("Network is unreachable")
+    {
+        return format!("cannot reach the server: {last}");
+    }
+    if code == Some(127)
+        || all.contains("command not found")
+        || all.contains("No such file or directory")
+    {
+        return format!("rewind is not installed on the server ({last}): install it there (the same release as here), or name its path with --remote-rewind");
+    }
+    if all.contains("unrecognized subcommand") {
+        return "the server's rewind has no `server` command: install the same rewind release on the server".into();
+    }
+    match (code, last.is_empty()) {
+        (Some(c), false) => {
+            format!("the connection to the server ended (ssh exit status {c}): {last}")
+        }
+        (Some(c), true) => format!("the connection to the server ended (ssh exit status {c})"),
+        (None, false) => format!("the connection to the server ended: {last}"),
+        (None, true) => "the connection to the server ended".into(),
+    }
+}
+
+impl Shared {
+    fn location(&self) -> String {
+        self.target.to_string()
+    }
+
+    fn fail(&self, detail: impl Into<String>) -> Error {
+        Error::Remote {
+            location: self.location(),
+            detail: detail.into(),
+        }
+    }
+
+    fn unexpected(&self, r: &Response) -> Error {
+        match r {
+            Response::Error { code, message } => self.fail(match code {
+                ErrorCode::AppendOnly => format!("refused by the server: {message}"),
+                _ => message.clone(),
+            }),
+            other => self.fail(format!("unexpected answer from the server: {other:?}")),
+        }
+    }
+
+    /// Sends `request` and reads its answer, with the connection to itself.
+    fn call(&self, request: &Request) -> Result<Response, Error> {
+        let mut conn = self.conn();
+        self.call_on(&mut conn, request)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Conn> {
+        lock(&self.conn)
+    }
+
+    fn call_on(&self, conn: &mut Conn, request: &Request) -> Result<Response, Error> {
+        if let Some(why) = &conn.broken {
+            return Err(self.fail(why.clone()));
+        }
+        let result = conn
+            .drain()
+            .and_then(|_| {
+                request
+                    .write(&mut conn.w)
+                    .and_then(|_| conn.w.flush())
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|_| conn.receive().map_err(|e| e.to_string()));
+        result.map_err(|why| self.broken(conn, why))
+    }
+
+    /// Marks the connection unusable and says why (ssh's words if it died).
+    fn broken(&self, conn: &mut Conn, why: String) -> Error {
+        let e = match conn.child.try_wait() {
+            Ok(Some(_)) | Err(_) => conn.connection_failed(&self.location()),
+            Ok(None) => self.fail(format!("talking to the server: {why}")),
+        };
+        conn.broken = Some(e.to_string());
+        e
+    }
+
+    /// Copies the server's pack indexes into the cache, fetching only new
+    /// ones and dropping those the server no longer has.
+    fn sync_indexes(&self) -> Result<Vec<Arc<PackIndex>>, Error> {
+        let names = match self.call(&Request::ListPacks)? {
+            Response::Packs { names } => names,
+            other => return Err(self.unexpected(&other)),
+        };
+        let dir = self.cache.join("idx");
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        let valid = |n: &str| {
+            n.strip_prefix("pack-")
+                .and_then(|n| n.strip_suffix(".idx"))
+                .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let wanted: std::collections::HashSet<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| valid(n))
+            .collect();
+        for entry in std::fs::read_dir(&dir)
+            .map_err(Error::io("listing", &dir))?
+            .flatten()
+        {
+            let name = entry.file_name();
+            if !wanted.contains(name.to_string_lossy().as_ref()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let mut indexes = Vec::new();
+        for name in wanted {
+            let path = dir.join(name);
+            let index = match PackIndex::open(&path) {
+                Ok(i) => i,
+                Err(_) => {
+                    let bytes = self.fetch_idx(name)?;
+                    // Checked as a local index is (checksums, order, sizes).
+                    let index = match PackIndex::parse(&path, &bytes) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            tracing::warn!("the server's {name} is not usable ({e}); its objects will be sent again");
+                            continue;
+                        }
+                    };
+                    crate::repo::fsutil::write_atomic(&path, &bytes)?;
+                    index
+                }
+            };
+            indexes.push(Arc::new(index));
+        }
+        Ok(indexes)
+    }
+
+    fn fetch_idx(&self, name: &str) -> Result<Vec<u8>, Error> {
+        let mut conn = self.conn();
+        match self.call_on(&mut conn, &Request::GetIdx { name: name.into() })? {
+            Response::Piece { last, bytes } => {
+                let mut all = bytes;
+                if !last {
+                    let rest = conn
+                        .receive_pieces(1 << 32)
+                        .map_err(|why| self.broken(&mut conn, why))?;
+                    all.extend_from_slice(&rest);
+                }
+                Ok(all)
+            }
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn read_object(&self, id: &ObjectId) -> Result<Object, Error> {
+        let mut conn = self.conn();
+        if let Some(why) = &conn.broken {
+            return Err(self.fail(why.clone()));
+        }
+        loop {
+            if let Some(result) = conn.take_ready(id) {
+                return result.map_err(|why| self.object_error(id, why));
+            }
+            if !conn.in_flight.contains(id) {
+                let sent = Request::GetObjects { ids: vec![*id] }
+                    .write(&mut conn.w)
+                    .and_then(|_| conn.w.flush());
+                if let Err(e) = sent {
+                    return Err(self.broken(&mut conn, e.to_string()));
+                }
+                conn.in_flight.push_back(*id);
+            }
+            if let Err(why) = conn.pump() {
+                return Err(self.broken(&mut conn, why));
+            }
+        }
+    }
+
+    fn object_error(&self, id: &ObjectId, why: String) -> Error {
+        if why.contains("not found") {
+            Error::NotFound(*id)
+        } else {
+            Error::Corrupt {
+                id: *id,
+                pack: None,
+                detail: format!("on {}: {why}", self.location()),
+            }
+        }
+    }
+}
+
+impl Objects for Shared {
+    fn read_with(&self, id: &ObjectId, _verify: Verify) -> Result<Object, Error> {
+        // Always hashed: the server is not trusted to have checked.
+        self.read_object(id)
+    }
+
+    fn read_header(&self, id: &ObjectId) -> Result<(Kind, u64), Error> {
+        {
+            let conn = self.conn();
+            if let Some(Ok(o)) = conn.ready.get(id) {
+                return Ok((o.kind, o.data.len() as u64));
+            }
+        }
+        match self.call(&Request::ReadHeader { id: *id })? {
+            Response::Header { kind, size } => Ok((kind, size)),
+            Response::Error { message, .. } => Err(self.object_error(id, message)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn contains(&self, id: &ObjectId) -> bool {
+        self.read_header(id).is_ok()
+    }
+
+    fn will_need(&self, ids: &[ObjectId]) {
+        let mut conn = self.conn();
+        if conn.broken.is_some() || conn.ready_bytes > MAX_READY_BYTES {
+            return;
+        }
+        let room = MAX_IN_FLIGHT.saturating_sub(conn.in_flight.len());
+        let mut batch: Vec<ObjectId> = Vec::new();
+        for id in ids {
+            if batch.len() == room {
+                break;
+            }
+            if conn.ready.contains_key(id) || conn.in_flight.contains(id) || batch.contains(id) {
+                continue;
+            }
+            batch.push(*id);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let sent = Request::GetObjects { ids: batch.clone() }
+            .write(&mut conn.w)
+            .and_then(|_| conn.w.flush());
+        match sent {
+            Ok(()) => conn.in_flight.extend(batch),
+            Err(e) => {
+                let _ = self.broken(&mut conn, e.to_string());
+            }
+        }
+    }
+}
+
+impl Repo for Remote {
+    fn location(&self) -> String {
+        self.shared.location()
+    }
+
+    fn objects(&self) -> &dyn Objects {
+        &*self.shared
+    }
+
+    fn read_ref(&self, full_name: &str) -> Result<Option<ObjectId>, Error> {
+        match self.shared.call(&Request::ReadRef {
+            name: full_name.into(),
+        })? {
+            Response::Ref { id } => Ok(id),
+            other => Err(self.shared.unexpected(&other)),
+        }
+    }
+
+    fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>, Error> {
+        match self.shared.call(&Request::ListRefs {
+            prefix: prefix.into(),
+        })? {
+            Response::Refs { refs } => {
+                // Names from the server are checked as names read from disk.
+                for (name, _) in &refs {
+                    crate::repo::check_ref_name(name)?;
+                    if !name.starts_with(prefix) {
+                        return Err(self
+                            .shared
+                            .fail(format!("the server listed {name:?} under {prefix:?}")));
+                    }
+                }
+                Ok(refs)
+            }
+            other => Err(self.shared.unexpected(&other)),
+        }
+    }
+
+    fn update_ref(
+        &self,
+        full_name: &str,
+        new: ObjectId,
+        expected_old: Option<ObjectId>,
+    ) -> Result<(), Error> {
+        match self.shared.call(&Request::UpdateRef {
+            name: full_name.into(),
+            new,
+            old: expected_old,
+        })? {
+            Response::Ok => Ok(()),
+            Response::RefChanged { found } => Err(Error::RefChanged {
+                name: full_name.into(),
+                expected: expected_old,
+                found,
+            }),
+            other => Err(self.shared.unexpected(&other)),
+        }
+    }
+
+    fn set_head_if_dangling(&self, branch: &str) -> Result<bool, Error> {
+        match self.shared.call(&Request::SetHeadIfDangling {
+            branch: branch.into(),
+        })? {
+            Response::Bool { value } => Ok(value),
+            other => Err(self.shared.unexpected(&other)),
+        }
+    }
+
+    fn known_objects(&self) -> KnownObjects {
+        let indexes = match self.shared.sync_indexes() {
+            Ok(i) => i,
+            Err(e) => {
+                // Every object is then sent (the server keeps one copy of
+                // each in a pack); the save itself will meet the error.
+                tracing::warn!("{e}; every object will be sent");
+                Vec::new()
+            }
+        };
+        KnownObjects::from_indexes(indexes, &self.state_dir(), None, DEFAULT_MAX_UNCOVERED)
+    }
+
+    fn pack_sink(&self) -> Result<Box<dyn PackSink>, Error> {
+        Ok(Box::new(RemoteSink {
+            shared: self.shared.clone(),
+            stats: WriteStats::default(),
+            sent: std::collections::HashSet::new(),
+        }))
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.shared.cache.join("rewind")
+    }
+
+    fn read_shared(&self, name: SharedFile) -> Result<Option<Vec<u8>>, Error> {
+        let shared = &self.shared;
+        let mut conn = shared.conn();
+        match shared.call_on(
+            &mut conn,
+            &Request::ReadShared {
+                name: name.file_name().into(),
+            },
+        )? {
+            Response::NoFile => Ok(None),
+            Response::Piece { last, bytes } => {
+                let mut all = bytes;
+                if !last {
+                    let rest = conn
+                        .receive_pieces(SharedFile::MAX_BYTES as u64)
+                        .map_err(|why| shared.broken(&mut conn, why))?;
+                    all.extend_from_slice(&rest);
+                }
+                Ok(Some(all))
+            }
+            other => Err(shared.unexpected(&other)),
+        }
+    }
+
+    fn write_shared(&self, name: SharedFile, bytes: &[u8]) -> Result<(), Error> {
+        match self.shared.call(&Request::WriteShared {
+            name: name.file_name().into(),
+            bytes: bytes.to_vec(),
+        })? {
+            Response::Ok => Ok(()),
+            other => Err(self.shared.unexpected(&other)),
+        }
+    }
+}
+
+/// A save's new objects, streamed to the server as they come; the server
+/// checks and packs them and publishes on [`PackSink::finish`].
+struct RemoteSink {
+    shared: Arc<Shared>,
+    stats: WriteStats,
+    /// Ids sent in this stream (a pack holds each once).
+    sent: std::collections::HashSet<ObjectId>,
+}
+
+impl PackSink for RemoteSink {
+    fn append_compressed(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+        zdata: &[u8],
+        stored: bool,
+    ) -> Result<(), Error> {
+        if !self.sent.insert(id) {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        let shared = &self.shared;
+        let mut conn = shared.conn();
+        if let Some(why) = &conn.broken {
+            return Err(shared.fail(why.clone()));
+        }
+        let result = conn.drain().and_then(|_| {
+            wire::write_put_object(&mut conn.w, &id, kind, size, zdata).map_err(|e| e.to_string())
+        });
+        if let Err(why) = result {
+            return Err(shared.broken(&mut conn, why));
+        }
+        self.stats.objects += 1;
+        self.stats.stored += u64::from(stored);
+        self.stats.raw_bytes += size;
+        self.stats.packed_bytes += zdata.len() as u64;
+        Ok(())
+    }
+
+    fn stats(&self) -> WriteStats {
+        self.stats
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), Error> {
+        let names = match self.shared.call(&Request::FinishPack)? {
+            Response::Packs { names } => names,
+            other => return Err(self.shared.unexpected(&other)),
+        };
+        // The new indexes go into the cache now, so that the next save
+        // knows these objects without asking.
+        let dir = self.shared.cache.join("idx");
+        for name in names {
+            match self.shared.fetch_idx(&name) {
+                Ok(bytes) => {
+                    if PackIndex::parse(&dir.join(&name), &bytes).is_ok() {
+                        let _ = std::fs::create_dir_all(&dir);
+                        let _ = crate::repo::fsutil::write_atomic(&dir.join(&name), &bytes);
+                    }
+                }
+                Err(e) => tracing::warn!("{e}; the next save will fetch {name}"),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Repositories on a backup server, reached over SSH: where a location
+//! points ([`location`]), the protocol ([`wire`]), the client that makes a
+//! server's repository a [`crate::repo::Repo`] ([`client`]) and the server
+//! (`rewind server`, [`server`]).
+
+pub mod client;
+pub mod location;
+pub mod server;
+pub mod wire;
+
+pub use client::{Remote, SshOptions};
+pub use location::{Location, SshTarget};

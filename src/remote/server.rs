@@ -1,0 +1,655 @@
+//! `rewind server`: the far end of `rewind -r HOST:PATH`, started by ssh
+//! (often as the forced command of an `authorized_keys` line) and speaking
+//! [`super::wire`] on stdin/stdout.
+//!
+//! It trusts nothing it receives. Every object is inflated and hashed
+//! before it goes into a pack; a pack is published (fsynced, renamed) only
+//! on `FinishPack`, so a cut connection leaves only a temporary file, which
+//! is deleted. A ref moves only after the new commit and everything it
+//! references are known to exist (checked against the tree of the old tip,
+//! which was checked when it was published), with the same compare-and-swap
+//! as a local save. `--restrict-to` confines the key to repositories at or
+//! under some paths; `--append-only` refuses to delete a ref or to move it
+//! anywhere but forward.
+
+use super::wire::{self, ErrorCode, Request, Response, WireError};
+use crate::object::{commit, tree, Kind, ObjectId};
+use crate::pack::PackWriter;
+use crate::repo::store::Verify;
+use crate::repo::{Error, Repository};
+use sha1::{Digest, Sha1};
+use std::collections::HashSet;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// The most commits one ref update may add (a history rewritten whole).
+const MAX_NEW_COMMITS: usize = 1_000_000;
+/// The largest object accepted, inflated.
+const MAX_OBJECT: u64 = 1 << 32;
+
+pub struct ServerOptions {
+    /// Repositories must be at or under one of these (none: anywhere).
+    pub restrict_to: Vec<PathBuf>,
+    pub append_only: bool,
+}
+
+/// Why the server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("the client sent something other than the rewind protocol (is this `rewind server` started by `rewind -r`?)")]
+    NotAClient,
+    #[error("reading from the client: {0}")]
+    Wire(#[from] WireError),
+    #[error("writing to the client: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An answer that is an error: a code and one line for the user.
+struct Refusal(ErrorCode, String);
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        Refusal(ErrorCode::Failed, e.to_string())
+    }
+}
+
+pub fn serve(
+    opts: &ServerOptions,
+    input: impl Read,
+    output: impl Write,
+) -> Result<(), ServerError> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let mut out = BufWriter::with_capacity(1 << 20, output);
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| ServerError::NotAClient)?;
+    if &magic != wire::MAGIC {
+        return Err(ServerError::NotAClient);
+    }
+    let restrict = opts
+        .restrict_to
+        .iter()
+        .map(|p| settle(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServerError::Io(std::io::Error::other(e)))?;
+    let mut session = Session {
+        restrict,
+        append_only: opts.append_only,
+        repo: None,
+        writer: None,
+        put_failure: None,
+    };
+    loop {
+        let (tag, body) = match wire::read_frame(&mut input) {
+            Ok(frame) => frame,
+            // The client is done (or gone): an unfinished pack is a
+            // temporary file, deleted when the writer drops.
+            Err(WireError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let request = Request::decode(tag, &body)?;
+        session.handle(request, &mut out)?;
+        // Answers go out when no more requests are waiting: a batch of
+        // pipelined requests gets its answers in few writes.
+        if input.buffer().is_empty() {
+            out.flush()?;
+        }
+    }
+}
+
+struct Session {
+    restrict: Vec<PathBuf>,
+    append_only: bool,
+    repo: Option<Repository>,
+    writer: Option<PackWriter>,
+    /// The first object of this pack that failed its checks: the pack is
+    /// refused at `FinishPack`.
+    put_failure: Option<String>,
+}
+
+impl Session {
+    fn handle(&mut self, request: Request, out: &mut impl Write) -> std::io::Result<()> {
+        if let Request::PutObject {
+            id,
+            kind,
+            size,
+            zdata,
+        } = request
+        {
+            // No answer: a failure is remembered for FinishPack.
+            if self.put_failure.is_none() {
+                if let Err(why) = self.put(id, kind, size, &zdata) {
+                    tracing::warn!("refusing the pack being received: {why}");
+                    self.writer = None;
+                    self.put_failure = Some(why);
+                }
+            }
+            return Ok(());
+        }
+        if let Request::GetObjects { ids } = request {
+            return self.get_objects(&ids, out);
+        }
+        if let Request::GetIdx { name } = &request {
+            match self.idx_bytes(name) {
+                Ok(bytes) => return wire::write_pieces(out, &bytes),
+                Err(Refusal(code, message)) => return Response::Error { code, message }.write(out),
+            }
+        }
+        if let Request::ReadShared { name } = &request {
+            let answer = self
+                .shared_path(name)
+                .and_then(|path| match std::fs::read(&path) {
+                    Ok(bytes) if bytes.len() <= crate::repo::SharedFile::MAX_BYTES => {
+                        Ok(Some(bytes))
+                    }
+                    Ok(_) => Err(Refusal(
+                        ErrorCode::Failed,
+                        format!("{} is too large", path.display()),
+                    )),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Refusal(
+                        ErrorCode::Failed,
+                        format!("reading {}: {e}", path.display()),
+                    )),
+                });
+            return match answer {
+                Ok(Some(bytes)) => wire::write_pieces(out, &bytes),
+                Ok(None) => Response::NoFile.write(out),
+                Err(Refusal(code, message)) => Response::Error { code, message }.write(out),
+            };
+        }
+        let response = match self.answer(request) {
+            Ok(r) => r,
+            Err(Refusal(code, message)) => Response::Error { code, message },
+        };
+        response.write(out)
+    }
+
+    fn repo(&self) -> Result<&Repository, Refusal> {
+        self.repo
+            .as_ref()
+            .ok_or_else(|| Refusal(ErrorCode::BadRequest, "no repository is open".into()))
+    }
+
+    fn answer(&mut self, request: Request) -> Result<Response, Refusal> {
+        match request {
+            Request::Hello { min, max } => {
+                if min <= wire::VERSION && wire::VERSION <= max {
+                    Ok(Response::Hello {
+                        version: wire::VERSION,
+                    })
+                } else {
+                    Err(Refusal(
+                        ErrorCode::Incompatible,
+                        format!(
+                            "the server speaks protocol version {} and the client {min} to {max}; install the same rewind release on both",
+                            wire::VERSION
+                        ),
+                    ))
+                }
+            }
+            Request::Open { path, create } => self.open(&path, create),
+            Request::ListPacks => {
+                let repo = self.repo()?;
+                repo.objects().refresh()?;
+                let names = repo
+                    .objects()
+                    .pack_files()
+                    .iter()
+                    .filter(|p| p.is_sound())
+                    .filter_map(|p| {
+                        let name = p.index().path().file_name()?.to_str()?.to_string();
+                        Some(name)
+                    })
+                    .collect();
+                Ok(Response::Packs { names })
+            }
+            Request::ListRefs { prefix } => Ok(Response::Refs {
+                refs: self.repo()?.list_refs(&prefix)?,
+            }),
+            Request::ReadRef { name } => Ok(Response::Ref {
+                id: self.repo()?.read_ref(&name)?,
+            }),
+            Request::UpdateRef { name, new, old } => self.update_ref(&name, new, old),
+            Request::DeleteRef { name, old } => {
+                if self.append_only {
+                    return Err(Refusal(
+                        ErrorCode::AppendOnly,
+                        format!("this key is append-only: it may not delete {name}"),
+                    ));
+                }
+                match self.repo()?.delete_ref(&name, old) {
+                    Ok(()) => Ok(Response::Ok),
+                    Err(Error::RefChanged { found, .. }) => Ok(Response::RefChanged { found }),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Request::SetHeadIfDangling { branch } => Ok(Response::Bool {
+                value: self.repo()?.set_head_if_dangling(&branch)?,
+            }),
+            Request::ReadHeader { id } => {
+                let (kind, size) = self.repo()?.objects().read_header(&id)?;
+                Ok(Response::Header { kind, size })
+            }
+            Request::FinishPack => self.finish_pack(),
+            Request::WriteShared { name, bytes } => {
+                let path = self.shared_path(&name)?;
+                if bytes.len() > crate::repo::SharedFile::MAX_BYTES {
+                    return Err(Refusal(
+                        ErrorCode::BadRequest,
+                        format!("{name} is too large"),
+                    ));
+                }
+                // The server reads it too (`rewind status` on the backup
+                // server): only what parses as run records is kept.
+                if crate::run::record::parse_bytes(&bytes).is_err() {
+                    return Err(Refusal(
+                        ErrorCode::BadRequest,
+                        format!("{name} sent by the client is not valid run records"),
+                    ));
+                }
+                let dir = path.parent().unwrap_or(Path::new("."));
+                std::fs::create_dir_all(dir).map_err(Error::io("creating directory", dir))?;
+                crate::repo::fsutil::write_atomic(&path, &bytes)?;
+                Ok(Response::Ok)
+            }
+            Request::GetObjects { .. }
+            | Request::PutObject { .. }
+            | Request::GetIdx { .. }
+            | Request::ReadShared { .. } => unreachable!("handled before"),
+        }
+    }
+
+    fn open(&mut self, path: &[u8], create: bool) -> Result<Response, Refusal> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.repo.is_some() {
+            return Err(Refusal(
+                ErrorCode::BadRequest,
+                "a repository is already open".into(),
+            ));
+        }
+        let asked = Path::new(std::ffi::OsStr::from_bytes(path));
+        let path = if asked.is_absolute() {
+            asked.to_path_buf()
+        } else {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/"));
+            home.join(asked)
+        };
+        let settled = settle(&path).map_err(|e| Refusal(ErrorCode::BadRequest, e))?;
+        if !self.restrict.is_empty() && !self.restrict.iter().any(|r| settled.starts_with(r)) {
+            let allowed: Vec<String> = self
+                .restrict
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect();
+            return Err(Refusal(
+                ErrorCode::OutsideRestriction,
+                format!(
+                    "this key may only reach {}, not {}",
+                    allowed.join(", "),
+                    path.display()
+                ),
+            ));
+        }
+        let repo = if create {
+            match Repository::init(&settled) {
+                Ok(r) => r,
+                Err(Error::AlreadyExists { .. }) => {
+                    return Err(Refusal(
+                        ErrorCode::AlreadyExists,
+                        format!("{} already exists on the server", path.display()),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            match Repository::open(&settled) {
+                Ok(r) => r,
+                Err(Error::NotARepository { .. }) => {
+                    return Err(Refusal(
+                        ErrorCode::NoRepository,
+                        format!("no repository at {} on the server", path.display()),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.repo = Some(repo);
+        Ok(Response::Ok)
+    }
+
+    fn shared_path(&self, name: &str) -> Result<PathBuf, Refusal> {
+        let repo = self.repo()?;
+        if name != crate::repo::SharedFile::Runs.file_name() {
+            return Err(Refusal(
+                ErrorCode::BadRequest,
+                format!("no shared file {name:?}"),
+            ));
+        }
+        Ok(repo.path().join("rewind").join(name))
+    }
+
+    fn idx_bytes(&self, name: &str) -> Result<Vec<u8>, Refusal> {
+        let repo = self.repo()?;
+        let hex = name
+            .strip_prefix("pack-")
+            .and_then(|n| n.strip_suffix(".idx"))
+            .filter(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if hex.is_none() {
+            return Err(Refusal(
+                ErrorCode::BadRequest,
+                format!("no pack index {name:?}"),
+            ));
+        }
+        let path = repo.path().join("objects/pack").join(name);
+        std::fs::read(&path).map_err(|e| {
+            Refusal(
+                ErrorCode::Failed,
+                format!("reading {}: {e}", path.display()),
+            )
+        })
+    }
+
+    fn get_objects(&self, ids: &[ObjectId], out: &mut impl Write) -> std::io::Result<()> {
+        let repo = match self.repo() {
+            Ok(r) => r,
+            Err(Refusal(code, message)) => return Response::Error { code, message }.write(out),
+        };
+        for id in ids {
+            match repo.objects().read_with(id, Verify::EntryChecksums) {
+                Ok(object) => {
+                    Response::Object {
+                        id: *id,
+                        kind: object.kind,
+                        size: object.data.len() as u64,
+                    }
+                    .write(out)?;
+                    wire::write_pieces(out, &object.data)?;
+                }
+                Err(e) => Response::ObjectMissing {
+                    id: *id,
+                    corrupt: !matches!(e, Error::NotFound(_)),
+                    message: e.to_string(),
+                }
+                .write(out)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, id: ObjectId, kind: Kind, size: u64, zdata: &[u8]) -> Result<(), String> {
+        let repo = self.repo.as_ref().ok_or("no repository is open")?;
+        check_compressed(&id, kind, size, zdata)?;
+        if self.writer.is_none() {
+            self.writer = Some(repo.pack_writer().map_err(|e| e.to_string())?);
+        }
+        let writer = self.writer.as_mut().expect("just made");
+        writer
+            .append_compressed(id, kind, size, zdata, false)
+            .map_err(|e| e.to_string())
+    }
+
+    fn finish_pack(&mut self) -> Result<Response, Refusal> {
+        self.repo()?;
+        if let Some(why) = self.put_failure.take() {
+            self.writer = None;
+            return Err(Refusal(
+                ErrorCode::BadRequest,
+                format!("the objects sent were refused: {why}"),
+            ));
+        }
+        let mut names = Vec::new();
+        if let Some(writer) = self.writer.take() {
+            // Every pack of this stream, those published by a rollover too.
+            for p in writer.finish()? {
+                if p.extension().is_some_and(|e| e == "idx") {
+                    if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+            self.repo()?.objects().refresh()?;
+        }
+        Ok(Response::Packs { names })
+    }
+
+    fn update_ref(
+        &self,
+        name: &str,
+        new: ObjectId,
+        old: Option<ObjectId>,
+    ) -> Result<Response, Refusal> {
+        let repo = self.repo()?;
+        check_update(repo, new, old, self.append_only, name)?;
+        match repo.update_ref(name, new, old) {
+            Ok(()) => Ok(Response::Ok),
+            Err(Error::RefChanged { found, .. }) => Ok(Response::RefChanged { found }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Inflates `zdata` and hashes the result as a `kind` object, in pieces:
+/// it must be exactly `size` bytes, end exactly where `zdata` ends, and
+/// hash to `id`.
+pub fn check_compressed(id: &ObjectId, kind: Kind, size: u64, zdata: &[u8]) -> Result<(), String> {
+    if size > MAX_OBJECT {
+        return Err(format!("object {id} claims {size} bytes"));
+    }
+    let mut hasher = Sha1::new();
+    hasher.update(format!("{} {size}\0", kind.name()).as_bytes());
+    let mut z = flate2::Decompress::new(true);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut made = 0u64;
+    loop {
+        let before_in = z.total_in();
+        let before_out = z.total_out();
+        let status = z
+            .decompress(
+                &zdata[before_in as usize..],
+                &mut buf,
+                flate2::FlushDecompress::Finish,
+            )
+            .map_err(|e| format!("object {id} is not a valid zlib stream: {e}"))?;
+        let produced = (z.total_out() - before_out) as usize;
+        made += produced as u64;
+        if made > size {
+            return Err(format!(
+                "object {id} inflates to more than its {size} bytes"
+            ));
+        }
+        hasher.update(&buf[..produced]);
+        match status {
+            flate2::Status::StreamEnd => break,
+            _ if produced == 0 && z.total_in() == before_in => {
+                return Err(format!("object {id}'s zlib stream is cut short"));
+            }
+            _ => {}
+        }
+    }
+    if z.total_in() as usize != zdata.len() {
+        return Err(format!("object {id} has bytes after its zlib stream"));
+    }
+    if made != size {
+        return Err(format!("object {id} inflates to {made} bytes, not {size}"));
+    }
+    if ObjectId(hasher.finalize().into()) != *id {
+        return Err(format!("object {id}: its bytes do not hash to its id"));
+    }
+    Ok(())
+}
+
+/// An absolute path with the symlinks of its existing part resolved and
+/// no `.` or `..` left: what a restriction compares.
+fn settle(path: &Path) -> Result<PathBuf, String> {
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", path.display()));
+    }
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(real) => {
+                let mut settled = real;
+                for part in rest.iter().rev() {
+                    settled.push(part);
+                }
+                return Ok(settled);
+            }
+            Err(_) => {
+                let Some(name) = existing.file_name().map(|n| n.to_os_string()) else {
+                    return Err(format!("{} cannot be resolved", path.display()));
+                };
+                rest.push(name);
+                if !existing.pop() {
+                    return Err(format!("{} cannot be resolved", path.display()));
+                }
+            }
+        }
+        // A part that does not exist yet may not climb back up.
+        if path
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return Err(format!("{} holds '.' or '..'", path.display()));
+        }
+    }
+}
+
+/// Whether `name` may move from `old` to `new`: the new commit and every
+/// commit, tree and blob it adds to the history exist; in append-only mode
+/// `old` must be an ancestor of `new`.
+fn check_update(
+    repo: &Repository,
+    new: ObjectId,
+    old: Option<ObjectId>,
+    append_only: bool,
+    name: &str,
+) -> Result<(), Refusal> {
+    crate::repo::check_ref_name(name)?;
+    let store = repo.objects();
+    let incomplete =
+        |why: String| Refusal(ErrorCode::Failed, format!("refusing to move {name}: {why}"));
+    // The commits new brings, newest first, down to old (or a root).
+    let mut commits = Vec::new();
+    let mut seen = HashSet::new();
+    let mut todo = vec![new];
+    let mut reaches_old = old.is_none();
+    while let Some(id) = todo.pop() {
+        if Some(id) == old {
+            reaches_old = true;
+            continue;
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        if seen.len() > MAX_NEW_COMMITS {
+            return Err(incomplete("the update adds too many commits".into()));
+        }
+        let object = store
+            .read(&id)
+            .map_err(|e| incomplete(format!("commit {id}: {e}")))?;
+        if object.kind != Kind::Commit {
+            return Err(incomplete(format!(
+                "{id} is a {}, not a commit",
+                object.kind.name()
+            )));
+        }
+        let c =
+            commit::decode(&object.data).map_err(|e| incomplete(format!("commit {id}: {e}")))?;
+        todo.extend(c.parents.iter().copied());
+        commits.push(c);
+    }
+    if append_only && !reaches_old {
+        return Err(Refusal(
+            ErrorCode::AppendOnly,
+            format!(
+                "this key is append-only: {name} may only move forward, and {new} does not descend from its tip {}",
+                old.map(|o| o.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    // Each new commit's tree is checked against the tree of a commit known
+    // complete: the old tip's (the server checked it when it was published).
+    let base = match old {
+        Some(o) => {
+            let object = store.read(&o)?;
+            commit::decode(&object.data)
+                .map(|c| Some(c.tree))
+                .unwrap_or(None)
+        }
+        None => None,
+    };
+    let mut complete = HashSet::new();
+    for c in &commits {
+        check_tree(repo, c.tree, base, &mut complete).map_err(incomplete)?;
+    }
+    Ok(())
+}
+
+/// Checks that tree `root` and everything under it exist, skipping what
+/// `base` (a complete tree) shares with it.
+fn check_tree(
+    repo: &Repository,
+    root: ObjectId,
+    base: Option<ObjectId>,
+    complete: &mut HashSet<ObjectId>,
+) -> Result<(), String> {
+    let store = repo.objects();
+    let entries_of = |id: &ObjectId| -> Result<Vec<tree::Entry>, String> {
+        let object = store.read(id).map_err(|e| format!("tree {id}: {e}"))?;
+        if object.kind != Kind::Tree {
+            return Err(format!("{id} is a {}, not a tree", object.kind.name()));
+        }
+        tree::decode(&object.data).map_err(|e| format!("tree {id}: {e}"))
+    };
+    let mut todo = vec![(root, base)];
+    while let Some((id, base)) = todo.pop() {
+        if Some(id) == base || complete.contains(&id) {
+            continue;
+        }
+        let entries = entries_of(&id)?;
+        let base_entries = match base {
+            Some(b) => entries_of(&b).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for e in entries {
+            let in_base = base_entries.iter().find(|b| b.name == e.name);
+            if in_base.is_some_and(|b| b.id == e.id) {
+                continue;
+            }
+            match e.mode {
+                tree::Mode::Tree => {
+                    let sub_base = in_base.filter(|b| b.mode.is_tree()).map(|b| b.id);
+                    todo.push((e.id, sub_base));
+                }
+                // A submodule's commit lives in another repository.
+                tree::Mode::Commit => {}
+                _ => {
+                    if !store.contains(&e.id) {
+                        return Err(format!(
+                            "object {} (named {:?} in tree {id}) is missing",
+                            e.id,
+                            String::from_utf8_lossy(&e.name)
+                        ));
+                    }
+                }
+            }
+        }
+        complete.insert(id);
+    }
+    Ok(())
+}
+
+/// Runs a whole session from `bytes` against repositories under `dir`
+/// (the fuzz target `remote_session`).
+pub fn serve_bytes(bytes: &[u8], dir: &Path) {
+    let opts = ServerOptions {
+        restrict_to: vec![dir.to_path_buf()],
+        append_only: true,
+    };
+    let _ = serve(&opts, bytes, std::io::sink());
+}
