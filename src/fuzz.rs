@@ -99,6 +99,14 @@ pub const TARGETS: &[Target] = &[
         name: "repository",
         run: repository,
     },
+    Target {
+        name: "remote_responses",
+        run: remote_responses,
+    },
+    Target {
+        name: "remote_session",
+        run: remote_session,
+    },
 ];
 
 /// The target called `name`.
@@ -613,4 +621,186 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), TARGETS.len());
     }
+}
+
+/// What a server sends a client: a stream of frames, each decoded as a
+/// response (`remote::wire`).
+pub fn remote_responses(data: &[u8]) {
+    use crate::remote::wire::{read_frame, Response};
+    let mut input = data;
+    while let Ok((tag, body)) = read_frame(&mut input) {
+        let _ = Response::decode(tag, &body);
+    }
+}
+
+/// A whole client session as `rewind server` reads it: the input is the
+/// stream of request frames after the greeting; this target adds the magic,
+/// the version and the opening of a fresh repository holding one pack, so
+/// that mutations reach object checks, ref updates and reads. The server
+/// runs restricted to the scratch directory and append-only.
+pub fn remote_session(data: &[u8]) {
+    use crate::remote::wire::{Request, MAGIC, VERSION};
+    let (dir, _repo) = scratch_repo_with_pack();
+    let mut session = MAGIC.to_vec();
+    let greeting = [
+        Request::Hello {
+            min: VERSION,
+            max: VERSION,
+        },
+        Request::Open {
+            path: dir.as_os_str().as_encoded_bytes().to_vec(),
+            create: false,
+        },
+    ];
+    for request in greeting {
+        request.write(&mut session).expect("to memory");
+    }
+    session.extend_from_slice(data);
+    crate::remote::server::serve_bytes(&session, dir.parent().unwrap_or(&dir));
+}
+
+/// Seed inputs for `remote_session`: a save (a blob, a tree and a commit
+/// sent, the pack finished, the branch created, then moved forward), reads
+/// of objects, refs and the shared file, and a refused deletion.
+pub fn remote_session_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use crate::object::{hash_object, Kind};
+    use crate::remote::wire::Request;
+    let put = |kind: Kind, data: &[u8]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, data).expect("to memory");
+        let zdata = z.finish().expect("to memory");
+        let id = hash_object(kind, data);
+        (
+            id,
+            Request::PutObject {
+                id,
+                kind,
+                size: data.len() as u64,
+                zdata,
+            },
+        )
+    };
+    let (blob, put_blob) = put(Kind::Blob, b"hello\n");
+    let mut tree_body = b"100644 hello\0".to_vec();
+    tree_body.extend_from_slice(&blob.0);
+    let (tree, put_tree) = put(Kind::Tree, &tree_body);
+    let commit_text = |parent: Option<ObjectId>| {
+        let mut c = format!("tree {tree}\n");
+        if let Some(p) = parent {
+            c.push_str(&format!("parent {p}\n"));
+        }
+        c.push_str(
+            "author a <a@b> 1700000000 +0000\ncommitter a <a@b> 1700000000 +0000\n\nrewind save\n",
+        );
+        c.into_bytes()
+    };
+    let (first, put_first) = put(Kind::Commit, &commit_text(None));
+    let (second, put_second) = put(Kind::Commit, &commit_text(Some(first)));
+    let frames = |requests: Vec<Request>| {
+        let mut out = Vec::new();
+        for r in requests {
+            r.write(&mut out).expect("to memory");
+        }
+        out
+    };
+    let name = "refs/heads/etc".to_string();
+    vec![
+        (
+            "save",
+            frames(vec![
+                Request::ListPacks,
+                Request::ReadRef { name: name.clone() },
+                put_blob,
+                put_tree,
+                put_first,
+                Request::FinishPack,
+                Request::UpdateRef {
+                    name: name.clone(),
+                    new: first,
+                    old: None,
+                },
+                put_second,
+                Request::FinishPack,
+                Request::UpdateRef {
+                    name: name.clone(),
+                    new: second,
+                    old: Some(first),
+                },
+                Request::SetHeadIfDangling {
+                    branch: "etc".into(),
+                },
+            ]),
+        ),
+        (
+            "read",
+            frames(vec![
+                Request::ListRefs {
+                    prefix: "refs/".into(),
+                },
+                Request::GetObjects {
+                    ids: vec![blob, tree, hash_object(Kind::Blob, b"object 1\n")],
+                },
+                Request::ReadHeader {
+                    id: hash_object(Kind::Blob, b"object 2\n"),
+                },
+                Request::ReadShared {
+                    name: "runs.toml".into(),
+                },
+                Request::WriteShared {
+                    name: "runs.toml".into(),
+                    bytes: b"[backup.etc]\ntime = 1\nresult = \"ok\"\nduration_seconds = 1.0\n"
+                        .to_vec(),
+                },
+                Request::DeleteRef { name, old: first },
+            ]),
+        ),
+    ]
+}
+
+/// Seed inputs for `remote_responses`: one of every answer.
+pub fn remote_responses_seed() -> Vec<u8> {
+    use crate::object::Kind;
+    use crate::remote::wire::{write_pieces, ErrorCode, Response};
+    let id = ObjectId([7; 20]);
+    let mut out = Vec::new();
+    for r in [
+        Response::Hello { version: 1 },
+        Response::Ok,
+        Response::Error {
+            code: ErrorCode::NoRepository,
+            message: "no repository".into(),
+        },
+        Response::Packs {
+            names: vec![format!("pack-{}.idx", "0".repeat(40))],
+        },
+        Response::Refs {
+            refs: vec![("refs/heads/etc".into(), id)],
+        },
+        Response::Ref { id: Some(id) },
+        Response::RefChanged { found: None },
+        Response::Object {
+            id,
+            kind: Kind::Blob,
+            size: 3,
+        },
+    ] {
+        r.write(&mut out).expect("to memory");
+    }
+    write_pieces(&mut out, b"abc").expect("to memory");
+    for r in [
+        Response::ObjectMissing {
+            id,
+            corrupt: false,
+            message: "not found".into(),
+        },
+        Response::Header {
+            kind: Kind::Tree,
+            size: 10,
+        },
+        Response::Bool { value: true },
+        Response::NoFile,
+    ] {
+        r.write(&mut out).expect("to memory");
+    }
+    out
 }

@@ -124,7 +124,21 @@ fn rewind(repo: &Path, args: &[&str]) {
 
 #[test]
 #[ignore = "writes tests/fuzz/corpus; run by hand when a format or a target changes"]
+fn make_remote_seeds() {
+    for (name, bytes) in fuzz::remote_session_seeds() {
+        seed("remote_session", name, &bytes);
+    }
+    seed(
+        "remote_responses",
+        "every-answer",
+        &fuzz::remote_responses_seed(),
+    );
+}
+
+#[test]
+#[ignore = "writes tests/fuzz/corpus; run by hand when a format or a target changes"]
 fn make_seed_corpus() {
+    make_remote_seeds();
     let tmp = tempdir();
     let src = canon(tmp.path()).join("src");
     mkdir(&src);

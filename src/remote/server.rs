@@ -653,3 +653,201 @@ pub fn serve_bytes(bytes: &[u8], dir: &Path) {
     };
     let _ = serve(&opts, bytes, std::io::sink());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::wire::{read_frame, MAGIC, VERSION};
+
+    /// Runs `requests` (after the greeting and opening `repo`) through a
+    /// server and returns its answers.
+    fn session(repo: &Path, opts: &ServerOptions, requests: &[u8]) -> Vec<Response> {
+        let mut input = MAGIC.to_vec();
+        Request::Hello {
+            min: VERSION,
+            max: VERSION,
+        }
+        .write(&mut input)
+        .unwrap();
+        Request::Open {
+            path: repo.as_os_str().as_encoded_bytes().to_vec(),
+            create: false,
+        }
+        .write(&mut input)
+        .unwrap();
+        input.extend_from_slice(requests);
+        let mut output = Vec::new();
+        serve(opts, &input[..], &mut output).unwrap();
+        let mut answers = Vec::new();
+        let mut r = &output[..];
+        while let Ok((tag, body)) = read_frame(&mut r) {
+            answers.push(Response::decode(tag, &body).unwrap());
+        }
+        answers
+    }
+
+    #[test]
+    fn a_save_lands_and_an_append_only_key_cannot_delete_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repository::init(&dir).unwrap();
+        let opts = ServerOptions {
+            restrict_to: vec![tmp.path().to_path_buf()],
+            append_only: true,
+        };
+        let seeds = crate::fuzz::remote_session_seeds();
+        let answers = session(&dir, &opts, &seeds[0].1);
+        assert_eq!(answers[0], Response::Hello { version: VERSION });
+        assert_eq!(answers[1], Response::Ok);
+        // ListPacks, ReadRef, FinishPack, UpdateRef, FinishPack, UpdateRef, SetHead.
+        assert!(
+            matches!(&answers[4], Response::Packs { names } if names.len() == 1),
+            "{answers:?}"
+        );
+        assert_eq!(answers[5], Response::Ok, "{answers:?}");
+        assert_eq!(answers[7], Response::Ok, "{answers:?}");
+        let tip = repo.read_ref("refs/heads/etc").unwrap().expect("branch");
+        let answers = session(&dir, &opts, &seeds[1].1);
+        match answers.last().unwrap() {
+            Response::Error { code, message } => {
+                assert_eq!(*code, ErrorCode::AppendOnly);
+                assert!(message.contains("append-only"), "{message}");
+            }
+            other => panic!("deletion answered {other:?}"),
+        }
+        assert_eq!(repo.read_ref("refs/heads/etc").unwrap(), Some(tip));
+        // Moving the branch back to its first commit is not forward.
+        let first = commit::decode(&repo.objects().read(&tip).unwrap().data)
+            .unwrap()
+            .parents[0];
+        let mut back = Vec::new();
+        Request::UpdateRef {
+            name: "refs/heads/etc".into(),
+            new: first,
+            old: Some(tip),
+        }
+        .write(&mut back)
+        .unwrap();
+        let answers = session(&dir, &opts, &back);
+        assert!(
+            matches!(
+                answers.last().unwrap(),
+                Response::Error {
+                    code: ErrorCode::AppendOnly,
+                    ..
+                }
+            ),
+            "{answers:?}"
+        );
+        assert_eq!(repo.read_ref("refs/heads/etc").unwrap(), Some(tip));
+    }
+
+    #[test]
+    fn a_commit_whose_tree_is_missing_does_not_move_a_ref() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repository::init(&dir).unwrap();
+        let opts = ServerOptions {
+            restrict_to: Vec::new(),
+            append_only: false,
+        };
+        // A commit naming a tree that was never sent.
+        let text = format!(
+            "tree {}\nauthor a <a@b> 1 +0000\ncommitter a <a@b> 1 +0000\n\nx\n",
+            ObjectId([3; 20])
+        );
+        let mut w = repo.pack_writer().unwrap();
+        let commit = w.write(Kind::Commit, text.as_bytes()).unwrap();
+        w.finish().unwrap();
+        let mut req = Vec::new();
+        Request::UpdateRef {
+            name: "refs/heads/x".into(),
+            new: commit,
+            old: None,
+        }
+        .write(&mut req)
+        .unwrap();
+        let answers = session(&dir, &opts, &req);
+        match answers.last().unwrap() {
+            Response::Error { message, .. } => {
+                assert!(message.contains("refusing to move"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(repo.read_ref("refs/heads/x").unwrap(), None);
+    }
+
+    #[test]
+    fn objects_that_do_not_match_their_id_are_refused_and_nothing_is_published() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        Repository::init(&dir).unwrap();
+        let opts = ServerOptions {
+            restrict_to: Vec::new(),
+            append_only: false,
+        };
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, b"hello\n").unwrap();
+        let zdata = z.finish().unwrap();
+        let mut req = Vec::new();
+        for (id, size) in [
+            (ObjectId([1; 20]), 6),
+            (crate::object::hash_object(Kind::Blob, b"hello\n"), 7),
+        ] {
+            Request::PutObject {
+                id,
+                kind: Kind::Blob,
+                size,
+                zdata: zdata.clone(),
+            }
+            .write(&mut req)
+            .unwrap();
+            Request::FinishPack.write(&mut req).unwrap();
+        }
+        let answers = session(&dir, &opts, &req);
+        assert!(
+            matches!(&answers[2], Response::Error { message, .. } if message.contains("hash")),
+            "{answers:?}"
+        );
+        assert!(
+            matches!(&answers[3], Response::Error { message, .. } if message.contains("inflates to")),
+            "{answers:?}"
+        );
+        let packs = std::fs::read_dir(dir.join("objects/pack")).unwrap().count();
+        assert_eq!(packs, 0, "nothing published");
+        let leftovers = std::fs::read_dir(dir.join("objects"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tmp_pack"))
+            .count();
+        assert_eq!(leftovers, 0, "temporary packs removed");
+    }
+
+    #[test]
+    fn a_restricted_key_cannot_reach_outside_even_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let allowed = tmp.path().join("allowed");
+        std::fs::create_dir(&allowed).unwrap();
+        let outside = tmp.path().join("outside");
+        Repository::init(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, allowed.join("link")).unwrap();
+        let opts = ServerOptions {
+            restrict_to: vec![allowed.clone()],
+            append_only: false,
+        };
+        for path in [
+            outside.clone(),
+            allowed.join("link"),
+            allowed.join("../outside"),
+        ] {
+            let answers = session(&path, &opts, &[]);
+            match &answers[1] {
+                Response::Error { code, .. } => assert!(
+                    matches!(code, ErrorCode::OutsideRestriction | ErrorCode::BadRequest),
+                    "{path:?}: {code:?}"
+                ),
+                other => panic!("{path:?} opened: {other:?}"),
+            }
+        }
+    }
+}
