@@ -26,13 +26,7 @@ pub struct Cli {
 
     /// Repository on a server, over SSH: [USER@]HOST:PATH or
     /// ssh://[USER@]HOST[:PORT]/PATH (a local path works too)
-    #[arg(
-        short = 'r',
-        long = "remote",
-        global = true,
-        env = "REWIND_REMOTE",
-        value_name = "LOCATION"
-    )]
+    #[arg(short = 'r', long = "remote", global = true, value_name = "LOCATION")]
     pub remote: Option<String>,
 
     /// The ssh command for -r, with its options (default: ssh), split on

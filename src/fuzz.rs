@@ -582,47 +582,6 @@ fn unpack_files(mut data: &[u8]) -> Vec<(&str, &[u8])> {
     files
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packed_files_unpack_to_the_same_files() {
-        let files = vec![
-            ("HEAD".to_string(), b"ref: refs/heads/x\n".to_vec()),
-            ("objects/pack/p.idx".to_string(), vec![0u8; 300]),
-        ];
-        let packed = pack_files(&files);
-        let unpacked: Vec<(String, Vec<u8>)> = unpack_files(&packed)
-            .into_iter()
-            .map(|(n, b)| (n.to_string(), b.to_vec()))
-            .collect();
-        assert_eq!(unpacked, files);
-    }
-
-    #[test]
-    fn unpacking_skips_names_that_leave_the_repository() {
-        let files = vec![
-            ("../x".to_string(), b"1".to_vec()),
-            ("/etc/passwd".to_string(), b"2".to_vec()),
-            ("a/./b".to_string(), b"3".to_vec()),
-            ("nul\0name".to_string(), b"5".to_vec()),
-            ("ok".to_string(), b"4".to_vec()),
-        ];
-        let packed = pack_files(&files);
-        let names: Vec<&str> = unpack_files(&packed).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["ok"]);
-    }
-
-    #[test]
-    fn every_target_has_a_unique_name() {
-        let mut names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), TARGETS.len());
-    }
-}
-
 /// What a server sends a client: a stream of frames, each decoded as a
 /// response (`remote::wire`).
 pub fn remote_responses(data: &[u8]) {
@@ -803,4 +762,45 @@ pub fn remote_responses_seed() -> Vec<u8> {
         r.write(&mut out).expect("to memory");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_files_unpack_to_the_same_files() {
+        let files = vec![
+            ("HEAD".to_string(), b"ref: refs/heads/x\n".to_vec()),
+            ("objects/pack/p.idx".to_string(), vec![0u8; 300]),
+        ];
+        let packed = pack_files(&files);
+        let unpacked: Vec<(String, Vec<u8>)> = unpack_files(&packed)
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b.to_vec()))
+            .collect();
+        assert_eq!(unpacked, files);
+    }
+
+    #[test]
+    fn unpacking_skips_names_that_leave_the_repository() {
+        let files = vec![
+            ("../x".to_string(), b"1".to_vec()),
+            ("/etc/passwd".to_string(), b"2".to_vec()),
+            ("a/./b".to_string(), b"3".to_vec()),
+            ("nul\0name".to_string(), b"5".to_vec()),
+            ("ok".to_string(), b"4".to_vec()),
+        ];
+        let packed = pack_files(&files);
+        let names: Vec<&str> = unpack_files(&packed).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["ok"]);
+    }
+
+    #[test]
+    fn every_target_has_a_unique_name() {
+        let mut names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TARGETS.len());
+    }
 }

@@ -129,7 +129,16 @@ fn configured_location(cli: &Cli, config: &crate::config::Config) -> Result<Loca
 /// repository in the environment must not forbid `--repos`, so a `-d` equal
 /// to `REWIND_REPO` is taken as coming from it (and ignored).
 fn check_repos_alone(cli: &Cli, repos: Option<&std::path::Path>) -> Result<(), UsageError> {
-    let (Some(dir), Some(repo)) = (repos, &cli.repo) else {
+    let Some(dir) = repos else {
+        return Ok(());
+    };
+    if let Some(remote) = &cli.remote {
+        return Err(UsageError(format!(
+            "--repos {} reads the repositories under a directory of this machine; -r {remote} names a server's: give one of them",
+            dir.display()
+        )));
+    }
+    let Some(repo) = &cli.repo else {
         return Ok(());
     };
     if std::env::var_os("REWIND_REPO").is_some_and(|env| env == repo.as_os_str()) {

@@ -371,6 +371,14 @@ impl Conn {
     }
 }
 
+/// `pack-<40 hex digits>.idx`: the only names of the server's files the
+/// client writes.
+fn is_idx_name(name: &str) -> bool {
+    name.strip_prefix("pack-")
+        .and_then(|n| n.strip_suffix(".idx"))
+        .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// One line saying why ssh could not reach `rewind server`.
 pub fn explain_ssh_failure(lines: &[String], code: Option<i32>) -> String {
     let all = lines.join("\n");
@@ -483,15 +491,10 @@ impl Shared {
         };
         let dir = self.cache.join("idx");
         std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
-        let valid = |n: &str| {
-            n.strip_prefix("pack-")
-                .and_then(|n| n.strip_suffix(".idx"))
-                .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        };
         let wanted: std::collections::HashSet<&str> = names
             .iter()
             .map(String::as_str)
-            .filter(|n| valid(n))
+            .filter(|n| is_idx_name(n))
             .collect();
         for entry in std::fs::read_dir(&dir)
             .map_err(Error::io("listing", &dir))?
@@ -816,6 +819,13 @@ impl PackSink for RemoteSink {
         // knows these objects without asking.
         let dir = self.shared.cache.join("idx");
         for name in names {
+            // A name from the server becomes a file name here: only the
+            // shape of a pack index's name is accepted.
+            if !is_idx_name(&name) {
+                return Err(self
+                    .shared
+                    .fail(format!("the server named a new pack {name:?}")));
+            }
             match self.shared.fetch_idx(&name) {
                 Ok(bytes) => {
                     if PackIndex::parse(&dir.join(&name), &bytes).is_ok() {

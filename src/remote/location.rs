@@ -51,23 +51,16 @@ impl Location {
             let (authority, path) = rest
                 .split_once('/')
                 .ok_or_else(|| fail("an ssh:// URL needs a path after the host"))?;
-            let (destination, port) = match authority.rsplit_once(':') {
-                Some((d, p)) => {
-                    let port = p
-                        .parse::<u16>()
-                        .ok()
-                        .filter(|p| *p > 0)
-                        .ok_or_else(|| fail("the port must be a number from 1 to 65535"))?;
-                    (d, Some(port))
-                }
-                None => (authority, None),
-            };
+            let (destination, port) = split_port(authority).map_err(fail)?;
             // ssh://host/path is absolute; ssh://host/~/path is in the home.
             let path = match path.strip_prefix("~/") {
                 Some(home) => home.to_string(),
                 None => format!("/{path}"),
             };
-            return Ok(Location::Ssh(check(destination, port, path).map_err(fail)?));
+            let destination = strip_brackets(destination);
+            return Ok(Location::Ssh(
+                check(&destination, port, path).map_err(fail)?,
+            ));
         }
         match text.split_once(':') {
             Some((host, path)) if !host.contains('/') && !host.is_empty() => Ok(Location::Ssh(
@@ -75,6 +68,43 @@ impl Location {
             )),
             _ => Ok(Location::Local(PathBuf::from(text))),
         }
+    }
+}
+
+/// Splits `[user@]host[:port]`, where host may be a bracketed IPv6
+/// address (`[::1]`, `[::1]:2222`).
+fn split_port(authority: &str) -> Result<(&str, Option<u16>), &'static str> {
+    let host = &authority[authority.rfind('@').map_or(0, |i| i + 1)..];
+    let port_text = if host.starts_with('[') {
+        let end = host
+            .find(']')
+            .ok_or("an IPv6 address needs its closing ']'")?;
+        host[end + 1..].strip_prefix(':')
+    } else {
+        host.rsplit_once(':').map(|(_, p)| p)
+    };
+    let Some(text) = port_text else {
+        return Ok((authority, None));
+    };
+    let port = text
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or("the port must be a number from 1 to 65535")?;
+    Ok((&authority[..authority.len() - text.len() - 1], Some(port)))
+}
+
+/// `user@[::1]` -> `user@::1`: ssh takes the address without brackets.
+fn strip_brackets(destination: &str) -> String {
+    match destination.rsplit_once('@') {
+        Some((user, host)) => format!(
+            "{user}@{}",
+            host.trim_start_matches('[').trim_end_matches(']')
+        ),
+        None => destination
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
     }
 }
 
@@ -129,6 +159,14 @@ mod tests {
         assert_eq!(
             Location::parse("ssh://backup@server:2222/home/backup/web").unwrap(),
             ssh("backup@server", Some(2222), "/home/backup/web")
+        );
+        assert_eq!(
+            Location::parse("ssh://backup@[::1]:2222/srv/web").unwrap(),
+            ssh("backup@::1", Some(2222), "/srv/web")
+        );
+        assert_eq!(
+            Location::parse("ssh://[::1]/srv/web").unwrap(),
+            ssh("::1", None, "/srv/web")
         );
         assert_eq!(
             Location::parse("ssh://server/~/web").unwrap(),

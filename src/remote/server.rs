@@ -3,9 +3,10 @@
 //! [`super::wire`] on stdin/stdout.
 //!
 //! It trusts nothing it receives. Every object is inflated and hashed
-//! before it goes into a pack; a pack is published (fsynced, renamed) only
-//! on `FinishPack`, so a cut connection leaves only a temporary file, which
-//! is deleted. A ref moves only after the new commit and everything it
+//! before it goes into a pack; the pack is published (fsynced, renamed) on
+//! `FinishPack` (or earlier when it reaches the pack size limit: a complete
+//! pack that nothing references yet), so a cut connection leaves at most a
+//! temporary file, which is deleted, and unreferenced complete packs. A ref moves only after the new commit and everything it
 //! references are known to exist (checked against the tree of the old tip,
 //! which was checked when it was published), with the same compare-and-swap
 //! as a local save. `--restrict-to` confines the key to repositories at or

@@ -6,7 +6,8 @@
 //! checked against [`MAX_FRAME`] before anything is read into memory, and
 //! memory grows only as bytes actually arrive; every field is read with a
 //! bounds check; a frame with bytes left over is an error. Decoding never
-//! panics (a fuzz target, `remote_frame`, holds it to that).
+//! panics (the fuzz targets `remote_responses` and `remote_session` hold
+//! it to that).
 //!
 //! The first exchange is the version: the client sends [`Request::Hello`]
 //! with the range of versions it speaks, the server answers with the one it

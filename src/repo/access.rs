@@ -43,9 +43,10 @@ pub trait Objects: Send + Sync {
 }
 
 /// Where a save's new objects go, already compressed: a temporary pack in
-/// a local folder, or a stream to a server that writes its own. Nothing
-/// appended is visible in the repository before [`PackSink::finish`]
-/// returns, and nothing is referenced before a ref moves after it.
+/// a local folder, or a stream to a server that writes its own. Packs are
+/// published whole (a full one may be published before
+/// [`PackSink::finish`], when it reaches the size limit), and nothing is
+/// referenced before a ref moves after `finish` returned.
 pub trait PackSink: Send {
     /// Appends the complete zlib stream `zdata` of the `size` bytes whose
     /// id is `id` (the caller hashed them).
