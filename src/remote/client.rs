@@ -852,3 +852,27 @@ impl PackSink for RemoteSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_own_words_are_not_forwarded_as_the_servers_logging() {
+        // What `rewind server` logs, through ssh (no terminal: no colours).
+        assert!(from_server(
+            "  WARN refusing the pack being received: object 00 claims 9 bytes"
+        ));
+        assert!(from_server("ERROR writing to the client: Broken pipe"));
+        // What ssh itself says when a connection goes.
+        for line in [
+            "Connection to 127.0.0.1 closed by remote host.",
+            "client_loop: send disconnect: Broken pipe",
+            "ssh: connect to host 127.0.0.1 port 22: Connection refused",
+            "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
+            "",
+        ] {
+            assert!(!from_server(line), "{line:?}");
+        }
+    }
+}
