@@ -889,3 +889,140 @@ fn every_failure_is_one_line_a_user_understands() {
     // built here; the server's refusal names both versions (unit-tested in
     // src/remote).
 }
+
+/// Every process's id.
+fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The parent of `pid` and its command name, from `/proc/PID/stat`.
+fn parent_and_name(pid: i32) -> Option<(i32, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, tail) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_string();
+    let ppid = tail.split_whitespace().nth(1)?.parse().ok()?;
+    Some((ppid, name))
+}
+
+/// Processes with a file open under `dir`: the `rewind server` writing a
+/// pack into a test's repository, and no other test's.
+fn holding(dir: &Path) -> Vec<i32> {
+    pids()
+        .into_iter()
+        .filter(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(dir)))
+            })
+        })
+        .collect()
+}
+
+/// Waits until `repo` has a temporary pack (a save is streaming objects
+/// into it), then kills the process `pick` names with SIGKILL.
+fn kill_mid_save(repo: &Path, pick: impl Fn() -> Option<i32>) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while temporaries(repo).is_empty() {
+        assert!(Instant::now() < deadline, "no save started writing a pack");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = pick().expect("the process to kill");
+    // SAFETY: kill(2) with a pid read from /proc just now; at worst the
+    // process has exited and the call fails with ESRCH.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    pid
+}
+
+#[test]
+fn killing_either_side_mid_save_leaves_the_server_valid_and_the_next_save_works() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::init();
+    let c = Client::new(&env, sshd.client(), "web");
+    let src = env.path("src");
+    mkdir(&src);
+    for i in 0..6 {
+        write_random(&src.join(format!("part{i}")), 70 + i, 4 << 20);
+    }
+    c.save(&env.repo, "keep", &env.home);
+    let before = refs(&env.repo);
+    let packs = pack_dir_listing(&env.repo);
+    let save = || {
+        c.rw(&env.repo)
+            .args(["save", "-n", "big"])
+            .arg(&src)
+            .command()
+    };
+
+    // The client's ssh killed: the client says the connection ended; the
+    // server sees the end of its input and deletes its temporary pack.
+    let mut cmd = save();
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rewind");
+    let client = child.id() as i32;
+    kill_mid_save(&env.repo, || {
+        pids()
+            .into_iter()
+            .find(|p| parent_and_name(*p) == Some((client, "ssh".into())))
+    });
+    let out = finish(child, "save with its ssh killed").status(2);
+    assert!(
+        out.error_line()
+            .contains("the connection to the server ended"),
+        "{}",
+        out.stderr
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !temporaries(&env.repo).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(temporaries(&env.repo), Vec::<PathBuf>::new());
+    assert_eq!(refs(&env.repo), before, "a killed save moved a ref");
+    assert_eq!(pack_dir_listing(&env.repo), packs);
+    assert_fsck(&env.repo, false);
+
+    // The server killed: its temporary pack stays (nothing can delete it),
+    // which leaves the repository valid all the same.
+    let mut cmd = save();
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rewind");
+    kill_mid_save(&env.repo, || {
+        holding(&env.repo.join("objects")).first().copied()
+    });
+    let out = finish(child, "save with its server killed").status(2);
+    let line = out.error_line();
+    eprintln!("a save whose server was killed says: {line}");
+    assert_eq!(refs(&env.repo), before, "a killed server moved a ref");
+    assert_eq!(pack_dir_listing(&env.repo), packs);
+    assert_fsck(&env.repo, false);
+
+    c.save(&env.repo, "big", &src);
+    assert_fsck(&env.repo, false);
+    let restored = env.path("restored");
+    c.rw(&env.repo)
+        .args(["restore", "--outdir"])
+        .arg(&restored)
+        .arg(with_slash(&snap_path("big", "latest", &src)))
+        .run()
+        .success();
+    let d = compare_with(
+        &src,
+        &restored,
+        &Compare {
+            root_meta: false,
+            ..Compare::default()
+        },
+    );
+    assert!(d.is_empty(), "{d:#?}");
+}
