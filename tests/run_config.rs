@@ -64,7 +64,9 @@ fn the_template_parses_round_trips_and_documents_every_key() {
     let first = rewind::config::parse(path, rewind::config::TEMPLATE).expect("template parses");
     assert_eq!(
         first.repository,
-        Some(rewind::remote::Location::Local(PathBuf::from("/var/backups/rewind")))
+        Some(rewind::remote::Location::Local(PathBuf::from(
+            "/var/backups/rewind"
+        )))
     );
     assert_eq!(first.backups.len(), 1);
     assert_eq!(first.backups[0].max_age_secs, 26 * 3600);
