@@ -170,7 +170,7 @@ fn collect_stderr(pipe: impl Read, log: &Mutex<Stderr>) {
         let Ok(line) = line else { return };
         let line = line.trim_end().to_string();
         let mut log = lock(log);
-        if log.forward {
+        if log.forward && from_server(&line) {
             eprintln!("{line}");
         }
         if log.lines.len() == STDERR_LINES {
@@ -178,6 +178,18 @@ fn collect_stderr(pipe: impl Read, log: &Mutex<Stderr>) {
         }
         log.lines.push_back(line);
     }
+}
+
+/// Whether a line on ssh's standard error is the logging of `rewind
+/// server` (its level first, as rewind writes it without a terminal),
+/// shown to the user as it comes. ssh's own words ("Connection to HOST
+/// closed by remote host.") are kept only to explain a failure in its one
+/// error line, not printed as a second line.
+fn from_server(line: &str) -> bool {
+    matches!(
+        line.split_whitespace().next(),
+        Some("ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE")
+    )
 }
 
 /// `$REWIND_CACHE_DIR`, else `$XDG_CACHE_HOME/rewind`, else
@@ -474,9 +486,20 @@ impl Shared {
 
     /// Marks the connection unusable and says why (ssh's words if it died).
     fn broken(&self, conn: &mut Conn, why: String) -> Error {
-        let e = match conn.child.try_wait() {
-            Ok(Some(_)) | Err(_) => conn.connection_failed(&self.location()),
-            Ok(None) => self.fail(format!("talking to the server: {why}")),
+        // A cut connection fails a write or read (EPIPE, end of stream) a
+        // moment before ssh exits and says why: wait for it, or the user
+        // reads "Broken pipe" instead of what happened to the connection.
+        let ssh_ended = (0..50).any(|_| match conn.child.try_wait() {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                false
+            }
+        });
+        let e = if ssh_ended {
+            conn.connection_failed(&self.location())
+        } else {
+            self.fail(format!("talking to the server: {why}"))
         };
         conn.broken = Some(e.to_string());
         e
@@ -837,5 +860,29 @@ impl PackSink for RemoteSink {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_own_words_are_not_forwarded_as_the_servers_logging() {
+        // What `rewind server` logs, through ssh (no terminal: no colours).
+        assert!(from_server(
+            "  WARN refusing the pack being received: object 00 claims 9 bytes"
+        ));
+        assert!(from_server("ERROR writing to the client: Broken pipe"));
+        // What ssh itself says when a connection goes.
+        for line in [
+            "Connection to 127.0.0.1 closed by remote host.",
+            "client_loop: send disconnect: Broken pipe",
+            "ssh: connect to host 127.0.0.1 port 22: Connection refused",
+            "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
+            "",
+        ] {
+            assert!(!from_server(line), "{line:?}");
+        }
     }
 }
