@@ -698,6 +698,7 @@ pub fn remote_session_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 },
                 Request::GetObjects {
                     ids: vec![blob, tree, hash_object(Kind::Blob, b"object 1\n")],
+                    expand: true,
                 },
                 Request::ReadHeader {
                     id: hash_object(Kind::Blob, b"object 2\n"),
@@ -758,6 +759,11 @@ pub fn remote_responses_seed() -> Vec<u8> {
         },
         Response::Bool { value: true },
         Response::NoFile,
+        Response::Also {
+            id,
+            kind: Kind::Blob,
+            size: 0,
+        },
     ] {
         r.write(&mut out).expect("to memory");
     }

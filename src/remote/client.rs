@@ -333,37 +333,62 @@ impl Conn {
             .in_flight
             .pop_front()
             .ok_or("no object was asked for")?;
-        let result = match self.receive().map_err(|e| e.to_string())? {
-            Response::Object { id, kind, size } => {
-                if id != expected {
-                    return Err(format!("asked for {expected}, the server sent {id}"));
+        loop {
+            let result = match self.receive().map_err(|e| e.to_string())? {
+                Response::Object { id, kind, size } if id == expected => {
+                    self.receive_object(id, kind, size)?
                 }
-                if size > MAX_OBJECT {
-                    return Err(format!("the server says {id} has {size} bytes"));
+                // Sent ahead of need: kept if there is room (else asked
+                // for again when needed).
+                Response::Also { id, kind, size } => {
+                    let object = self.receive_object(id, kind, size)?;
+                    if let Ok(o) = &object {
+                        if self.ready_bytes + o.data.len() <= MAX_READY_BYTES {
+                            self.ready_bytes += o.data.len();
+                            self.ready.insert(id, object);
+                        }
+                    }
+                    continue;
                 }
-                let data = self.receive_pieces(size)?;
-                if data.len() as u64 != size {
+                Response::ObjectMissing { id, message, .. } if id == expected => Err(message),
+                other => {
                     return Err(format!(
-                        "the server sent {} bytes of {id}, not {size}",
-                        data.len()
-                    ));
+                        "expected object {expected}, the server sent {other:?}"
+                    ))
                 }
-                if hash_object(kind, &data) != id {
-                    Err(format!("object {id} from the server does not match its id"))
-                } else {
-                    Ok(Object { kind, data })
-                }
+            };
+            self.ready_bytes += result.as_ref().map_or(0, |o| o.data.len());
+            if let Some(old) = self.ready.insert(expected, result) {
+                self.ready_bytes -= old.as_ref().map_or(0, |o| o.data.len());
             }
-            Response::ObjectMissing { id, message, .. } if id == expected => Err(message),
-            other => {
-                return Err(format!(
-                    "expected object {expected}, the server sent {other:?}"
-                ))
-            }
-        };
-        self.ready_bytes += result.as_ref().map_or(0, |o| o.data.len());
-        self.ready.insert(expected, result);
-        Ok(())
+            return Ok(());
+        }
+    }
+
+    /// The bytes of an object whose header was just read, checked against
+    /// its id: `Err` inside for an object that does not match (the stream
+    /// is still in step), outside for a broken stream.
+    fn receive_object(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+    ) -> Result<Result<Object, String>, String> {
+        if size > MAX_OBJECT {
+            return Err(format!("the server says {id} has {size} bytes"));
+        }
+        let data = self.receive_pieces(size)?;
+        if data.len() as u64 != size {
+            return Err(format!(
+                "the server sent {} bytes of {id}, not {size}",
+                data.len()
+            ));
+        }
+        Ok(if hash_object(kind, &data) != id {
+            Err(format!("object {id} from the server does not match its id"))
+        } else {
+            Ok(Object { kind, data })
+        })
     }
 
     fn take_ready(&mut self, id: &ObjectId) -> Option<Result<Object, String>> {
@@ -579,9 +604,12 @@ impl Shared {
                 return result.map_err(|why| self.object_error(id, why));
             }
             if !conn.in_flight.contains(id) {
-                let sent = Request::GetObjects { ids: vec![*id] }
-                    .write(&mut conn.w)
-                    .and_then(|_| conn.w.flush());
+                let sent = Request::GetObjects {
+                    ids: vec![*id],
+                    expand: false,
+                }
+                .write(&mut conn.w)
+                .and_then(|_| conn.w.flush());
                 if let Err(e) = sent {
                     return Err(self.broken(&mut conn, e.to_string()));
                 }
@@ -649,9 +677,12 @@ impl Objects for Shared {
         if batch.is_empty() {
             return;
         }
-        let sent = Request::GetObjects { ids: batch.clone() }
-            .write(&mut conn.w)
-            .and_then(|_| conn.w.flush());
+        let sent = Request::GetObjects {
+            ids: batch.clone(),
+            expand: true,
+        }
+        .write(&mut conn.w)
+        .and_then(|_| conn.w.flush());
         match sent {
             Ok(()) => conn.in_flight.extend(batch),
             Err(e) => {

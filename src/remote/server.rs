@@ -128,8 +128,8 @@ impl Session {
             }
             return Ok(());
         }
-        if let Request::GetObjects { ids } = request {
-            return self.get_objects(&ids, out);
+        if let Request::GetObjects { ids, expand } = request {
+            return self.get_objects(&ids, expand, out);
         }
         if let Request::GetIdx { name } = &request {
             match self.idx_bytes(name) {
@@ -354,7 +354,12 @@ impl Session {
         })
     }
 
-    fn get_objects(&self, ids: &[ObjectId], out: &mut impl Write) -> std::io::Result<()> {
+    fn get_objects(
+        &self,
+        ids: &[ObjectId],
+        expand: bool,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
         let repo = match self.repo() {
             Ok(r) => r,
             Err(Refusal(code, message)) => return Response::Error { code, message }.write(out),
@@ -369,6 +374,9 @@ impl Session {
                     }
                     .write(out)?;
                     wire::write_pieces(out, &object.data)?;
+                    if expand && object.kind == Kind::Tree {
+                        send_bupm(repo, &object.data, out)?;
+                    }
                 }
                 Err(e) => Response::ObjectMissing {
                     id: *id,
@@ -431,6 +439,31 @@ impl Session {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Sends the `.bupm` blob of the tree whose bytes are `tree_data`, if it
+/// has one that reads: the client asks for it itself otherwise (and gets
+/// the error then).
+fn send_bupm(repo: &Repository, tree_data: &[u8], out: &mut impl Write) -> std::io::Result<()> {
+    let Ok(entries) = tree::decode(tree_data) else {
+        return Ok(());
+    };
+    let Some(bupm) = entries
+        .iter()
+        .find(|e| e.name == b".bupm" && !e.mode.is_tree())
+    else {
+        return Ok(());
+    };
+    if let Ok(object) = repo.objects().read_with(&bupm.id, Verify::EntryChecksums) {
+        Response::Also {
+            id: bupm.id,
+            kind: object.kind,
+            size: object.data.len() as u64,
+        }
+        .write(out)?;
+        wire::write_pieces(out, &object.data)?;
+    }
+    Ok(())
 }
 
 /// Inflates `zdata` and hashes the result as a `kind` object, in pieces:

@@ -66,8 +66,12 @@ pub enum Request {
     SetHeadIfDangling {
         branch: String,
     },
+    /// Objects in this order. With `expand`, each tree is followed by its
+    /// `.bupm` (as [`Response::Also`]): a directory's listing needs both,
+    /// and the second would otherwise cost a round trip.
     GetObjects {
         ids: Vec<ObjectId>,
+        expand: bool,
     },
     ReadHeader {
         id: ObjectId,
@@ -155,6 +159,13 @@ pub enum Response {
     },
     /// An object of a `GetObjects` answer; its bytes follow as pieces.
     Object {
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+    },
+    /// An object not asked for, sent ahead of need (the `.bupm` of a tree
+    /// of an expanded `GetObjects`); its bytes follow as pieces.
+    Also {
         id: ObjectId,
         kind: Kind,
         size: u64,
@@ -393,11 +404,12 @@ impl Request {
                 o.bytes(branch.as_bytes());
                 9
             }
-            Request::GetObjects { ids } => {
+            Request::GetObjects { ids, expand } => {
                 o.u32(ids.len() as u32);
                 for id in ids {
                     o.id(id);
                 }
+                o.bool(*expand);
                 10
             }
             Request::ReadHeader { id } => {
@@ -458,7 +470,10 @@ impl Request {
                     return bad(format!("{n} objects asked at once (at most {MAX_BATCH})"));
                 }
                 let ids = (0..n).map(|_| f.id()).collect::<Result<_, _>>()?;
-                Request::GetObjects { ids }
+                Request::GetObjects {
+                    ids,
+                    expand: f.bool()?,
+                }
             }
             11 => Request::ReadHeader { id: f.id()? },
             12 => {
@@ -574,6 +589,10 @@ impl Response {
                 12
             }
             Response::NoFile => 13,
+            Response::Also { id, kind, size } => {
+                o.id(id).kind(*kind).u64(*size);
+                14
+            }
         };
         write_frame(w, tag, &o.0)
     }
@@ -628,6 +647,11 @@ impl Response {
             },
             12 => Response::Bool { value: f.bool()? },
             13 => Response::NoFile,
+            14 => Response::Also {
+                id: f.id()?,
+                kind: f.kind()?,
+                size: f.u64()?,
+            },
             t => return bad(format!("unknown response {t}")),
         };
         f.end()?;
@@ -701,6 +725,7 @@ mod tests {
             },
             Request::GetObjects {
                 ids: vec![id(3), id(4)],
+                expand: true,
             },
             Request::ReadHeader { id: id(5) },
             Request::PutObject {
@@ -759,6 +784,11 @@ mod tests {
             },
             Response::Bool { value: true },
             Response::NoFile,
+            Response::Also {
+                id: id(5),
+                kind: Kind::Blob,
+                size: 2,
+            },
         ];
         for r in responses {
             let mut buf = Vec::new();

@@ -15,6 +15,7 @@ mod sparse;
 
 use crate::meta::{Applier, ApplyOptions, Metadata};
 use crate::object::tree::{self, UnsafeName};
+use crate::object::ObjectId;
 use crate::repo::Repo;
 use crate::view::{self, ContentReader, Directory, Node, NodeType, ViewError};
 use std::collections::HashMap;
@@ -142,6 +143,10 @@ impl<'r> Restorer<'r> {
         dir: BorrowedFd<'_>,
         entries: &[Node],
     ) -> Result<(), RestoreError> {
+        // Announced in the order they will be read: a server sends them
+        // in one stream instead of one round trip each.
+        let ids: Vec<ObjectId> = entries.iter().map(|n| n.id).collect();
+        self.repo.objects().will_need(&ids);
         for child in entries {
             self.restore_entry(dir, child)?;
         }

@@ -106,6 +106,13 @@ impl<'s> ContentReader<'s> {
         }
     }
 
+    /// Tells the store which objects a level's entries will need, in order
+    /// (a server streams them; a local store reads ahead).
+    fn announce(&self, level: &ChunkLevel) {
+        let ids: Vec<ObjectId> = level.entries().iter().map(|e| e.id).collect();
+        self.store.will_need(&ids);
+    }
+
     /// Loads the next blob; false at the end.
     fn advance(&mut self) -> Result<bool, ViewError> {
         match self.root.take() {
@@ -125,6 +132,7 @@ impl<'s> ContentReader<'s> {
             Some(Content::ChunkTree(id)) => {
                 let (len, level) = size_and_top(self.store, id)?;
                 self.check_recorded(id, len)?;
+                self.announce(&level);
                 self.stack.push(Frame {
                     tree: id,
                     level,
@@ -152,6 +160,7 @@ impl<'s> ContentReader<'s> {
                     frame.level.wrong_kind(&frame.tree, i, kind).into()
                 })?;
                 level.fit(&entry.id, span)?;
+                self.announce(&level);
                 self.stack.push(Frame {
                     tree: entry.id,
                     level,
