@@ -57,6 +57,27 @@ impl Client {
         self.bare().arg("-r").arg(self.key.remote(repo))
     }
 
+    /// Restores the latest snapshot of `name` over SSH into `env/<into>`
+    /// and asserts it is `src` (the root's own metadata aside).
+    fn assert_restores(&self, env: &Env, name: &str, src: &Path, into: &str) {
+        let out = env.path(into);
+        self.rw(&env.repo)
+            .args(["restore", "--outdir"])
+            .arg(&out)
+            .arg(with_slash(&snap_path(name, "latest", src)))
+            .run()
+            .success();
+        let d = compare_with(
+            src,
+            &out,
+            &Compare {
+                root_meta: false,
+                ..Compare::default()
+            },
+        );
+        assert!(d.is_empty(), "{d:#?}");
+    }
+
     /// `save --json -n NAME PATH` over SSH, asserting success; the summary.
     fn save(&self, repo: &Path, name: &str, path: &Path) -> Value {
         let out = self
@@ -346,22 +367,7 @@ fn an_unchanged_resave_sends_under_a_mebibyte_and_a_next_day_save_what_a_local_o
     );
 
     // What the cache made of it: the restore is the source.
-    let out = env.path("restored");
-    c.rw(&env.repo)
-        .args(["restore", "--outdir"])
-        .arg(&out)
-        .arg(with_slash(&snap_path("web", "latest", &src)))
-        .run()
-        .success();
-    let d = compare_with(
-        &src,
-        &out,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "{d:#?}");
+    c.assert_restores(&env, "web", &src, "restored");
 }
 
 // ---------------------------------------------------------------------------
@@ -684,22 +690,7 @@ fn a_connection_cut_mid_save_leaves_the_server_repository_clean_and_the_next_sav
     let v = c.save(&env.repo, "big", &src);
     assert_eq!(field(&v, "files"), 4);
     assert_fsck(&env.repo, false);
-    let out = env.path("restored");
-    c.rw(&env.repo)
-        .args(["restore", "--outdir"])
-        .arg(&out)
-        .arg(with_slash(&snap_path("big", "latest", &src)))
-        .run()
-        .success();
-    let d = compare_with(
-        &src,
-        &out,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "{d:#?}");
+    c.assert_restores(&env, "big", &src, "restored");
 }
 
 #[test]
@@ -1009,20 +1000,5 @@ fn killing_either_side_mid_save_leaves_the_server_valid_and_the_next_save_works(
 
     c.save(&env.repo, "big", &src);
     assert_fsck(&env.repo, false);
-    let restored = env.path("restored");
-    c.rw(&env.repo)
-        .args(["restore", "--outdir"])
-        .arg(&restored)
-        .arg(with_slash(&snap_path("big", "latest", &src)))
-        .run()
-        .success();
-    let d = compare_with(
-        &src,
-        &restored,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "{d:#?}");
+    c.assert_restores(&env, "big", &src, "restored");
 }

@@ -473,6 +473,14 @@ pub fn check_compressed(id: &ObjectId, kind: Kind, size: u64, zdata: &[u8]) -> R
     if size > MAX_OBJECT {
         return Err(format!("object {id} claims {size} bytes"));
     }
+    // Chunks (most objects) in one libdeflate call; big ones stream.
+    if let Some(whole) = crate::pack::reader::inflate_exact(zdata, size) {
+        let data = whole.map_err(|why| format!("object {id} {why}"))?;
+        if crate::object::hash_object(kind, &data) != *id {
+            return Err(format!("object {id}: its bytes do not hash to its id"));
+        }
+        return Ok(());
+    }
     let mut hasher = Sha1::new();
     hasher.update(format!("{} {size}\0", kind.name()).as_bytes());
     let mut z = flate2::Decompress::new(true);
