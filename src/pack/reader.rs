@@ -281,6 +281,33 @@ impl PackFile {
         self.inflate_bounded(header, entry.crc, entry.next)
     }
 
+    /// The zlib stream of a whole entry as stored, without inflating it:
+    /// for a server that sends objects compressed (the client inflates and
+    /// hashes them). At most `max` bytes; `None` if the stream is longer.
+    pub fn raw_stream(
+        &self,
+        header: &EntryHeader,
+        entry: &Entry,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, ReadFail> {
+        let end = entry.next.unwrap_or_else(|| self.data_end());
+        if entry.offset != header.offset || end < header.data_offset {
+            return Err(ReadFail::Corrupt(format!(
+                "entry at offset {} does not fit its index",
+                header.offset
+            )));
+        }
+        let len = end - header.data_offset;
+        if len > max {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut buf, header.data_offset)
+            .map_err(ReadFail::Io)?;
+        Ok(Some(buf))
+    }
+
     fn inflate_bounded(
         &self,
         header: &EntryHeader,

@@ -13,6 +13,7 @@
 //! hashed against its id, every index it sends is checked like a local
 //! one, and names and sizes are bounded.
 
+use super::ahead::Ahead;
 use super::location::SshTarget;
 use super::wire::{self, ErrorCode, Request, Response, WireError};
 use crate::object::{hash_object, Kind, ObjectId};
@@ -21,7 +22,7 @@ use crate::pack::writer::WriteStats;
 use crate::repo::known::{KnownObjects, DEFAULT_MAX_UNCOVERED};
 use crate::repo::store::{Object, Verify};
 use crate::repo::{Error, Objects, PackSink, Repo, SharedFile};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -61,13 +62,24 @@ struct Conn {
     w: BufWriter<ChildStdin>,
     r: BufReader<ChildStdout>,
     stderr: Arc<Mutex<Stderr>>,
-    /// Objects asked for and not answered yet, in the order asked.
-    in_flight: VecDeque<ObjectId>,
-    /// Objects answered and not taken yet.
-    ready: HashMap<ObjectId, Result<Object, String>>,
-    ready_bytes: usize,
+    /// Objects asked for ahead and not read yet.
+    ahead: Ahead,
     /// The stream is out of step (an error mid-answer): every later call fails.
     broken: Option<String>,
+    /// Requests whose answer was waited for, and objects asked ahead: how
+    /// well reads were announced (logged at the end, with -vv).
+    waits: u64,
+    announced: u64,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        tracing::debug!(
+            "remote session: {} answers waited for, {} objects asked ahead",
+            self.waits,
+            self.announced
+        );
+    }
 }
 
 #[derive(Default)]
@@ -125,10 +137,10 @@ impl Remote {
             w,
             r,
             stderr,
-            in_flight: VecDeque::new(),
-            ready: HashMap::new(),
-            ready_bytes: 0,
+            ahead: Ahead::default(),
             broken: None,
+            waits: 0,
+            announced: 0,
         };
         let cache = cache_dir(target)?;
         conn.handshake(target, create)?;
@@ -330,8 +342,8 @@ impl Conn {
     /// Reads the answer to the oldest object asked for.
     fn pump(&mut self) -> Result<(), String> {
         let expected = self
-            .in_flight
-            .pop_front()
+            .ahead
+            .next_expected()
             .ok_or("no object was asked for")?;
         loop {
             let result = match self.receive().map_err(|e| e.to_string())? {
@@ -342,13 +354,13 @@ impl Conn {
                 // for again when needed).
                 Response::Also { id, kind, size } => {
                     let object = self.receive_object(id, kind, size)?;
-                    if let Ok(o) = &object {
-                        if self.ready_bytes + o.data.len() <= MAX_READY_BYTES {
-                            self.ready_bytes += o.data.len();
-                            self.ready.insert(id, object);
-                        }
+                    if object.is_ok() {
+                        self.ahead.extra(id, object, MAX_READY_BYTES);
                     }
                     continue;
+                }
+                Response::Compressed { id, kind, size } if id == expected => {
+                    self.receive_compressed(id, kind, size)?
                 }
                 Response::ObjectMissing { id, message, .. } if id == expected => Err(message),
                 other => {
@@ -357,12 +369,34 @@ impl Conn {
                     ))
                 }
             };
-            self.ready_bytes += result.as_ref().map_or(0, |o| o.data.len());
-            if let Some(old) = self.ready.insert(expected, result) {
-                self.ready_bytes -= old.as_ref().map_or(0, |o| o.data.len());
-            }
+            self.ahead.answered(result);
             return Ok(());
         }
+    }
+
+    /// An object sent as stored: its zlib stream, inflated here to exactly
+    /// `size` bytes and checked against its id.
+    fn receive_compressed(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+    ) -> Result<Result<Object, String>, String> {
+        if size > MAX_OBJECT {
+            return Err(format!("the server says {id} has {size} bytes"));
+        }
+        // A zlib stream is at most a little longer than what it holds
+        // (stored blocks: 5 bytes per 64 KiB, plus header and checksum).
+        let zdata = self.receive_pieces(size + size / 64 + 1024)?;
+        let data = match inflate_exactly(&zdata, size) {
+            Ok(d) => d,
+            Err(why) => return Ok(Err(format!("object {id} from the server: {why}"))),
+        };
+        Ok(if hash_object(kind, &data) != id {
+            Err(format!("object {id} from the server does not match its id"))
+        } else {
+            Ok(Object { kind, data })
+        })
     }
 
     /// The bytes of an object whose header was just read, checked against
@@ -391,21 +425,60 @@ impl Conn {
         })
     }
 
-    fn take_ready(&mut self, id: &ObjectId) -> Option<Result<Object, String>> {
-        let r = self.ready.remove(id)?;
-        self.ready_bytes -= r.as_ref().map_or(0, |o| o.data.len());
-        Some(r)
-    }
-
     /// Reads every answer still owed: before a request whose answer must
     /// come next, and before streaming objects up (a server blocked on
     /// answers nobody reads would stop reading).
     fn drain(&mut self) -> Result<(), String> {
-        while !self.in_flight.is_empty() {
+        while self.ahead.on_way() > 0 {
             self.pump()?;
         }
         Ok(())
     }
+}
+
+/// Inflates one whole zlib stream that must hold exactly `size` bytes,
+/// growing the output only as bytes come (a size is a claim until then).
+fn inflate_exactly(zdata: &[u8], size: u64) -> Result<Vec<u8>, String> {
+    if let Some(whole) = crate::pack::reader::inflate_exact(zdata, size) {
+        return whole;
+    }
+    let mut z = flate2::Decompress::new(true);
+    let mut out = Vec::with_capacity(size.min(1 << 20) as usize);
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() as u64 >= size {
+                // Room for one more byte shows a stream that is too long.
+                out.reserve(1);
+            } else {
+                out.reserve((size - out.len() as u64).min(1 << 20) as usize);
+            }
+        }
+        let before = (z.total_in(), z.total_out());
+        let status = z
+            .decompress_vec(
+                &zdata[z.total_in() as usize..],
+                &mut out,
+                flate2::FlushDecompress::Finish,
+            )
+            .map_err(|e| format!("not a valid zlib stream: {e}"))?;
+        if out.len() as u64 > size {
+            return Err(format!("inflates to more than {size} bytes"));
+        }
+        match status {
+            flate2::Status::StreamEnd => break,
+            _ if (z.total_in(), z.total_out()) == before => {
+                return Err("the zlib stream is cut short".into())
+            }
+            _ => {}
+        }
+    }
+    if z.total_in() as usize != zdata.len() {
+        return Err("bytes after the zlib stream".into());
+    }
+    if out.len() as u64 != size {
+        return Err(format!("inflates to {} bytes, not {size}", out.len()));
+    }
+    Ok(out)
 }
 
 /// `pack-<40 hex digits>.idx`: the only names of the server's files the
@@ -497,6 +570,7 @@ impl Shared {
         if let Some(why) = &conn.broken {
             return Err(self.fail(why.clone()));
         }
+        conn.waits += 1;
         let result = conn
             .drain()
             .and_then(|_| {
@@ -600,10 +674,10 @@ impl Shared {
             return Err(self.fail(why.clone()));
         }
         loop {
-            if let Some(result) = conn.take_ready(id) {
+            if let Some(result) = conn.ahead.take(id) {
                 return result.map_err(|why| self.object_error(id, why));
             }
-            if !conn.in_flight.contains(id) {
+            if !conn.ahead.is_on_way(id) {
                 let sent = Request::GetObjects {
                     ids: vec![*id],
                     expand: false,
@@ -613,7 +687,8 @@ impl Shared {
                 if let Err(e) = sent {
                     return Err(self.broken(&mut conn, e.to_string()));
                 }
-                conn.in_flight.push_back(*id);
+                conn.ahead.asked(*id);
+                conn.waits += 1;
             }
             if let Err(why) = conn.pump() {
                 return Err(self.broken(&mut conn, why));
@@ -642,8 +717,15 @@ impl Objects for Shared {
 
     fn read_header(&self, id: &ObjectId) -> Result<(Kind, u64), Error> {
         {
-            let conn = self.conn();
-            if let Some(Ok(o)) = conn.ready.get(id) {
+            // An object on its way is waited for (it is read next anyway)
+            // rather than asked about in a round trip of its own.
+            let mut conn = self.conn();
+            while conn.ahead.is_on_way(id) && !conn.ahead.has_arrived(id) {
+                if let Err(why) = conn.pump() {
+                    return Err(self.broken(&mut conn, why));
+                }
+            }
+            if let Some(Ok(o)) = conn.ahead.peek(id) {
                 return Ok((o.kind, o.data.len() as u64));
             }
         }
@@ -660,20 +742,11 @@ impl Objects for Shared {
 
     fn will_need(&self, ids: &[ObjectId]) {
         let mut conn = self.conn();
-        if conn.broken.is_some() || conn.ready_bytes > MAX_READY_BYTES {
+        if conn.broken.is_some() || conn.ahead.bytes() > MAX_READY_BYTES {
             return;
         }
-        let room = MAX_IN_FLIGHT.saturating_sub(conn.in_flight.len());
-        let mut batch: Vec<ObjectId> = Vec::new();
-        for id in ids {
-            if batch.len() == room {
-                break;
-            }
-            if conn.ready.contains_key(id) || conn.in_flight.contains(id) || batch.contains(id) {
-                continue;
-            }
-            batch.push(*id);
-        }
+        let room = MAX_IN_FLIGHT.saturating_sub(conn.ahead.on_way());
+        let batch = conn.ahead.plan(ids, room);
         if batch.is_empty() {
             return;
         }
@@ -684,7 +757,12 @@ impl Objects for Shared {
         .write(&mut conn.w)
         .and_then(|_| conn.w.flush());
         match sent {
-            Ok(()) => conn.in_flight.extend(batch),
+            Ok(()) => {
+                conn.announced += batch.len() as u64;
+                for id in batch {
+                    conn.ahead.asked(id);
+                }
+            }
             Err(e) => {
                 let _ = self.broken(&mut conn, e.to_string());
             }
@@ -914,6 +992,33 @@ mod tests {
             "",
         ] {
             assert!(!from_server(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_compressed_object_must_inflate_to_exactly_its_size() {
+        use std::io::Write as _;
+        for len in [0usize, 5, 300 << 10] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            z.write_all(&data).unwrap();
+            let zdata = z.finish().unwrap();
+            assert_eq!(inflate_exactly(&zdata, len as u64).unwrap(), data, "{len}");
+            // A claim one byte short or long is an error, not a truncation.
+            assert!(inflate_exactly(&zdata, len as u64 + 1).is_err(), "{len}+1");
+            if len > 0 {
+                assert!(inflate_exactly(&zdata, len as u64 - 1).is_err(), "{len}-1");
+            }
+            let mut trailing = zdata.clone();
+            trailing.push(0);
+            assert!(
+                inflate_exactly(&trailing, len as u64).is_err(),
+                "{len} trailing"
+            );
+            assert!(
+                inflate_exactly(&zdata[..zdata.len() / 2], len as u64).is_err(),
+                "{len} cut"
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 //! server's repository a [`crate::repo::Repo`] ([`client`]) and the server
 //! (`rewind server`, [`server`]).
 
+mod ahead;
 pub mod client;
 pub mod location;
 pub mod server;

@@ -163,6 +163,13 @@ pub enum Response {
         kind: Kind,
         size: u64,
     },
+    /// An object of a `GetObjects` answer sent as stored: its zlib stream
+    /// follows as pieces, and inflates to `size` bytes of `kind`.
+    Compressed {
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+    },
     /// An object not asked for, sent ahead of need (the `.bupm` of a tree
     /// of an expanded `GetObjects`); its bytes follow as pieces.
     Also {
@@ -593,6 +600,10 @@ impl Response {
                 o.id(id).kind(*kind).u64(*size);
                 14
             }
+            Response::Compressed { id, kind, size } => {
+                o.id(id).kind(*kind).u64(*size);
+                15
+            }
         };
         write_frame(w, tag, &o.0)
     }
@@ -648,6 +659,11 @@ impl Response {
             12 => Response::Bool { value: f.bool()? },
             13 => Response::NoFile,
             14 => Response::Also {
+                id: f.id()?,
+                kind: f.kind()?,
+                size: f.u64()?,
+            },
+            15 => Response::Compressed {
                 id: f.id()?,
                 kind: f.kind()?,
                 size: f.u64()?,
@@ -788,6 +804,11 @@ mod tests {
                 id: id(5),
                 kind: Kind::Blob,
                 size: 2,
+            },
+            Response::Compressed {
+                id: id(6),
+                kind: Kind::Tree,
+                size: 9,
             },
         ];
         for r in responses {

@@ -456,6 +456,26 @@ impl ObjectStore {
         Err(Error::NotFound(*id))
     }
 
+    /// A whole (non-delta) packed object as stored: kind, inflated size and
+    /// its zlib stream, unchecked (whoever inflates it checks it against
+    /// its id). `None` for deltas, loose objects, damaged packs, streams
+    /// longer than `max`, or anything that does not read: then read it
+    /// with [`read`](Self::read).
+    pub fn read_compressed(&self, id: &ObjectId, max: u64) -> Option<(Kind, u64, Vec<u8>)> {
+        self.follow_changes();
+        let set = self.snapshot();
+        let (_, pack, entry) = set.find(id)?;
+        if !pack.is_sound() {
+            return None;
+        }
+        let header = pack.entry_header(entry.offset).ok()?;
+        let EntryKind::Base(kind) = header.kind else {
+            return None;
+        };
+        let zdata = pack.raw_stream(&header, &entry, max).ok()??;
+        Some((kind, header.size, zdata))
+    }
+
     /// Kind and size of `id` without inflating it whole. Not SHA-verified
     /// (that needs the whole object); damage found on the way is reported.
     pub fn read_header(&self, id: &ObjectId) -> Result<(Kind, u64), Error> {

@@ -130,9 +130,8 @@ impl<'s> ContentReader<'s> {
             // then every level is checked against a known range, in the
             // same order as there.
             Some(Content::ChunkTree(id)) => {
-                let (len, level) = size_and_top(self.store, id)?;
+                let (len, level) = size_and_top(self.store, id, true)?;
                 self.check_recorded(id, len)?;
-                self.announce(&level);
                 self.stack.push(Frame {
                     tree: id,
                     level,
@@ -216,14 +215,26 @@ impl Read for ContentReader<'_> {
 pub fn content_size(store: &dyn Objects, content: Content) -> Result<u64, ViewError> {
     match content {
         Content::Blob(id) => Ok(store.read_header(&id)?.1),
-        Content::ChunkTree(id) => Ok(size_and_top(store, id)?.0),
+        Content::ChunkTree(id) => Ok(size_and_top(store, id, false)?.0),
     }
 }
 
 /// The size of the file stored as chunk tree `root`, and its top level
-/// (parsed and fitted to that size).
-fn size_and_top(store: &dyn Objects, root: ObjectId) -> Result<(u64, ChunkLevel), ViewError> {
-    let mut path = vec![(root, read_level(store, &root, root_kind(root, "tree"))?)];
+/// (parsed and fitted to that size). With `reading`, the top level's
+/// entries are announced to the store before the size is worked out: the
+/// caller reads them all next, and a server then sends the last path
+/// with them instead of one round trip per level.
+fn size_and_top(
+    store: &dyn Objects,
+    root: ObjectId,
+    reading: bool,
+) -> Result<(u64, ChunkLevel), ViewError> {
+    let top = read_level(store, &root, root_kind(root, "tree"))?;
+    if reading {
+        let ids: Vec<ObjectId> = top.entries().iter().map(|e| e.id).collect();
+        store.will_need(&ids);
+    }
+    let mut path = vec![(root, top)];
     loop {
         let depth = path.len() - 1;
         let (tree, level) = &path[depth];
