@@ -155,26 +155,20 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
 fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "configuration {}", config.path.display())?;
-    let repo = match location {
-        Location::Local(path) => path,
-        Location::Ssh(target) => {
-            writeln!(
-                out,
-                "repository {target} (on a server: not contacted by a dry run)"
-            )?;
-            std::path::Path::new("")
+    match location {
+        Location::Ssh(target) => writeln!(
+            out,
+            "repository {target} (on a server: not contacted by a dry run)"
+        )?,
+        Location::Local(repo) if crate::repo::Repository::open(repo).is_ok() => {
+            writeln!(out, "repository {}", repo.display())?
         }
-    };
-    if repo.as_os_str().is_empty() {
-    } else if crate::repo::Repository::open(repo).is_ok() {
-        writeln!(out, "repository {}", repo.display())?;
-    } else {
-        writeln!(
+        Location::Local(repo) => writeln!(
             out,
             "repository {} (not a repository yet: create it with `rewind -d {} init`)",
             repo.display(),
             repo.display()
-        )?;
+        )?,
     }
     for b in &config.backups {
         writeln!(out, "backup {}:", b.name)?;

@@ -19,7 +19,7 @@ use crate::pack::PackWriter;
 use crate::repo::store::Verify;
 use crate::repo::{Error, Repository};
 use sha1::{Digest, Sha1};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
@@ -675,8 +675,14 @@ fn check_tree(
             Some(b) => entries_of(&b).unwrap_or_default(),
             None => Vec::new(),
         };
+        // By name: a directory of many thousand entries is compared in one
+        // pass, not one search per entry.
+        let by_name: HashMap<&[u8], &tree::Entry> = base_entries
+            .iter()
+            .map(|b| (b.name.as_slice(), b))
+            .collect();
         for e in entries {
-            let in_base = base_entries.iter().find(|b| b.name == e.name);
+            let in_base = by_name.get(e.name.as_slice()).copied();
             if in_base.is_some_and(|b| b.id == e.id) {
                 continue;
             }
