@@ -384,6 +384,12 @@ impl Session {
             }
             match repo.objects().read_with(id, Verify::EntryChecksums) {
                 Ok(object) => {
+                    // The .bupm goes first: the client has it by the time
+                    // the tree it is listing arrives, and need not wait
+                    // for a frame that may never come.
+                    if expand && object.kind == Kind::Tree {
+                        send_bupm(repo, &object.data, out)?;
+                    }
                     Response::Object {
                         id: *id,
                         kind: object.kind,
@@ -391,9 +397,6 @@ impl Session {
                     }
                     .write(out)?;
                     wire::write_pieces(out, &object.data)?;
-                    if expand && object.kind == Kind::Tree {
-                        send_bupm(repo, &object.data, out)?;
-                    }
                 }
                 Err(e) => Response::ObjectMissing {
                     id: *id,

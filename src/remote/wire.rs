@@ -66,7 +66,7 @@ pub enum Request {
     SetHeadIfDangling {
         branch: String,
     },
-    /// Objects in this order. With `expand`, each tree is followed by its
+    /// Objects in this order. With `expand`, each tree is preceded by its
     /// `.bupm` (as [`Response::Also`]): a directory's listing needs both,
     /// and the second would otherwise cost a round trip.
     GetObjects {

@@ -43,6 +43,9 @@ pub struct RestoreOptions {
     pub numeric_ids: bool,
 }
 
+/// Subdirectories of one directory listed before their turn, at most.
+const LIST_AHEAD: usize = 256;
+
 pub struct Restorer<'r> {
     repo: &'r dyn Repo,
     applier: Applier,
@@ -58,6 +61,9 @@ pub struct Restorer<'r> {
     /// hardlink_target (a group key, as in bup) -> names from the target
     /// down to the first restored member.
     links: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// Listings of the subdirectories of directories being restored, read
+    /// before their turn (see [`Restorer::list_ahead`]), by tree id.
+    listed: HashMap<ObjectId, Directory>,
     pub warnings: Vec<String>,
     pub files: u64,
     pub bytes: u64,
@@ -85,6 +91,7 @@ impl<'r> Restorer<'r> {
             via_proc,
             at: Vec::new(),
             links: HashMap::new(),
+            listed: HashMap::new(),
             warnings: Vec::new(),
             files: 0,
             bytes: 0,
@@ -147,10 +154,34 @@ impl<'r> Restorer<'r> {
         // in one stream instead of one round trip each.
         let ids: Vec<ObjectId> = entries.iter().map(|n| n.id).collect();
         self.repo.objects().will_need(&ids);
+        self.list_ahead(entries);
         for child in entries {
             self.restore_entry(dir, child)?;
         }
         Ok(())
+    }
+
+    /// Lists the subdirectories among `entries` now, and announces what
+    /// their own entries will need, in one batch: a server then sends a
+    /// whole level of listings in one stream, instead of one round trip
+    /// for each directory when the restore reaches it. At most
+    /// [`LIST_AHEAD`] per directory (memory); an error is left for the
+    /// directory's own turn to report.
+    fn list_ahead(&mut self, entries: &[Node]) {
+        let mut next = Vec::new();
+        for child in entries
+            .iter()
+            .filter(|n| n.node_type == NodeType::Directory)
+            .take(LIST_AHEAD)
+        {
+            if let Ok(listing) = view::list_dir(self.repo, &child.id) {
+                next.extend(listing.entries.iter().map(|n| n.id));
+                self.listed.insert(child.id, listing);
+            }
+        }
+        if !next.is_empty() {
+            self.repo.objects().will_need(&next);
+        }
     }
 
     fn restore_entry(&mut self, dir: BorrowedFd<'_>, node: &Node) -> Result<(), RestoreError> {
@@ -247,7 +278,10 @@ impl<'r> Restorer<'r> {
         // O_NOFOLLOW: if the name was swapped for a symlink since, this
         // fails instead of entering it.
         let dir = at::open_dir_at(parent, name).map_err(write_err)?;
-        let listing = view::list_dir(self.repo, &node.id)?;
+        let listing = match self.listed.remove(&node.id) {
+            Some(listing) => listing,
+            None => view::list_dir(self.repo, &node.id)?,
+        };
         self.note_skipped(&listing);
         self.at.push(name.to_bytes().to_vec());
         let result = self.restore_children(dir.as_fd(), &listing.entries);
