@@ -13,7 +13,7 @@
 //! hashed against its id, every index it sends is checked like a local
 //! one, and names and sizes are bounded.
 
-use super::ahead::Ahead;
+use super::ahead::{Ahead, Arrival};
 use super::location::SshTarget;
 pub use super::ssh::SshOptions;
 use super::ssh::{self, Stderr};
@@ -289,33 +289,23 @@ impl Conn {
         id: ObjectId,
         kind: Kind,
         size: u64,
-    ) -> Result<Result<Object, String>, String> {
+    ) -> Result<Arrival, String> {
         if size > MAX_OBJECT {
             return Err(format!("the server says {id} has {size} bytes"));
         }
         // A zlib stream is at most a little longer than what it holds
         // (stored blocks: 5 bytes per 64 KiB, plus header and checksum).
         let zdata = self.receive_pieces(size + size / 64 + 1024)?;
-        let data = match inflate_exactly(&zdata, size) {
-            Ok(d) => d,
-            Err(why) => return Ok(Err(format!("object {id} from the server: {why}"))),
-        };
-        Ok(if hash_object(kind, &data) != id {
-            Err(format!("object {id} from the server does not match its id"))
-        } else {
-            Ok(Object { kind, data })
+        Ok(match inflate_exactly(&zdata, size) {
+            Ok(data) => checked(id, kind, data),
+            Err(why) => Err(format!("object {id} from the server: {why}")),
         })
     }
 
     /// The bytes of an object whose header was just read, checked against
     /// its id: `Err` inside for an object that does not match (the stream
     /// is still in step), outside for a broken stream.
-    fn receive_object(
-        &mut self,
-        id: ObjectId,
-        kind: Kind,
-        size: u64,
-    ) -> Result<Result<Object, String>, String> {
+    fn receive_object(&mut self, id: ObjectId, kind: Kind, size: u64) -> Result<Arrival, String> {
         if size > MAX_OBJECT {
             return Err(format!("the server says {id} has {size} bytes"));
         }
@@ -326,11 +316,7 @@ impl Conn {
                 data.len()
             ));
         }
-        Ok(if hash_object(kind, &data) != id {
-            Err(format!("object {id} from the server does not match its id"))
-        } else {
-            Ok(Object { kind, data })
-        })
+        Ok(checked(id, kind, data))
     }
 
     /// Reads every answer still owed: before a request whose answer must
@@ -341,6 +327,15 @@ impl Conn {
             self.pump()?;
         }
         Ok(())
+    }
+}
+
+/// `data` as the object `id`, if it hashes to that id.
+fn checked(id: ObjectId, kind: Kind, data: Vec<u8>) -> Arrival {
+    if hash_object(kind, &data) != id {
+        Err(format!("object {id} from the server does not match its id"))
+    } else {
+        Ok(Object { kind, data })
     }
 }
 
@@ -495,37 +490,53 @@ impl Shared {
             let path = dir.join(name);
             let index = match PackIndex::open(&path) {
                 Ok(i) => i,
-                Err(_) => {
-                    let bytes = self.fetch_idx(name)?;
-                    // Checked as a local index is (checksums, order, sizes).
-                    let index = match PackIndex::parse(&path, &bytes) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            tracing::warn!("the server's {name} is not usable ({e}); its objects will be sent again");
-                            continue;
-                        }
-                    };
-                    crate::repo::fsutil::write_atomic(&path, &bytes)?;
-                    index
-                }
+                Err(_) => match self.cache_idx(name)? {
+                    Some(i) => i,
+                    None => {
+                        tracing::warn!(
+                            "the server's {name} is not usable; its objects will be sent again"
+                        );
+                        continue;
+                    }
+                },
             };
             indexes.push(Arc::new(index));
         }
         Ok(indexes)
     }
 
-    fn fetch_idx(&self, name: &str) -> Result<Vec<u8>, Error> {
+    /// Fetches the server's pack index `name` (already checked to be a
+    /// pack index's name) into the cache: `None` if it is not usable
+    /// (checked as a local index is: checksums, order, sizes).
+    fn cache_idx(&self, name: &str) -> Result<Option<PackIndex>, Error> {
+        let dir = self.cache.join("idx");
+        let path = dir.join(name);
+        let bytes = self
+            .call_for_file(&Request::GetIdx { name: name.into() }, 1 << 32)?
+            .ok_or_else(|| self.fail(format!("the server has no {name}")))?;
+        let Ok(index) = PackIndex::parse(&path, &bytes) else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        crate::repo::fsutil::write_atomic(&path, &bytes)?;
+        Ok(Some(index))
+    }
+
+    /// Sends `request`, whose answer is a file in pieces (at most `limit`
+    /// bytes after the first) or `NoFile` (`None`).
+    fn call_for_file(&self, request: &Request, limit: u64) -> Result<Option<Vec<u8>>, Error> {
         let mut conn = self.conn();
-        match self.call_on(&mut conn, &Request::GetIdx { name: name.into() })? {
+        match self.call_on(&mut conn, request)? {
+            Response::NoFile => Ok(None),
             Response::Piece { last, bytes } => {
                 let mut all = bytes;
                 if !last {
                     let rest = conn
-                        .receive_pieces(1 << 32)
+                        .receive_pieces(limit)
                         .map_err(|why| self.broken(&mut conn, why))?;
                     all.extend_from_slice(&rest);
                 }
-                Ok(all)
+                Ok(Some(all))
             }
             other => Err(self.unexpected(&other)),
         }
@@ -727,27 +738,12 @@ impl Repo for Remote {
     }
 
     fn read_shared(&self, name: SharedFile) -> Result<Option<Vec<u8>>, Error> {
-        let shared = &self.shared;
-        let mut conn = shared.conn();
-        match shared.call_on(
-            &mut conn,
+        self.shared.call_for_file(
             &Request::ReadShared {
                 name: name.file_name().into(),
             },
-        )? {
-            Response::NoFile => Ok(None),
-            Response::Piece { last, bytes } => {
-                let mut all = bytes;
-                if !last {
-                    let rest = conn
-                        .receive_pieces(SharedFile::MAX_BYTES as u64)
-                        .map_err(|why| shared.broken(&mut conn, why))?;
-                    all.extend_from_slice(&rest);
-                }
-                Ok(Some(all))
-            }
-            other => Err(shared.unexpected(&other)),
-        }
+            SharedFile::MAX_BYTES as u64,
+        )
     }
 
     fn write_shared(&self, name: SharedFile, bytes: &[u8]) -> Result<(), Error> {
@@ -812,7 +808,6 @@ impl PackSink for RemoteSink {
         };
         // The new indexes go into the cache now, so that the next save
         // knows these objects without asking.
-        let dir = self.shared.cache.join("idx");
         for name in names {
             // A name from the server becomes a file name here: only the
             // shape of a pack index's name is accepted.
@@ -821,14 +816,8 @@ impl PackSink for RemoteSink {
                     .shared
                     .fail(format!("the server named a new pack {name:?}")));
             }
-            match self.shared.fetch_idx(&name) {
-                Ok(bytes) => {
-                    if PackIndex::parse(&dir.join(&name), &bytes).is_ok() {
-                        let _ = std::fs::create_dir_all(&dir);
-                        let _ = crate::repo::fsutil::write_atomic(&dir.join(&name), &bytes);
-                    }
-                }
-                Err(e) => tracing::warn!("{e}; the next save will fetch {name}"),
+            if let Err(e) = self.shared.cache_idx(&name) {
+                tracing::warn!("{e}; the next save will fetch {name}");
             }
         }
         Ok(())
