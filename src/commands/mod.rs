@@ -105,7 +105,7 @@ fn ssh_options(cli: &Cli) -> SshOptions {
 fn open_location(cli: &Cli, location: &Location) -> Result<Box<dyn Repo>, Error> {
     Ok(match location {
         Location::Local(path) => Box::new(open_at(path)?),
-        Location::Ssh(target) => Box::new(Remote::connect(target, &ssh_options(cli), false)?),
+        Location::Ssh(target) => Box::new(Remote::start(target, &ssh_options(cli), false)?),
     })
 }
 

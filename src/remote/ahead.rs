@@ -2,18 +2,48 @@
 //! their way (in the order asked, as the server answers in order) and
 //! which have arrived. Pure bookkeeping, no I/O.
 //!
+//! What arrived is kept as the server sent it, not yet inflated or
+//! checked: the reader that takes it does that after letting go of the
+//! connection, so that several readers (a restore's workers) inflate and
+//! hash at the same time instead of one after another.
+//!
 //! An id may be needed several times (a disk image's zero chunks, a file
 //! saved twice in one directory), and each read takes one copy, so the
 //! book counts copies: a chunk list that names one id 500 times gets it
 //! sent 500 times (as stored, a few bytes each for zeros) rather than
 //! read once and then waited for 499 times.
 
-use crate::object::ObjectId;
-use crate::repo::store::Object;
+use crate::object::{Kind, ObjectId};
 use std::collections::{HashMap, VecDeque};
 
 /// An object that arrived, or why it could not be given.
-pub type Arrival = Result<Object, String>;
+pub type Arrival = Result<Received, String>;
+
+/// An object's bytes as the server sent them: claims until checked.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub kind: Kind,
+    /// The size the server gave (checked when the bytes are).
+    pub size: u64,
+    pub bytes: Bytes,
+}
+
+#[derive(Clone, Debug)]
+pub enum Bytes {
+    /// The object itself.
+    Plain(Vec<u8>),
+    /// One zlib stream that must inflate to exactly `size` bytes.
+    Compressed(Vec<u8>),
+}
+
+impl Received {
+    /// Memory held.
+    pub fn len(&self) -> usize {
+        match &self.bytes {
+            Bytes::Plain(b) | Bytes::Compressed(b) => b.len(),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Ahead {
@@ -89,7 +119,7 @@ impl Ahead {
 
     /// An object sent without being asked for: kept if `budget` allows.
     pub fn extra(&mut self, id: ObjectId, arrival: Arrival, budget: usize) {
-        let size = arrival.as_ref().map_or(0, |o| o.data.len());
+        let size = arrival.as_ref().map_or(0, Received::len);
         if self.bytes + size <= budget && !self.arrived.contains_key(&id) {
             self.keep(id, arrival, 1);
         }
@@ -99,7 +129,7 @@ impl Ahead {
         match self.arrived.get_mut(&id) {
             Some((_, n)) => *n += copies,
             None => {
-                self.bytes += arrival.as_ref().map_or(0, |o| o.data.len());
+                self.bytes += arrival.as_ref().map_or(0, Received::len);
                 self.arrived.insert(id, (arrival, copies));
             }
         }
@@ -113,7 +143,7 @@ impl Ahead {
             return Some(arrival.clone());
         }
         let (arrival, _) = self.arrived.remove(id)?;
-        self.bytes -= arrival.as_ref().map_or(0, |o| o.data.len());
+        self.bytes -= arrival.as_ref().map_or(0, Received::len);
         Some(arrival)
     }
 
@@ -126,12 +156,12 @@ impl Ahead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::Kind;
 
     fn obj(n: u8) -> Arrival {
-        Ok(Object {
+        Ok(Received {
             kind: Kind::Blob,
-            data: vec![n; 10],
+            size: 10,
+            bytes: Bytes::Plain(vec![n; 10]),
         })
     }
 

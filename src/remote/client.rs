@@ -13,7 +13,7 @@
 //! hashed against its id, every index it sends is checked like a local
 //! one, and names and sizes are bounded.
 
-use super::ahead::{Ahead, Arrival};
+use super::ahead::{Ahead, Arrival, Bytes, Received};
 use super::location::SshTarget;
 pub use super::ssh::SshOptions;
 use super::ssh::{self, Stderr};
@@ -51,9 +51,12 @@ struct Conn {
     w: BufWriter<ChildStdin>,
     r: BufReader<ChildStdout>,
     stderr: Arc<Mutex<Stderr>>,
+    /// The greeting went out and its answers have not been read yet.
+    greeting_sent: bool,
     /// Objects asked for ahead and not read yet.
     ahead: Ahead,
-    /// The stream is out of step (an error mid-answer): every later call fails.
+    /// The stream is out of step (an error mid-answer): every later call
+    /// fails, with this detail.
     broken: Option<String>,
     /// Requests whose answer was waited for, and objects asked ahead: how
     /// well reads were announced (logged at the end, with -vv).
@@ -73,7 +76,19 @@ impl Drop for Conn {
 
 impl Remote {
     /// Connects to the repository at `target`; with `create`, initializes it.
+    /// Returns once the server has answered.
     pub fn connect(target: &SshTarget, opts: &SshOptions, create: bool) -> Result<Remote, Error> {
+        let remote = Remote::start(target, opts, create)?;
+        drop(remote.shared.conn()?);
+        Ok(remote)
+    }
+
+    /// Starts ssh and sends the greeting without waiting for the answer:
+    /// the connection (a few hundred milliseconds of key exchange and
+    /// login) is made while the caller goes on, for example a save listing
+    /// its directories. Whatever went wrong is the first call's error.
+    pub fn start(target: &SshTarget, opts: &SshOptions, create: bool) -> Result<Remote, Error> {
+        let cache = cache_dir(target)?;
         let (mut child, stderr) = ssh::spawn(target, opts)?;
         let w = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
         let r = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped"));
@@ -82,14 +97,15 @@ impl Remote {
             w,
             r,
             stderr,
+            greeting_sent: true,
             ahead: Ahead::default(),
             broken: None,
             waits: 0,
             announced: 0,
         };
-        let cache = cache_dir(target)?;
-        conn.handshake(target, create)?;
-        ssh::show_server_logging(&conn.stderr);
+        // A failed write means ssh is gone already: the first call reads
+        // the end of its output and says why.
+        let _ = conn.send_greeting(target, create);
         // Dropping the connection closes ssh's stdin: the server sees the
         // end, deletes an unfinished pack and exits, and ssh with it.
         Ok(Remote {
@@ -115,6 +131,14 @@ impl Remote {
             }),
             other => Err(self.shared.unexpected(&other)),
         }
+    }
+}
+
+/// What an error says without the location (which every message adds).
+fn detail_of(e: &Error) -> String {
+    match e {
+        Error::Remote { detail, .. } => detail.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -153,24 +177,24 @@ fn cache_dir(target: &SshTarget) -> Result<PathBuf, Error> {
 }
 
 impl Conn {
-    fn handshake(&mut self, target: &SshTarget, create: bool) -> Result<(), Error> {
+    /// The magic, the versions this client speaks and the repository to
+    /// open, in one write: the server answers both in order.
+    fn send_greeting(&mut self, target: &SshTarget, create: bool) -> std::io::Result<()> {
+        self.w.write_all(wire::MAGIC)?;
+        Request::Hello {
+            min: wire::VERSION,
+            max: wire::VERSION,
+        }
+        .write(&mut self.w)?;
+        let path = target.path.as_bytes().to_vec();
+        Request::Open { path, create }.write(&mut self.w)?;
+        self.w.flush()
+    }
+
+    /// Reads the answers to the greeting.
+    fn finish_handshake(&mut self, target: &SshTarget) -> Result<(), Error> {
         let location = target.to_string();
-        let sent = self
-            .w
-            .write_all(wire::MAGIC)
-            .and_then(|_| {
-                Request::Hello {
-                    min: wire::VERSION,
-                    max: wire::VERSION,
-                }
-                .write(&mut self.w)
-            })
-            .and_then(|_| self.w.flush());
-        let answer = match sent {
-            Ok(()) => self.receive(),
-            Err(e) => Err(WireError::Io(e)),
-        };
-        match answer {
+        match self.receive() {
             Ok(Response::Hello { version }) if version == wire::VERSION => {}
             Ok(Response::Error { code, message }) => {
                 return Err(Error::Remote {
@@ -190,11 +214,6 @@ impl Conn {
             }
             Err(_) => return Err(self.connection_failed(&location)),
         }
-        let path = target.path.as_bytes().to_vec();
-        Request::Open { path, create }
-            .write(&mut self.w)
-            .and_then(|_| self.w.flush())
-            .map_err(|_| self.connection_failed(&location))?;
         match self.receive() {
             Ok(Response::Ok) => Ok(()),
             Ok(Response::Error { code, message }) => Err(Error::Remote {
@@ -282,8 +301,8 @@ impl Conn {
         }
     }
 
-    /// An object sent as stored: its zlib stream, inflated here to exactly
-    /// `size` bytes and checked against its id.
+    /// An object sent as stored: its zlib stream, inflated and checked
+    /// by the reader that takes it ([`verify`]).
     fn receive_compressed(
         &mut self,
         id: ObjectId,
@@ -296,27 +315,25 @@ impl Conn {
         // A zlib stream is at most a little longer than what it holds
         // (stored blocks: 5 bytes per 64 KiB, plus header and checksum).
         let zdata = self.receive_pieces(size + size / 64 + 1024)?;
-        Ok(match inflate_exactly(&zdata, size) {
-            Ok(data) => checked(id, kind, data),
-            Err(why) => Err(format!("object {id} from the server: {why}")),
-        })
+        Ok(Ok(Received {
+            kind,
+            size,
+            bytes: Bytes::Compressed(zdata),
+        }))
     }
 
-    /// The bytes of an object whose header was just read, checked against
-    /// its id: `Err` inside for an object that does not match (the stream
-    /// is still in step), outside for a broken stream.
+    /// The bytes of an object whose header was just read (checked against
+    /// its id by the reader that takes it). `Err` for a broken stream.
     fn receive_object(&mut self, id: ObjectId, kind: Kind, size: u64) -> Result<Arrival, String> {
         if size > MAX_OBJECT {
             return Err(format!("the server says {id} has {size} bytes"));
         }
         let data = self.receive_pieces(size)?;
-        if data.len() as u64 != size {
-            return Err(format!(
-                "the server sent {} bytes of {id}, not {size}",
-                data.len()
-            ));
-        }
-        Ok(checked(id, kind, data))
+        Ok(Ok(Received {
+            kind,
+            size,
+            bytes: Bytes::Plain(data),
+        }))
     }
 
     /// Reads every answer still owed: before a request whose answer must
@@ -330,13 +347,25 @@ impl Conn {
     }
 }
 
-/// `data` as the object `id`, if it hashes to that id.
-fn checked(id: ObjectId, kind: Kind, data: Vec<u8>) -> Arrival {
-    if hash_object(kind, &data) != id {
-        Err(format!("object {id} from the server does not match its id"))
-    } else {
-        Ok(Object { kind, data })
+/// What the server sent as `id`, if it is: inflated to exactly the size
+/// given and hashed. An object that fails leaves the stream in step.
+fn verify(id: &ObjectId, received: Received) -> Result<Object, String> {
+    let Received { kind, size, bytes } = received;
+    let data = match bytes {
+        Bytes::Plain(data) if data.len() as u64 == size => data,
+        Bytes::Plain(data) => {
+            return Err(format!(
+                "the server sent {} bytes of {id}, not {size}",
+                data.len()
+            ))
+        }
+        Bytes::Compressed(zdata) => inflate_exactly(&zdata, size)
+            .map_err(|why| format!("object {id} from the server: {why}"))?,
+    };
+    if hash_object(kind, &data) != *id {
+        return Err(format!("object {id} from the server does not match its id"));
     }
+    Ok(Object { kind, data })
 }
 
 /// Inflates one whole zlib stream that must hold exactly `size` bytes,
@@ -416,12 +445,24 @@ impl Shared {
 
     /// Sends `request` and reads its answer, with the connection to itself.
     fn call(&self, request: &Request) -> Result<Response, Error> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         self.call_on(&mut conn, request)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Conn> {
-        lock(&self.conn)
+    /// The connection, once the server has answered the greeting.
+    fn conn(&self) -> Result<MutexGuard<'_, Conn>, Error> {
+        let mut conn = lock(&self.conn);
+        if std::mem::take(&mut conn.greeting_sent) {
+            if let Err(e) = conn.finish_handshake(&self.target) {
+                conn.broken = Some(detail_of(&e));
+                return Err(e);
+            }
+            ssh::show_server_logging(&conn.stderr);
+        }
+        match &conn.broken {
+            Some(why) => Err(self.fail(why.clone())),
+            None => Ok(conn),
+        }
     }
 
     fn call_on(&self, conn: &mut Conn, request: &Request) -> Result<Response, Error> {
@@ -458,7 +499,7 @@ impl Shared {
         } else {
             self.fail(format!("talking to the server: {why}"))
         };
-        conn.broken = Some(e.to_string());
+        conn.broken = Some(detail_of(&e));
         e
     }
 
@@ -525,7 +566,7 @@ impl Shared {
     /// Sends `request`, whose answer is a file in pieces (at most `limit`
     /// bytes after the first) or `NoFile` (`None`).
     fn call_for_file(&self, request: &Request, limit: u64) -> Result<Option<Vec<u8>>, Error> {
-        let mut conn = self.conn();
+        let mut conn = self.conn()?;
         match self.call_on(&mut conn, request)? {
             Response::NoFile => Ok(None),
             Response::Piece { last, bytes } => {
@@ -543,13 +584,12 @@ impl Shared {
     }
 
     fn read_object(&self, id: &ObjectId) -> Result<Object, Error> {
-        let mut conn = self.conn();
-        if let Some(why) = &conn.broken {
-            return Err(self.fail(why.clone()));
-        }
-        loop {
+        let received = loop {
+            // Locked for one answer at a time: another reader may take
+            // what it waits for in between.
+            let mut conn = self.conn()?;
             if let Some(result) = conn.ahead.take(id) {
-                return result.map_err(|why| self.object_error(id, why));
+                break result;
             }
             if !conn.ahead.is_on_way(id) {
                 let sent = Request::GetObjects {
@@ -567,7 +607,11 @@ impl Shared {
             if let Err(why) = conn.pump() {
                 return Err(self.broken(&mut conn, why));
             }
-        }
+        };
+        // Inflated and hashed with the connection free for other readers.
+        received
+            .and_then(|r| verify(id, r))
+            .map_err(|why| self.object_error(id, why))
     }
 
     fn object_error(&self, id: &ObjectId, why: String) -> Error {
@@ -593,14 +637,16 @@ impl Objects for Shared {
         {
             // An object on its way is waited for (it is read next anyway)
             // rather than asked about in a round trip of its own.
-            let mut conn = self.conn();
+            let mut conn = self.conn()?;
             while conn.ahead.is_on_way(id) && !conn.ahead.has_arrived(id) {
                 if let Err(why) = conn.pump() {
                     return Err(self.broken(&mut conn, why));
                 }
             }
-            if let Some(Ok(o)) = conn.ahead.peek(id) {
-                return Ok((o.kind, o.data.len() as u64));
+            if let Some(Ok(r)) = conn.ahead.peek(id) {
+                // The server's claim, as a header from a server is; the
+                // bytes are checked against it when read.
+                return Ok((r.kind, r.size));
             }
         }
         match self.call(&Request::ReadHeader { id: *id })? {
@@ -615,7 +661,9 @@ impl Objects for Shared {
     }
 
     fn will_need(&self, ids: &[ObjectId]) {
-        let mut conn = self.conn();
+        let Ok(mut conn) = self.conn() else {
+            return;
+        };
         if conn.broken.is_some() || conn.ahead.bytes() > MAX_READY_BYTES {
             return;
         }
@@ -780,10 +828,7 @@ impl PackSink for RemoteSink {
             return Ok(());
         }
         let shared = &self.shared;
-        let mut conn = shared.conn();
-        if let Some(why) = &conn.broken {
-            return Err(shared.fail(why.clone()));
-        }
+        let mut conn = shared.conn()?;
         let result = conn.drain().and_then(|_| {
             wire::write_put_object(&mut conn.w, &id, kind, size, zdata).map_err(|e| e.to_string())
         });

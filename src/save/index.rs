@@ -114,6 +114,23 @@ fn index_in(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("index").join(name)
 }
 
+/// About when the save that wrote backup `name`'s change index started
+/// (minus the racy margin); `None` if there is none. A path whose ctime is
+/// before this is probably unchanged: a hint for the cache warmer only,
+/// the stat comparison decides.
+pub fn previous_start(state_dir: &Path, name: &str) -> Option<Timespec> {
+    // The writer creates its file when the save starts and renames it into
+    // place at the end, so the birth time is the start (where the file
+    // system records none, the end: later, which only means fewer files
+    // look changed to the cache warmer).
+    let m = std::fs::metadata(index_in(state_dir, name)).ok()?;
+    let t = Timespec::from_system_time(m.created().or_else(|_| m.modified()).ok()?)?;
+    Some(Timespec {
+        sec: t.sec - RACY_MARGIN_SECS,
+        ..t
+    })
+}
+
 /// How a path was stored; fixes the tree entry mode next to the object id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
@@ -891,9 +908,6 @@ pub(super) struct ChangeIndex {
     new: Option<IndexWriter>,
     /// Paths with mtime or ctime at or after this are not recorded.
     racy_from: Timespec,
-    /// When the previous index was begun (about when the save that wrote
-    /// it started); `None` without a usable previous index.
-    previous_start: Option<std::time::SystemTime>,
     pub racy: u64,
 }
 
@@ -914,14 +928,6 @@ impl ChangeIndex {
                 None
             }
         };
-        // The writer creates its file when the save starts and renames it
-        // into place at the end, so the birth time is the start (where the
-        // file system records none, the end: later, which only means fewer
-        // files look changed to the cache warmer).
-        let previous_start = old.as_ref().and_then(|_| {
-            let m = std::fs::metadata(&path).ok()?;
-            m.created().or_else(|_| m.modified()).ok()
-        });
         let new = match IndexWriter::create(&path) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -949,21 +955,8 @@ impl ChangeIndex {
                 sec: start.sec - RACY_MARGIN_SECS,
                 ..start
             },
-            previous_start,
             racy: 0,
         }
-    }
-
-    /// About when the save that wrote the previous index started; `None`
-    /// if there is no usable previous index. A path whose ctime is before
-    /// this (minus the racy margin) is probably unchanged: a hint only,
-    /// the stat comparison decides.
-    pub fn previous_start(&self) -> Option<Timespec> {
-        let t = Timespec::from_system_time(self.previous_start?)?;
-        Some(Timespec {
-            sec: t.sec - RACY_MARGIN_SECS,
-            ..t
-        })
     }
 
     /// The previous entry for `key` if it shows the path unchanged (same

@@ -127,6 +127,15 @@ pub fn save(
     let mut sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
     // Every dump path is checked before any command runs.
     dump::check(&opts.commands, &sources)?;
+    // Taken before the first lstat: the change index does not record
+    // paths changed this close to the save (see index::RACY_MARGIN_SECS).
+    let started = std::time::SystemTime::now();
+    let warmer = walk::start_warming(
+        &sources,
+        &opts.filter,
+        opts.one_file_system,
+        index::previous_start(&repo.state_dir(), &opts.name),
+    );
     let parent = repo.read_ref(&ref_name)?;
     let parent_time = match parent {
         Some(id) => Some(commit::author_time(repo, &id)?),
@@ -140,12 +149,9 @@ pub fn save(
     let progress = opts.progress.clone().unwrap_or_default();
     // Dumps run first: a failed one ends the save before the walk.
     let dumps = dump::run_all(&opts.commands, &mut sources, &mut sink, &progress)?;
-    // Taken before the first lstat: the change index does not record
-    // paths changed this close to the save (see index::RACY_MARGIN_SECS).
-    let started = std::time::SystemTime::now();
     let change_index = index::ChangeIndex::open(repo, known, &opts.name, started);
     let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index, progress);
-    let tree = walker.save_root(&sources, &mut sink)?;
+    let tree = walker.save_root(&sources, &mut sink, warmer)?;
     let walk::Walker {
         index: change_index,
         warnings,

@@ -11,7 +11,7 @@ use crate::chunk::tree::{ChunkTreeBuilder, FileObject};
 use crate::chunk::{SplitError, Splitter};
 use crate::meta::capture::{lstat, Capturer, Stat};
 use crate::meta::record::{decode_all, encode_entry};
-use crate::meta::Metadata;
+use crate::meta::{Metadata, Timespec};
 use crate::object::tree::{self, mangle, Mode};
 use crate::object::{Kind, ObjectId};
 use crate::progress::{FileChange, Progress};
@@ -215,18 +215,14 @@ impl<'f> Walker<'f> {
         self.warnings.push(message);
     }
 
+    /// Saves `root`, with `warmer` (from [`start_warming`]) listing ahead.
     pub fn save_root(
         &mut self,
         root: &VirtualDir,
         sink: &mut ObjectSink,
+        warmer: Warmer,
     ) -> Result<ObjectId, SaveError> {
-        let mut roots = Vec::new();
-        walked_dirs(root, self.one_file_system, &mut roots);
-        let data = match self.index.previous_start() {
-            Some(t) => WarmData::ChangedSince(t),
-            None => WarmData::All,
-        };
-        self.warmer = Some(Warmer::start(roots, self.filter.clone(), data));
+        self.warmer = Some(warmer);
         let result = self.save_virtual(root, sink);
         self.warmer = None;
         result
@@ -665,6 +661,25 @@ fn reuse_record(record: Vec<u8>) -> Option<(Vec<u8>, bool)> {
 
 /// The live directories the walk of `dir` lists first-hand, in walk order,
 /// each with the device it stays on under `--one-file-system`.
+/// Starts listing and `lstat`-ing the trees under `root` ahead of the
+/// walk, before the save is ready to walk: what a save waits for first (a
+/// server's answer, a dump) overlaps with the disk's first round trips.
+/// `previous_start` is [`index::previous_start`]'s hint.
+pub fn start_warming(
+    root: &VirtualDir,
+    filter: &Filter,
+    one_file_system: bool,
+    previous_start: Option<Timespec>,
+) -> Warmer {
+    let mut roots = Vec::new();
+    walked_dirs(root, one_file_system, &mut roots);
+    let data = match previous_start {
+        Some(t) => WarmData::ChangedSince(t),
+        None => WarmData::All,
+    };
+    Warmer::start(roots, filter.clone(), data)
+}
+
 fn walked_dirs(dir: &VirtualDir, one_file_system: bool, out: &mut Vec<(PathBuf, Option<u64>)>) {
     for merged in &dir.merged {
         let device = one_file_system.then(|| device_of(merged)).flatten();
