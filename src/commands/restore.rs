@@ -30,6 +30,7 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         repo,
         &RestoreOptions {
             numeric_ids: args.numeric_ids,
+            threads: args.threads.map_or_else(default_threads, usize::from),
         },
         &args.outdir,
     )?;
@@ -41,4 +42,10 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         }
     }
     Ok(Status::from_warnings(&restorer.warnings))
+}
+
+/// One per core: reading, inflating and hashing are CPU work, and the
+/// files' writes overlap with them. More than 8 only adds memory.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }

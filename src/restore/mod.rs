@@ -12,6 +12,7 @@
 
 mod at;
 mod sparse;
+mod workers;
 
 use crate::meta::{Applier, ApplyOptions, Metadata};
 use crate::object::tree::{self, UnsafeName};
@@ -25,6 +26,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use workers::{FileJob, Outstanding, Pool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -36,11 +39,17 @@ pub enum RestoreError {
     UnsafeName { path: PathBuf, reason: UnsafeName },
     #[error(transparent)]
     View(#[from] ViewError),
+    #[error("restore stopped after an earlier error")]
+    Stopped,
+    #[error("a restore thread panicked (a bug): the files it was writing are incomplete")]
+    WorkerPanicked,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     pub numeric_ids: bool,
+    /// Threads writing files' content; 0 or 1: the calling thread alone.
+    pub threads: usize,
 }
 
 /// Subdirectories of one directory listed before their turn, at most.
@@ -48,7 +57,9 @@ const LIST_AHEAD: usize = 256;
 
 pub struct Restorer<'r> {
     repo: &'r dyn Repo,
+    apply_options: ApplyOptions,
     applier: Applier,
+    threads: usize,
     /// The target, opened once; all writes go below this descriptor.
     root: OwnedFd,
     root_path: PathBuf,
@@ -64,6 +75,12 @@ pub struct Restorer<'r> {
     /// Listings of the subdirectories of directories being restored, read
     /// before their turn (see [`Restorer::list_ahead`]), by tree id.
     listed: HashMap<ObjectId, Directory>,
+    /// Per directory from the target down, its files still with the
+    /// workers.
+    outstanding: Vec<Outstanding>,
+    /// Directories done but for files still with the workers: their
+    /// metadata waits (see [`workers`]).
+    deferred: Vec<Deferred>,
     pub warnings: Vec<String>,
     pub files: u64,
     pub bytes: u64,
@@ -81,17 +98,22 @@ impl<'r> Restorer<'r> {
             source,
         })?;
         let via_proc = proc_reaches(&root);
+        let apply_options = ApplyOptions {
+            numeric_ids: opts.numeric_ids,
+        };
         Ok(Restorer {
             repo,
-            applier: Applier::new(ApplyOptions {
-                numeric_ids: opts.numeric_ids,
-            }),
+            apply_options,
+            applier: Applier::new(apply_options),
+            threads: opts.threads,
             root,
             root_path: target.to_path_buf(),
             via_proc,
             at: Vec::new(),
             links: HashMap::new(),
             listed: HashMap::new(),
+            outstanding: Vec::new(),
+            deferred: Vec::new(),
             warnings: Vec::new(),
             files: 0,
             bytes: 0,
@@ -128,7 +150,7 @@ impl<'r> Restorer<'r> {
     /// has that name there.
     pub fn restore(&mut self, node: &Node) -> Result<(), RestoreError> {
         let root = self.root()?;
-        self.restore_entry(root.as_fd(), node)
+        self.run(|this, pool| this.restore_entry(pool, root.as_fd(), node))
     }
 
     /// Restores the entries of a directory node into the target itself.
@@ -136,7 +158,7 @@ impl<'r> Restorer<'r> {
         let dir = view::list_dir(self.repo, &node.id)?;
         self.note_skipped(&dir);
         let root = self.root()?;
-        self.restore_children(root.as_fd(), &dir.entries)?;
+        self.run(|this, pool| this.restore_children(pool, root.as_fd(), &dir.entries))?;
         if let Some(meta) = &dir.meta {
             // The target itself is reached by the path the user gave.
             let path = self.root_path.clone();
@@ -145,8 +167,58 @@ impl<'r> Restorer<'r> {
         Ok(())
     }
 
+    /// Runs `walk` with the file workers (if more than one thread is
+    /// asked for), waits for them, then applies the metadata that waited.
+    fn run(
+        &mut self,
+        walk: impl FnOnce(&mut Self, Option<&Pool<'_>>) -> Result<(), RestoreError>,
+    ) -> Result<(), RestoreError> {
+        self.outstanding.push(Outstanding::default());
+        let result = if self.threads <= 1 {
+            walk(self, None)
+        } else {
+            let repo = self.repo;
+            std::thread::scope(|scope| {
+                let pool =
+                    Pool::start(scope, repo, self.threads, self.apply_options, self.via_proc);
+                let walked = walk(self, Some(&pool));
+                let (bytes, warnings, worked) = pool.finish();
+                self.bytes += bytes;
+                self.warnings.extend(warnings);
+                walked.and(worked)
+            })
+        };
+        self.outstanding.pop();
+        // Every file is written now. After an error, like the directories
+        // the walk had not finished, the waiting ones keep their
+        // restore-time metadata.
+        let deferred = std::mem::take(&mut self.deferred);
+        if result.is_ok() {
+            for d in deferred {
+                self.apply_meta(&d.path, &d.shown, &d.meta);
+            }
+        }
+        result
+    }
+
+    /// Applies the metadata of directories whose files are all written.
+    fn apply_ready(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let (ready, waiting) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| d.outstanding.load(Ordering::Acquire) == 0);
+        self.deferred = waiting;
+        for d in ready {
+            let d: Deferred = d;
+            self.apply_meta(&d.path, &d.shown, &d.meta);
+        }
+    }
+
     fn restore_children(
         &mut self,
+        pool: Option<&Pool<'_>>,
         dir: BorrowedFd<'_>,
         entries: &[Node],
     ) -> Result<(), RestoreError> {
@@ -156,7 +228,7 @@ impl<'r> Restorer<'r> {
         self.repo.objects().will_need(&ids);
         self.list_ahead(entries);
         for child in entries {
-            self.restore_entry(dir, child)?;
+            self.restore_entry(pool, dir, child)?;
         }
         Ok(())
     }
@@ -184,7 +256,12 @@ impl<'r> Restorer<'r> {
         }
     }
 
-    fn restore_entry(&mut self, dir: BorrowedFd<'_>, node: &Node) -> Result<(), RestoreError> {
+    fn restore_entry(
+        &mut self,
+        pool: Option<&Pool<'_>>,
+        dir: BorrowedFd<'_>,
+        node: &Node,
+    ) -> Result<(), RestoreError> {
         let shown = self.shown(&node.name);
         // The view serves no such name; checked again because this is
         // where a bad one would do harm.
@@ -198,7 +275,7 @@ impl<'r> Restorer<'r> {
         };
         let name = at::cname(&node.name).map_err(write_err)?;
         if node.node_type == NodeType::Directory {
-            return self.restore_dir(dir, &name, &shown, node);
+            return self.restore_dir(pool, dir, &name, &shown, node);
         }
         if at::stat_at(dir, &name).map_err(write_err)?.is_some() {
             at::remove_at(dir, &name).map_err(write_err)?;
@@ -211,6 +288,18 @@ impl<'r> Restorer<'r> {
                     return Ok(());
                 }
                 let file = at::create_file_at(dir, &name, 0o600).map_err(write_err)?;
+                if let Some(pool) = pool {
+                    // Content and metadata on a worker.
+                    let outstanding = self.outstanding.last().cloned().unwrap_or_default();
+                    return pool.submit(FileJob {
+                        dir: dir.try_clone_to_owned().map_err(write_err)?,
+                        name,
+                        shown,
+                        file,
+                        node: node.clone(),
+                        outstanding,
+                    });
+                }
                 let reader = ContentReader::of_node(self.repo.objects(), node);
                 self.bytes += sparse::write_sparse(file, reader, &shown)?;
             }
@@ -255,6 +344,7 @@ impl<'r> Restorer<'r> {
 
     fn restore_dir(
         &mut self,
+        pool: Option<&Pool<'_>>,
         parent: BorrowedFd<'_>,
         name: &CStr,
         shown: &Path,
@@ -284,16 +374,34 @@ impl<'r> Restorer<'r> {
         };
         self.note_skipped(&listing);
         self.at.push(name.to_bytes().to_vec());
-        let result = self.restore_children(dir.as_fd(), &listing.entries);
+        self.outstanding.push(Outstanding::default());
+        let result = self.restore_children(pool, dir.as_fd(), &listing.entries);
         self.at.pop();
+        let outstanding = self.outstanding.pop().unwrap_or_default();
         result?;
         drop(dir);
-        self.finish(
-            parent,
-            name,
-            shown,
-            listing.meta.as_ref().or(node.meta.as_ref()),
-        );
+        let meta = listing.meta.as_ref().or(node.meta.as_ref());
+        match meta {
+            Some(meta) if outstanding.load(Ordering::Acquire) > 0 => {
+                // Its files are still being written: the metadata waits,
+                // with the parent held open for the path.
+                let parent = parent
+                    .try_clone_to_owned()
+                    .map_err(|source| RestoreError::Write {
+                        path: shown.to_path_buf(),
+                        source,
+                    })?;
+                self.deferred.push(Deferred {
+                    path: workers::meta_path(self.via_proc, &parent, name, shown),
+                    _parent: parent,
+                    shown: shown.to_path_buf(),
+                    meta: meta.clone(),
+                    outstanding,
+                });
+            }
+            _ => self.finish(parent, name, shown, meta),
+        }
+        self.apply_ready();
         Ok(())
     }
 
@@ -348,30 +456,26 @@ impl<'r> Restorer<'r> {
 
     /// Applies the saved metadata to `name` in `dir`.
     fn finish(&mut self, dir: BorrowedFd<'_>, name: &CStr, shown: &Path, meta: Option<&Metadata>) {
-        let Some(meta) = meta else {
-            return;
-        };
-        let path = if self.via_proc {
-            let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-            p.push(OsStr::from_bytes(name.to_bytes()));
-            p
-        } else {
-            // Every directory on this path was created or opened by us
-            // without following a symlink, so only a concurrent swap
-            // inside the target could redirect these calls.
-            shown.to_path_buf()
-        };
-        self.apply_meta(&path, shown, meta);
+        if let Some(meta) = meta {
+            let path = workers::meta_path(self.via_proc, &dir, name, shown);
+            self.apply_meta(&path, shown, meta);
+        }
     }
 
     fn apply_meta(&mut self, path: &Path, shown: &Path, meta: &Metadata) {
-        if let Err(problems) = self.applier.apply(path, meta) {
-            for mut p in problems {
-                p.path = shown.to_path_buf();
-                self.warn(p.to_string());
-            }
-        }
+        let problems = workers::apply_meta(&mut self.applier, path, shown, meta);
+        self.warnings.extend(problems);
     }
+}
+
+/// A directory's metadata waiting for its files (see [`workers`]).
+struct Deferred {
+    path: PathBuf,
+    /// Keeps the descriptor `path` may name open.
+    _parent: OwnedFd,
+    shown: PathBuf,
+    meta: Metadata,
+    outstanding: Outstanding,
 }
 
 /// True when `/proc/self/fd/<fd>` leads to the directory `fd` holds (procfs
