@@ -127,6 +127,14 @@ pub fn save(
     let mut sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
     // Every dump path is checked before any command runs.
     dump::check(&opts.commands, &sources)?;
+    // Held until the ref has moved: a gc must not delete an object this
+    // save was told is stored and reuses (see `repo::gc_lock`).
+    let _gc_lock = repo.lock_for_write(&|holder| {
+        tracing::warn!(
+            "waiting for a gc of {} to finish ({holder})",
+            repo.location()
+        )
+    })?;
     let parent = repo.read_ref(&ref_name)?;
     let parent_time = match parent {
         Some(id) => Some(commit::author_time(repo, &id)?),
