@@ -91,6 +91,8 @@ pub enum Command {
     /// Run `rewind run` daily from a systemd timer or cron
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Reclaim the space of objects no snapshot uses; consolidate small packs
+    Gc(GcArgs),
     /// Serve repositories to `rewind -r` over SSH (started by ssh, e.g. as
     /// the forced command of an authorized_keys line)
     Server(ServerArgs),
@@ -245,6 +247,21 @@ pub struct RunArgs {
     /// Print what would be saved and dumped, and change nothing
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Rewrite a pack when more than PERCENT of its bytes are unused
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub threshold: f64,
+
+    /// Print what would be reclaimed; change nothing
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Give up at once if a save is writing, instead of waiting for it
+    #[arg(long = "no-wait")]
+    pub no_wait: bool,
 }
 
 #[derive(Args, Debug)]

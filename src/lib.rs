@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod gc;
 pub mod meta;
 pub mod mount;
 pub mod object;

@@ -3,6 +3,7 @@
 //! and picks the exit status.
 
 mod config;
+mod gc;
 mod ls;
 mod mount;
 mod restore;
@@ -192,6 +193,7 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
             mount::run(cli, args)
         }
         Command::Umount(args) => mount::umount(args),
+        Command::Gc(args) => gc::run(cli, &*open(cli)?, args),
         Command::Config(command) => config::run(cli, command),
         Command::Run(args) => run::run(cli, args),
         Command::Status(args) => {

@@ -325,6 +325,21 @@ impl PackIndex {
         Some((crc, next))
     }
 
+    /// The entry of rank `k` in offset order and its id (`None` past the
+    /// end): for walking a pack front to back.
+    pub fn by_rank(&self, k: usize) -> Option<(ObjectId, Entry)> {
+        let i = *self.by_offset.get(k)? as usize;
+        Some((
+            self.ids[i],
+            Entry {
+                offset: self.offsets[i],
+                crc: self.crcs.get(i).copied(),
+                next: self.by_offset.get(k + 1).map(|&j| self.offsets[j as usize]),
+                rank: k,
+            },
+        ))
+    }
+
     /// All entries in id order (crc32 is 0 for v1 indexes).
     pub fn entries(&self) -> impl Iterator<Item = IdxEntry> + '_ {
         self.ids.iter().enumerate().map(|(i, &id)| IdxEntry {

@@ -170,6 +170,11 @@ impl PackFile {
         &self.path
     }
 
+    /// Bytes of the pack file as opened.
+    pub fn file_size(&self) -> u64 {
+        self.len
+    }
+
     /// Asks the kernel to start reading `[offset, offset + len)` of the pack
     /// into its page cache now, without waiting: a reader that knows which
     /// entries it needs next finds them there instead of stalling on the
@@ -329,6 +334,20 @@ impl PackFile {
             None,
             Some(check),
         )
+    }
+
+    /// Reads `buf.len()` bytes of the pack's entries from `offset`, all of
+    /// them inside the entry area (header and trailer excluded): raw bytes
+    /// for a copy that checks them itself (gc checks each entry's CRC-32).
+    pub fn read_entries_at(&self, buf: &mut [u8], offset: u64) -> Result<(), ReadFail> {
+        let end = offset.checked_add(buf.len() as u64);
+        if offset < PACK_HEADER_LEN || end.is_none_or(|e| e > self.data_end()) {
+            return Err(ReadFail::Corrupt(format!(
+                "{} bytes at offset {offset} are outside the pack's entries",
+                buf.len()
+            )));
+        }
+        self.file.read_exact_at(buf, offset).map_err(ReadFail::Io)
     }
 
     /// Inflates at most the first `n` bytes of the entry (enough for a delta's

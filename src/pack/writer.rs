@@ -530,7 +530,9 @@ fn store_into(data: &[u8], out: &mut [u8]) -> usize {
 }
 
 /// bup regenerates these caches; a stale one could claim an object exists.
-fn remove_bup_caches(pack_dir: &Path) -> Result<(), Error> {
+/// Deletes bup's caches (`*.midx`, `bup.bloom`), which stop covering
+/// every pack when one is added or removed.
+pub(crate) fn remove_bup_caches(pack_dir: &Path) -> Result<(), Error> {
     let entries = std::fs::read_dir(pack_dir).map_err(Error::io("listing", pack_dir))?;
     for entry in entries {
         let entry = entry.map_err(Error::io("listing", pack_dir))?;

@@ -80,6 +80,7 @@ pub fn serve(
         repo: None,
         writer: None,
         put_failure: None,
+        gc_lock: None,
     };
     loop {
         let (tag, body) = match wire::read_frame(&mut input) {
@@ -107,10 +108,48 @@ struct Session {
     /// The first object of this pack that failed its checks: the pack is
     /// refused at `FinishPack`.
     put_failure: Option<String>,
+    /// The writers' lock, shared, from the first request of a session that
+    /// may write (the pack list a client deduplicates against, an object,
+    /// a ref change) to the session's end: the client reuses objects of
+    /// the packs it was told of until its ref moves, so a gc must wait
+    /// that long (see `repo::gc_lock`). Read-only sessions (a restore, a
+    /// mount) never take it.
+    gc_lock: Option<crate::repo::gc_lock::WriteLock>,
 }
 
 impl Session {
     fn handle(&mut self, request: Request, out: &mut impl Write) -> std::io::Result<()> {
+        let may_write = matches!(
+            request,
+            Request::ListPacks
+                | Request::PutObject { .. }
+                | Request::FinishPack
+                | Request::UpdateRef { .. }
+                | Request::DeleteRef { .. }
+        );
+        if may_write && self.gc_lock.is_none() {
+            if let Some(repo) = &self.repo {
+                let dir = repo.path().join("rewind");
+                let waiting = |holder: &str| {
+                    tracing::info!("waiting for a gc of {} ({holder})", repo.path().display())
+                };
+                match crate::repo::gc_lock::lock_for_write(&dir, &waiting) {
+                    Ok(lock) => self.gc_lock = Some(lock),
+                    Err(e) => {
+                        if matches!(request, Request::PutObject { .. }) {
+                            self.put_failure.get_or_insert(e.to_string());
+                            self.writer = None;
+                            return Ok(());
+                        }
+                        return Response::Error {
+                            code: ErrorCode::Failed,
+                            message: e.to_string(),
+                        }
+                        .write(out);
+                    }
+                }
+            }
+        }
         if let Request::PutObject {
             id,
             kind,

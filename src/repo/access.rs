@@ -17,7 +17,7 @@ use super::store::{Object, ObjectStore, Verify};
 use super::Error;
 use crate::object::{Kind, ObjectId};
 use crate::pack::writer::WriteStats;
-use crate::pack::PackWriter;
+use crate::pack::{PackIndex, PackWriter};
 use std::path::PathBuf;
 
 /// Reading objects. Every object returned has been checked against its id
@@ -109,6 +109,95 @@ pub trait Repo: Send + Sync {
 
     /// Replaces a shared file whole, atomically.
     fn write_shared(&self, name: SharedFile, bytes: &[u8]) -> Result<(), Error>;
+
+    /// Held by a writer from before it asks [`Repo::known_objects`] until
+    /// its ref has moved: a gc waits for it, and it waits for a running gc
+    /// (`waiting` is called once if it has to). `None` where the other end
+    /// holds it for us (a server holds it for its session).
+    fn lock_for_write(
+        &self,
+        _waiting: &dyn Fn(&str),
+    ) -> Result<Option<super::gc_lock::WriteLock>, Error> {
+        Ok(None)
+    }
+
+    /// The pack-level operations gc needs, where the repository's files
+    /// are reachable; `None` over SSH (gc runs on the server).
+    fn pack_storage(&self) -> Option<&dyn PackStorage> {
+        None
+    }
+}
+
+/// A pack as gc sees it: its name (`pack-<sha>`), its verified index, and
+/// what decides how it is treated.
+#[derive(Clone)]
+pub struct StoredPack {
+    pub name: String,
+    pub index: std::sync::Arc<PackIndex>,
+    /// Bytes of the pack file (header, entries, trailer).
+    pub size: u64,
+    /// Modification time, epoch seconds: older packs are copied first, so
+    /// a consolidated pack keeps history in order.
+    pub mtime: i64,
+    /// git's `pack-<sha>.keep`: never rewritten or deleted.
+    pub keep: bool,
+}
+
+/// What gc does with packs, in operations small enough for any place that
+/// stores them (a folder today, a bucket later: issue 14): list them with
+/// their indexes, read a range of one, publish new ones, delete old ones,
+/// and keep writers out meanwhile. Reading and checking objects still goes
+/// through [`Repo::objects`].
+pub trait PackStorage {
+    /// Takes the writers' lock exclusive (see `repo::gc_lock`). With
+    /// `wait`, waits for running saves (calling `waiting` once first);
+    /// without, `Ok(None)` while one runs.
+    fn lock_out_writers(
+        &self,
+        wait: bool,
+        waiting: &dyn Fn(),
+    ) -> Result<Option<super::gc_lock::GcLock>, Error>;
+
+    /// Every pack now. A pack whose index does not open or whose frame
+    /// disagrees with its index is an error naming it: liveness cannot be
+    /// judged with it, and deleting around damage could make it worse.
+    fn list_packs(&self) -> Result<Vec<StoredPack>, Error>;
+
+    /// `len` bytes of pack `name` from `offset` (inside the pack).
+    fn read_pack(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, Error>;
+
+    /// A writer of new packs of at most about `target_size` bytes each.
+    fn new_packs(&self, target_size: u64) -> Result<Box<dyn PackOut>, Error>;
+
+    /// Removes pack `name` (its index first, so that no reader finds an
+    /// index without its pack, then the pack and its companion files).
+    fn delete_pack(&self, name: &str) -> Result<(), Error>;
+
+    /// Drops history that no longer exists: entries of git's reflogs
+    /// (`logs/`) naming an object for which `live` is false, which `git
+    /// fsck` would otherwise report as invalid. Called before anything is
+    /// deleted.
+    fn forget_dead_history(&self, live: &dyn Fn(&ObjectId) -> bool) -> Result<(), Error>;
+
+    /// After the deletions: makes them durable and drops caches (bup's
+    /// midx and bloom) that name packs that are gone.
+    fn settle(&self) -> Result<(), Error>;
+}
+
+/// New packs for gc: entries appended as stored, published whole.
+pub trait PackOut {
+    /// As [`PackSink::append_compressed`].
+    fn append_compressed(
+        &mut self,
+        id: ObjectId,
+        kind: Kind,
+        size: u64,
+        zdata: &[u8],
+    ) -> Result<(), Error>;
+
+    /// Publishes what is left and returns the names (`pack-<sha>`) of every
+    /// pack published, durable and readable.
+    fn finish(self: Box<Self>) -> Result<Vec<String>, Error>;
 }
 
 /// The files of a repository's `rewind/` directory that every client of

@@ -33,6 +33,9 @@ pub enum Error {
     },
 
     /// A pack index (.idx) that cannot be used.
+    #[error("pack {} is damaged: {detail}; nothing was changed (run `rewind fsck`)", path.display())]
+    DamagedPack { path: PathBuf, detail: String },
+
     #[error("pack index {} is damaged: {detail}", path.display())]
     BadIndex { path: PathBuf, detail: String },
 

@@ -8,13 +8,15 @@
 pub mod access;
 pub mod error;
 pub(crate) mod fsutil;
+pub mod gc_lock;
 pub mod known;
 mod loose;
+mod packs;
 pub mod refs;
 pub mod store;
 pub mod under;
 
-pub use access::{Objects, PackSink, Repo, SharedFile};
+pub use access::{Objects, PackOut, PackSink, PackStorage, Repo, SharedFile, StoredPack};
 pub use error::Error;
 pub use refs::check_ref_name;
 pub use store::{Object, ObjectStore};
@@ -199,6 +201,14 @@ impl Repo for Repository {
         let dir = self.state_dir();
         std::fs::create_dir_all(&dir).map_err(Error::io("creating directory", &dir))?;
         fsutil::write_atomic(&dir.join(name.file_name()), bytes)
+    }
+
+    fn lock_for_write(&self, waiting: &dyn Fn(&str)) -> Result<Option<gc_lock::WriteLock>, Error> {
+        gc_lock::lock_for_write(&self.state_dir(), waiting).map(Some)
+    }
+
+    fn pack_storage(&self) -> Option<&dyn PackStorage> {
+        Some(self)
     }
 }
 

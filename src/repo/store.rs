@@ -303,6 +303,11 @@ impl ObjectStore {
             .collect()
     }
 
+    /// Indexes of the last scan that could not be used, with the reason.
+    pub fn broken_indexes(&self) -> Vec<(PathBuf, String)> {
+        self.snapshot().broken.clone()
+    }
+
     /// The packs currently in use (a snapshot; `refresh` does not change it).
     pub fn pack_files(&self) -> Vec<Arc<PackFile>> {
         self.snapshot()

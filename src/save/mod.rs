@@ -127,6 +127,14 @@ pub fn save(
     let mut sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
     // Every dump path is checked before any command runs.
     dump::check(&opts.commands, &sources)?;
+    // Held until the ref has moved: a gc must not delete an object this
+    // save was told is stored and reuses (see `repo::gc_lock`).
+    let _gc_lock = repo.lock_for_write(&|holder| {
+        tracing::warn!(
+            "waiting for a gc of {} to finish ({holder})",
+            repo.location()
+        )
+    })?;
     // Taken before the first lstat: the change index does not record
     // paths changed this close to the save (see index::RACY_MARGIN_SECS).
     let started = std::time::SystemTime::now();

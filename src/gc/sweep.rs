@@ -1,0 +1,219 @@
+//! The sweep: which packs to keep, rewrite or delete (a plan, printable in
+//! a dry run), then the copy of live entries into new packs, published
+//! before any old pack is deleted.
+//!
+//! Entries are copied as stored: the raw bytes (header and zlib stream)
+//! are read, checked against the CRC-32 their index lists, and the stream
+//! is appended to the new pack unchanged. A delta (git-repacked
+//! repositories) is read whole through the store (its id checked) and
+//! compressed again; so is an entry of a v1 index (no CRC) or one whose
+//! CRC does not match, and if that read fails too, gc stops before
+//! deleting anything: damage is never copied into a pack with a fresh,
+//! valid checksum.
+
+use super::mark::Marks;
+use super::{GcError, GcOptions, GcProgress};
+use crate::pack::writer::{Compressor, DEFAULT_LEVEL};
+use crate::pack::{parse_entry_header, EntryKind, PACK_HEADER_LEN, PACK_TRAILER_LEN};
+use crate::repo::{Objects, PackOut, PackStorage};
+
+/// What happens to one pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Keep,
+    /// Its live entries are copied into new packs, then it is deleted.
+    Rewrite,
+    /// Nothing in it is live.
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+pub struct PackPlan {
+    /// Position in [`Marks::packs`].
+    pub pack: usize,
+    pub live_objects: u64,
+    pub dead_objects: u64,
+    /// Bytes of live entries (header and stream).
+    pub live_bytes: u64,
+    /// Bytes of all entries.
+    pub entry_bytes: u64,
+    pub action: Action,
+}
+
+/// Reads ahead this much of a pack being copied: one read serves many
+/// small entries.
+const WINDOW: u64 = 8 << 20;
+
+/// Decides each pack's fate from the marks.
+pub fn plan(marks: &Marks, opts: &GcOptions) -> Vec<PackPlan> {
+    let mut plans: Vec<PackPlan> = marks
+        .packs
+        .iter()
+        .enumerate()
+        .map(|(k, pack)| {
+            let data_end = pack.size.saturating_sub(PACK_TRAILER_LEN);
+            let mut p = PackPlan {
+                pack: k,
+                live_objects: 0,
+                dead_objects: 0,
+                live_bytes: 0,
+                entry_bytes: data_end.saturating_sub(PACK_HEADER_LEN),
+                action: Action::Keep,
+            };
+            for rank in 0..pack.index.len() {
+                let Some((_, e)) = pack.index.by_rank(rank) else {
+                    break;
+                };
+                let len = e.next.unwrap_or(data_end).saturating_sub(e.offset);
+                if marks.is_marked(k, rank) {
+                    p.live_objects += 1;
+                    p.live_bytes += len;
+                } else {
+                    p.dead_objects += 1;
+                }
+            }
+            p
+        })
+        .collect();
+    let small = |p: &PackPlan| marks.packs[p.pack].size < opts.small_pack_bytes;
+    for p in &mut plans {
+        if marks.packs[p.pack].keep {
+            continue;
+        }
+        if p.live_objects == 0 {
+            p.action = Action::Delete;
+        } else if p.dead_objects > 0 {
+            let dead = p.entry_bytes.saturating_sub(p.live_bytes) as f64;
+            if dead > opts.threshold * p.entry_bytes.max(1) as f64 {
+                p.action = Action::Rewrite;
+            }
+        }
+    }
+    // Small packs go into the new packs too, but only where that merges
+    // something: one small pack copied alone would come out the same.
+    let candidates = |plans: &[PackPlan]| {
+        plans
+            .iter()
+            .filter(|p| p.action == Action::Keep && !marks.packs[p.pack].keep && small(p))
+            .count()
+    };
+    let rewritten = plans.iter().filter(|p| p.action == Action::Rewrite).count();
+    if candidates(&plans) + rewritten >= 2 && candidates(&plans) > 0 {
+        for p in &mut plans {
+            if p.action == Action::Keep && !marks.packs[p.pack].keep && small(p) {
+                p.action = Action::Rewrite;
+            }
+        }
+    }
+    plans
+}
+
+/// Copies the live entries of the packs to rewrite into new packs, oldest
+/// pack first; returns the names of the packs published and the bytes
+/// copied.
+pub fn copy_live(
+    storage: &dyn PackStorage,
+    objects: &dyn Objects,
+    marks: &Marks,
+    plans: &[PackPlan],
+    opts: &GcOptions,
+    progress: &dyn GcProgress,
+) -> Result<Vec<String>, GcError> {
+    let mut order: Vec<&PackPlan> = plans
+        .iter()
+        .filter(|p| p.action == Action::Rewrite)
+        .collect();
+    order.sort_by(|a, b| {
+        let (pa, pb) = (&marks.packs[a.pack], &marks.packs[b.pack]);
+        pa.mtime.cmp(&pb.mtime).then_with(|| pa.name.cmp(&pb.name))
+    });
+    let total: u64 = order.iter().map(|p| p.live_bytes).sum();
+    let mut done = 0u64;
+    let mut out = storage.new_packs(opts.pack_size_bytes)?;
+    let mut compressor = None;
+    for plan in order {
+        let pack = &marks.packs[plan.pack];
+        let data_end = pack.size.saturating_sub(PACK_TRAILER_LEN);
+        let mut window = Window::default();
+        for rank in 0..pack.index.len() {
+            if !marks.is_marked(plan.pack, rank) {
+                continue;
+            }
+            let Some((id, entry)) = pack.index.by_rank(rank) else {
+                break;
+            };
+            let end = entry.next.unwrap_or(data_end);
+            let raw = window.get(storage, &pack.name, entry.offset, end, data_end)?;
+            let crc_ok = entry.crc.is_some_and(|crc| crc32fast::hash(raw) == crc);
+            let header = parse_entry_header(entry.offset, raw).ok();
+            match header {
+                Some(h) if crc_ok => match h.kind {
+                    EntryKind::Base(kind) => {
+                        let start = (h.data_offset - entry.offset) as usize;
+                        out.append_compressed(id, kind, h.size, &raw[start..])?;
+                    }
+                    EntryKind::OfsDelta { .. } | EntryKind::RefDelta { .. } => {
+                        recompress(objects, out.as_mut(), &mut compressor, id)?
+                    }
+                },
+                _ => recompress(objects, out.as_mut(), &mut compressor, id)?,
+            }
+            done += end - entry.offset;
+            if rank % 1024 == 0 {
+                progress.copied(done, total);
+            }
+        }
+        progress.copied(done, total);
+    }
+    Ok(out.finish()?)
+}
+
+/// Reads `id` whole through the store (which resolves deltas and checks
+/// the id) and appends it compressed anew.
+fn recompress(
+    objects: &dyn Objects,
+    out: &mut dyn PackOut,
+    compressor: &mut Option<Compressor>,
+    id: crate::object::ObjectId,
+) -> Result<(), GcError> {
+    let object = objects.read(&id)?;
+    let c = compressor.get_or_insert_with(|| Compressor::new(DEFAULT_LEVEL));
+    let (zdata, _) = c.compress(&object.data);
+    out.append_compressed(id, object.kind, object.data.len() as u64, zdata)?;
+    Ok(())
+}
+
+/// A piece of one pack read ahead.
+#[derive(Default)]
+struct Window {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Window {
+    /// The bytes `[from, to)` of pack `name`, whose entries end at `data_end`.
+    fn get(
+        &mut self,
+        storage: &dyn PackStorage,
+        name: &str,
+        from: u64,
+        to: u64,
+        data_end: u64,
+    ) -> Result<&[u8], GcError> {
+        if to < from || to > data_end {
+            return Err(GcError::Repo(crate::repo::Error::DamagedPack {
+                path: name.into(),
+                detail: format!("its index puts an entry at {from}..{to}, outside its entries"),
+            }));
+        }
+        let inside = self.start <= from && to <= self.start + self.bytes.len() as u64;
+        if !inside {
+            let len = (to - from).max(WINDOW.min(data_end - from));
+            self.bytes = storage.read_pack(name, from, len as usize)?;
+            self.start = from;
+        }
+        let a = (from - self.start) as usize;
+        let b = (to - self.start) as usize;
+        Ok(&self.bytes[a..b])
+    }
+}
