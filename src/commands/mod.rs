@@ -3,6 +3,7 @@
 //! and picks the exit status.
 
 mod config;
+mod fsck;
 mod ls;
 mod mount;
 mod restore;
@@ -200,6 +201,7 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         }
         Command::Schedule(command) => schedule::run(cli, command),
         Command::Server(args) => server(args),
+        Command::Fsck(args) => fsck::run(cli, args),
     }
 }
 

@@ -7,7 +7,7 @@
 
 pub mod access;
 pub mod error;
-pub(crate) mod fsutil;
+pub mod fsutil;
 pub mod known;
 mod loose;
 pub mod refs;
