@@ -267,6 +267,10 @@ impl Walker<'_> {
                 continue;
             }
             let Some((kind, body)) = self.read_any(at, &id) else {
+                if let Some(b) = self.bad.get_mut(&id) {
+                    // Reached as a parent: a commit.
+                    b.kind = b.kind.or((id != *tip).then_some(Kind::Commit));
+                }
                 continue;
             };
             match kind {
@@ -428,15 +432,16 @@ impl Walker<'_> {
             if !seen.insert(id) {
                 break;
             }
-            let snap = names
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| id.to_hex()[..12].to_string());
-            let prefix = format!("{label}/{snap}");
             if self.bad.contains_key(&id) {
+                let snap = names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| "the snapshot".into());
                 self.add_path(
                     &id,
-                    &format!("{prefix} (and every older snapshot of {label})"),
+                    &format!(
+                        "history of {label} from {snap} on (older snapshots cannot be reached)"
+                    ),
                 );
                 break;
             }
@@ -444,6 +449,15 @@ impl Walker<'_> {
             let Some((kind, body)) = self.packed_or_loose(at, &id) else {
                 break;
             };
+            // Without the whole history `rewind ls` names nothing; the
+            // author time names a snapshot as it would (bar a -N suffix).
+            let snap = names.get(&id).cloned().unwrap_or_else(|| {
+                commit::decode(&body).map_or_else(
+                    |_| id.to_hex()[..12].to_string(),
+                    |c| crate::time::snapshot_name(c.author.time),
+                )
+            });
+            let prefix = format!("{label}/{snap}");
             if kind == Kind::Tree {
                 // A tag naming a tree directly.
                 self.attribute_tree(&id, label);
