@@ -96,6 +96,21 @@ pub enum Command {
     /// Serve repositories to `rewind -r` over SSH (started by ssh, e.g. as
     /// the forced command of an authorized_keys line)
     Server(ServerArgs),
+    /// Verify every object and that every snapshot is complete; write or
+    /// apply recovery data for the packs
+    Fsck(FsckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Also write recovery data for each sound pack that has none (in
+    /// rewind/recovery/), and remove that of packs that are gone
+    #[arg(long)]
+    pub generate: bool,
+    /// Repair damaged packs from their recovery data, each verified before
+    /// it replaces the damaged one
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Args, Debug)]

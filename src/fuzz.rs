@@ -84,6 +84,10 @@ pub const TARGETS: &[Target] = &[
         run: runs_toml,
     },
     Target {
+        name: "recovery",
+        run: recovery,
+    },
+    Target {
         name: "change_index",
         run: change_index,
     },
@@ -182,6 +186,25 @@ fn split(data: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// A pack index (v1 or v2); input without the trailing SHA-1.
+/// The front of a recovery file (`fsck::recovery`), its SHA-1 made to
+/// match; the file's length is the front plus the first 4 bytes' worth of
+/// parity (so that the layout check is reached, and sometimes passes).
+pub fn recovery(data: &[u8]) {
+    let extra = data.get(..4).map_or(0, |b| {
+        u64::from(u32::from_be_bytes(b.try_into().expect("4 bytes")))
+    });
+    let front = with_sha1_trailer(data.get(4..).unwrap_or_default());
+    let file_len = front.len() as u64 + extra;
+    if let Ok((sections, _)) = crate::fsck::recovery::parse_front(&front, file_len) {
+        for s in sections {
+            assert!(
+                s.block > 0 && s.stripes > 0,
+                "parse_front let {s:?} through"
+            );
+        }
+    }
+}
+
 pub fn idx(data: &[u8]) {
     let bytes = with_sha1_trailer(data);
     let Ok(index) = crate::pack::idx::PackIndex::parse(Path::new("fuzz.idx"), &bytes) else {

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod fsck;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gc;

@@ -3,6 +3,7 @@
 //! and picks the exit status.
 
 mod config;
+mod fsck;
 mod gc;
 mod ls;
 mod mount;
@@ -202,6 +203,7 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         }
         Command::Schedule(command) => schedule::run(cli, command),
         Command::Server(args) => server(args),
+        Command::Fsck(args) => fsck::run(cli, args),
     }
 }
 

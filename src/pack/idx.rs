@@ -325,8 +325,9 @@ impl PackIndex {
         Some((crc, next))
     }
 
-    /// The entry of rank `k` in offset order and its id (`None` past the
-    /// end): for walking a pack front to back.
+    /// The entry of rank `k` in offset order (0-based) and its id: a
+    /// verifier reading a pack front to back learns which id each entry
+    /// must hash to, and where it ends.
     pub fn by_rank(&self, k: usize) -> Option<(ObjectId, Entry)> {
         let i = *self.by_offset.get(k)? as usize;
         Some((
@@ -338,6 +339,11 @@ impl PackIndex {
                 rank: k,
             },
         ))
+    }
+
+    /// The position of `id` in offset order, if this index lists it.
+    pub fn rank_of(&self, id: &ObjectId) -> Option<usize> {
+        self.find(id).map(|e| e.rank)
     }
 
     /// All entries in id order (crc32 is 0 for v1 indexes).

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Makes renames and creations inside `dir` durable.
-pub(crate) fn fsync_dir(dir: &Path) -> Result<(), Error> {
+pub fn fsync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io("syncing directory", dir))
@@ -14,7 +14,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), Error> {
 
 /// Writes `contents` to `path` via a temporary file in the same directory,
 /// fsync, rename, fsync of the directory: readers see the old or the new file.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp_")

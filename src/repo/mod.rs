@@ -7,7 +7,7 @@
 
 pub mod access;
 pub mod error;
-pub(crate) mod fsutil;
+pub mod fsutil;
 pub mod gc_lock;
 pub mod known;
 mod loose;
