@@ -20,6 +20,7 @@ pub mod progress;
 pub mod remote;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod run;
 pub mod save;
 pub mod schedule;
