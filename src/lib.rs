@@ -17,6 +17,7 @@ pub mod mount;
 pub mod object;
 pub mod pack;
 pub mod progress;
+pub mod prune;
 pub mod remote;
 pub mod repo;
 pub mod restore;

@@ -5,6 +5,7 @@
 mod config;
 mod ls;
 mod mount;
+mod prune;
 mod restore;
 mod run;
 mod save;
@@ -192,6 +193,7 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
             mount::run(cli, args)
         }
         Command::Umount(args) => mount::umount(args),
+        Command::Prune(args) => prune::run(cli, &*open(cli)?, args),
         Command::Config(command) => config::run(cli, command),
         Command::Run(args) => run::run(cli, args),
         Command::Status(args) => {
