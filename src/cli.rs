@@ -81,6 +81,8 @@ pub enum Command {
     Mount(MountArgs),
     /// Unmount a rewind mount (also a stale one)
     Umount(UmountArgs),
+    /// Remove the snapshots that retention rules do not keep
+    Prune(PruneArgs),
     /// Write a configuration template, or check a configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -247,6 +249,46 @@ pub struct MountArgs {
 pub struct UmountArgs {
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Keep the N snapshots nearest the newest
+    #[arg(long = "keep-last", value_name = "N")]
+    pub keep_last: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N hours that have one
+    #[arg(long = "keep-hourly", value_name = "N")]
+    pub keep_hourly: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N days that have one
+    #[arg(long = "keep-daily", value_name = "N")]
+    pub keep_daily: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one
+    #[arg(long = "keep-weekly", value_name = "N")]
+    pub keep_weekly: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N months that have one
+    #[arg(long = "keep-monthly", value_name = "N")]
+    pub keep_monthly: Option<u32>,
+
+    /// Keep the newest snapshot of each of the last N years that have one
+    #[arg(long = "keep-yearly", value_name = "N")]
+    pub keep_yearly: Option<u32>,
+
+    /// Keep every snapshot less than DURATION older than the newest (units
+    /// y, m for months, w, d, h: 30d, 2w, 6m, 1y6m)
+    #[arg(long = "keep-within", value_name = "DURATION")]
+    pub keep_within: Option<String>,
+
+    /// Print the plan and change nothing
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Backup names to prune (default: every name in the repository)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -8,10 +8,11 @@
 //! reading the file.
 //!
 //! Keys that this version would silently ignore are refused instead: a
-//! `[retention]` or `[mirror]` section, or a remote `user@host:path`
-//! repository, parse as errors saying they are not supported yet, so that
-//! nobody believes old snapshots are pruned or copied off-site when they are
-//! not.
+//! `[mirror]` section parses as an error saying it is not supported yet, so
+//! that nobody believes snapshots are copied off-site when they are not.
+//! A `[retention]` section (or a backup's own `[backup.retention]`) is
+//! checked here as `rewind prune` checks its options: a section without
+//! any rule is an error, never "keep nothing".
 
 use crate::source::command::CommandSource;
 use serde::{Deserialize, Serialize};
@@ -57,9 +58,9 @@ pub struct RawConfig {
     pub repository: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Spanned<String>>,
-    /// Accepted by the parser only to refuse it with a clear message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<Spanned<toml::Value>>,
+    pub retention: Option<Spanned<RawRetention>>,
+    /// Accepted by the parser only to refuse it with a clear message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Spanned<toml::Value>>,
     #[serde(default, rename = "backup", skip_serializing_if = "Vec::is_empty")]
@@ -82,6 +83,29 @@ pub struct RawBackup {
     pub max_age: Option<Spanned<String>>,
     #[serde(default, rename = "dump", skip_serializing_if = "Vec::is_empty")]
     pub dumps: Vec<Spanned<RawDump>>,
+    /// Replaces the top-level `[retention]` for this backup, whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+/// `[retention]` and `[backup.retention]`: the options of `rewind prune`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRetention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -116,6 +140,10 @@ pub struct Backup {
     pub dumps: Vec<CommandSource>,
     /// `rewind status` reports the backup stale past this age.
     pub max_age_secs: u64,
+    /// What `rewind run` prunes to after its backups (the backup's own
+    /// `[backup.retention]`, else the top-level `[retention]`); `None`:
+    /// every snapshot is kept.
+    pub retention: Option<crate::retention::Rules>,
 }
 
 /// Which file to read: `--config`, else `REWIND_CONFIG` (clap folds both
@@ -219,12 +247,10 @@ fn at(path: &Path, text: &str, offset: usize, message: String) -> ConfigError {
 
 fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let err = |span: std::ops::Range<usize>, message: String| at(path, text, span.start, message);
-    if let Some(r) = &raw.retention {
-        return Err(err(
-            r.span(),
-            "[retention] is not supported by this version of rewind yet; remove the section (old snapshots are kept)".into(),
-        ));
-    }
+    let default_retention = match &raw.retention {
+        Some(r) => Some(retention_rules(r, "[retention]").map_err(|(span, m)| err(span, m))?),
+        None => None,
+    };
     if let Some(m) = &raw.mirror {
         return Err(err(
             m.span(),
@@ -312,6 +338,13 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             Some(a) => parse_duration(a.get_ref()).map_err(|m| err(a.span(), m))?,
             None => default_age,
         };
+        let retention = match &b.retention {
+            Some(r) => Some(
+                retention_rules(r, &format!("[backup.retention] of backup {name:?}"))
+                    .map_err(|(span, m)| err(span, m))?,
+            ),
+            None => default_retention,
+        };
         backups.push(Backup {
             name,
             paths,
@@ -320,6 +353,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             one_file_system: b.one_file_system,
             dumps,
             max_age_secs,
+            retention,
         });
     }
     if backups.is_empty() {
@@ -334,6 +368,37 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         repository,
         backups,
     })
+}
+
+/// The rules of a retention table; an error (with where) for an invalid
+/// `keep-within` or a table that keeps nothing.
+fn retention_rules(
+    raw: &Spanned<RawRetention>,
+    what: &str,
+) -> Result<crate::retention::Rules, (std::ops::Range<usize>, String)> {
+    let r = raw.get_ref();
+    let within = match &r.keep_within {
+        Some(w) => Some(
+            crate::retention::Span::parse(w.get_ref()).map_err(|e| (w.span(), e.to_string()))?,
+        ),
+        None => None,
+    };
+    let rules = crate::retention::Rules {
+        last: r.keep_last.unwrap_or(0),
+        hourly: r.keep_hourly.unwrap_or(0),
+        daily: r.keep_daily.unwrap_or(0),
+        weekly: r.keep_weekly.unwrap_or(0),
+        monthly: r.keep_monthly.unwrap_or(0),
+        yearly: r.keep_yearly.unwrap_or(0),
+        within,
+    };
+    if rules.is_empty() {
+        return Err((
+            raw.span(),
+            format!("{what} keeps nothing: give it at least one keep-* key above 0 (e.g. keep-daily = 7), or remove it to keep every snapshot"),
+        ));
+    }
+    Ok(rules)
 }
 
 /// A repository value: an absolute local path, `user@host:path` or
@@ -423,9 +488,21 @@ repository = "/var/backups/rewind"
 # A backup may set its own. Default: 26h (daily, with two hours of slack).
 max-age = "26h"
 
-# Retention (which old snapshots to forget) and an off-site mirror come in
-# later versions; this one refuses [retention] and [mirror] sections rather
-# than ignore them.
+# Retention: after its backups, `rewind run` removes the snapshots of each
+# backup name that these rules do not keep (as `rewind prune` does; see
+# rewind-prune(1) for the exact rules). Without a [retention] section every
+# snapshot is kept. Days, weeks and months are those of the saving host's
+# local time. keep-within takes y, m (months), w, d and h: "30d", "1y6m".
+# A backup's own [backup.retention] replaces this section for it.
+# [retention]
+# keep-daily = 7
+# keep-weekly = 4
+# keep-monthly = 12
+# keep-yearly = 3
+# keep-within = "2d"
+
+# An off-site mirror comes in a later version; this one refuses a [mirror]
+# section rather than ignore it.
 
 # One [[backup]] table per backup name; `rewind run` makes them in this
 # order. Each becomes the branch NAME in the repository (`rewind ls NAME`).
@@ -459,6 +536,10 @@ one-file-system = false
 # [[backup.dump]]
 # command = "pg_dump -U postgres wiki"
 # as = "/var/lib/postgresql/backup/wiki.sql"
+# Dumps are large: keep fewer of them than the other backups.
+# [backup.retention]
+# keep-daily = 3
+# keep-weekly = 2
 "#;
 
 #[cfg(test)]
@@ -477,6 +558,66 @@ mod tests {
         for secs in [1, 59, 3600, 26 * 3600, 86400 + 61] {
             assert_eq!(parse_duration(&format_duration(secs)), Ok(secs));
         }
+    }
+
+    #[test]
+    fn a_backup_retention_replaces_the_global_one_whole() {
+        let text = r#"
+[retention]
+keep-daily = 7
+keep-weekly = 4
+
+[[backup]]
+name = "etc"
+paths = ["/etc"]
+
+[[backup]]
+name = "db"
+paths = ["/srv/db"]
+[backup.retention]
+keep-last = 3
+keep-within = "1y6m"
+"#;
+        let config = parse(Path::new("f"), text).expect("valid");
+        let etc = config.backups[0].retention.expect("global retention");
+        assert_eq!((etc.daily, etc.weekly, etc.last), (7, 4, 0));
+        let db = config.backups[1].retention.expect("own retention");
+        assert_eq!((db.daily, db.weekly, db.last), (0, 0, 3));
+        assert_eq!(db.within.map(|s| s.to_string()), Some("1y6m".into()));
+        let none = parse(
+            Path::new("f"),
+            "[[backup]]\nname = \"a\"\npaths = [\"/a\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            none.backups[0].retention, None,
+            "no section keeps everything"
+        );
+    }
+
+    #[test]
+    fn template_retention_example_parses_when_uncommented() {
+        // Only the top-level example, before the first [[backup]].
+        let top = TEMPLATE.find("[[backup]]").expect("a backup");
+        let text = TEMPLATE
+            .lines()
+            .scan(0, |at, l| {
+                let start = *at;
+                *at += l.len() + 1;
+                Some((start, l))
+            })
+            .map(|(start, l)| {
+                if start < top && (l.starts_with("# keep-") || l == "# [retention]") {
+                    &l[2..]
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = parse(Path::new("template"), &text).expect("template with retention");
+        let r = config.backups[0].retention.expect("retention");
+        assert_eq!((r.daily, r.weekly, r.monthly, r.yearly), (7, 4, 12, 3));
     }
 
     #[test]

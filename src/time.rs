@@ -94,7 +94,7 @@ pub fn log_stamp(epoch: i64) -> String {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 /// civil-from-days inverse), so that explicit offsets need no time zone.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

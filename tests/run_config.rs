@@ -212,13 +212,25 @@ fn every_config_error_names_the_file_and_line() {
         "{e}"
     );
 
-    let e = config_error(&env, &format!("{backup}\n[retention]\nkeep-daily = 7\n"));
+    // A retention that keeps nothing is refused, not a wipe.
+    let e = config_error(&env, &format!("{backup}\n[retention]\nkeep-daily = 0\n"));
     assert!(
-        e.contains(&format!(
-            "{f}:5:1: [retention] is not supported by this version of rewind yet"
-        )),
+        e.contains(&format!("{f}:5:1: [retention] keeps nothing")),
         "{e}"
     );
+    let e = config_error(
+        &env,
+        &format!("{backup}\n[retention]\nkeep-within = \"30\"\n"),
+    );
+    assert!(
+        e.contains(&format!("{f}:6:15: invalid keep-within duration \"30\"")),
+        "{e}"
+    );
+    let e = config_error(
+        &env,
+        &format!("{backup}[backup.retention]\nkeep-dayly = 7\n"),
+    );
+    assert!(e.contains("unknown field `keep-dayly`"), "{e}");
 
     let e = config_error(&env, &format!("{backup}\n[mirror]\nbucket = \"b\"\n"));
     assert!(

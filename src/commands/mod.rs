@@ -7,6 +7,7 @@ mod fsck;
 mod gc;
 mod ls;
 mod mount;
+mod prune;
 mod restore;
 mod run;
 mod save;
@@ -195,6 +196,7 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         }
         Command::Umount(args) => mount::umount(args),
         Command::Gc(args) => gc::run(cli, &*open(cli)?, args),
+        Command::Prune(args) => prune::run(cli, &*open(cli)?, args),
         Command::Config(command) => config::run(cli, command),
         Command::Run(args) => run::run(cli, args),
         Command::Status(args) => {

@@ -1,7 +1,9 @@
-//! `rewind run`: every configured backup, in order, under the run lock.
-//! One summary line per backup (problems always, the rest unless --quiet),
-//! and an exit status for cron: 0 all saved, 1 some saved with warnings,
-//! 2 a backup failed (or the run could not start).
+//! `rewind run`: every configured backup, in order, under the run lock,
+//! then the prune of each backup name that has a retention configured.
+//! One summary line per backup and per prune (problems always, the rest
+//! unless --quiet), and an exit status for cron: 0 all saved, 1 some saved
+//! with warnings, 2 a backup or a prune failed (or the run could not
+//! start).
 
 use super::save::human_bytes;
 use super::{configured_location, load_config, open_location, Error, Status};
@@ -113,6 +115,36 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             records_ok = false;
         }
     }
+    // After every backup, so that a prune never delays a save; only the
+    // names whose save worked this time (a failing backup keeps all it has).
+    for backup in &config.backups {
+        let Some(rules) = &backup.retention else {
+            continue;
+        };
+        if failed.contains(&backup.name) {
+            report(
+                cli.quiet,
+                Level::Warn,
+                &format!("{}: not pruned: its backup failed", backup.name),
+            );
+            continue;
+        }
+        match prune_one(&*repo, &backup.name, rules, &mut records) {
+            Ok(line) => report(cli.quiet, Level::Info, &line),
+            Err(e) => {
+                report(
+                    cli.quiet,
+                    Level::Error,
+                    &format!("{}: prune FAILED: {e}", backup.name),
+                );
+                failed.push(format!("{} (prune)", backup.name));
+            }
+        }
+        if let Err(e) = record::store(&*repo, &records) {
+            tracing::error!("{e}; `rewind status` will not know how this run went");
+            records_ok = false;
+        }
+    }
     let total = config.backups.len();
     let elapsed = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
@@ -151,6 +183,28 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     Ok(Status::Success)
 }
 
+/// Prunes one backup name to `rules`; the line to report.
+fn prune_one(
+    repo: &dyn crate::repo::Repo,
+    name: &str,
+    rules: &crate::retention::Rules,
+    records: &mut record::Records,
+) -> Result<String, Error> {
+    let plan = crate::prune::plan(repo, name, rules)?;
+    let outcome = crate::prune::execute(repo, &plan)?;
+    crate::prune::update_records(records, name, &outcome.rewritten);
+    Ok(format!(
+        "{name}: pruned {} of {} snapshots ({} kept{})",
+        plan.removed(),
+        plan.snapshots.len(),
+        plan.kept() + outcome.landed_meanwhile,
+        match outcome.landed_meanwhile {
+            0 => String::new(),
+            n => format!(", {n} saved meanwhile"),
+        }
+    ))
+}
+
 /// What a run would do, on standard output; runs no command, takes no lock.
 fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
@@ -170,6 +224,12 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
             repo.display()
         )?,
     }
+    // A local repository is read for the prune plans; a server's is not
+    // contacted.
+    let local = match location {
+        Location::Local(path) => crate::repo::Repository::open(path).ok(),
+        Location::Ssh(_) => None,
+    };
     for b in &config.backups {
         writeln!(out, "backup {}:", b.name)?;
         for p in &b.paths {
@@ -192,11 +252,33 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
                 d.path.display()
             )?;
         }
+        match &b.retention {
+            None => writeln!(out, "  no retention: every snapshot is kept")?,
+            Some(rules) => {
+                writeln!(out, "  then would prune with {rules}")?;
+                match &local {
+                    None => writeln!(
+                        out,
+                        "  (the plan needs the repository's snapshots: not shown)"
+                    )?,
+                    Some(repo) => match crate::prune::plan(repo, &b.name, rules) {
+                        Ok(plan) => {
+                            writeln!(
+                                out,
+                                "  plan on the snapshots there now (without the one this run makes):"
+                            )?;
+                            super::prune::print_plan(&mut out, &plan)?;
+                        }
+                        Err(crate::prune::PruneError::NoSuchName(_)) => {
+                            writeln!(out, "  (no snapshot yet: nothing to prune)")?
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
+                }
+            }
+        }
     }
-    writeln!(
-        out,
-        "no retention and no mirror: this version keeps every snapshot and copies nothing off-site"
-    )?;
+    writeln!(out, "no mirror: this version copies nothing off-site")?;
     out.flush()?;
     Ok(())
 }

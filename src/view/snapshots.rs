@@ -161,6 +161,31 @@ fn follow(repo: &dyn Repo, tip: &ObjectId, cache: &CommitCache) -> Result<Walked
     })
 }
 
+/// After a branch was rewritten (`prune`): drops the commits of `gone`
+/// from the commit cache and adds what `new` commits say (id, tree, first
+/// parent, author time), so that the next listing of the branch reads no
+/// pack and the cache does not keep growing with commits no branch
+/// reaches. Only an existing cache is updated (short histories keep none);
+/// a failed write is only logged, as for every cache.
+pub fn note_rewrite(
+    repo: &dyn Repo,
+    gone: &[ObjectId],
+    new: &[(ObjectId, ObjectId, Option<ObjectId>, i64)],
+) {
+    if !CommitCache::path(repo).exists() {
+        return;
+    }
+    let mut cache = CommitCache::load(repo);
+    for id in gone {
+        cache.map.remove(id);
+    }
+    let learned = new
+        .iter()
+        .map(|&(id, tree, parent, time)| (id, CommitFacts { tree, parent, time }))
+        .collect();
+    cache.save(repo, learned);
+}
+
 /// File name under the repository's `rewind/` directory.
 pub const COMMIT_CACHE_NAME: &str = "commits.cache";
 const CACHE_MAGIC: &[u8; 8] = b"RWCMTS\0\x01";
