@@ -60,6 +60,8 @@ pub struct RawConfig {
     pub max_age: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Spanned<RawRetention>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<Spanned<bool>>,
     /// Accepted by the parser only to refuse it with a clear message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Spanned<toml::Value>>,
@@ -126,6 +128,8 @@ pub struct Config {
     pub repository: Option<crate::remote::Location>,
     /// In the order of the file: `rewind run` makes them in this order.
     pub backups: Vec<Backup>,
+    /// `rewind run` ends with a gc (a local repository only).
+    pub gc: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,6 +265,18 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         Some(r) => Some(repository_path(r).map_err(|m| err(r.span(), m))?),
         None => None,
     };
+    let gc = match &raw.gc {
+        Some(g) if *g.get_ref() => {
+            if let Some(crate::remote::Location::Ssh(target)) = &repository {
+                return Err(err(
+                    g.span(),
+                    format!("gc = true needs the repository on this machine; {target} is on a server: run `rewind gc` there (e.g. from its cron)"),
+                ));
+            }
+            true
+        }
+        _ => false,
+    };
     let default_age = match &raw.max_age {
         Some(a) => parse_duration(a.get_ref()).map_err(|m| err(a.span(), m))?,
         None => DEFAULT_MAX_AGE_SECS,
@@ -367,6 +383,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         path: path.to_path_buf(),
         repository,
         backups,
+        gc,
     })
 }
 
@@ -479,14 +496,22 @@ pub const TEMPLATE: &str = r#"# rewind configuration: what `rewind run` saves, a
 # `rewind run --dry-run`.
 
 # The repository snapshots go to: an absolute local path, created with
-# `rewind -d PATH init`. -d/--repo or REWIND_REPO on the command line
-# override it. (Remote user@host:path repositories come in a later version.)
+# `rewind -d PATH init`, or a backup server's, `user@host:/path` or
+# `ssh://user@host:port/path`, created with `rewind -r LOCATION init`
+# (see rewind-server(1)). -d/--repo, -r/--remote or REWIND_REPO on the
+# command line override it.
 repository = "/var/backups/rewind"
 
 # `rewind status` reports a backup CRITICAL when its newest snapshot is
 # older than this: a number with a unit, s, m, h or d (e.g. 26h, 1d12h).
 # A backup may set its own. Default: 26h (daily, with two hours of slack).
 max-age = "26h"
+
+# After its backups and prunes, `rewind run` reclaims the space of what no
+# snapshot uses any more and merges small packs (as `rewind gc` does; see
+# rewind-gc(1)). Only for a repository on this machine: a backup server
+# runs `rewind gc` itself. Default: false.
+# gc = true
 
 # Retention: after its backups, `rewind run` removes the snapshots of each
 # backup name that these rules do not keep (as `rewind prune` does; see
@@ -558,6 +583,24 @@ mod tests {
         for secs in [1, 59, 3600, 26 * 3600, 86400 + 61] {
             assert_eq!(parse_duration(&format_duration(secs)), Ok(secs));
         }
+    }
+
+    #[test]
+    fn gc_is_off_by_default_and_refused_for_a_servers_repository() {
+        let backup = "[[backup]]\nname = \"a\"\npaths = [\"/a\"]\n";
+        let off = parse(Path::new("f"), backup).expect("valid");
+        assert!(!off.gc);
+        let on = parse(Path::new("f"), &format!("gc = true\n{backup}")).expect("valid");
+        assert!(on.gc);
+        let remote = format!("repository = \"backup@server:/srv/web\"\ngc = true\n{backup}");
+        let err = parse(Path::new("f"), &remote).expect_err("gc on a server's repository");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("f:2:") && text.contains("run `rewind gc` there"),
+            "{text}"
+        );
+        let remote_off = format!("repository = \"backup@server:/srv/web\"\ngc = false\n{backup}");
+        assert!(!parse(Path::new("f"), &remote_off).expect("valid").gc);
     }
 
     #[test]

@@ -457,6 +457,83 @@ fn run_prunes_after_its_backups_and_status_still_knows_the_run() {
 }
 
 #[test]
+fn run_with_gc_reclaims_what_its_prune_removed() {
+    let env = Env::init();
+    let src = env.path("src");
+    daily_saves(&env, &src, 6);
+    let packs = |env: &Env| -> (u64, usize) {
+        let mut bytes = 0;
+        let mut count = 0;
+        for e in fs::read_dir(env.repo.join("objects/pack")).expect("pack dir") {
+            let e = e.expect("entry");
+            if e.file_name().to_string_lossy().ends_with(".pack") {
+                bytes += e.metadata().expect("stat").len();
+                count += 1;
+            }
+        }
+        (bytes, count)
+    };
+    let (bytes_before, count_before) = packs(&env);
+    let config = env.path("rewind.toml");
+    write(
+        &config,
+        format!(
+            "repository = \"{}\"\ngc = true\n[retention]\nkeep-last = 1\n[[backup]]\nname = \"etc\"\npaths = [\"{}\"]\n",
+            env.repo.display(),
+            src.display()
+        )
+        .as_bytes(),
+    );
+    let dry = env
+        .rw()
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--dry-run"])
+        .run()
+        .success();
+    assert!(
+        dry.stdout_str().contains("then would gc"),
+        "{}",
+        dry.stdout_str()
+    );
+    assert_eq!(
+        packs(&env),
+        (bytes_before, count_before),
+        "a dry run changes nothing"
+    );
+
+    let out = env
+        .rw()
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .run()
+        .success();
+    assert!(
+        out.stderr.contains("etc: pruned 6 of 7 snapshots"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(": reclaimed "), "{}", out.stderr);
+    let (bytes_after, count_after) = packs(&env);
+    // Six days of "day" content (100 to 105 lines each) are gone, and the
+    // seven packs of seven saves are one.
+    assert!(
+        bytes_after < bytes_before,
+        "{bytes_after} bytes of packs after, {bytes_before} before"
+    );
+    assert_eq!(count_after, 1, "{count_before} packs before");
+    assert_eq!(listed(&env, PARIS).len(), 1);
+    // The kept snapshot restores as the source is now.
+    let out_dir = env.path("out");
+    env.restore(&out_dir, &snap_path("etc", "latest", &src));
+    assert_eq!(
+        fs::read(out_dir.join("src/day")).expect("restored"),
+        fs::read(src.join("day")).expect("source")
+    );
+}
+
+#[test]
 fn prune_over_ssh_rewrites_the_servers_branch() {
     let Some(sshd) = common::sshd::Sshd::start() else {
         return;

@@ -28,28 +28,38 @@ pub fn run(cli: &Cli, repo: &dyn Repo, args: &GcArgs) -> Result<Status, Error> {
     bar.clear();
     let o = outcome?;
     if !cli.quiet {
-        let verb = if args.dry_run {
-            "would reclaim"
-        } else {
-            "reclaimed"
-        };
-        eprintln!(
-            "gc {}: {verb} {} ({} -> {}), {} packs rewritten, {} deleted, {} written ({} -> {} packs), {} objects kept, {} removed, {:.1}s",
-            repo.location(),
-            human_bytes(o.bytes_reclaimed()),
-            human_bytes(o.bytes_before),
-            human_bytes(o.bytes_after),
-            o.packs_rewritten,
-            o.packs_deleted,
-            o.packs_written,
-            o.packs_before,
-            o.packs_after,
-            o.objects_kept,
-            o.objects_removed,
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("{}", summary(repo, &o, args.dry_run, started.elapsed()));
     }
     Ok(Status::Success)
+}
+
+/// The one line that says what a gc did (or would do).
+pub(crate) fn summary(
+    repo: &dyn Repo,
+    o: &gc::GcOutcome,
+    dry_run: bool,
+    took: std::time::Duration,
+) -> String {
+    let verb = if dry_run {
+        "would reclaim"
+    } else {
+        "reclaimed"
+    };
+    format!(
+        "gc {}: {verb} {} ({} -> {}), {} packs rewritten, {} deleted, {} written ({} -> {} packs), {} objects kept, {} removed, {:.1}s",
+        repo.location(),
+        human_bytes(o.bytes_reclaimed()),
+        human_bytes(o.bytes_before),
+        human_bytes(o.bytes_after),
+        o.packs_rewritten,
+        o.packs_deleted,
+        o.packs_written,
+        o.packs_before,
+        o.packs_after,
+        o.objects_kept,
+        o.objects_removed,
+        took.as_secs_f64()
+    )
 }
 
 /// A spinner while marking, a bar while copying; nothing off a terminal.

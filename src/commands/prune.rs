@@ -77,14 +77,6 @@ pub fn run(cli: &Cli, repo: &dyn Repo, args: &PruneArgs) -> Result<Status, Error
 /// rewritten commits (a failure there is only a warning: the snapshots
 /// are pruned; `rewind status` may then miss a warning of the last run).
 pub(crate) fn apply(repo: &dyn Repo, plans: &[Plan]) -> Result<Vec<Outcome>, Error> {
-    // Held while new commits exist that no ref names yet: a gc would
-    // delete them (see `repo::gc_lock`).
-    let _gc_lock = repo.lock_for_write(&|holder| {
-        tracing::warn!(
-            "waiting for a gc of {} to finish ({holder})",
-            repo.location()
-        )
-    })?;
     let mut outcomes = Vec::with_capacity(plans.len());
     for plan in plans {
         outcomes.push(prune::execute(repo, plan)?);

@@ -1,8 +1,9 @@
 //! `rewind run`: every configured backup, in order, under the run lock,
-//! then the prune of each backup name that has a retention configured.
+//! then the prune of each backup name that has a retention configured,
+//! then a gc if the configuration asks for one.
 //! One summary line per backup and per prune (problems always, the rest
 //! unless --quiet), and an exit status for cron: 0 all saved, 1 some saved
-//! with warnings, 2 a backup or a prune failed (or the run could not
+//! with warnings, 2 a backup, a prune or the gc failed (or the run could not
 //! start).
 
 use super::save::human_bytes;
@@ -145,6 +146,22 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             records_ok = false;
         }
     }
+    // Last: space comes back only from what the prunes removed, and a gc
+    // waits for nothing of this run's.
+    if config.gc {
+        let gc_started = std::time::Instant::now();
+        match crate::gc::gc(&*repo, &crate::gc::GcOptions::default(), &crate::gc::Quiet) {
+            Ok(o) => report(
+                cli.quiet,
+                Level::Info,
+                &super::gc::summary(&*repo, &o, false, gc_started.elapsed()),
+            ),
+            Err(e) => {
+                report(cli.quiet, Level::Error, &format!("gc FAILED: {e}"));
+                failed.push("gc".into());
+            }
+        }
+    }
     let total = config.backups.len();
     let elapsed = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
@@ -277,6 +294,12 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
                 }
             }
         }
+    }
+    if config.gc {
+        writeln!(
+            out,
+            "then would gc: reclaim what no snapshot uses and merge small packs"
+        )?;
     }
     writeln!(out, "no mirror: this version copies nothing off-site")?;
     out.flush()?;
