@@ -10,17 +10,13 @@
 //! *exclusive* from before its mark until its last deletion. Writers do not
 //! exclude each other (refs move by compare-and-swap).
 //!
-//! The lock is `flock(2)`, so the kernel releases it when its holder exits,
-//! however it exits (kill -9, power loss): there is no stale lock to detect
-//! or break. The file is never removed: unlinking a flock'd file would let
-//! two processes lock two different files. Its text (pid, start time, what
-//! holds it) only serves the messages of whoever waits.
+//! The lock is a [`LockFile`] (flock: no stale lock after a crash). Its
+//! text (gc's pid and start time) only serves the messages of whoever
+//! waits.
 
+use super::lockfile::{LockFile, Mode};
 use super::Error;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// File name under the repository's `rewind/` directory.
 pub const GC_LOCK_NAME: &str = "gc.lock";
@@ -28,45 +24,32 @@ pub const GC_LOCK_NAME: &str = "gc.lock";
 /// A writer's shared hold; released when dropped.
 #[derive(Debug)]
 pub struct WriteLock {
-    _file: File,
+    _file: LockFile,
 }
 
-/// gc's exclusive hold; released when dropped.
+/// gc's exclusive hold; released (and its text emptied) when dropped.
 #[derive(Debug)]
 pub struct GcLock {
-    file: File,
-    path: PathBuf,
+    _file: LockFile,
 }
 
-fn open(rewind_dir: &Path) -> Result<(File, PathBuf), Error> {
+fn open(rewind_dir: &Path) -> Result<LockFile, Error> {
     let path = rewind_dir.join(GC_LOCK_NAME);
-    std::fs::create_dir_all(rewind_dir).map_err(Error::io("creating directory", rewind_dir))?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&path)
-        .map_err(Error::io("opening the gc lock", &path))?;
-    Ok((file, path))
+    LockFile::open(&path).map_err(Error::io("opening the gc lock", &path))
 }
 
 /// Takes the lock shared, waiting for a running gc to finish (a writer
 /// that fails instead would turn every cron save during a long gc into a
 /// failed backup). `waiting` is called once if it has to wait.
 pub fn lock_for_write(rewind_dir: &Path, waiting: &dyn Fn(&str)) -> Result<WriteLock, Error> {
-    let (mut file, path) = open(rewind_dir)?;
-    match file.try_lock_shared() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            waiting(&read_text(&mut file));
-            file.lock_shared()
-                .map_err(Error::io("waiting for the gc lock", &path))?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io("taking the gc lock", &path)(e))
-        }
+    let mut file = open(rewind_dir)?;
+    let taken = file
+        .try_lock(Mode::Shared)
+        .map_err(Error::io("taking the gc lock", file.path()))?;
+    if !taken {
+        waiting(file.text().trim());
+        file.lock(Mode::Shared)
+            .map_err(Error::io("waiting for the gc lock", file.path()))?;
     }
     Ok(WriteLock { _file: file })
 }
@@ -78,47 +61,27 @@ pub fn lock_for_gc(
     wait: bool,
     waiting: &dyn Fn(),
 ) -> Result<Option<GcLock>, Error> {
-    let (mut file, path) = open(rewind_dir)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) if !wait => return Ok(None),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            waiting();
-            file.lock()
-                .map_err(Error::io("waiting for the gc lock", &path))?;
+    let mut file = open(rewind_dir)?;
+    let taken = file
+        .try_lock(Mode::Exclusive)
+        .map_err(Error::io("taking the gc lock", file.path()))?;
+    if !taken {
+        if !wait {
+            return Ok(None);
         }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io("taking the gc lock", &path)(e))
-        }
+        waiting();
+        file.lock(Mode::Exclusive)
+            .map_err(Error::io("waiting for the gc lock", file.path()))?;
     }
     let text = format!(
         "gc pid {}, started {}\n",
         std::process::id(),
         crate::time::listing_time(crate::time::now())
     );
-    file.set_len(0)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(text.as_bytes()))
+    let path = file.path().to_path_buf();
+    file.write_text(&text)
         .map_err(Error::io("writing", &path))?;
-    Ok(Some(GcLock { file, path }))
-}
-
-impl Drop for GcLock {
-    fn drop(&mut self) {
-        // Emptied while still held, so a writer that waits later is not
-        // told about a gc that is over. The kernel drops the flock on close.
-        if let Err(e) = self.file.set_len(0) {
-            tracing::warn!("cannot clear {}: {e}", self.path.display());
-        }
-    }
-}
-
-fn read_text(file: &mut File) -> String {
-    let mut text = String::new();
-    let _ = file.seek(SeekFrom::Start(0));
-    // Bounded: the file is ours and tiny.
-    let _ = file.take(256).read_to_string(&mut text);
-    text.trim().to_string()
+    Ok(Some(GcLock { _file: file }))
 }
 
 #[cfg(test)]

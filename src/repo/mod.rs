@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gc_lock;
 pub mod known;
+pub mod lockfile;
 mod loose;
 mod packs;
 pub mod refs;

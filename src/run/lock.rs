@@ -1,19 +1,15 @@
 //! The run lock: one `rewind run` at a time per repository.
 //!
-//! `<repo>/rewind/run.lock` is held with `flock`, so the kernel releases it
-//! when the holder exits, however it exits; the file's text (pid and start
-//! time) only serves the messages. A clean release empties the file, so
-//! text found by a process that got the lock was left by a run that died,
-//! which is reported and taken over. The file itself is never removed:
-//! unlinking a flock'd file lets two processes lock two different files.
+//! `<repo>/rewind/run.lock` is a [`LockFile`] (flock: released by the
+//! kernel however the holder exits); its text (pid and start time) only
+//! serves the messages. Text found by a process that got the lock was left
+//! by a run that died, which is reported and taken over.
 //!
 //! Saves of one backup name are already safe against each other (the ref
 //! moves by compare-and-swap); this lock keeps a slow run and the next
 //! scheduled one from overlapping.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use crate::repo::lockfile::{LockFile, Mode};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +27,7 @@ pub enum LockError {
 /// Held until dropped.
 #[derive(Debug)]
 pub struct RunLock {
-    file: File,
-    path: PathBuf,
+    file: LockFile,
 }
 
 /// The lock file of the repository at `repo`.
@@ -51,28 +46,15 @@ pub fn acquire(repo: &Path) -> Result<RunLock, LockError> {
             source,
         }
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io("creating the directory of", &path))?;
+    let mut file = LockFile::open(&path).map_err(io("opening", &path))?;
+    if !file
+        .try_lock(Mode::Exclusive)
+        .map_err(io("locking", &path))?
+    {
+        let holder = describe(&file.text());
+        return Err(LockError::Held { path, holder });
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&path)
-        .map_err(io("opening", &path))?;
-    // std's file locks are flock(2) on Linux; files are opened close-on-
-    // exec, so a dump command cannot inherit (and keep) the lock.
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = describe(&read_text(&mut file));
-            return Err(LockError::Held { path, holder });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io("locking", &path)(e)),
-    }
-    let left = read_text(&mut file);
+    let left = file.text();
     if !left.trim().is_empty() {
         tracing::info!(
             "taking over run lock {} left by a run that ended without releasing it ({})",
@@ -85,35 +67,14 @@ pub fn acquire(repo: &Path) -> Result<RunLock, LockError> {
         std::process::id(),
         crate::time::now()
     );
-    file.set_len(0)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(text.as_bytes()))
-        .map_err(io("writing", &path))?;
-    Ok(RunLock { file, path })
+    file.write_text(&text).map_err(io("writing", &path))?;
+    Ok(RunLock { file })
 }
 
 impl RunLock {
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
-}
-
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        // Emptied while still locked: the next holder then knows this run
-        // ended cleanly. The kernel drops the flock when the file closes.
-        if let Err(e) = self.file.set_len(0) {
-            tracing::warn!("cannot clear run lock {}: {e}", self.path.display());
-        }
-    }
-}
-
-fn read_text(file: &mut File) -> String {
-    let mut text = String::new();
-    // Bounded: the file is ours and tiny; a huge one is not worth reading.
-    let _ = file.seek(SeekFrom::Start(0));
-    let _ = file.take(4096).read_to_string(&mut text);
-    text
 }
 
 /// "pid 123, started 2026-11-22 01:00" from the lock file's text.
