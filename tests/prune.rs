@@ -398,29 +398,40 @@ fn a_save_landing_between_plan_and_ref_update_is_kept() {
     assert_fsck(&env.repo, true);
 }
 
+/// A configuration saving `src` as backup "etc" into the test's
+/// repository, with `top` (top-level keys) and a `[retention]` of `rules`.
+fn write_run_config(env: &Env, src: &Path, top: &str, rules: &str) -> PathBuf {
+    let config = env.path("rewind.toml");
+    write(
+        &config,
+        format!(
+            "repository = \"{}\"\n{top}[retention]\n{rules}\n[[backup]]\nname = \"etc\"\npaths = [\"{}\"]\n",
+            env.repo.display(),
+            src.display()
+        )
+        .as_bytes(),
+    );
+    config
+}
+
+/// `rewind --config CONFIG ARGS`, asserting success.
+fn run_with(env: &Env, config: &Path, args: &[&str]) -> Out {
+    env.rw()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .run()
+        .success()
+}
+
 #[test]
 fn run_prunes_after_its_backups_and_status_still_knows_the_run() {
     let env = Env::init();
     env.dangling_ok.set(true);
     let src = env.path("src");
     daily_saves(&env, &src, 4);
-    let config = env.path("rewind.toml");
-    write(
-        &config,
-        format!(
-            "repository = \"{}\"\n[retention]\nkeep-last = 2\n[[backup]]\nname = \"etc\"\npaths = [\"{}\"]\n",
-            env.repo.display(),
-            src.display()
-        )
-        .as_bytes(),
-    );
-    let dry = env
-        .rw()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--dry-run"])
-        .run()
-        .success();
+    let config = write_run_config(&env, &src, "", "keep-last = 2");
+    let dry = run_with(&env, &config, &["run", "--dry-run"]);
     assert!(
         dry.stdout_str()
             .contains("then would prune with --keep-last 2"),
@@ -434,13 +445,7 @@ fn run_prunes_after_its_backups_and_status_still_knows_the_run() {
     );
     assert_eq!(listed(&env, PARIS).len(), 4);
 
-    let out = env
-        .rw()
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .run()
-        .success();
+    let out = run_with(&env, &config, &["run"]);
     assert!(
         out.stderr.contains("etc: pruned 3 of 5 snapshots (2 kept)"),
         "{}",
@@ -474,23 +479,8 @@ fn run_with_gc_reclaims_what_its_prune_removed() {
         (bytes, count)
     };
     let (bytes_before, count_before) = packs(&env);
-    let config = env.path("rewind.toml");
-    write(
-        &config,
-        format!(
-            "repository = \"{}\"\ngc = true\n[retention]\nkeep-last = 1\n[[backup]]\nname = \"etc\"\npaths = [\"{}\"]\n",
-            env.repo.display(),
-            src.display()
-        )
-        .as_bytes(),
-    );
-    let dry = env
-        .rw()
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--dry-run"])
-        .run()
-        .success();
+    let config = write_run_config(&env, &src, "gc = true\n", "keep-last = 1");
+    let dry = run_with(&env, &config, &["run", "--dry-run"]);
     assert!(
         dry.stdout_str().contains("then would gc"),
         "{}",
@@ -502,13 +492,7 @@ fn run_with_gc_reclaims_what_its_prune_removed() {
         "a dry run changes nothing"
     );
 
-    let out = env
-        .rw()
-        .arg("--config")
-        .arg(&config)
-        .arg("run")
-        .run()
-        .success();
+    let out = run_with(&env, &config, &["run"]);
     assert!(
         out.stderr.contains("etc: pruned 6 of 7 snapshots"),
         "{}",
