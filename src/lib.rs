@@ -18,6 +18,7 @@ pub mod meta;
 pub mod mount;
 pub mod object;
 pub mod pack;
+pub mod pipe;
 pub mod progress;
 pub mod prune;
 pub mod remote;

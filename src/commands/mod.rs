@@ -216,7 +216,16 @@ fn server(args: &crate::cli::ServerArgs) -> Result<Status, Error> {
         restrict_to: args.restrict_to.clone(),
         append_only: args.append_only,
     };
-    crate::remote::server::serve(&opts, std::io::stdin().lock(), std::io::stdout().lock())?;
+    // Our own descriptors of the pipes from sshd, without std's buffering
+    // (serve buffers 1 MiB each way; a line-buffered stdout would also
+    // write at every newline byte of a pack), and wider pipes: fewer
+    // wake-ups of sshd and of this process.
+    use std::os::fd::AsFd;
+    let input = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let output = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    crate::pipe::widen(input.as_fd());
+    crate::pipe::widen(output.as_fd());
+    crate::remote::server::serve(&opts, input, output)?;
     Ok(Status::Success)
 }
 

@@ -6,6 +6,7 @@ use super::location::SshTarget;
 use crate::repo::Error;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -70,6 +71,14 @@ pub(super) fn spawn(
             words[0]
         ),
     })?;
+    // Packs and objects stream through these: a wake-up of ssh and of
+    // this process per MiB rather than per 64 KiB.
+    if let Some(pipe) = &child.stdin {
+        crate::pipe::widen(pipe.as_fd());
+    }
+    if let Some(pipe) = &child.stdout {
+        crate::pipe::widen(pipe.as_fd());
+    }
     let stderr = Arc::new(Mutex::new(Stderr::default()));
     if let Some(pipe) = child.stderr.take() {
         let log = stderr.clone();

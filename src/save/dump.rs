@@ -31,7 +31,7 @@ use crate::source::command::CommandSource;
 use crate::source::paths;
 use std::fmt;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -46,10 +46,6 @@ pub const STDERR_TAIL: usize = 64 << 10;
 /// and its output ended. Only a background process left behind by the
 /// command can hold it open longer; its later messages are not waited for.
 const STDERR_GRACE: Duration = Duration::from_secs(2);
-
-/// Pipe buffer asked for a dump's standard output (the unprivileged
-/// default maximum, /proc/sys/fs/pipe-max-size).
-const PIPE_SIZE: libc::c_int = 1 << 20;
 
 /// The file mode of every dump: a dump of a database holds everything in it.
 pub const DUMP_MODE: u32 = 0o600;
@@ -252,13 +248,8 @@ fn run_one(
         })?;
     let stderr = StderrTail::start(child.stderr.take());
     let stdout = child.stdout.take().expect("stdout was piped");
-    // A larger pipe means fewer wakeups of the command and of the chunker
-    // per MiB (the default is 64 KiB). A hint: the kernel may refuse it.
-    // SAFETY: `stdout` (the pipe's read end) is open for the call; the
-    // F_SETPIPE_SZ argument is an int, so no memory is passed.
-    unsafe {
-        libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE);
-    }
+    // Fewer wake-ups of the command and of the chunker per MiB.
+    crate::pipe::widen(stdout.as_fd());
     let stored = store_stream(stdout, sink, splitter, Some(progress));
     // The pipe is closed by now (`store_stream` consumed it), so a command
     // that was still writing gets SIGPIPE instead of blocking forever.
