@@ -498,3 +498,89 @@ fn a_mount_keeps_reading_right_while_gc_rewrites_its_packs() {
     }
     assert!(reads > 0 || pack_count(&env.repo) <= 2);
 }
+
+/// A `rewind server` session (stdin/stdout, as sshd runs it): answers
+/// read until the one for the last request sent.
+struct ServerSession {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::process::ChildStdout,
+}
+
+impl ServerSession {
+    fn open(repo: &Path) -> ServerSession {
+        use rewind::remote::wire::{self, Request, Response};
+        use std::io::Write;
+        let mut child = Command::new(common::rewind_bin())
+            .arg("server")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("rewind server");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        stdin.write_all(wire::MAGIC).expect("magic");
+        let mut session = ServerSession {
+            child,
+            stdin: Some(stdin),
+            stdout,
+        };
+        let hello = Request::Hello {
+            min: wire::VERSION,
+            max: wire::VERSION,
+        };
+        assert!(matches!(session.ask(&hello), Response::Hello { .. }));
+        let open = Request::Open {
+            path: repo.as_os_str().as_encoded_bytes().to_vec(),
+            create: false,
+        };
+        assert!(matches!(session.ask(&open), Response::Ok));
+        session
+    }
+
+    fn ask(&mut self, request: &rewind::remote::wire::Request) -> rewind::remote::wire::Response {
+        use rewind::remote::wire::{self, Response};
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("open");
+        request.write(stdin).expect("send");
+        stdin.flush().expect("flush");
+        let (tag, body) = wire::read_frame(&mut self.stdout).expect("answer");
+        Response::decode(tag, &body).expect("decode")
+    }
+
+    /// Ends the session as a client does (end of input) and waits for it.
+    fn close(mut self) {
+        drop(self.stdin.take());
+        assert!(self.child.wait().expect("server").success());
+    }
+}
+
+#[test]
+fn a_server_session_that_may_write_holds_off_gc_and_a_reader_does_not() {
+    use rewind::remote::wire::{Request, Response};
+    let env = Env::init();
+    make_history(&env, "a", 3, 21);
+    // A reader (a restore, a mount over ssh) takes no lock.
+    let mut reader = ServerSession::open(&env.repo);
+    let tip = reader.ask(&Request::ReadRef {
+        name: "refs/heads/a".into(),
+    });
+    assert!(matches!(tip, Response::Ref { id: Some(_) }), "{tip:?}");
+    env.rw().args(["gc", "--no-wait"]).run().success();
+    // A writer learns the pack list, and holds the lock from then on: a
+    // gc could otherwise delete what it deduplicates against.
+    let mut writer = ServerSession::open(&env.repo);
+    assert!(matches!(
+        writer.ask(&Request::ListPacks),
+        Response::Packs { .. }
+    ));
+    let refused = env.rw().args(["gc", "--no-wait"]).run().status(2);
+    assert!(
+        refused.error_line().contains("a save is writing"),
+        "{}",
+        refused.stderr
+    );
+    writer.close();
+    reader.close();
+    env.rw().args(["gc", "--no-wait"]).run().success();
+}
