@@ -319,6 +319,11 @@ pub struct GcArgs {
     /// Give up at once if a save is writing, instead of waiting for it
     #[arg(long = "no-wait")]
     pub no_wait: bool,
+
+    /// Merge the packs under 128 MiB once there are N of them
+    #[arg(long = "pack-limit", value_name = "N", default_value_t = crate::gc::DEFAULT_PACK_LIMIT as u32,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub pack_limit: u32,
 }
 
 #[derive(Args, Debug)]

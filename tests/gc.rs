@@ -167,7 +167,7 @@ fn gc_reclaims_removed_snapshots_and_kept_ones_restore_byte_identical() {
     assert!(dry.stderr.contains("would reclaim"), "{}", dry.stderr);
     assert_eq!(pack_bytes(&env.repo), before, "a dry run changes nothing");
 
-    let out = env.rw().arg("gc").run().success();
+    let out = env.rw().args(["gc", "--pack-limit", "2"]).run().success();
     assert!(out.stderr.starts_with("gc "), "{}", out.stderr);
     let after = pack_bytes(&env.repo);
     // Removed: 5 days of a and 3 of b, ~200 KB of random data each.
@@ -209,6 +209,36 @@ fn gc_reclaims_removed_snapshots_and_kept_ones_restore_byte_identical() {
         "{}",
         again.stderr
     );
+}
+
+#[test]
+fn small_packs_are_merged_only_once_there_are_pack_limit_of_them() {
+    let env = Env::init();
+    make_history(&env, "a", 6, 31);
+    let packs = pack_count(&env.repo);
+    assert!(packs >= 6, "one pack per save: {packs}");
+    // Nothing dead, fewer small packs than the limit: nothing to do.
+    let out = env.rw().args(["gc", "--pack-limit", "7"]).run().success();
+    assert!(
+        out.stderr.contains("0 packs rewritten, 0 deleted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(pack_count(&env.repo), packs);
+    // At the limit they become one.
+    let out = env
+        .rw()
+        .args(["gc", "--pack-limit", &packs.to_string()])
+        .run()
+        .success();
+    assert!(
+        out.stderr.contains(&format!("{packs} packs rewritten")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(pack_count(&env.repo), 1);
+    let refused = env.rw().args(["gc", "--pack-limit", "1"]).run().status(2);
+    assert!(refused.stderr.contains("pack-limit"), "{}", refused.stderr);
 }
 
 /// The change index says "this file is stored as X" for a snapshot gc
@@ -351,7 +381,7 @@ fn a_gc_killed_at_random_points_leaves_a_valid_repository() {
         let mut child = common::Rw::bare(&env.home)
             .arg("-d")
             .arg(&copy)
-            .arg("gc")
+            .args(["gc", "--pack-limit", "2"])
             .spawn();
         std::thread::sleep(at);
         let _ = child.kill();
@@ -378,7 +408,7 @@ fn a_gc_killed_at_random_points_leaves_a_valid_repository() {
         let diff = run(Command::new("diff").arg("-r").arg(&a.src).arg(&out));
         assert_eq!(diff.code, 0, "round {round}: {}", diff.stdout_str());
         // The next gc completes the work.
-        view(&["gc"]);
+        view(&["gc", "--pack-limit", "2"]);
         assert_fsck(&copy, false);
         assert!(
             pack_bytes(&copy) < pack_bytes(&env.repo) / 2,
@@ -404,7 +434,8 @@ fn a_save_running_during_gc_loses_nothing() {
         // that the next save wants to reuse.
         save(&env, "victim", T0 + round as i64 * DAY, &src);
         delete_branch(&env, "victim");
-        let mut gc = env.rw().arg("gc").spawn();
+        // Every pack rewritten: the widest window for a race.
+        let mut gc = env.rw().args(["gc", "--pack-limit", "2"]).spawn();
         std::thread::sleep(Duration::from_millis(round * 15));
         env.rw()
             .args(["save", "-n", "keeper", "--strip", "--date"])
@@ -470,7 +501,8 @@ fn a_mount_keeps_reading_right_while_gc_rewrites_its_packs() {
         fs::read(file(0, "daily.bin")).expect("read"),
         fs::read(a.states[5].join("daily.bin")).expect("state")
     );
-    let mut gc = env.rw().arg("gc").spawn();
+    // Every pack rewritten: the reads must follow their objects.
+    let mut gc = env.rw().args(["gc", "--pack-limit", "2"]).spawn();
     let mut reads = 0;
     while gc.try_wait().expect("poll").is_none() {
         for (k, state) in a.states[5..].iter().enumerate() {

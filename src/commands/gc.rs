@@ -20,6 +20,7 @@ pub fn run(cli: &Cli, repo: &dyn Repo, args: &GcArgs) -> Result<Status, Error> {
         threshold: args.threshold / 100.0,
         dry_run: args.dry_run,
         wait: !args.no_wait,
+        pack_limit: args.pack_limit as usize,
         ..GcOptions::default()
     };
     let bar = Bar::new(progress::should_draw(cli.quiet, false));

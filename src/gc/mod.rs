@@ -30,13 +30,20 @@ use crate::object::ObjectId;
 use crate::repo::{Error, Repo};
 use sweep::Action;
 
+/// Small packs merged once there are this many.
+pub const DEFAULT_PACK_LIMIT: usize = 50;
+
 #[derive(Clone, Debug)]
 pub struct GcOptions {
     /// A pack whose dead entries are more than this share of its entry
     /// bytes is rewritten (0.10: 10%).
     pub threshold: f64,
-    /// Packs smaller than this are consolidated into larger ones.
+    /// Packs smaller than this are consolidated into larger ones...
     pub small_pack_bytes: u64,
+    /// ...once there are at least this many of them (git's
+    /// `gc.autoPackLimit` is 50 too): merging copies every live byte of
+    /// them, worth it for a year of daily packs, not for each day's.
+    pub pack_limit: usize,
     /// Size at which a new pack is closed and the next begun.
     pub pack_size_bytes: u64,
     /// Plan only: nothing is written or deleted, no lock is taken.
@@ -50,6 +57,7 @@ impl Default for GcOptions {
         GcOptions {
             threshold: 0.10,
             small_pack_bytes: 128 << 20,
+            pack_limit: DEFAULT_PACK_LIMIT,
             pack_size_bytes: crate::pack::writer::DEFAULT_SIZE_LIMIT,
             dry_run: false,
             wait: true,

@@ -89,16 +89,15 @@ pub fn plan(marks: &Marks, opts: &GcOptions) -> Vec<PackPlan> {
             }
         }
     }
-    // Small packs go into the new packs too, but only where that merges
-    // something: one small pack copied alone would come out the same.
-    let candidates = |plans: &[PackPlan]| {
-        plans
-            .iter()
-            .filter(|p| p.action == Action::Keep && !marks.packs[p.pack].keep && small(p))
-            .count()
-    };
-    let rewritten = plans.iter().filter(|p| p.action == Action::Rewrite).count();
-    if candidates(&plans) + rewritten >= 2 && candidates(&plans) > 0 {
+    // Small packs left as they are are merged into the new packs once
+    // there are many (reads look up fewer indexes; opening a snapshot root
+    // in each of hundreds of packs is what makes a big `ls -l` slow), not
+    // before: merging copies all their live bytes.
+    let small_kept = plans
+        .iter()
+        .filter(|p| p.action == Action::Keep && !marks.packs[p.pack].keep && small(p))
+        .count();
+    if small_kept >= opts.pack_limit.max(2) {
         for p in &mut plans {
             if p.action == Action::Keep && !marks.packs[p.pack].keep && small(p) {
                 p.action = Action::Rewrite;
