@@ -61,6 +61,7 @@ impl PackLookup {
     /// taken, so numbers agree with the caller's own list). Fails only if
     /// the packs hold 2^32 or more entries together.
     pub fn new(indexes: Vec<Option<Arc<PackIndex>>>) -> Result<PackLookup, Error> {
+        let started = std::time::Instant::now();
         let total: u64 = indexes.iter().flatten().map(|i| i.len() as u64).sum();
         let too_many = || Error::TooManyObjects {
             objects: total,
@@ -101,11 +102,19 @@ impl PackLookup {
         for b in 0..FANOUT {
             fanout[b + 1] += fanout[b];
         }
-        Ok(PackLookup {
+        let lookup = PackLookup {
             indexes,
             slots,
             fanout,
-        })
+        };
+        tracing::debug!(
+            "pack lookup: {} entries of {} packs in {} bytes, merged in {:?}",
+            lookup.len(),
+            lookup.indexes.len(),
+            lookup.memory_bytes(),
+            started.elapsed()
+        );
+        Ok(lookup)
     }
 
     fn id_of(&self, slot: Slot) -> &ObjectId {
@@ -297,7 +306,13 @@ mod tests {
             ObjectId(raw)
         };
         let mut present = Vec::new();
-        for (hi, lo) in [(0x00, 0x00), (0x00, 0xff), (0x01, 0x00), (0xff, 0xfe), (0xff, 0xff)] {
+        for (hi, lo) in [
+            (0x00, 0x00),
+            (0x00, 0xff),
+            (0x01, 0x00),
+            (0xff, 0xfe),
+            (0xff, 0xff),
+        ] {
             present.push(edge(hi, lo, 0x00));
             present.push(edge(hi, lo, 0xff));
         }
