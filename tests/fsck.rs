@@ -121,6 +121,66 @@ fn flipped_byte_in_a_blob_names_the_file_and_both_snapshots() {
     assert!(s.contains("trailer checksum does not match"), "{s}");
 }
 
+/// An object held by two packs (`git repack -a` without `-d` copies every
+/// object into a new pack) whose copy in one pack is damaged: the
+/// snapshots read the sound copy, so fsck names the damaged copy and its
+/// pack (which needs repair) but no snapshot path, and calls nothing
+/// missing. It used to report the object damaged for every snapshot.
+#[test]
+fn damaged_copy_with_a_sound_copy_in_another_pack_affects_no_snapshot() {
+    let (env, _src) = saved_repo();
+    env.corrupted.set(true);
+    let before = packs(&env.repo);
+    run(env
+        .git()
+        .args(["-c", "repack.writeBitmaps=false", "repack", "-a"]))
+    .success();
+    let after = packs(&env.repo);
+    let copy = after
+        .iter()
+        .find(|p| !before.contains(p))
+        .expect("repack wrote a new pack")
+        .clone();
+    let tree = run(env.git().args(["rev-parse", "etc~1:"]))
+        .success()
+        .stdout_str()
+        .trim()
+        .to_string();
+    let path = env.path("src").display().to_string();
+    let blob = run(env.git().args([
+        "rev-parse",
+        &format!("{tree}:{}/etc/hosts", path.trim_start_matches('/')),
+    ]))
+    .success()
+    .stdout_str()
+    .trim()
+    .to_string();
+    let damaged = before
+        .iter()
+        .find(|p| show_index(p).contains(&blob))
+        .expect("an old pack holds the blob")
+        .clone();
+    assert!(show_index(&copy).contains(&blob));
+    let at = offset_of(&damaged, &blob);
+    let byte = fs::read(&damaged).unwrap()[at as usize + 4];
+    patch(&damaged, at + 4, &[byte ^ 0x40]);
+    let s = env.rw().arg("fsck").run().status(1).stdout_str();
+    let lines: Vec<&str> = s.lines().filter(|l| l.contains(&blob)).collect();
+    assert_eq!(lines.len(), 1, "{s}");
+    let name = |p: &Path| p.file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(
+        lines[0].starts_with(&format!("damaged: blob {blob} in {}.pack", name(&damaged))),
+        "{s}"
+    );
+    assert!(
+        lines[0].ends_with(&format!("{}.pack holds a sound copy", name(&copy))),
+        "{s}"
+    );
+    assert!(!s.contains("used by"), "{s}");
+    // The damaged copy counts as damage; nothing is missing.
+    assert!(s.contains(" damaged, 0 missing"), "{s}");
+}
+
 #[test]
 fn generate_damage_repair_restores_the_pack_byte_identical() {
     let (env, src) = saved_repo();

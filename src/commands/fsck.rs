@@ -74,7 +74,8 @@ pub fn run(cli: &Cli, args: &FsckArgs) -> Result<Status, Error> {
             .bad
             .values()
             .filter(|b| !matches!(b.bad, fsck::walk::Bad::Missing))
-            .count();
+            .count()
+        + check.walked.spared.len();
     let missing = check
         .walked
         .bad

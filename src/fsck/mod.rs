@@ -97,6 +97,23 @@ impl Check {
             };
             lines.push(format!("{head}{used}"));
         }
+        for s in &self.walked.spared {
+            let kind = s.kind.map_or("object", Kind::name);
+            if let Bad::Damaged {
+                pack,
+                offset,
+                detail,
+            } = &s.damage
+            {
+                let at = offset
+                    .map(|o| format!(" at offset {o}"))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "damaged: {kind} {} in {pack}.pack{at} ({detail}); no snapshot is affected: {}.pack holds a sound copy",
+                    s.id, s.sound_in
+                ));
+            }
+        }
         lines
     }
 }
@@ -108,8 +125,12 @@ pub fn check(repo: &Repository, progress: &Progress) -> Result<Check, crate::rep
     let all: Vec<usize> = (0..packs.packs.len()).collect();
     let verified = verify::verify(&packs, &all, repo.objects(), progress);
     let mut damaged: HashMap<ObjectId, (Option<Kind>, Bad)> = HashMap::new();
+    let mut damaged_at = Vec::new();
     for f in &verified.findings {
         if let Some(id) = f.id {
+            if let Some(offset) = f.offset {
+                damaged_at.push((f.pack, offset));
+            }
             damaged.insert(
                 id,
                 (
@@ -123,7 +144,7 @@ pub fn check(repo: &Repository, progress: &Progress) -> Result<Check, crate::rep
             );
         }
     }
-    let walked = walk::walk(repo, &packs, damaged)?;
+    let walked = walk::walk(repo, &packs, damaged, &damaged_at)?;
     Ok(Check {
         packs,
         verified,

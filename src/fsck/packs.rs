@@ -8,12 +8,11 @@
 //! returned here hashed to its id; nothing else is trusted.
 
 use crate::cache::ByteLru;
-use crate::object::{hash_object, Kind, ObjectId};
+use crate::object::{hash_object, Kind};
 use crate::pack::{delta, parse_entry_header, EntryHeader, EntryKind, PackIndex};
 use crate::pack::{PACK_HEADER_LEN, PACK_TRAILER_LEN};
 use crate::repo::Objects;
 use flate2::{Decompress, FlushDecompress, Status};
-use std::cell::Cell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -100,12 +99,6 @@ pub struct Packs {
     cache: Mutex<BaseCache>,
 }
 
-thread_local! {
-    /// The pack that answered this thread's last lookup: a directory's
-    /// entries were mostly written together.
-    static LAST: Cell<usize> = const { Cell::new(0) };
-}
-
 impl Packs {
     /// Every `pack-*.idx` and `pack-*.pack` in `pack_dir`, paired by name;
     /// a pack without its index (or an index without its pack) is listed
@@ -140,24 +133,6 @@ impl Packs {
             packs,
             cache: Mutex::new(ByteLru::new(BASE_CACHE_BYTES)),
         }
-    }
-
-    /// Where `id` is: (pack, rank in offset order). Packs whose data file
-    /// is missing do not count: their objects are missing.
-    pub fn find(&self, id: &ObjectId) -> Option<(usize, usize)> {
-        let hint = LAST.get();
-        let try_pack = |p: usize| -> Option<usize> {
-            let pack = self.packs.get(p)?;
-            pack.file.as_ref()?;
-            pack.index.as_ref()?.rank_of(id)
-        };
-        if let Some(rank) = try_pack(hint) {
-            return Some((hint, rank));
-        }
-        (0..self.packs.len())
-            .filter(|&p| p != hint)
-            .find_map(|p| try_pack(p).map(|r| (p, r)))
-            .inspect(|&(p, _)| LAST.set(p))
     }
 
     /// Reads the object of rank `rank` in pack `p`, resolving deltas, and

@@ -4,7 +4,9 @@
 //! Memory stays bounded by the packs' object counts, not by a set of ids:
 //! each pack gets two bits per idx position, "visited" (a shared subtree is
 //! walked once) and "tainted" (the tree holds, somewhere below, a damaged
-//! or missing object). Only bad objects, which are few, are kept by id.
+//! or missing object), and objects are found with one search of a
+//! [`PackLookup`] (8 bytes per object) instead of one per pack. Only bad
+//! objects, which are few, are kept by id.
 //!
 //! The first walk marks; if anything is bad, a second walk goes down only
 //! tainted trees, in every snapshot, and collects the paths that lead to
@@ -14,6 +16,7 @@
 use super::packs::Packs;
 use crate::object::tree::{self, demangle, Demangled, Mode};
 use crate::object::{commit, Kind, ObjectId};
+use crate::pack::PackLookup;
 use crate::repo::{Objects, Repo};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -44,12 +47,25 @@ pub struct BadObject {
     pub more_paths: u64,
 }
 
+/// A damaged copy of an object another pack holds intact: the pack needs
+/// repair, the snapshots do not (they read the sound copy).
+#[derive(Clone, Debug)]
+pub struct SparedCopy {
+    pub id: ObjectId,
+    pub kind: Option<Kind>,
+    /// Always [`Bad::Damaged`]: where the damaged copy is, and why.
+    pub damage: Bad,
+    /// The pack holding the sound copy.
+    pub sound_in: String,
+}
+
 /// What the walk found.
 #[derive(Default)]
 pub struct Walked {
     pub refs: u64,
     pub snapshots: u64,
     pub bad: BTreeMap<ObjectId, BadObject>,
+    pub spared: Vec<SparedCopy>,
 }
 
 struct Bits {
@@ -78,6 +94,14 @@ enum At {
 
 struct Walker<'a> {
     packs: &'a Packs,
+    /// Where each id is, over the packs whose data file exists: the
+    /// objects of a pack without one are missing, and a copy in another
+    /// pack is the one found. Of several readable copies, the one in the
+    /// pack listed first (by name) that the pack check did not find
+    /// damaged.
+    lookup: PackLookup,
+    /// (pack, rank) of the copies the pack check found damaged.
+    damaged_copies: HashSet<(usize, usize)>,
     objects: &'a dyn Objects,
     bits: Bits,
     bad: BTreeMap<ObjectId, BadObject>,
@@ -85,16 +109,55 @@ struct Walker<'a> {
 }
 
 /// Walks every branch and tag of `repo`. `damaged` are the objects the
-/// pack check found damaged (with where and why).
+/// pack check found damaged (with where and why), `damaged_at` the (pack,
+/// offset) of every damaged copy: an object with a sound copy in another
+/// pack is read from there and is not bad, only its damaged copy is
+/// reported (in [`Walked::spared`]).
 pub fn walk(
     repo: &dyn Repo,
     packs: &Packs,
-    damaged: HashMap<ObjectId, (Option<Kind>, Bad)>,
+    mut damaged: HashMap<ObjectId, (Option<Kind>, Bad)>,
+    damaged_at: &[(usize, u64)],
 ) -> Result<Walked, crate::repo::Error> {
     let sizes =
         |p: &super::packs::Pack| vec![0u64; p.index.as_ref().map_or(0, |i| i.len().div_ceil(64))];
+    let lookup = PackLookup::new(
+        packs
+            .packs
+            .iter()
+            .map(|p| p.file.as_ref().and(p.index.clone()))
+            .collect(),
+    )?;
+    let damaged_copies: HashSet<(usize, usize)> = damaged_at
+        .iter()
+        .filter_map(|&(p, offset)| {
+            let rank = packs.packs.get(p)?.index.as_ref()?.offset_rank(offset)?;
+            Some((p, rank))
+        })
+        .collect();
+    let mut spared = Vec::new();
+    damaged.retain(|id, (kind, bad)| {
+        let sound = lookup
+            .copies(id)
+            .find(|copy| !damaged_copies.contains(copy));
+        match sound {
+            Some((p, _)) => {
+                spared.push(SparedCopy {
+                    id: *id,
+                    kind: *kind,
+                    damage: bad.clone(),
+                    sound_in: packs.packs[p].name.clone(),
+                });
+                false
+            }
+            None => true,
+        }
+    });
+    spared.sort_by_key(|s| s.id);
     let mut w = Walker {
         packs,
+        lookup,
+        damaged_copies,
         objects: repo.objects(),
         bits: Bits {
             visited: packs.packs.iter().map(sizes).collect(),
@@ -131,6 +194,7 @@ pub fn walk(
         refs: refs.len() as u64,
         snapshots: w.snapshots,
         bad: w.bad,
+        spared,
     })
 }
 
@@ -152,7 +216,17 @@ fn roots(repo: &dyn Repo) -> Result<Vec<(String, ObjectId)>, crate::repo::Error>
 
 impl Walker<'_> {
     fn locate(&self, id: &ObjectId) -> At {
-        match self.packs.find(id) {
+        let found = if self.damaged_copies.is_empty() {
+            self.lookup.find(id)
+        } else {
+            // A sound copy if there is one; else the damaged one, which
+            // the walk reports.
+            self.lookup
+                .copies(id)
+                .find(|copy| !self.damaged_copies.contains(copy))
+                .or_else(|| self.lookup.find(id))
+        };
+        match found {
             Some((p, k)) => At::Packed(p, k),
             None if self.objects.contains(id) => At::Loose,
             None => At::Nowhere,

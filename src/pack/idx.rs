@@ -341,6 +341,17 @@ impl PackIndex {
         ))
     }
 
+    /// Every id, sorted (strictly: the index was verified at open).
+    pub fn ids(&self) -> &[ObjectId] {
+        &self.ids
+    }
+
+    /// The rank in offset order of the entry at `position` in id order
+    /// (the inverse of the order [`PackIndex::by_rank`] walks).
+    pub fn rank_at(&self, position: usize) -> Option<usize> {
+        self.rank.get(position).map(|&k| k as usize)
+    }
+
     /// The position of `id` in offset order, if this index lists it.
     pub fn rank_of(&self, id: &ObjectId) -> Option<usize> {
         self.find(id).map(|e| e.rank)

@@ -3,7 +3,10 @@
 //! This module owns the byte formats: the pack entry header (`encode_entry_header`,
 //! `parse_entry_header`), the idx (`idx`), deltas (`delta`), reading entries by
 //! offset with `pread` (`reader`) and writing new packs crash-safely (`writer`).
-//! Looking objects up across many packs and loose objects is `repo::store`'s job.
+//! `lookup` answers "which pack holds this id, at which rank" across a
+//! fixed set of packs in one search (gc's mark, fsck's walk). Reading
+//! objects across a changing set of packs and loose objects is
+//! `repo::store`'s job.
 //!
 //! Pack layout: "PACK", version (2), object count, then entries, then the
 //! SHA-1 of everything before it. An entry is a header (type in bits 4-6 of the
@@ -13,10 +16,12 @@
 
 pub mod delta;
 pub mod idx;
+pub mod lookup;
 pub mod reader;
 pub mod writer;
 
 pub use idx::{IdxEntry, PackIndex};
+pub use lookup::PackLookup;
 pub use reader::PackFile;
 pub use writer::PackWriter;
 

@@ -67,6 +67,11 @@ pub enum Error {
     #[error("{location}: {detail}")]
     Remote { location: String, detail: String },
 
+    /// More pack entries than one cross-pack lookup (`pack::lookup`) can
+    /// number: 2^32 - 1, which takes over 100 GiB of idx files.
+    #[error("the repository's {packs} packs hold {objects} entries, more than rewind can look up at once (4,294,967,294); consolidate them with `git repack -a -d`")]
+    TooManyObjects { objects: u64, packs: u64 },
+
     /// A ref file or packed-refs line that cannot be parsed.
     #[error("bad ref in {}: {detail}", path.display())]
     BadRef { path: PathBuf, detail: String },
