@@ -308,7 +308,7 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct GcArgs {
-    /// Rewrite a pack when more than PERCENT of its bytes are unused
+    /// Rewrite packs, most unused first, until at most PERCENT unused bytes are left
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
     pub threshold: f64,
 

@@ -212,6 +212,42 @@ fn gc_reclaims_removed_snapshots_and_kept_ones_restore_byte_identical() {
 }
 
 #[test]
+fn a_mostly_live_pack_is_left_while_unused_bytes_stay_under_the_threshold() {
+    let env = Env::init();
+    env.dangling_ok.set(true);
+    let src = env.path("src");
+    fs::create_dir(&src).expect("src");
+    // Day 1: 1 MB that stays and 150 kB that goes: 13% of its pack unused.
+    write_old(&src.join("big.bin"), &noise(41, 1_000_000));
+    write_old(&src.join("gone.bin"), &noise(42, 150_000));
+    save(&env, "a", T0, &src);
+    // Day 2: another 1 MB that stays; day 1's 150 kB is unused once day 1
+    // is removed: 7% of the 2 MB live.
+    fs::remove_file(src.join("gone.bin")).expect("rm");
+    write_old(&src.join("big2.bin"), &noise(43, 1_000_000));
+    save(&env, "a", T0 + DAY, &src);
+    keep_newest(&env, "a", 1);
+    let listing = common::pack_dir_listing(&env.repo);
+    let out = env.rw().arg("gc").run().success();
+    assert!(
+        out.stderr.contains("0 packs rewritten, 0 deleted"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(common::pack_dir_listing(&env.repo), listing);
+    // Allowing no unused bytes rewrites it, and day 2's pack too (it
+    // holds day 2's old commit, which the branch rewrite left unused).
+    let out = env.rw().args(["gc", "--threshold", "0"]).run().success();
+    assert!(
+        out.stderr.contains("2 packs rewritten, 0 deleted"),
+        "{}",
+        out.stderr
+    );
+    let snaps = snapshots(&env, "a");
+    assert_restores(&env, "a", &snaps[0], &src);
+}
+
+#[test]
 fn small_packs_are_merged_only_once_there_are_pack_limit_of_them() {
     let env = Env::init();
     make_history(&env, "a", 6, 31);

@@ -35,8 +35,9 @@ pub const DEFAULT_PACK_LIMIT: usize = 50;
 
 #[derive(Clone, Debug)]
 pub struct GcOptions {
-    /// A pack whose dead entries are more than this share of its entry
-    /// bytes is rewritten (0.10: 10%).
+    /// Unused bytes left in packs, at most, as a share of the live ones
+    /// (0.10: 10%); packs with the largest unused share are rewritten
+    /// first until that holds.
     pub threshold: f64,
     /// Packs smaller than this are consolidated into larger ones...
     pub small_pack_bytes: u64,

@@ -76,18 +76,37 @@ pub fn plan(marks: &Marks, opts: &GcOptions) -> Vec<PackPlan> {
         })
         .collect();
     let small = |p: &PackPlan| marks.packs[p.pack].size < opts.small_pack_bytes;
+    let dead = |p: &PackPlan| p.entry_bytes.saturating_sub(p.live_bytes);
     for p in &mut plans {
-        if marks.packs[p.pack].keep {
-            continue;
-        }
-        if p.live_objects == 0 {
+        if !marks.packs[p.pack].keep && p.live_objects == 0 {
             p.action = Action::Delete;
-        } else if p.dead_objects > 0 {
-            let dead = p.entry_bytes.saturating_sub(p.live_bytes) as f64;
-            if dead > opts.threshold * p.entry_bytes.max(1) as f64 {
-                p.action = Action::Rewrite;
-            }
         }
+    }
+    // Unused bytes may stay up to `threshold` of the live ones (as
+    // restic's --max-unused): the packs with the largest unused share go
+    // first, where a byte copied gives the most space back, and a pack
+    // that is mostly live is not copied for the little it would free.
+    let live: u64 = plans.iter().map(|p| p.live_bytes).sum();
+    let allowed = (opts.threshold * live as f64) as u64;
+    let mut unused: u64 = plans
+        .iter()
+        .filter(|p| p.action == Action::Keep)
+        .map(dead)
+        .sum();
+    let mut candidates: Vec<usize> = (0..plans.len())
+        .filter(|&i| {
+            let p = &plans[i];
+            p.action == Action::Keep && !marks.packs[p.pack].keep && p.dead_objects > 0
+        })
+        .collect();
+    let share = |p: &PackPlan| dead(p) as f64 / p.entry_bytes.max(1) as f64;
+    candidates.sort_by(|&a, &b| share(&plans[b]).total_cmp(&share(&plans[a])));
+    for i in candidates {
+        if unused <= allowed {
+            break;
+        }
+        unused -= dead(&plans[i]);
+        plans[i].action = Action::Rewrite;
     }
     // Small packs left as they are are merged into the new packs once
     // there are many (reads look up fewer indexes; opening a snapshot root
