@@ -30,6 +30,9 @@ pub enum SaveError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Every source path is missing: an empty snapshot would hide it.
+    #[error("nothing to save: {} {} not exist; check the paths (a missing disk or mount?)", list_paths(paths), if paths.len() == 1 { "does" } else { "do" })]
+    NoSource { paths: Vec<PathBuf> },
     #[error("invalid backup name {0:?}: use letters, digits, '.', '_' or '-' (no '/', no leading '.' or '-')")]
     BadName(String),
     #[error("--date {date} is not after the latest snapshot of {name} ({latest}); snapshots of a name must be in time order")]
@@ -52,6 +55,15 @@ pub enum SaveError {
     /// message and an exit status). No snapshot is written.
     #[error("internal error: the object writer lost the ids of {missing} chunks of a file being saved; no snapshot was written (please report this)")]
     LostChunkIds { missing: usize },
+}
+
+/// "a, b, c" for an error line.
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What to save and how; built from the command line or a config file.
@@ -124,7 +136,10 @@ pub fn save(
 ) -> Result<SaveOutcome, SaveError> {
     validate_name(&opts.name)?;
     let ref_name = format!("refs/heads/{}", opts.name);
-    let mut sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    let walk::Resolved {
+        root: mut sources,
+        warnings: source_warnings,
+    } = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
     // Every dump path is checked before any command runs.
     dump::check(&opts.commands, &sources)?;
     // Held until the ref has moved: a gc must not delete an object this
@@ -159,6 +174,10 @@ pub fn save(
     let dumps = dump::run_all(&opts.commands, &mut sources, &mut sink, &progress)?;
     let change_index = index::ChangeIndex::open(repo, known, &opts.name, started);
     let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index, progress);
+    // First in the list: a missing path matters more than an unreadable file.
+    for w in source_warnings {
+        walker.warn(w);
+    }
     let tree = walker.save_root(&sources, &mut sink, warmer)?;
     let walk::Walker {
         index: change_index,
