@@ -301,7 +301,8 @@ pub enum ConfigCommand {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Print what would be saved and dumped, and change nothing
+    /// Print what would be saved and dumped, change nothing, and fail (exit
+    /// 2, or 1 for warnings) where the run would
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
 }

@@ -43,11 +43,12 @@ fn report(quiet: bool, level: Level, line: &str) {
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     let config = load_config(cli)?;
     let location = configured_location(cli, &config)?;
-    if args.dry_run {
-        dry_run(&config, &location)?;
-        return Ok(Status::Success);
-    }
+    // Before anything else, and in a dry run too: what makes the run
+    // refuse to start makes the dry run fail alike.
     crate::config::check_trusted(&config)?;
+    if args.dry_run {
+        return dry_run(&config, &location);
+    }
     let repo = open_location(cli, &location)?;
     // One run at a time per repository and machine: beside a local
     // repository, in the client's cache for a server's.
@@ -223,7 +224,11 @@ fn prune_one(
 }
 
 /// What a run would do, on standard output; runs no command, takes no lock.
-fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
+/// Each backup goes through the checks the run makes before saving it
+/// (`run::check_backup`): a backup the run would fail is reported as
+/// failing and the exit status is the one the run would have (2 failed,
+/// 1 warnings such as a missing path).
+fn dry_run(config: &Config, location: &Location) -> Result<Status, Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "configuration {}", config.path.display())?;
     match location {
@@ -231,24 +236,39 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
             out,
             "repository {target} (on a server: not contacted by a dry run)"
         )?,
-        Location::Local(repo) if crate::repo::Repository::open(repo).is_ok() => {
-            writeln!(out, "repository {}", repo.display())?
-        }
-        Location::Local(repo) => writeln!(
-            out,
-            "repository {} (not a repository yet: create it with `rewind -d {} init`)",
-            repo.display(),
-            repo.display()
-        )?,
+        Location::Local(repo) => writeln!(out, "repository {}", repo.display())?,
     }
+    let (mut partial, mut failed) = (Vec::new(), Vec::new());
     // A local repository is read for the prune plans; a server's is not
-    // contacted.
+    // contacted. One that cannot be opened fails the run: the dry run too.
     let local = match location {
-        Location::Local(path) => crate::repo::Repository::open(path).ok(),
+        Location::Local(path) => match super::open_at(path) {
+            Ok(repo) => Some(repo),
+            Err(e) => {
+                eprintln!("run would FAIL: {e}");
+                failed.push("the repository".to_string());
+                None
+            }
+        },
         Location::Ssh(_) => None,
     };
     for b in &config.backups {
         writeln!(out, "backup {}:", b.name)?;
+        // On stderr as the run prints them, so that cron or a user sees
+        // them whatever happens to standard output.
+        match run::check_backup(b) {
+            Ok(warnings) if warnings.is_empty() => {}
+            Ok(warnings) => {
+                for w in &warnings {
+                    eprintln!("{}: warning: {w}", b.name);
+                }
+                partial.push(b.name.clone());
+            }
+            Err(e) => {
+                eprintln!("{}: would FAIL, nothing would be saved: {e}", b.name);
+                failed.push(b.name.clone());
+            }
+        }
         for p in &b.paths {
             writeln!(out, "  would save {}", p.display())?;
         }
@@ -303,7 +323,22 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
     }
     writeln!(out, "no mirror: this version copies nothing off-site")?;
     out.flush()?;
-    Ok(())
+    drop(out);
+    let total = config.backups.len();
+    if !failed.is_empty() {
+        eprintln!("dry run: the run would FAIL ({})", failed.join(", "));
+        return Ok(Status::Exit(2));
+    }
+    if !partial.is_empty() {
+        eprintln!(
+            "dry run: {} would be saved, {} with warnings ({})",
+            backups(total),
+            partial.len(),
+            partial.join(", ")
+        );
+        return Ok(Status::Partial);
+    }
+    Ok(Status::Success)
 }
 
 /// "1 backup", "2 backups".

@@ -128,20 +128,35 @@ pub fn validate_name(name: &str) -> Result<(), SaveError> {
     }
 }
 
+/// Everything a save refuses before it touches the repository or runs a
+/// command: the name, the source paths (none existing is an error, some
+/// missing are warnings), and where each dump would be stored.
+fn prepare(opts: &SaveOptions) -> Result<walk::Resolved, SaveError> {
+    validate_name(&opts.name)?;
+    let resolved = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    // Every dump path is checked before any command runs.
+    dump::check(&opts.commands, &resolved.root)?;
+    Ok(resolved)
+}
+
+/// The checks of [`save`] without the save, for a dry run that must fail
+/// where the save would: the warnings the save would start with, or the
+/// error it would stop with. Reads the sources' metadata only.
+pub fn check(opts: &SaveOptions) -> Result<Vec<String>, SaveError> {
+    prepare(opts).map(|r| r.warnings)
+}
+
 /// Runs one save and moves `refs/heads/<name>` to the new commit.
 pub fn save(
     repo: &dyn Repo,
     opts: &SaveOptions,
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
-    validate_name(&opts.name)?;
-    let ref_name = format!("refs/heads/{}", opts.name);
     let walk::Resolved {
         root: mut sources,
         warnings: source_warnings,
-    } = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
-    // Every dump path is checked before any command runs.
-    dump::check(&opts.commands, &sources)?;
+    } = prepare(opts)?;
+    let ref_name = format!("refs/heads/{}", opts.name);
     // Held until the ref has moved: a gc must not delete an object this
     // save was told is stored and reuses (see `repo::gc_lock`).
     let _gc_lock = repo.lock_for_write(&|holder| {
