@@ -64,6 +64,10 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     let started = std::time::Instant::now();
     let (mut partial, mut failed) = (Vec::new(), Vec::new());
     let mut records_ok = true;
+    // A signal stops the save under way cleanly (its dump command too) and
+    // then the run, before its next step (see `interrupt`).
+    crate::interrupt::install();
+    let total = config.backups.len();
     for backup in &config.backups {
         let progress = Progress::new();
         let renderer = Renderer::start(
@@ -100,6 +104,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
                     partial.push(done.name.clone());
                 }
             }
+            // The error says that nothing was committed.
+            Err(e) if crate::interrupt::pending().is_some() => {
+                report(cli.quiet, Level::Error, &format!("{}: {e}", done.name));
+                failed.push(done.name.clone());
+            }
             Err(e) => {
                 report(
                     cli.quiet,
@@ -116,6 +125,13 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             tracing::error!("{e}; `rewind status` will not know how this run went");
             records_ok = false;
         }
+        if let Some(signal) = crate::interrupt::pending() {
+            return Ok(interrupted(
+                cli.quiet,
+                signal,
+                &format!("backup {}", done.name),
+            ));
+        }
     }
     // After every backup, so that a prune never delays a save; only the
     // names whose save worked this time (a failing backup keeps all it has).
@@ -123,6 +139,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         let Some(rules) = &backup.retention else {
             continue;
         };
+        if let Some(signal) = crate::interrupt::pending() {
+            return Ok(interrupted(cli.quiet, signal, "the backups"));
+        }
         if failed.contains(&backup.name) {
             report(
                 cli.quiet,
@@ -149,6 +168,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     }
     // Last: space comes back only from what the prunes removed, and a gc
     // waits for nothing of this run's.
+    if let Some(signal) = crate::interrupt::pending() {
+        return Ok(interrupted(cli.quiet, signal, "the backups and prunes"));
+    }
     if config.gc {
         let gc_started = std::time::Instant::now();
         match crate::gc::gc(&*repo, &crate::gc::GcOptions::default(), &crate::gc::Quiet) {
@@ -163,7 +185,6 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             }
         }
     }
-    let total = config.backups.len();
     let elapsed = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
         report(
@@ -199,6 +220,21 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         &format!("run: {} saved, {elapsed:.1}s", backups(total)),
     );
     Ok(Status::Success)
+}
+
+/// Reports a run stopped by `signal` after `step`; the exit status a
+/// shell gives a process the signal killed. A backup it interrupted has
+/// been reported (and recorded) as failed, with the reason.
+fn interrupted(quiet: bool, signal: i32, step: &str) -> Status {
+    report(
+        quiet,
+        Level::Error,
+        &format!(
+            "run: interrupted by {} after {step}; the rest of the run was not done",
+            crate::interrupt::signal_name(signal)
+        ),
+    );
+    Status::Exit(crate::interrupt::exit_status(signal))
 }
 
 /// Prunes one backup name to `rules`; the line to report.

@@ -32,7 +32,7 @@ use crate::source::paths;
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -238,18 +238,23 @@ fn run_one(
     let started = Instant::now();
     progress.set_current(&source.path);
     tracing::info!("dump `{}` into {}", source.command, source.path.display());
+    // In its own process group, so that an interrupted save stops the
+    // shell and everything it started (see `interrupt`); a Ctrl-C on the
+    // terminal reaches it through rewind.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(&source.command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| DumpError::Spawn {
             command: source.command.clone(),
             path: source.path.clone(),
             source: e,
         })?;
+    let forwarding = crate::interrupt::ChildGroup::register(child.id());
     let stderr = StderrTail::start(child.stderr.take());
     let stdout = child.stdout.take().expect("stdout was piped");
     // A larger pipe means fewer wakeups of the command and of the chunker
@@ -278,6 +283,10 @@ fn run_one(
         path: source.path.clone(),
         source: e,
     })?;
+    drop(forwarding);
+    // A command stopped by the forwarded signal failed because the save
+    // was interrupted: say that, not that the dump failed.
+    super::stop_if_interrupted()?;
     // The file's times: the content was final when the command ended, as a
     // dump written to a file would show in its mtime.
     let finished = SystemTime::now();

@@ -30,6 +30,10 @@ pub enum SaveError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// SIGINT or SIGTERM came (see `interrupt`): the save stopped and its
+    /// temporary files were removed; the branch was not moved.
+    #[error("interrupted by {}: nothing was committed; the snapshots of {name} are as they were", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32, name: String },
     /// Every source path is missing: an empty snapshot would hide it.
     #[error("nothing to save: {} {} not exist; check the paths (a missing disk or mount?)", list_paths(paths), if paths.len() == 1 { "does" } else { "do" })]
     NoSource { paths: Vec<PathBuf> },
@@ -152,6 +156,32 @@ pub fn save(
     opts: &SaveOptions,
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
+    // The walk and the dumps report an interruption without the name.
+    save_inner(repo, opts, identity).map_err(|e| match e {
+        SaveError::Interrupted { signal, .. } => SaveError::Interrupted {
+            signal,
+            name: opts.name.clone(),
+        },
+        e => e,
+    })
+}
+
+/// `Err(Interrupted)` once SIGINT or SIGTERM came (see `interrupt`).
+pub(crate) fn stop_if_interrupted() -> Result<(), SaveError> {
+    match crate::interrupt::pending() {
+        Some(signal) => Err(SaveError::Interrupted {
+            signal,
+            name: String::new(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn save_inner(
+    repo: &dyn Repo,
+    opts: &SaveOptions,
+    identity: &Identity,
+) -> Result<SaveOutcome, SaveError> {
     let walk::Resolved {
         root: mut sources,
         warnings: source_warnings,
@@ -206,6 +236,9 @@ pub fn save(
 
     // Commits go into the same pack as the trees: nothing is visible before
     // the ref moves, and the ref moves only after the pack is published.
+    // The last point to give up: past it the pack is published and the
+    // branch moves, so a signal from here on is answered by a snapshot.
+    stop_if_interrupted()?;
     let requested = opts.date.unwrap_or_else(now);
     let (commit, time) =
         commit::write_commit(&mut sink, tree, parent, parent_time, requested, identity)?;

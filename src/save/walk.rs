@@ -420,6 +420,7 @@ impl<'f> Walker<'f> {
         device: Option<u64>,
         sink: &mut ObjectSink,
     ) -> Result<Option<Stored>, SaveError> {
+        super::stop_if_interrupted()?;
         let st = match stat {
             Ok(st) => st,
             Err(e) => {
@@ -821,6 +822,9 @@ fn split_and_build(
     let mut offset = 0u64;
     let size = splitter
         .split(reader, |chunk: &[u8]| -> Result<(), SaveError> {
+            // Per chunk (about 8 KiB): a signal stops even a huge file or
+            // a dump within a moment.
+            super::stop_if_interrupted()?;
             let len = chunk.len() as u64;
             if let Some(p) = progress {
                 p.add_bytes_read(len);
