@@ -271,8 +271,15 @@ fn run_one(
         Ok(stored) => (Ok(stored.0), stored.1),
         Err(StreamError::Read(e)) => (Err(DumpFailure::Read(e)), 0),
         Err(StreamError::Save(e)) => {
-            // The repository failed, not the dump: stop the command (it may
-            // be blocked on its next write) and report the real error.
+            // The repository failed, or the save was interrupted, not the
+            // dump: stop the command and all it started (they may be blocked
+            // on their next write, or silent) and report the real error.
+            if let Ok(group) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill(2) with plain integers; the group is the
+                // child's own (process_group(0)), not yet reaped, so its id
+                // cannot have been reused.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);
