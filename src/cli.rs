@@ -213,6 +213,15 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
 
+    /// Leave existing files as they are (a warning each, exit status 1)
+    /// instead of replacing them
+    #[arg(short = 'n', long = "no-clobber")]
+    pub no_clobber: bool,
+
+    /// List what would be created, replaced or kept; write nothing
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
     /// NAME/SNAPSHOT/PATH; a trailing '/' restores a directory's contents
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<OsString>,
@@ -301,7 +310,8 @@ pub enum ConfigCommand {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Print what would be saved and dumped, and change nothing
+    /// Print what would be saved and dumped, change nothing, and fail (exit
+    /// 2, or 1 for warnings) where the run would
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
 }

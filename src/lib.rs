@@ -14,6 +14,7 @@ pub mod fsck;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gc;
+pub mod interrupt;
 pub mod meta;
 pub mod mount;
 pub mod object;

@@ -20,38 +20,30 @@ fn repo_state(repo: &Path) -> (String, Vec<String>) {
 }
 
 #[test]
-fn missing_source_path_is_an_error_and_writes_nothing() {
+fn missing_source_path_alone_is_an_error_and_writes_nothing() {
     let env = Env::init();
     let src = env.path("src");
     tree(&src);
     env.save("n", None, &src);
     let before = repo_state(&env.repo);
     let missing = env.path("does-not-exist");
+    let other = env.path("gone-too");
 
-    let out = env
-        .rw()
-        .args(["save", "-n", "n"])
-        .arg(&missing)
-        .run()
-        .status(2);
-    assert!(
-        out.stderr.contains(missing.to_str().unwrap()),
-        "{}",
-        out.stderr
-    );
-    // Together with a good path: still an error, still nothing written.
-    let out = env
-        .rw()
-        .args(["save", "-n", "n"])
-        .arg(&src)
-        .arg(&missing)
-        .run()
-        .status(2);
-    assert!(
-        out.stderr.contains(missing.to_str().unwrap()),
-        "{}",
-        out.stderr
-    );
+    for args in [vec![&missing], vec![&missing, &other]] {
+        let out = env
+            .rw()
+            .args(["save", "-n", "n"])
+            .args(&args)
+            .run()
+            .status(2);
+        assert!(
+            out.stderr.contains(missing.to_str().unwrap())
+                && out.stderr.contains("nothing to save"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
     let out = env
         .rw()
         .args(["save", "-n", "new"])
@@ -65,6 +57,48 @@ fn missing_source_path_is_an_error_and_writes_nothing() {
     );
     assert_eq!(repo_state(&env.repo), before);
     assert_eq!(branch_tip(&env.repo, "new"), None);
+}
+
+/// Issue 16: one missing path (a disk not mounted, a directory removed)
+/// used to fail the whole backup and save nothing of the paths that were
+/// there.
+#[test]
+fn a_missing_path_beside_a_good_one_saves_the_good_one_and_exits_partial() {
+    let env = Env::init();
+    let src = env.path("src");
+    tree(&src);
+    let missing = env.path("does-not-exist");
+    // A parent that is a file: ENOTDIR, missing all the same.
+    let under_file = src.join("ok.txt/below");
+    let out = env
+        .rw()
+        .args(["save", "-n", "n"])
+        .arg(&src)
+        .arg(&missing)
+        .arg(&under_file)
+        .run()
+        .status(1);
+    for path in [&missing, &under_file] {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(path.to_str().unwrap())
+                    && l.contains("no such file or directory")),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(out.stderr.contains("2 warnings"), "{}", out.stderr);
+    let tip = branch_tip(&env.repo, "n").expect("a snapshot was made");
+    let listed = run(git(&env.repo).args(["ls-tree", "-r", "--name-only", &tip]))
+        .success()
+        .stdout_str();
+    assert!(
+        listed.contains("ok.txt") && listed.contains("sub/ok2"),
+        "{listed}"
+    );
+    assert!(!listed.contains("does-not-exist"), "{listed}");
+    assert_fsck(&env.repo, false);
 }
 
 #[test]

@@ -660,3 +660,91 @@ fn the_log_file_gets_stamped_summary_and_warning_lines() {
         out.stderr
     );
 }
+
+/// Issue 16: `rewind run --dry-run` passed configs that `rewind run` then
+/// refused. The dry run is what a user runs after editing the config, so
+/// it must fail, with the same exit status and message, wherever the run
+/// does.
+#[test]
+fn dry_run_fails_where_the_run_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::init();
+    // Dump commands in a config others can write.
+    let config = two_backups(&env, "echo dump");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o666)).unwrap();
+    let refusal = "refusing to run its dump commands: it is writable by others";
+    for args in [&["run"][..], &["run", "--dry-run"]] {
+        let out = rw_config(&env, &config).args(args).run().status(2);
+        assert!(out.stderr.contains(refusal), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(branch_tip(&env.repo, "files"), None, "nothing ran");
+
+    // One path missing: both warn naming it and exit 1 (partial).
+    let data = env.path("data");
+    let missing = env.path("srv-data");
+    let gone = env.path("gone");
+    let paths_config = |paths: &[&Path]| {
+        let list: Vec<String> = paths
+            .iter()
+            .map(|p| toml_string(&p.display().to_string()))
+            .collect();
+        write_config(
+            &env,
+            &format!(
+                "repository = \"{}\"\n[[backup]]\nname = \"files\"\npaths = [{}]\n",
+                env.repo.display(),
+                list.join(", ")
+            ),
+        )
+    };
+    let config = paths_config(&[&data, &missing]);
+    let warning = format!("{}: no such file or directory", missing.display());
+    let dry = rw_config(&env, &config)
+        .args(["run", "--dry-run"])
+        .run()
+        .status(1);
+    assert!(dry.stderr.contains(&warning), "{}", dry.stderr);
+    assert_eq!(
+        branch_tip(&env.repo, "files"),
+        None,
+        "a dry run saves nothing"
+    );
+    let out = rw_config(&env, &config).args(["run"]).run().status(1);
+    assert!(out.stderr.contains(&warning), "{}", out.stderr);
+
+    // No path exists: both fail the backup.
+    let config = paths_config(&[&missing, &gone]);
+    for args in [&["run"][..], &["run", "--dry-run"]] {
+        let out = rw_config(&env, &config).args(args).run().status(2);
+        assert!(
+            out.stderr.contains("files: ")
+                && out.stderr.contains("FAIL")
+                && out
+                    .stderr
+                    .contains(&format!("nothing to save: {}", missing.display())),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+
+    // No repository there: both fail.
+    let config = write_config(
+        &env,
+        &format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"files\"\npaths = [\"{}\"]\n",
+            env.path("no-repo").display(),
+            data.display()
+        ),
+    );
+    for args in [&["run"][..], &["run", "--dry-run"]] {
+        let out = rw_config(&env, &config).args(args).run().status(2);
+        assert!(
+            out.stderr.contains(&format!(
+                "no repository at {}: create one",
+                env.path("no-repo").display()
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}

@@ -249,3 +249,51 @@ fn a_run_with_unreadable_files_exits_1_and_status_warns() {
     );
     assert_fsck(&repo, false);
 }
+
+/// Issue 16: a configured path that is not there no longer fails the
+/// backup: the run saves the rest, exits 1 naming the path, and `status`
+/// says WARNING for that backup (not OK, not CRITICAL).
+#[test]
+fn a_run_with_a_missing_path_is_partial_and_status_says_warning() {
+    let env = Env::init();
+    let data = env.path("data");
+    mkdir(&data);
+    write(&data.join("f"), b"0123456789");
+    let missing = env.path("srv-data");
+    let cfg = env.path("rewind.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"etc\"\npaths = [\"{}\", \"{}\"]\n",
+            env.repo.display(),
+            data.display(),
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let out = Rw::bare(&env.home)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["-q", "run"])
+        .run()
+        .status(1);
+    assert!(
+        out.stderr
+            .contains(&format!("{}: no such file or directory", missing.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("run: 1 backup saved, 1 with warnings (etc)"),
+        "{}",
+        out.stderr
+    );
+    assert!(branch_tip(&env.repo, "etc").is_some());
+    let out = status(&env, &cfg, &[], 1);
+    assert!(
+        out.lines()[0].starts_with("WARNING: etc: newest snapshot was saved with 1 warnings"),
+        "{}",
+        out.stdout_str()
+    );
+}

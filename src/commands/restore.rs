@@ -1,9 +1,12 @@
 use super::{resolve_following, Error, Status, UsageError};
 use crate::cli::RestoreArgs;
 use crate::repo::Repo;
-use crate::restore::{RestoreOptions, Restorer};
-use crate::view::{Item, NodeType};
+use crate::restore::plan::{Action, Planned, Planner};
+use crate::restore::{RestoreError, RestoreOptions, Restorer};
+use crate::view::{Item, Node, NodeType};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
     // Check every path before writing anything.
@@ -20,6 +23,10 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
             }
         }
     }
+    if args.dry_run {
+        return dry_run(repo, args, &nodes);
+    }
+    let target_is_new = !args.outdir.exists();
     std::fs::create_dir_all(&args.outdir).map_err(|e| {
         UsageError(format!(
             "cannot create --outdir {}: {e}",
@@ -31,6 +38,8 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         &RestoreOptions {
             numeric_ids: args.numeric_ids,
             threads: args.threads.map_or_else(default_threads, usize::from),
+            no_clobber: args.no_clobber,
+            target_is_new,
         },
         &args.outdir,
     )?;
@@ -42,6 +51,48 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         }
     }
     Ok(Status::from_warnings(&restorer.warnings))
+}
+
+/// Each entry the restore would write, one line on standard output: the
+/// target path and what would happen to it. Exits as the restore would
+/// for what can be known without writing: 1 if `--no-clobber` would keep
+/// something.
+fn dry_run(
+    repo: &dyn Repo,
+    args: &RestoreArgs,
+    nodes: &[(&[u8], Box<Node>)],
+) -> Result<Status, Error> {
+    let planner = Planner::new(repo, &args.outdir, args.no_clobber);
+    let mut out = std::io::stdout().lock();
+    let mut kept = 0u64;
+    let mut print = |p: Planned| -> Result<(), RestoreError> {
+        let what = match p.action {
+            Action::Create => "would create",
+            Action::Replace => "would replace",
+            Action::Keep => {
+                kept += 1;
+                "would keep (exists, --no-clobber)"
+            }
+        };
+        let slash = if p.is_dir { "/" } else { "" };
+        writeln!(out, "{what} {}{slash}", p.path.display()).map_err(|source| RestoreError::Write {
+            path: PathBuf::from("standard output"),
+            source,
+        })
+    };
+    for (path, node) in nodes {
+        if path.ends_with(b"/") && node.node_type == NodeType::Directory {
+            planner.contents(node, &mut print)?;
+        } else {
+            planner.entry(node, &mut print)?;
+        }
+    }
+    out.flush()?;
+    Ok(if kept > 0 {
+        Status::Partial
+    } else {
+        Status::Success
+    })
 }
 
 /// One per core: reading, inflating and hashing are CPU work, and the

@@ -43,11 +43,12 @@ fn report(quiet: bool, level: Level, line: &str) {
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     let config = load_config(cli)?;
     let location = configured_location(cli, &config)?;
-    if args.dry_run {
-        dry_run(&config, &location)?;
-        return Ok(Status::Success);
-    }
+    // Before anything else, and in a dry run too: what makes the run
+    // refuse to start makes the dry run fail alike.
     crate::config::check_trusted(&config)?;
+    if args.dry_run {
+        return dry_run(&config, &location);
+    }
     let repo = open_location(cli, &location)?;
     // One run at a time per repository and machine: beside a local
     // repository, in the client's cache for a server's.
@@ -63,6 +64,10 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     let started = std::time::Instant::now();
     let (mut partial, mut failed) = (Vec::new(), Vec::new());
     let mut records_ok = true;
+    // A signal stops the save under way cleanly (its dump command too) and
+    // then the run, before its next step (see `interrupt`).
+    crate::interrupt::install();
+    let total = config.backups.len();
     for backup in &config.backups {
         let progress = Progress::new();
         let renderer = Renderer::start(
@@ -99,6 +104,11 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
                     partial.push(done.name.clone());
                 }
             }
+            // The error says that nothing was committed.
+            Err(e) if crate::interrupt::pending().is_some() => {
+                report(cli.quiet, Level::Error, &format!("{}: {e}", done.name));
+                failed.push(done.name.clone());
+            }
             Err(e) => {
                 report(
                     cli.quiet,
@@ -115,6 +125,13 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             tracing::error!("{e}; `rewind status` will not know how this run went");
             records_ok = false;
         }
+        if let Some(signal) = crate::interrupt::pending() {
+            return Ok(interrupted(
+                cli.quiet,
+                signal,
+                &format!("backup {}", done.name),
+            ));
+        }
     }
     // After every backup, so that a prune never delays a save; only the
     // names whose save worked this time (a failing backup keeps all it has).
@@ -122,6 +139,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         let Some(rules) = &backup.retention else {
             continue;
         };
+        if let Some(signal) = crate::interrupt::pending() {
+            return Ok(interrupted(cli.quiet, signal, "the backups"));
+        }
         if failed.contains(&backup.name) {
             report(
                 cli.quiet,
@@ -148,6 +168,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     }
     // Last: space comes back only from what the prunes removed, and a gc
     // waits for nothing of this run's.
+    if let Some(signal) = crate::interrupt::pending() {
+        return Ok(interrupted(cli.quiet, signal, "the backups and prunes"));
+    }
     if config.gc {
         let gc_started = std::time::Instant::now();
         match crate::gc::gc(&*repo, &crate::gc::GcOptions::default(), &crate::gc::Quiet) {
@@ -162,7 +185,6 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             }
         }
     }
-    let total = config.backups.len();
     let elapsed = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
         report(
@@ -200,6 +222,21 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
     Ok(Status::Success)
 }
 
+/// Reports a run stopped by `signal` after `step`; the exit status a
+/// shell gives a process the signal killed. A backup it interrupted has
+/// been reported (and recorded) as failed, with the reason.
+fn interrupted(quiet: bool, signal: i32, step: &str) -> Status {
+    report(
+        quiet,
+        Level::Error,
+        &format!(
+            "run: interrupted by {} after {step}; the rest of the run was not done",
+            crate::interrupt::signal_name(signal)
+        ),
+    );
+    Status::Exit(crate::interrupt::exit_status(signal))
+}
+
 /// Prunes one backup name to `rules`; the line to report.
 fn prune_one(
     repo: &dyn crate::repo::Repo,
@@ -223,7 +260,11 @@ fn prune_one(
 }
 
 /// What a run would do, on standard output; runs no command, takes no lock.
-fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
+/// Each backup goes through the checks the run makes before saving it
+/// (`run::check_backup`): a backup the run would fail is reported as
+/// failing and the exit status is the one the run would have (2 failed,
+/// 1 warnings such as a missing path).
+fn dry_run(config: &Config, location: &Location) -> Result<Status, Error> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "configuration {}", config.path.display())?;
     match location {
@@ -231,24 +272,39 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
             out,
             "repository {target} (on a server: not contacted by a dry run)"
         )?,
-        Location::Local(repo) if crate::repo::Repository::open(repo).is_ok() => {
-            writeln!(out, "repository {}", repo.display())?
-        }
-        Location::Local(repo) => writeln!(
-            out,
-            "repository {} (not a repository yet: create it with `rewind -d {} init`)",
-            repo.display(),
-            repo.display()
-        )?,
+        Location::Local(repo) => writeln!(out, "repository {}", repo.display())?,
     }
+    let (mut partial, mut failed) = (Vec::new(), Vec::new());
     // A local repository is read for the prune plans; a server's is not
-    // contacted.
+    // contacted. One that cannot be opened fails the run: the dry run too.
     let local = match location {
-        Location::Local(path) => crate::repo::Repository::open(path).ok(),
+        Location::Local(path) => match super::open_at(path) {
+            Ok(repo) => Some(repo),
+            Err(e) => {
+                eprintln!("run would FAIL: {e}");
+                failed.push("the repository".to_string());
+                None
+            }
+        },
         Location::Ssh(_) => None,
     };
     for b in &config.backups {
         writeln!(out, "backup {}:", b.name)?;
+        // On stderr as the run prints them, so that cron or a user sees
+        // them whatever happens to standard output.
+        match run::check_backup(b) {
+            Ok(warnings) if warnings.is_empty() => {}
+            Ok(warnings) => {
+                for w in &warnings {
+                    eprintln!("{}: warning: {w}", b.name);
+                }
+                partial.push(b.name.clone());
+            }
+            Err(e) => {
+                eprintln!("{}: would FAIL, nothing would be saved: {e}", b.name);
+                failed.push(b.name.clone());
+            }
+        }
         for p in &b.paths {
             writeln!(out, "  would save {}", p.display())?;
         }
@@ -303,7 +359,22 @@ fn dry_run(config: &Config, location: &Location) -> Result<(), Error> {
     }
     writeln!(out, "no mirror: this version copies nothing off-site")?;
     out.flush()?;
-    Ok(())
+    drop(out);
+    let total = config.backups.len();
+    if !failed.is_empty() {
+        eprintln!("dry run: the run would FAIL ({})", failed.join(", "));
+        return Ok(Status::Exit(2));
+    }
+    if !partial.is_empty() {
+        eprintln!(
+            "dry run: {} would be saved, {} with warnings ({})",
+            backups(total),
+            partial.len(),
+            partial.join(", ")
+        );
+        return Ok(Status::Partial);
+    }
+    Ok(Status::Success)
 }
 
 /// "1 backup", "2 backups".

@@ -2,7 +2,7 @@ use super::{Error, Status, UsageError};
 use crate::cli::{Cli, SaveArgs};
 use crate::progress::{self, Progress, ProgressSnapshot, Renderer};
 use crate::repo::Repo;
-use crate::save::{save, Identity, SaveOptions, SaveOutcome};
+use crate::save::{save, Identity, SaveError, SaveOptions, SaveOutcome};
 use crate::source::command::CommandSource;
 use crate::source::filter::Filter;
 use crate::source::paths::{absolute, Rerooting};
@@ -92,7 +92,17 @@ pub fn run(cli: &Cli, repo: &dyn Repo, args: &SaveArgs) -> Result<Status, Error>
         progress::should_draw(cli.quiet, args.json),
         "saving",
     );
-    let outcome = save(repo, &options, &Identity::current())?;
+    // From here a Ctrl-C stops the save cleanly instead of killing it with
+    // its temporary pack left behind (see `interrupt`).
+    crate::interrupt::install();
+    let outcome = match save(repo, &options, &Identity::current()) {
+        Err(e @ SaveError::Interrupted { signal, .. }) => {
+            drop(renderer);
+            eprintln!("rewind: {e}");
+            return Ok(Status::Exit(crate::interrupt::exit_status(signal)));
+        }
+        result => result?,
+    };
     renderer.finish();
     let elapsed = started.elapsed().as_secs_f64();
     let status = Status::from_warnings(&outcome.warnings);

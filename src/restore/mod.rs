@@ -11,6 +11,7 @@
 //! and no symlink can take a write or a removal outside the target.
 
 mod at;
+pub mod plan;
 mod sparse;
 mod workers;
 
@@ -50,6 +51,15 @@ pub struct RestoreOptions {
     pub numeric_ids: bool,
     /// Threads writing files' content; 0 or 1: the calling thread alone.
     pub threads: usize,
+    /// Leave what exists in the target as it is, with a warning each:
+    /// files, links and specials are not replaced, a non-directory where
+    /// a directory would go keeps that whole directory out, and an
+    /// existing directory (the target too) keeps its metadata.
+    pub no_clobber: bool,
+    /// The target was created for this restore: with `no_clobber` too it
+    /// gets the saved metadata of a directory restored into it, there
+    /// being nothing of the user's to keep.
+    pub target_is_new: bool,
 }
 
 /// Subdirectories of one directory listed before their turn, at most.
@@ -60,6 +70,8 @@ pub struct Restorer<'r> {
     apply_options: ApplyOptions,
     applier: Applier,
     threads: usize,
+    no_clobber: bool,
+    target_is_new: bool,
     /// The target, opened once; all writes go below this descriptor.
     root: OwnedFd,
     root_path: PathBuf,
@@ -84,6 +96,8 @@ pub struct Restorer<'r> {
     pub warnings: Vec<String>,
     pub files: u64,
     pub bytes: u64,
+    /// Entries left as they were by `--no-clobber`.
+    pub skipped: u64,
 }
 
 impl<'r> Restorer<'r> {
@@ -106,6 +120,8 @@ impl<'r> Restorer<'r> {
             apply_options,
             applier: Applier::new(apply_options),
             threads: opts.threads,
+            no_clobber: opts.no_clobber,
+            target_is_new: opts.target_is_new,
             root,
             root_path: target.to_path_buf(),
             via_proc,
@@ -117,6 +133,7 @@ impl<'r> Restorer<'r> {
             warnings: Vec::new(),
             files: 0,
             bytes: 0,
+            skipped: 0,
         })
     }
 
@@ -159,6 +176,9 @@ impl<'r> Restorer<'r> {
         self.note_skipped(&dir);
         let root = self.root()?;
         self.run(|this, pool| this.restore_children(pool, root.as_fd(), &dir.entries))?;
+        if self.no_clobber && !self.target_is_new {
+            return Ok(());
+        }
         if let Some(meta) = &dir.meta {
             // The target itself is reached by the path the user gave.
             let path = self.root_path.clone();
@@ -278,6 +298,10 @@ impl<'r> Restorer<'r> {
             return self.restore_dir(pool, dir, &name, &shown, node);
         }
         if at::stat_at(dir, &name).map_err(write_err)?.is_some() {
+            if self.no_clobber {
+                self.keep_existing(&shown);
+                return Ok(());
+            }
             at::remove_at(dir, &name).map_err(write_err)?;
         }
         self.files += 1;
@@ -354,8 +378,12 @@ impl<'r> Restorer<'r> {
             path: shown.to_path_buf(),
             source,
         };
-        match at::stat_at(parent, name).map_err(write_err)? {
-            Some(st) if at::is_dir(&st) => {}
+        let existed = match at::stat_at(parent, name).map_err(write_err)? {
+            Some(st) if at::is_dir(&st) => true,
+            Some(_) if self.no_clobber => {
+                self.keep_existing(shown);
+                return Ok(());
+            }
             other => {
                 if other.is_some() {
                     at::remove_at(parent, name).map_err(write_err)?;
@@ -363,8 +391,9 @@ impl<'r> Restorer<'r> {
                 // Writable by us while children are created; the saved mode
                 // comes last.
                 at::mkdir_at(parent, name, 0o777).map_err(write_err)?;
+                false
             }
-        }
+        };
         // O_NOFOLLOW: if the name was swapped for a symlink since, this
         // fails instead of entering it.
         let dir = at::open_dir_at(parent, name).map_err(write_err)?;
@@ -380,7 +409,12 @@ impl<'r> Restorer<'r> {
         let outstanding = self.outstanding.pop().unwrap_or_default();
         result?;
         drop(dir);
-        let meta = listing.meta.as_ref().or(node.meta.as_ref());
+        // An existing directory is not clobbered either: its metadata stays.
+        let meta = if existed && self.no_clobber {
+            None
+        } else {
+            listing.meta.as_ref().or(node.meta.as_ref())
+        };
         match meta {
             Some(meta) if outstanding.load(Ordering::Acquire) > 0 => {
                 // Its files are still being written: the metadata waits,
@@ -403,6 +437,16 @@ impl<'r> Restorer<'r> {
         }
         self.apply_ready();
         Ok(())
+    }
+
+    /// `--no-clobber` met something in the way at `shown`: it stays, and
+    /// the exit status says the restore is partial.
+    fn keep_existing(&mut self, shown: &Path) {
+        self.skipped += 1;
+        self.warn(format!(
+            "{}: exists, not replaced (--no-clobber)",
+            shown.display()
+        ));
     }
 
     /// Links `name` to the first restored member of the node's hardlink

@@ -33,6 +33,14 @@ pub fn save_options(
     })
 }
 
+/// What a run checks of a backup before saving it, and a dry run too (so
+/// that both fail alike): its excludes, name, paths and dump paths. The
+/// warnings the save would begin with (missing paths), or its error.
+pub fn check_backup(backup: &Backup) -> Result<Vec<String>, String> {
+    let opts = save_options(backup, None).map_err(|e| e.to_string())?;
+    crate::save::check(&opts).map_err(|e| one_line(&e))
+}
+
 /// How one backup of a run went.
 #[derive(Debug)]
 pub struct BackupRun {

@@ -32,7 +32,7 @@ use crate::source::paths;
 use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -234,18 +234,23 @@ fn run_one(
     let started = Instant::now();
     progress.set_current(&source.path);
     tracing::info!("dump `{}` into {}", source.command, source.path.display());
+    // In its own process group, so that an interrupted save stops the
+    // shell and everything it started (see `interrupt`); a Ctrl-C on the
+    // terminal reaches it through rewind.
     let mut child = Command::new("/bin/sh")
         .arg("-c")
         .arg(&source.command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| DumpError::Spawn {
             command: source.command.clone(),
             path: source.path.clone(),
             source: e,
         })?;
+    let forwarding = crate::interrupt::ChildGroup::register(child.id());
     let stderr = StderrTail::start(child.stderr.take());
     let stdout = child.stdout.take().expect("stdout was piped");
     // Fewer wake-ups of the command and of the chunker per MiB.
@@ -257,8 +262,15 @@ fn run_one(
         Ok(stored) => (Ok(stored.0), stored.1),
         Err(StreamError::Read(e)) => (Err(DumpFailure::Read(e)), 0),
         Err(StreamError::Save(e)) => {
-            // The repository failed, not the dump: stop the command (it may
-            // be blocked on its next write) and report the real error.
+            // The repository failed, or the save was interrupted, not the
+            // dump: stop the command and all it started (they may be blocked
+            // on their next write, or silent) and report the real error.
+            if let Ok(group) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill(2) with plain integers; the group is the
+                // child's own (process_group(0)), not yet reaped, so its id
+                // cannot have been reused.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+            }
             let _ = child.kill();
             let _ = child.wait();
             return Err(e);
@@ -269,6 +281,10 @@ fn run_one(
         path: source.path.clone(),
         source: e,
     })?;
+    drop(forwarding);
+    // A command stopped by the forwarded signal failed because the save
+    // was interrupted: say that, not that the dump failed.
+    super::stop_if_interrupted()?;
     // The file's times: the content was final when the command ended, as a
     // dump written to a file would show in its mtime.
     let finished = SystemTime::now();

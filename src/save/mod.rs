@@ -30,6 +30,13 @@ pub enum SaveError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// SIGINT or SIGTERM came (see `interrupt`): the save stopped and its
+    /// temporary files were removed; the branch was not moved.
+    #[error("interrupted by {}: nothing was committed; the snapshots of {name} are as they were", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32, name: String },
+    /// Every source path is missing: an empty snapshot would hide it.
+    #[error("nothing to save: {} {} not exist; check the paths (a missing disk or mount?)", list_paths(paths), if paths.len() == 1 { "does" } else { "do" })]
+    NoSource { paths: Vec<PathBuf> },
     #[error("invalid backup name {0:?}: use letters, digits, '.', '_' or '-' (no '/', no leading '.' or '-')")]
     BadName(String),
     #[error("--date {date} is not after the latest snapshot of {name} ({latest}); snapshots of a name must be in time order")]
@@ -52,6 +59,15 @@ pub enum SaveError {
     /// message and an exit status). No snapshot is written.
     #[error("internal error: the object writer lost the ids of {missing} chunks of a file being saved; no snapshot was written (please report this)")]
     LostChunkIds { missing: usize },
+}
+
+/// "a, b, c" for an error line.
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What to save and how; built from the command line or a config file.
@@ -116,17 +132,61 @@ pub fn validate_name(name: &str) -> Result<(), SaveError> {
     }
 }
 
+/// Everything a save refuses before it touches the repository or runs a
+/// command: the name, the source paths (none existing is an error, some
+/// missing are warnings), and where each dump would be stored.
+fn prepare(opts: &SaveOptions) -> Result<walk::Resolved, SaveError> {
+    validate_name(&opts.name)?;
+    let resolved = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    // Every dump path is checked before any command runs.
+    dump::check(&opts.commands, &resolved.root)?;
+    Ok(resolved)
+}
+
+/// The checks of [`save`] without the save, for a dry run that must fail
+/// where the save would: the warnings the save would start with, or the
+/// error it would stop with. Reads the sources' metadata only.
+pub fn check(opts: &SaveOptions) -> Result<Vec<String>, SaveError> {
+    prepare(opts).map(|r| r.warnings)
+}
+
 /// Runs one save and moves `refs/heads/<name>` to the new commit.
 pub fn save(
     repo: &dyn Repo,
     opts: &SaveOptions,
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
-    validate_name(&opts.name)?;
+    // The walk and the dumps report an interruption without the name.
+    save_inner(repo, opts, identity).map_err(|e| match e {
+        SaveError::Interrupted { signal, .. } => SaveError::Interrupted {
+            signal,
+            name: opts.name.clone(),
+        },
+        e => e,
+    })
+}
+
+/// `Err(Interrupted)` once SIGINT or SIGTERM came (see `interrupt`).
+pub(crate) fn stop_if_interrupted() -> Result<(), SaveError> {
+    match crate::interrupt::pending() {
+        Some(signal) => Err(SaveError::Interrupted {
+            signal,
+            name: String::new(),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn save_inner(
+    repo: &dyn Repo,
+    opts: &SaveOptions,
+    identity: &Identity,
+) -> Result<SaveOutcome, SaveError> {
+    let walk::Resolved {
+        root: mut sources,
+        warnings: source_warnings,
+    } = prepare(opts)?;
     let ref_name = format!("refs/heads/{}", opts.name);
-    let mut sources = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
-    // Every dump path is checked before any command runs.
-    dump::check(&opts.commands, &sources)?;
     // Held until the ref has moved: a gc must not delete an object this
     // save was told is stored and reuses (see `repo::gc_lock`).
     let _gc_lock = repo.lock_for_write(&|holder| {
@@ -159,6 +219,10 @@ pub fn save(
     let dumps = dump::run_all(&opts.commands, &mut sources, &mut sink, &progress)?;
     let change_index = index::ChangeIndex::open(repo, known, &opts.name, started);
     let mut walker = walk::Walker::new(&opts.filter, opts.one_file_system, change_index, progress);
+    // First in the list: a missing path matters more than an unreadable file.
+    for w in source_warnings {
+        walker.warn(w);
+    }
     let tree = walker.save_root(&sources, &mut sink, warmer)?;
     let walk::Walker {
         index: change_index,
@@ -172,6 +236,9 @@ pub fn save(
 
     // Commits go into the same pack as the trees: nothing is visible before
     // the ref moves, and the ref moves only after the pack is published.
+    // The last point to give up: past it the pack is published and the
+    // branch moves, so a signal from here on is answered by a snapshot.
+    stop_if_interrupted()?;
     let requested = opts.date.unwrap_or_else(now);
     let (commit, time) =
         commit::write_commit(&mut sink, tree, parent, parent_time, requested, identity)?;

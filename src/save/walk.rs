@@ -61,25 +61,45 @@ impl VirtualDir {
     }
 }
 
+/// The sources arranged into the snapshot's directory skeleton, and the
+/// warnings about them: a source that does not exist is left out (a daily
+/// backup saves what is there; only when no source exists is there nothing
+/// to save), and a source that is an unmounted mount point is named.
+pub(super) struct Resolved {
+    pub root: VirtualDir,
+    pub warnings: Vec<String>,
+}
+
 /// Checks the sources, drops those inside another source, and arranges them
 /// into the snapshot's directory skeleton.
 pub(super) fn resolve_sources(
     sources: &[PathBuf],
     rerooting: &Rerooting,
-) -> Result<VirtualDir, SaveError> {
+) -> Result<Resolved, SaveError> {
     let cwd = std::env::current_dir().map_err(|source| SaveError::Source {
         path: PathBuf::from("."),
         source,
     })?;
     let mut resolved: Vec<(PathBuf, bool)> = Vec::new();
+    let mut missing: Vec<PathBuf> = Vec::new();
+    let mut warnings = Vec::new();
     for source in sources {
         let absolute = paths::absolute(source, &cwd);
         // Like bup, a directory given through a symlink is saved under its
         // real path; a symlink to a file is saved as the symlink.
-        let st = std::fs::symlink_metadata(&absolute).map_err(|e| SaveError::Source {
-            path: source.clone(),
-            source: e,
-        })?;
+        let st = match std::fs::symlink_metadata(&absolute) {
+            Ok(st) => st,
+            Err(e) if is_missing(&e) => {
+                missing.push(source.clone());
+                continue;
+            }
+            Err(e) => {
+                return Err(SaveError::Source {
+                    path: source.clone(),
+                    source: e,
+                })
+            }
+        };
         let (path, is_dir) = if st.file_type().is_symlink()
             && std::fs::metadata(&absolute).is_ok_and(|m| m.is_dir())
         {
@@ -91,7 +111,30 @@ pub(super) fn resolve_sources(
         } else {
             (absolute, st.is_dir())
         };
+        if is_dir
+            && crate::source::mounts::is_unmounted_mount_point(
+                &path,
+                Path::new(crate::source::mounts::FSTAB),
+                Path::new(crate::source::mounts::MOUNTS),
+            )
+        {
+            warnings.push(format!(
+                "{}: empty and nothing is mounted there although {} mounts a file system on it; \
+                 saved as an empty directory (mount it and save again)",
+                path.display(),
+                crate::source::mounts::FSTAB
+            ));
+        }
         resolved.push((path, is_dir));
+    }
+    if !missing.is_empty() && resolved.is_empty() {
+        return Err(SaveError::NoSource { paths: missing });
+    }
+    for path in &missing {
+        warnings.push(format!(
+            "{}: no such file or directory; not in this snapshot (the other paths are saved)",
+            path.display()
+        ));
     }
     resolved.sort();
     resolved.dedup();
@@ -105,7 +148,13 @@ pub(super) fn resolve_sources(
         let levels = paths::snapshot_levels(&path, is_dir, rerooting);
         insert(&mut root, &levels, &path, is_dir);
     }
-    Ok(root)
+    Ok(Resolved { root, warnings })
+}
+
+/// A source that is not there (rather than one that cannot be read): the
+/// path or one of its parents does not exist.
+fn is_missing(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 /// The subdirectory `name` of `dir`, created if missing. When a file source
@@ -209,7 +258,7 @@ impl<'f> Walker<'f> {
         }
     }
 
-    fn warn(&mut self, message: String) {
+    pub(super) fn warn(&mut self, message: String) {
         tracing::warn!("{message}");
         self.progress.add_warning();
         self.warnings.push(message);
@@ -371,6 +420,7 @@ impl<'f> Walker<'f> {
         device: Option<u64>,
         sink: &mut ObjectSink,
     ) -> Result<Option<Stored>, SaveError> {
+        super::stop_if_interrupted()?;
         let st = match stat {
             Ok(st) => st,
             Err(e) => {
@@ -772,6 +822,9 @@ fn split_and_build(
     let mut offset = 0u64;
     let size = splitter
         .split(reader, |chunk: &[u8]| -> Result<(), SaveError> {
+            // Per chunk (about 8 KiB): a signal stops even a huge file or
+            // a dump within a moment.
+            super::stop_if_interrupted()?;
             let len = chunk.len() as u64;
             if let Some(p) = progress {
                 p.add_bytes_read(len);

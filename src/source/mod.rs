@@ -4,4 +4,5 @@
 
 pub mod command;
 pub mod filter;
+pub mod mounts;
 pub mod paths;
