@@ -215,12 +215,7 @@ pub fn execute(repo: &dyn Repo, plan: &Plan) -> Result<Outcome, PruneError> {
     let old: Vec<&Commit> = kept.iter().map(|&i| &plan.commits[i]).collect();
     // Held while new commits exist that no ref names yet: a gc would
     // delete them (see `repo::gc_lock`).
-    let _gc_lock = repo.lock_for_write(&|holder| {
-        tracing::warn!(
-            "waiting for a gc of {} to finish ({holder})",
-            repo.location()
-        )
-    })?;
+    let _gc_lock = crate::repo::gc_lock::hold_off_gc(repo)?;
     let new = rewrite(repo, base, &old)?;
     let mut rewritten: Vec<(ObjectId, ObjectId)> = kept
         .iter()

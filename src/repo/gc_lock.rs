@@ -38,6 +38,18 @@ fn open(rewind_dir: &Path) -> Result<LockFile, Error> {
     LockFile::open(&path).map_err(Error::io("opening the gc lock", &path))
 }
 
+/// A writer's hold on `repo`'s lock, where the repository needs one
+/// ([`super::Repo::lock_for_write`]), warning once if a gc runs: what a
+/// save or a prune takes before it writes objects a ref will name.
+pub fn hold_off_gc(repo: &dyn super::Repo) -> Result<Option<WriteLock>, Error> {
+    repo.lock_for_write(&|holder| {
+        tracing::warn!(
+            "waiting for a gc of {} to finish ({holder})",
+            repo.location()
+        )
+    })
+}
+
 /// Takes the lock shared, waiting for a running gc to finish (a writer
 /// that fails instead would turn every cron save during a long gc into a
 /// failed backup). `waiting` is called once if it has to wait.

@@ -231,7 +231,6 @@ impl<'r> Restorer<'r> {
             .partition(|d| d.outstanding.load(Ordering::Acquire) == 0);
         self.deferred = waiting;
         for d in ready {
-            let d: Deferred = d;
             self.apply_meta(&d.path, &d.shown, &d.meta);
         }
     }

@@ -189,12 +189,7 @@ fn save_inner(
     let ref_name = format!("refs/heads/{}", opts.name);
     // Held until the ref has moved: a gc must not delete an object this
     // save was told is stored and reuses (see `repo::gc_lock`).
-    let _gc_lock = repo.lock_for_write(&|holder| {
-        tracing::warn!(
-            "waiting for a gc of {} to finish ({holder})",
-            repo.location()
-        )
-    })?;
+    let _gc_lock = crate::repo::gc_lock::hold_off_gc(repo)?;
     // Taken before the first lstat: the change index does not record
     // paths changed this close to the save (see index::RACY_MARGIN_SECS).
     let started = std::time::SystemTime::now();
