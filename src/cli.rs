@@ -101,6 +101,116 @@ pub enum Command {
     /// Verify every object and that every snapshot is complete; write or
     /// apply recovery data for the packs
     Fsck(FsckArgs),
+    /// Copy repositories off-site to an S3 bucket, encrypted; check the
+    /// copy; rebuild repositories from it
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MirrorCommand {
+    /// Write a new key file for encrypted mirrors (print its public key)
+    Keygen(MirrorKeygenArgs),
+    /// Send what the mirror lacks: objects first, the manifest (refs) last
+    Push(MirrorPushArgs),
+    /// Rebuild repositories from their mirror (disaster recovery)
+    Pull(MirrorPullArgs),
+    /// How each repository and its mirror differ (Nagios exit codes)
+    Status(MirrorStatusArgs),
+    /// Read back every object of a mirror and check it decrypts and matches
+    Verify(MirrorVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorKeygenArgs {
+    /// Where to write the key (never over an existing file)
+    #[arg(value_name = "KEYFILE")]
+    pub path: PathBuf,
+}
+
+/// Where a mirror is and how to read it.
+#[derive(Args, Debug)]
+pub struct MirrorPlace {
+    /// s3://BUCKET[/PREFIX], or file:///PATH for a folder
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// The age key file that encrypts the mirror (from `rewind mirror keygen`)
+    #[arg(long, env = "REWIND_MIRROR_KEY", value_name = "KEYFILE")]
+    pub key: Option<PathBuf>,
+
+    /// Mirror without encryption (the bucket's owner can read everything)
+    #[arg(long, conflicts_with = "key")]
+    pub plain: bool,
+
+    /// URL of an S3-compatible server (default: AWS_ENDPOINT_URL, the AWS
+    /// profile's endpoint_url, else AWS itself)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// Transfers at once
+    #[arg(long, value_name = "N", default_value_t = crate::mirror::push::DEFAULT_JOBS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorPushArgs {
+    #[command(flatten)]
+    pub place: MirrorPlace,
+
+    /// Push every repository under DIR, each to URL/NAME (not with -d)
+    #[arg(long, value_name = "DIR")]
+    pub all: Option<PathBuf>,
+
+    /// Keep objects that gc removed locally this long in the bucket (e.g.
+    /// 14d), so that an older mirror still restores
+    #[arg(long, value_name = "DURATION", default_value = "14d")]
+    pub grace: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorPullArgs {
+    #[command(flatten)]
+    pub place: MirrorPlace,
+
+    /// Pull every repository mirrored under URL, each into DEST/NAME
+    #[arg(long)]
+    pub all: bool,
+
+    /// A new or empty folder for the repository (with --all: for the
+    /// repositories)
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorStatusArgs {
+    #[command(flatten)]
+    pub place: MirrorPlace,
+
+    /// Report every repository under DIR, each against URL/NAME (not with -d)
+    #[arg(long, value_name = "DIR")]
+    pub all: Option<PathBuf>,
+
+    /// A mirror behind its repository is WARNING once its last push is
+    /// older than AGE (e.g. 8d), CRITICAL at twice that
+    #[arg(long = "max-age", value_name = "AGE", default_value = "8d")]
+    pub max_age: String,
+
+    /// Print one JSON object on standard output instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorVerifyArgs {
+    #[command(flatten)]
+    pub place: MirrorPlace,
+
+    /// Verify every repository mirrored under URL
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]

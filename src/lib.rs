@@ -16,6 +16,7 @@ pub mod fuzz;
 pub mod gc;
 pub mod interrupt;
 pub mod meta;
+pub mod mirror;
 pub mod mount;
 pub mod object;
 pub mod pack;

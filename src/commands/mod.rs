@@ -6,6 +6,7 @@ mod config;
 mod fsck;
 mod gc;
 mod ls;
+mod mirror;
 mod mount;
 mod prune;
 mod restore;
@@ -206,6 +207,7 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
         Command::Schedule(command) => schedule::run(cli, command),
         Command::Server(args) => server(args),
         Command::Fsck(args) => fsck::run(cli, args),
+        Command::Mirror(command) => mirror::run(cli, command),
     }
 }
 

@@ -29,7 +29,8 @@ use known::KnownObjects;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const CONFIG: &str = "[core]\n\
+/// The config file of a new repository.
+pub const CONFIG: &str = "[core]\n\
 \trepositoryformatversion = 0\n\
 \tfilemode = true\n\
 \tbare = true\n\

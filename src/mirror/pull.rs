@@ -1,0 +1,222 @@
+//! `rewind mirror pull`: rebuild a repository from its mirror, the
+//! disaster-recovery path ("the backup server is gone").
+//!
+//! Files are written under temporary names, checked (size and BLAKE3 of the
+//! decrypted bytes; decryption itself rejects any altered byte), fsynced
+//! and renamed: a pack before its index. Refs and the small files follow,
+//! HEAD last, so a half-pulled folder never opens as a repository, and a
+//! pull run again over it keeps the files that arrived whole.
+
+use super::local::units_of;
+use super::manifest::Manifest;
+use super::{workers, Bucket, MirrorError, Progress, Sealer};
+use crate::repo::{fsutil, Repository};
+use std::io::{Read, Write};
+use std::path::Path;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullReport {
+    pub files_received: u64,
+    pub bytes_received: u64,
+    /// Files a previous, interrupted pull had written whole already.
+    pub files_kept: u64,
+    pub refs: usize,
+}
+
+pub fn pull(
+    bucket: &Bucket,
+    dest: &Path,
+    sealer: &Sealer,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<PullReport, MirrorError> {
+    if dest.join("HEAD").exists() {
+        return Err(MirrorError::Usage(format!(
+            "{} is a repository already: pull into a new or empty folder",
+            dest.display()
+        )));
+    }
+    let manifest = super::read_manifest(bucket, sealer)?.ok_or_else(|| MirrorError::Missing {
+        what: format!(
+            "{}/{} (no mirror there: check the URL)",
+            bucket.url(),
+            super::seal::MANIFEST_NAME
+        ),
+    })?;
+    for dir in ["objects/pack", "objects/info", "refs/heads", "refs/tags"] {
+        let d = dest.join(dir);
+        std::fs::create_dir_all(&d).map_err(MirrorError::io("creating directory", &d))?;
+    }
+    let units = units_of(&manifest.files);
+    progress.start(
+        manifest.files.len() as u64,
+        manifest.files.values().map(|f| f.stored_size).sum(),
+    );
+    let outcomes = workers::each(&units, jobs, |unit| {
+        let mut kept = 0u64;
+        let mut received = 0u64;
+        for (path, _) in &unit.files {
+            if fetch_file(bucket, sealer, &manifest, dest, path, progress)? {
+                kept += 1;
+            } else {
+                received += manifest.files[path].stored_size;
+            }
+            progress.file_done();
+        }
+        Ok((kept, received, unit.files.len() as u64))
+    })?;
+    let mut report = PullReport::default();
+    for (kept, received, files) in outcomes {
+        report.files_kept += kept;
+        report.files_received += files - kept;
+        report.bytes_received += received;
+    }
+    for dir in ["objects/pack", "objects"] {
+        fsutil::fsync_dir(&dest.join(dir))?;
+    }
+    write_refs_and_head(dest, &manifest)?;
+    report.refs = manifest.refs.len();
+    check_refs_resolve(dest, &manifest)?;
+    Ok(report)
+}
+
+/// Fetches one file into place unless a whole copy is there already
+/// (returns true then).
+fn fetch_file(
+    bucket: &Bucket,
+    sealer: &Sealer,
+    manifest: &Manifest,
+    dest: &Path,
+    path: &str,
+    progress: &dyn Progress,
+) -> Result<bool, MirrorError> {
+    let entry = manifest.files[path];
+    let target = dest.join(path);
+    if let Ok(meta) = std::fs::metadata(&target) {
+        if meta.len() == entry.size && hash_file(&target)? == entry.blake3 {
+            progress.bytes(entry.stored_size);
+            return Ok(true);
+        }
+    }
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(MirrorError::io("creating directory", dir))?;
+    }
+    let what = format!("{}/{} ({path})", bucket.url(), sealer.object_name(path));
+    let download = bucket.download(&sealer.object_name(path))?;
+    if download.size != entry.stored_size {
+        return Err(MirrorError::Damaged {
+            what,
+            detail: format!(
+                "{} bytes in the bucket, the manifest says {}",
+                download.size, entry.stored_size
+            ),
+        });
+    }
+    let counted = CountedRead {
+        inner: download,
+        progress,
+    };
+    let mut plain = sealer.open(counted, &what)?;
+    let dir = target.parent().expect("repository paths have a folder");
+    let mut temp = tempfile::Builder::new()
+        .prefix(".mirror-pull-")
+        .tempfile_in(dir)
+        .map_err(MirrorError::io("creating a file in", dir))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = plain.read(&mut buf).map_err(|e| MirrorError::Damaged {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > entry.size {
+            return Err(MirrorError::Damaged {
+                what,
+                detail: format!("longer than the {} bytes the manifest says", entry.size),
+            });
+        }
+        hasher.update(&buf[..n]);
+        temp.write_all(&buf[..n])
+            .map_err(MirrorError::io("writing", temp.path()))?;
+    }
+    if total != entry.size || *hasher.finalize().as_bytes() != entry.blake3 {
+        return Err(MirrorError::Damaged {
+            what,
+            detail: "its content does not match the manifest's checksum".into(),
+        });
+    }
+    temp.as_file()
+        .sync_all()
+        .map_err(MirrorError::io("syncing", temp.path()))?;
+    temp.persist(&target)
+        .map_err(|e| MirrorError::io("renaming into", &target)(e.error))?;
+    Ok(false)
+}
+
+fn hash_file(path: &Path) -> Result<[u8; 32], MirrorError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(path).map_err(MirrorError::io("reading", path))?;
+    std::io::copy(&mut file, &mut hasher).map_err(MirrorError::io("reading", path))?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// Small files, then refs as loose ref files, then HEAD: the file whose
+/// presence makes the folder a repository comes last.
+fn write_refs_and_head(dest: &Path, manifest: &Manifest) -> Result<(), MirrorError> {
+    for (path, bytes) in &manifest.small {
+        let target = dest.join(path);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(MirrorError::io("creating directory", dir))?;
+        }
+        fsutil::write_atomic(&target, bytes)?;
+    }
+    for (name, id) in &manifest.refs {
+        let target = dest.join(name);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(MirrorError::io("creating directory", dir))?;
+        }
+        fsutil::write_atomic(&target, format!("{id}\n").as_bytes())?;
+    }
+    if !manifest.small.contains_key("config") {
+        fsutil::write_atomic(&dest.join("config"), crate::repo::CONFIG.as_bytes())?;
+    }
+    fsutil::fsync_dir(dest)?;
+    fsutil::write_atomic(
+        &dest.join("HEAD"),
+        format!("{}\n", manifest.head).as_bytes(),
+    )?;
+    fsutil::fsync_dir(dest)?;
+    Ok(())
+}
+
+/// Every ref's commit is in the pulled objects (the manifest promised so).
+fn check_refs_resolve(dest: &Path, manifest: &Manifest) -> Result<(), MirrorError> {
+    let repo = Repository::open(dest)?;
+    for (name, id) in &manifest.refs {
+        if repo.objects().read_header(id).is_err() {
+            return Err(MirrorError::Damaged {
+                what: format!("the pulled repository {}", dest.display()),
+                detail: format!("{name} points at {id}, which no pulled pack holds"),
+            });
+        }
+    }
+    Ok(())
+}
+
+struct CountedRead<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for CountedRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.bytes(n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,103 @@
+//! `rewind mirror verify`: every object the manifest names is read back,
+//! decrypted and checked against its size and checksum (what a restore
+//! from the bucket would need), and every object kept for its grace period
+//! is there.
+
+use super::manifest::FileEntry;
+use super::{workers, Bucket, MirrorError, Progress, Sealer};
+use std::io::Read;
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    /// One line per object that is missing, damaged or unreadable.
+    pub problems: Vec<String>,
+}
+
+pub fn verify(
+    bucket: &Bucket,
+    sealer: &Sealer,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, MirrorError> {
+    let manifest = super::read_manifest(bucket, sealer)?.ok_or_else(|| MirrorError::Missing {
+        what: format!(
+            "{}/{} (no mirror there: check the URL)",
+            bucket.url(),
+            super::seal::MANIFEST_NAME
+        ),
+    })?;
+    let files: Vec<(&String, &FileEntry)> = manifest.files.iter().collect();
+    progress.start(files.len() as u64, manifest.stored_bytes());
+    let outcomes = workers::each(&files, jobs, |(path, entry)| {
+        let outcome = check_file(bucket, sealer, path, entry, progress);
+        progress.file_done();
+        match outcome {
+            Ok(()) => Ok(None),
+            // A store that cannot be reached stops the check; a bad object
+            // is a finding, and the others are still checked.
+            Err(e @ MirrorError::Bucket { .. }) => Err(e),
+            Err(e) => Ok(Some(e.to_string())),
+        }
+    })?;
+    let mut report = VerifyReport {
+        files_checked: files.len() as u64,
+        bytes_checked: manifest.stored_bytes(),
+        problems: outcomes.into_iter().flatten().collect(),
+    };
+    for (path, retired) in &manifest.retired {
+        let name = sealer.object_name(path);
+        if bucket.size_of(&name)? != Some(retired.stored_size) {
+            report.problems.push(format!(
+                "{}/{name} ({path}, kept for the grace period) is missing or has the wrong size",
+                bucket.url()
+            ));
+        }
+    }
+    Ok(report)
+}
+
+fn check_file(
+    bucket: &Bucket,
+    sealer: &Sealer,
+    path: &str,
+    entry: &FileEntry,
+    progress: &dyn Progress,
+) -> Result<(), MirrorError> {
+    let name = sealer.object_name(path);
+    let what = format!("{}/{name} ({path})", bucket.url());
+    let download = bucket.download(&name)?;
+    if download.size != entry.stored_size {
+        return Err(MirrorError::Damaged {
+            what,
+            detail: format!(
+                "{} bytes, the manifest says {}",
+                download.size, entry.stored_size
+            ),
+        });
+    }
+    let mut plain = sealer.open(download, &what)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = plain.read(&mut buf).map_err(|e| MirrorError::Damaged {
+            what: what.clone(),
+            detail: e.to_string(),
+        })?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    progress.bytes(entry.stored_size);
+    if total != entry.size || *hasher.finalize().as_bytes() != entry.blake3 {
+        return Err(MirrorError::Damaged {
+            what,
+            detail: "its content does not match the manifest's checksum".into(),
+        });
+    }
+    Ok(())
+}
