@@ -61,6 +61,8 @@ mod mount;
 #[allow(unused_imports)] // not every test crate mounts
 pub use mount::{is_mounted, Mount, Mounting, NotMounted};
 
+/// A real S3 server (s3s-fs) and the client environment that reaches it (the mirror tests).
+pub mod s3;
 /// A real sshd and the client side that reaches it (the remote tests).
 pub mod sshd;
 
