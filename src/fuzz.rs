@@ -111,6 +111,10 @@ pub const TARGETS: &[Target] = &[
         name: "remote_session",
         run: remote_session,
     },
+    Target {
+        name: "mirror_manifest",
+        run: mirror_manifest,
+    },
 ];
 
 /// The target called `name`.
@@ -340,6 +344,27 @@ pub fn date(data: &[u8]) {
 pub fn config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = crate::config::parse(Path::new("/etc/rewind.toml"), text);
+    }
+}
+
+/// A mirror's manifest as a bucket returns it (after decryption, which a
+/// bucket's owner cannot forge without the key, but damage in a plain
+/// mirror or a bug can reach): every path it names must be one a pull may
+/// write.
+pub fn mirror_manifest(data: &[u8]) {
+    use crate::mirror::manifest::{path_kind, Manifest};
+    use crate::mirror::Sealer;
+    if let Ok(m) = Manifest::decode(data, "fuzz", &Sealer::Plain) {
+        for path in m.files.keys().chain(m.retired.keys()).chain(&m.doomed) {
+            assert!(path_kind(path).is_some(), "{path}");
+            assert!(!path.contains(".."), "{path}");
+        }
+        for name in m.refs.keys() {
+            assert!(name.starts_with("refs/") && !name.contains(".."), "{name}");
+        }
+        assert!(
+            matches!(Manifest::decode(&m.encode(&Sealer::Plain), "fuzz", &Sealer::Plain), Ok(back) if back == m)
+        );
     }
 }
 

@@ -110,8 +110,13 @@ impl Bucket {
     }
 
     fn failed(&self, name: &str, e: object_store::Error) -> MirrorError {
+        let url = if name.is_empty() {
+            self.url.clone()
+        } else {
+            format!("{}/{name}", self.url)
+        };
         MirrorError::Bucket {
-            url: format!("{}/{name}", self.url),
+            url,
             detail: explain(&e),
         }
     }
@@ -231,6 +236,14 @@ impl Bucket {
         })
     }
 
+    /// Fails (naming the bucket) unless the bucket exists: a GET of a
+    /// missing object says "not found" alike whether the object or the
+    /// whole bucket is missing, and some stores accept writes into a bucket
+    /// that was never created.
+    pub fn check_exists(&self) -> Result<(), MirrorError> {
+        self.list_children().map(|_| ())
+    }
+
     /// The names of the folders right under this bucket's prefix (the
     /// repositories of a whole-server mirror).
     pub fn list_children(&self) -> Result<Vec<String>, MirrorError> {
@@ -301,50 +314,70 @@ fn s3_store(
 /// One line from an object_store error: what went wrong and what to check,
 /// then the store's own words, trimmed.
 fn explain(e: &object_store::Error) -> String {
+    // Matched against the store's words, most specific first; status codes
+    // with their reason phrase, since object names are hex.
+    const HINTS: &[(&[&str], &str)] = &[
+        (
+            // No key in the environment or the profile files: object_store
+            // then asks the EC2 instance metadata service, which is not there.
+            &["169.254.169.254"],
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile in ~/.aws/credentials (an EC2 instance role is tried last)",
+        ),
+        (
+            &["NoSuchBucket"],
+            "the bucket does not exist: create it, or check the URL",
+        ),
+        (
+            &[
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AccessDenied",
+                "403 Forbidden",
+                "401 Unauthorized",
+            ],
+            "credentials refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS profile) and the bucket's policy",
+        ),
+        (
+            &[
+                "QuotaExceeded",
+                "EntityTooLarge",
+                "InsufficientStorage",
+                "StorageFull",
+                "507 Insufficient Storage",
+                "No space",
+            ],
+            "the store refused the data: is the bucket full or over its quota?",
+        ),
+        (
+            &[
+                "500 Internal Server Error",
+                "502 Bad Gateway",
+                "503 Service Unavailable",
+            ],
+            "the store keeps failing the request: is it full, read-only or failing? (nothing was published)",
+        ),
+        (
+            &[
+                "error sending request",
+                "Connection refused",
+                "dns error",
+                "timed out",
+                "tcp connect",
+            ],
+            "cannot reach the store: check the endpoint and the network",
+        ),
+    ];
     let text = e.to_string();
-    let hint = if text.contains("NoSuchBucket") {
-        "the bucket does not exist: create it, or check the URL"
-    } else if [
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-        "403",
-        "401",
-    ]
-    .iter()
-    .any(|s| text.contains(s))
-        || matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        )
-    {
-        "credentials refused: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS profile) and the bucket's policy"
-    } else if [
-        "QuotaExceeded",
-        "EntityTooLarge",
-        "InsufficientStorage",
-        "507",
-        "No space",
-    ]
-    .iter()
-    .any(|s| text.contains(s))
-    {
-        "the store refused the data: is the bucket full or over its quota?"
-    } else if [
-        "error sending request",
-        "Connection refused",
-        "dns error",
-        "timed out",
-        "tcp connect",
-    ]
-    .iter()
-    .any(|s| text.contains(s))
-    {
-        "cannot reach the store: check the endpoint and the network"
-    } else {
-        ""
-    };
+    let denied = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    );
+    let hint = HINTS
+        .iter()
+        .find(|(needles, _)| needles.iter().any(|n| text.contains(n)))
+        .map(|(_, hint)| *hint)
+        .or(denied.then_some(HINTS[2].1))
+        .unwrap_or("");
     let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let text = if text.len() > 300 {
         format!("{}...", &text[..text.floor_char_boundary(300)])

@@ -14,7 +14,7 @@
 //! never write outside its target, and no length is believed beyond the
 //! bytes that are there.
 
-use super::MirrorError;
+use super::{MirrorError, Sealer};
 use crate::object::ObjectId;
 use std::collections::BTreeMap;
 
@@ -115,7 +115,10 @@ impl Manifest {
         self.files.values().map(|f| f.stored_size).sum()
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    /// The manifest's bytes. Each file's line names its bucket object as
+    /// `sealer` names it, so that a person with the key file and the `age`
+    /// tool alone knows which object holds which file.
+    pub fn encode(&self, sealer: &Sealer) -> Vec<u8> {
         use std::fmt::Write;
         let mut out = String::new();
         let _ = writeln!(out, "{MAGIC}");
@@ -131,7 +134,13 @@ impl Manifest {
         }
         for (path, f) in &self.files {
             let hex: String = f.blake3.iter().map(|b| format!("{b:02x}")).collect();
-            let _ = writeln!(out, "file {hex} {} {} {path}", f.size, f.stored_size);
+            let _ = writeln!(
+                out,
+                "file {hex} {} {} {} {path}",
+                f.size,
+                f.stored_size,
+                sealer.object_name(path)
+            );
         }
         for (path, r) in &self.retired {
             let _ = writeln!(out, "retired {} {} {path}", r.since, r.stored_size);
@@ -149,8 +158,9 @@ impl Manifest {
         bytes
     }
 
-    /// Decodes a manifest; `what` names it in errors.
-    pub fn decode(bytes: &[u8], what: &str) -> Result<Manifest, MirrorError> {
+    /// Decodes a manifest; `what` names it in errors. Each file's object
+    /// must be the one `sealer` names for its path.
+    pub fn decode(bytes: &[u8], what: &str, sealer: &Sealer) -> Result<Manifest, MirrorError> {
         let bad = |line: usize, detail: &str| MirrorError::Damaged {
             what: what.to_string(),
             detail: format!("manifest line {line}: {detail}"),
@@ -227,16 +237,26 @@ impl Manifest {
                     }
                 }
                 "file" => {
-                    let mut parts = args.splitn(4, ' ');
-                    let (Some(hash), Some(size), Some(stored), Some(path)) =
-                        (parts.next(), parts.next(), parts.next(), parts.next())
-                    else {
+                    let mut parts = args.splitn(5, ' ');
+                    let (Some(hash), Some(size), Some(stored), Some(object), Some(path)) = (
+                        parts.next(),
+                        parts.next(),
+                        parts.next(),
+                        parts.next(),
+                        parts.next(),
+                    ) else {
                         return Err(bad(line_no, "file line with missing fields"));
                     };
                     let blake3 = decode_hash(hash).ok_or_else(|| bad(line_no, "bad checksum"))?;
                     let size = size.parse().map_err(|_| bad(line_no, "bad size"))?;
                     let stored_size = stored.parse().map_err(|_| bad(line_no, "bad size"))?;
                     check_object_path(path).map_err(|d| bad(line_no, &d))?;
+                    if object != sealer.object_name(path) {
+                        return Err(bad(
+                            line_no,
+                            "names another object for its file than this key does",
+                        ));
+                    }
                     let entry = FileEntry {
                         size,
                         stored_size,
@@ -351,7 +371,10 @@ mod tests {
     #[test]
     fn encode_then_decode_is_the_same_manifest() {
         let m = sample();
-        assert_eq!(Manifest::decode(&m.encode(), "t").unwrap(), m);
+        assert_eq!(
+            Manifest::decode(&m.encode(&Sealer::Plain), "t", &Sealer::Plain).unwrap(),
+            m
+        );
     }
 
     #[test]
@@ -366,8 +389,11 @@ mod tests {
             "config/",
         ] {
             assert_eq!(path_kind(path), None, "{path}");
-            let text = format!("{MAGIC}\ncreated 1\nencrypted no\nhead ref: refs/heads/a\nfile {} 1 1 {path}\nend\n", "0".repeat(64));
-            assert!(Manifest::decode(text.as_bytes(), "t").is_err(), "{path}");
+            let text = format!("{MAGIC}\ncreated 1\nencrypted no\nhead ref: refs/heads/a\nfile {} 1 1 {path} {path}\nend\n", "0".repeat(64));
+            assert!(
+                Manifest::decode(text.as_bytes(), "t", &Sealer::Plain).is_err(),
+                "{path}"
+            );
         }
     }
 
@@ -378,21 +404,32 @@ mod tests {
                 "{MAGIC}\ncreated 1\nencrypted no\nhead ref: refs/heads/a\nref {} {name}\nend\n",
                 "1".repeat(40)
             );
-            assert!(Manifest::decode(text.as_bytes(), "t").is_err(), "{name}");
+            assert!(
+                Manifest::decode(text.as_bytes(), "t", &Sealer::Plain).is_err(),
+                "{name}"
+            );
         }
         let text = format!("{MAGIC}\ncreated 1\nencrypted no\nhead ref: ../../etc\nend\n");
-        assert!(Manifest::decode(text.as_bytes(), "t").is_err());
+        assert!(Manifest::decode(text.as_bytes(), "t", &Sealer::Plain).is_err());
     }
 
     #[test]
     fn a_cut_short_manifest_is_an_error_not_a_partial_list() {
-        let bytes = sample().encode();
+        let bytes = sample().encode(&Sealer::Plain);
         for cut in 0..bytes.len() {
             assert!(
-                Manifest::decode(&bytes[..cut], "t").is_err(),
+                Manifest::decode(&bytes[..cut], "t", &Sealer::Plain).is_err(),
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn the_fuzz_seed_decodes_so_mutations_start_from_a_valid_manifest() {
+        let seed = include_bytes!("../../tests/fuzz/corpus/mirror_manifest/seed");
+        let m = Manifest::decode(seed, "seed", &Sealer::Plain).unwrap();
+        assert_eq!(m.files.len(), 3);
+        assert_eq!(m.small.len(), 2);
     }
 
     #[test]
@@ -400,13 +437,13 @@ mod tests {
         let text = format!(
             "{MAGIC}\ncreated 1\nencrypted no\nhead ref: refs/heads/a\nsmall 2 config\nab\nend\n"
         );
-        let m = Manifest::decode(text.as_bytes(), "t").unwrap();
+        let m = Manifest::decode(text.as_bytes(), "t", &Sealer::Plain).unwrap();
         assert_eq!(m.small["config"], b"ab");
     }
 
     #[test]
     fn a_small_file_length_beyond_the_end_is_an_error() {
         let text = format!("{MAGIC}\ncreated 1\nencrypted no\nhead ref: refs/heads/a\nsmall 999999 config\nab\nend\n");
-        assert!(Manifest::decode(text.as_bytes(), "t").is_err());
+        assert!(Manifest::decode(text.as_bytes(), "t", &Sealer::Plain).is_err());
     }
 }

@@ -96,6 +96,7 @@ pub fn read_manifest(bucket: &Bucket, sealer: &Sealer) -> Result<Option<Manifest
     let what = format!("{}/{}", bucket.url(), seal::MANIFEST_NAME);
     let Some(stored) = bucket.get_small(seal::MANIFEST_NAME, manifest::MAX_BYTES + (1 << 20))?
     else {
+        bucket.check_exists()?;
         return Ok(None);
     };
     let sealed = stored.starts_with(b"age-encryption.org/");
@@ -118,7 +119,7 @@ pub fn read_manifest(bucket: &Bucket, sealer: &Sealer) -> Result<Option<Manifest
             what: what.clone(),
             detail: e.to_string(),
         })?;
-    Manifest::decode(&plain, &what).map(Some)
+    Manifest::decode(&plain, &what, sealer).map(Some)
 }
 
 /// Seals and stores `manifest` (one request: readers see the old one or
@@ -128,5 +129,8 @@ pub fn write_manifest(
     sealer: &Sealer,
     manifest: &Manifest,
 ) -> Result<(), MirrorError> {
-    bucket.put_small(seal::MANIFEST_NAME, sealer.seal_bytes(&manifest.encode())?)
+    bucket.put_small(
+        seal::MANIFEST_NAME,
+        sealer.seal_bytes(&manifest.encode(sealer))?,
+    )
 }
