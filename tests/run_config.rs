@@ -232,10 +232,28 @@ fn every_config_error_names_the_file_and_line() {
     );
     assert!(e.contains("unknown field `keep-dayly`"), "{e}");
 
-    let e = config_error(&env, &format!("{backup}\n[mirror]\nbucket = \"b\"\n"));
+    // [mirror]: a misspelt key, a missing key file name, a server's
+    // repository (the mirror runs where the repository is).
+    let e = config_error(
+        &env,
+        &format!("{backup}\n[mirror]\nurl = \"s3://b\"\nplain = true\nbucket = \"b\"\n"),
+    );
+    assert!(
+        e.contains(&format!("{f}:8:1: unknown field `bucket`")),
+        "{e}"
+    );
+    let e = config_error(&env, &format!("{backup}\n[mirror]\nurl = \"s3://b\"\n"));
+    assert!(
+        e.contains(&format!("{f}:6:7: [mirror] has no key: give `key")),
+        "{e}"
+    );
+    let e = config_error(
+        &env,
+        &format!("repository = \"backup@vault:/srv\"\n{backup}[mirror]\nurl = \"s3://b\"\nplain = true\n"),
+    );
     assert!(
         e.contains(&format!(
-            "{f}:5:1: [mirror] is not supported by this version of rewind yet"
+            "{f}:5:1: [mirror] needs the repository on this machine"
         )),
         "{e}"
     );
