@@ -7,9 +7,12 @@
 //! and errors that name the file, line and column. It does no I/O beyond
 //! reading the file.
 //!
-//! Keys that this version would silently ignore are refused instead: a
-//! `[mirror]` section parses as an error saying it is not supported yet, so
-//! that nobody believes snapshots are copied off-site when they are not.
+//! Keys that this version would silently ignore are refused instead, so
+//! that nobody believes, say, snapshots are copied off-site when a
+//! misspelt key means they are not. The `[mirror]` section (the off-site
+//! copy `rewind run` pushes on its day) is checked as far as it can be
+//! without the network: the URL's shape, an absolute key path, a key or an
+//! explicit `plain = true`, and a repository on this machine.
 //! A `[retention]` section (or a backup's own `[backup.retention]`) is
 //! checked here as `rewind prune` checks its options: a section without
 //! any rule is an error, never "keep nothing".
@@ -62,9 +65,8 @@ pub struct RawConfig {
     pub retention: Option<Spanned<RawRetention>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc: Option<Spanned<bool>>,
-    /// Accepted by the parser only to refuse it with a clear message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<Spanned<toml::Value>>,
+    pub mirror: Option<Spanned<RawMirror>>,
     #[serde(default, rename = "backup", skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<Spanned<RawBackup>>,
 }
@@ -110,6 +112,23 @@ pub struct RawRetention {
     pub keep_within: Option<Spanned<String>>,
 }
 
+/// `[mirror]`: where `rewind run` pushes the repository, and when.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMirror {
+    pub url: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain: Option<Spanned<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDump {
@@ -130,6 +149,91 @@ pub struct Config {
     pub backups: Vec<Backup>,
     /// `rewind run` ends with a gc (a local repository only).
     pub gc: bool,
+    /// `rewind run` pushes the repository off-site on its day, after the
+    /// gc (a local repository only).
+    pub mirror: Option<Mirror>,
+}
+
+/// A validated `[mirror]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirror {
+    /// `s3://BUCKET[/PREFIX]` or `file:///PATH`, without a trailing `/`.
+    pub url: String,
+    /// The age key file; `None` only with `plain = true`.
+    pub key: Option<PathBuf>,
+    /// An S3-compatible server's URL (else the AWS environment's or
+    /// profile's, else AWS itself).
+    pub endpoint: Option<String>,
+    pub day: MirrorDay,
+    /// How long the bucket keeps what gc removed locally.
+    pub grace_secs: u64,
+}
+
+/// Which days `rewind run` pushes the mirror, in local time. Weekly by
+/// default, on Saturdays: what the `s3cmd sync` cron job this replaces did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MirrorDay {
+    Daily,
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    #[default]
+    Saturday,
+    Sunday,
+}
+
+impl MirrorDay {
+    /// Monday first, as [`crate::time::local_weekday`] counts.
+    const WEEK: [MirrorDay; 7] = [
+        MirrorDay::Monday,
+        MirrorDay::Tuesday,
+        MirrorDay::Wednesday,
+        MirrorDay::Thursday,
+        MirrorDay::Friday,
+        MirrorDay::Saturday,
+        MirrorDay::Sunday,
+    ];
+
+    pub fn parse(text: &str) -> Result<MirrorDay, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        if lower == "daily" {
+            return Ok(MirrorDay::Daily);
+        }
+        Self::WEEK
+            .into_iter()
+            .find(|d| d.name() == lower)
+            .ok_or_else(|| {
+                format!("invalid mirror day {text:?}: use a day of the week (monday to sunday) or \"daily\"")
+            })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MirrorDay::Daily => "daily",
+            MirrorDay::Monday => "monday",
+            MirrorDay::Tuesday => "tuesday",
+            MirrorDay::Wednesday => "wednesday",
+            MirrorDay::Thursday => "thursday",
+            MirrorDay::Friday => "friday",
+            MirrorDay::Saturday => "saturday",
+            MirrorDay::Sunday => "sunday",
+        }
+    }
+
+    /// Whether a run on `weekday` (0 Monday .. 6 Sunday) pushes.
+    pub fn is_due(self, weekday: u32) -> bool {
+        self == MirrorDay::Daily || Self::WEEK.get(weekday as usize) == Some(&self)
+    }
+
+    /// "daily", "on saturdays": when, for messages.
+    pub fn when(self) -> String {
+        match self {
+            MirrorDay::Daily => "daily".into(),
+            day => format!("on {}s", day.name()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,14 +359,20 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         Some(r) => Some(retention_rules(r, "[retention]").map_err(|(span, m)| err(span, m))?),
         None => None,
     };
-    if let Some(m) = &raw.mirror {
-        return Err(err(
-            m.span(),
-            "[mirror] is not supported by this version of rewind yet; remove the section (nothing is copied off-site)".into(),
-        ));
-    }
     let repository = match &raw.repository {
         Some(r) => Some(repository_path(r).map_err(|m| err(r.span(), m))?),
+        None => None,
+    };
+    let mirror = match &raw.mirror {
+        Some(m) => {
+            if let Some(crate::remote::Location::Ssh(target)) = &repository {
+                return Err(err(
+                    m.span(),
+                    format!("[mirror] needs the repository on this machine; {target} is on a server: configure the mirror there (its own `rewind run` or `rewind mirror push`), where the repository is"),
+                ));
+            }
+            Some(mirror_section(m.get_ref()).map_err(|(span, m)| err(span, m))?)
+        }
         None => None,
     };
     let gc = match &raw.gc {
@@ -384,6 +494,103 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         repository,
         backups,
         gc,
+        mirror,
+    })
+}
+
+/// Checks a `[mirror]` section: an error (with where) for a URL that is
+/// neither s3:// nor file:///, a relative key path, no key without
+/// `plain = true` (a mirror is encrypted unless asked not to be), a key
+/// and `plain = true` both, an endpoint that is not http(s), a bad day or
+/// grace.
+fn mirror_section(m: &RawMirror) -> Result<Mirror, (std::ops::Range<usize>, String)> {
+    let url = m.url.get_ref().trim_end_matches('/').to_string();
+    let bad_url = || {
+        (
+            m.url.span(),
+            format!(
+                "invalid mirror url {:?}: write s3://BUCKET, s3://BUCKET/PREFIX or file:///PATH",
+                m.url.get_ref()
+            ),
+        )
+    };
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let bucket = rest.split('/').next().unwrap_or("");
+        if bucket.is_empty() {
+            return Err(bad_url());
+        }
+    } else if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(bad_url());
+        }
+    } else {
+        return Err(bad_url());
+    }
+    let plain = m.plain.as_ref().is_some_and(|p| *p.get_ref());
+    let key = match (&m.key, &m.plain) {
+        (Some(k), Some(p)) if *p.get_ref() => {
+            return Err((
+                p.span(),
+                format!("[mirror] has both a key ({}) and plain = true: remove one (a mirror is encrypted with the key, or plain)", k.get_ref()),
+            ))
+        }
+        (Some(k), _) => {
+            let path = PathBuf::from(k.get_ref());
+            if !path.is_absolute() {
+                return Err((
+                    k.span(),
+                    format!(
+                        "mirror key {:?} must be an absolute path (start with /)",
+                        k.get_ref()
+                    ),
+                ));
+            }
+            Some(path)
+        }
+        (None, _) if plain => None,
+        (None, _) => {
+            let span = m.plain.as_ref().map_or(m.url.span(), |p| p.span());
+            return Err((
+                span,
+                "[mirror] has no key: give `key = \"/PATH\"` (make one with `rewind mirror keygen /PATH`, and keep a copy off this machine), or `plain = true` to mirror unencrypted".into(),
+            ));
+        }
+    };
+    let endpoint = match &m.endpoint {
+        Some(e) => {
+            let text = e.get_ref().trim_end_matches('/');
+            if !(text.starts_with("http://") || text.starts_with("https://"))
+                || text
+                    .split_once("://")
+                    .is_some_and(|(_, host)| host.is_empty())
+            {
+                return Err((
+                    e.span(),
+                    format!(
+                        "invalid mirror endpoint {:?}: write the S3 server's URL, e.g. https://s3.example.net or http://127.0.0.1:9000",
+                        e.get_ref()
+                    ),
+                ));
+            }
+            Some(text.to_string())
+        }
+        None => None,
+    };
+    let day = match &m.day {
+        Some(d) => MirrorDay::parse(d.get_ref()).map_err(|msg| (d.span(), msg))?,
+        None => MirrorDay::default(),
+    };
+    let grace_secs = match &m.grace {
+        Some(g) => parse_duration(g.get_ref()).map_err(|msg| (g.span(), msg))?,
+        // The default of `rewind mirror push --grace`.
+        None => crate::mirror::push::DEFAULT_GRACE_SECS.unsigned_abs(),
+    };
+    Ok(Mirror {
+        url,
+        key,
+        endpoint,
+        day,
+        grace_secs,
     })
 }
 
@@ -526,8 +733,32 @@ max-age = "26h"
 # keep-yearly = 3
 # keep-within = "2d"
 
-# An off-site mirror comes in a later version; this one refuses a [mirror]
-# section rather than ignore it.
+# Off-site mirror: on its day, after the backups, prunes and gc, `rewind
+# run` pushes the repository to an S3 bucket (or a folder), encrypted, as
+# `rewind mirror push` does (see rewind-mirror(1)): only what the bucket
+# lacks, the refs last. Only for a repository on this machine (the backup
+# server). Credentials and region come from the AWS environment or
+# ~/.aws/credentials and ~/.aws/config. Default: no mirror.
+# [mirror]
+# s3://BUCKET, s3://BUCKET/PREFIX, or file:///PATH (e.g. a disk taken
+# off-site).
+# url = "s3://acme-backups/web"
+# The key that encrypts the mirror, made with `rewind mirror keygen
+# /etc/rewind-mirror.key`. Keep a copy off this machine: without it the
+# mirror cannot be read. Required unless plain = true.
+# key = "/etc/rewind-mirror.key"
+# Mirror unencrypted instead (the bucket's owner can read everything).
+# Default: false.
+# plain = false
+# An S3-compatible server instead of AWS. Default: AWS_ENDPOINT_URL or the
+# AWS profile's endpoint_url, else AWS itself.
+# endpoint = "https://s3.example.net"
+# The day of the week (local time) the run pushes, monday to sunday, or
+# "daily". Default: saturday.
+# day = "saturday"
+# How long files that gc removed stay in the bucket, so that the mirror of
+# a week ago still restores. Default: 14d.
+# grace = "14d"
 
 # One [[backup]] table per backup name; `rewind run` makes them in this
 # order. Each becomes the branch NAME in the repository (`rewind ls NAME`).
@@ -661,6 +892,179 @@ keep-within = "1y6m"
         let config = parse(Path::new("template"), &text).expect("template with retention");
         let r = config.backups[0].retention.expect("retention");
         assert_eq!((r.daily, r.weekly, r.monthly, r.yearly), (7, 4, 12, 3));
+    }
+
+    const BACKUP: &str = "[[backup]]\nname = \"a\"\npaths = [\"/a\"]\n";
+
+    /// The configuration of `mirror` (the body of a `[mirror]` section).
+    fn with_mirror(mirror: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("f"), &format!("{BACKUP}[mirror]\n{mirror}"))
+    }
+
+    /// The message of the error `mirror` gives, asserting it is at `line`.
+    fn mirror_error(mirror: &str, line: usize) -> String {
+        match with_mirror(mirror).expect_err(mirror) {
+            ConfigError::At {
+                line: got, message, ..
+            } => {
+                assert_eq!(got, line, "{message}");
+                message
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mirror_takes_every_key_and_defaults_to_saturdays_and_14_days() {
+        let none = parse(Path::new("f"), BACKUP).expect("valid");
+        assert_eq!(none.mirror, None, "no section, no mirror");
+        let m = with_mirror("url = \"s3://acme/web/\"\nkey = \"/etc/k\"\n")
+            .expect("valid")
+            .mirror
+            .expect("a mirror");
+        assert_eq!(
+            m,
+            Mirror {
+                url: "s3://acme/web".into(),
+                key: Some(PathBuf::from("/etc/k")),
+                endpoint: None,
+                day: MirrorDay::Saturday,
+                grace_secs: 14 * 86400,
+            }
+        );
+        let m = with_mirror(
+            "url = \"file:///mnt/offsite\"\nplain = true\nendpoint = \"http://127.0.0.1:9000/\"\nday = \"Daily\"\ngrace = \"3d\"\n",
+        )
+        .expect("valid")
+        .mirror
+        .expect("a mirror");
+        assert_eq!(
+            m,
+            Mirror {
+                url: "file:///mnt/offsite".into(),
+                key: None,
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                day: MirrorDay::Daily,
+                grace_secs: 3 * 86400,
+            }
+        );
+        let m = with_mirror("url = \"s3://b\"\nkey = \"/k\"\nplain = false\nday = \"tuesday\"\n")
+            .expect("valid")
+            .mirror
+            .expect("a mirror");
+        assert_eq!((m.day, m.key), (MirrorDay::Tuesday, Some("/k".into())));
+    }
+
+    #[test]
+    fn mirror_errors_name_the_key_and_line() {
+        // Lines: 1-3 the backup, 4 [mirror], 5 on the section's keys.
+        let e = mirror_error("url = \"s3://b\"\nkey = \"/k\"\nbucket = \"b\"\n", 7);
+        assert!(e.starts_with("unknown field `bucket`"), "{e}");
+        let e = mirror_error("key = \"/k\"\n", 4);
+        assert!(e.contains("missing field `url`"), "{e}");
+        for url in [
+            "acme/web",
+            "s3://",
+            "s3:///web",
+            "file://relative/x",
+            "https://b",
+        ] {
+            let e = mirror_error(&format!("url = \"{url}\"\nplain = true\n"), 5);
+            assert!(e.starts_with("invalid mirror url"), "{url}: {e}");
+        }
+        let e = mirror_error("url = \"s3://b\"\n", 5);
+        assert!(e.starts_with("[mirror] has no key: give `key"), "{e}");
+        let e = mirror_error("url = \"s3://b\"\nplain = false\n", 6);
+        assert!(e.starts_with("[mirror] has no key"), "{e}");
+        let e = mirror_error("url = \"s3://b\"\nkey = \"/k\"\nplain = true\n", 7);
+        assert!(e.contains("both a key (/k) and plain = true"), "{e}");
+        let e = mirror_error("url = \"s3://b\"\nkey = \"mirror.key\"\n", 6);
+        assert!(e.contains("must be an absolute path"), "{e}");
+        let e = mirror_error("url = \"s3://b\"\nplain = \"yes\"\n", 6);
+        assert!(e.contains("expected a boolean"), "{e}");
+        for endpoint in ["s3.example.net", "ftp://x", "https://"] {
+            let e = mirror_error(
+                &format!("url = \"s3://b\"\nplain = true\nendpoint = \"{endpoint}\"\n"),
+                7,
+            );
+            assert!(e.starts_with("invalid mirror endpoint"), "{endpoint}: {e}");
+        }
+        let e = mirror_error("url = \"s3://b\"\nplain = true\nday = \"weekly\"\n", 7);
+        assert!(
+            e.starts_with("invalid mirror day \"weekly\": use a day of the week"),
+            "{e}"
+        );
+        let e = mirror_error("url = \"s3://b\"\nplain = true\ngrace = \"two weeks\"\n", 7);
+        assert!(e.starts_with("invalid duration \"two weeks\""), "{e}");
+    }
+
+    #[test]
+    fn mirror_with_a_servers_repository_is_refused() {
+        let text = format!(
+            "repository = \"backup@vault:/srv/web\"\n{BACKUP}[mirror]\nurl = \"s3://b\"\nplain = true\n"
+        );
+        let err = parse(Path::new("f"), &text).expect_err("mirror of a server's repository");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("f:5:1: [mirror] needs the repository on this machine; backup@vault:/srv/web is on a server"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn mirror_days_fall_due_on_their_weekday_only() {
+        // 0 is Monday, as time::local_weekday counts.
+        let saturday = MirrorDay::parse("saturday").unwrap();
+        assert!(saturday.is_due(5));
+        for other in [0, 1, 2, 3, 4, 6] {
+            assert!(!saturday.is_due(other), "{other}");
+        }
+        assert!(MirrorDay::parse("MONDAY").unwrap().is_due(0));
+        assert!(MirrorDay::parse("sunday").unwrap().is_due(6));
+        assert!((0..7).all(|d| MirrorDay::Daily.is_due(d)));
+        for day in MirrorDay::WEEK {
+            assert_eq!(MirrorDay::parse(day.name()), Ok(day));
+        }
+        assert_eq!(MirrorDay::Saturday.when(), "on saturdays");
+        assert_eq!(MirrorDay::Daily.when(), "daily");
+        assert!(MirrorDay::parse("sat").is_err());
+    }
+
+    #[test]
+    fn template_mirror_example_parses_when_uncommented() {
+        let mut in_mirror = false;
+        let text = TEMPLATE
+            .lines()
+            .map(|l| {
+                if l == "# [mirror]" {
+                    in_mirror = true;
+                    return l[2..].to_string();
+                }
+                if in_mirror && !l.starts_with('#') {
+                    in_mirror = false;
+                }
+                // Uncomment the example keys (`# key = value`), not the prose.
+                match l.strip_prefix("# ") {
+                    Some(rest)
+                        if in_mirror
+                            && rest
+                                .split_once(" = ")
+                                .is_some_and(|(k, _)| !k.contains(' ')) =>
+                    {
+                        rest.to_string()
+                    }
+                    _ => l.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        // plain = false with a key: the example is encrypted.
+        let config = parse(Path::new("template"), &text).expect("template with a mirror");
+        let m = config.mirror.expect("mirror");
+        assert_eq!(m.url, "s3://acme-backups/web");
+        assert_eq!(m.key, Some(PathBuf::from("/etc/rewind-mirror.key")));
+        assert_eq!(m.endpoint.as_deref(), Some("https://s3.example.net"));
+        assert_eq!((m.day, m.grace_secs), (MirrorDay::Saturday, 14 * 86400));
     }
 
     #[test]

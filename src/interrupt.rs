@@ -49,6 +49,22 @@ pub fn install() {
     }
 }
 
+/// Gives SIGINT and SIGTERM back their default action (the process ends
+/// at once), for a last step that is safe to kill at any moment but does
+/// not look at [`pending`] as it works: a mirror push, whose bucket keeps
+/// its old manifest until every object is sent (and the next push sends
+/// only what is missing). Call [`pending`] after this, not before, so a
+/// signal that came in between is not lost.
+pub fn restore_default() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: signal(2) with a valid signal number and SIG_DFL, which
+        // takes no handler code.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
 /// The signal that asked the process to stop, if one did.
 pub fn pending() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {

@@ -46,6 +46,12 @@ pub fn utc_offset_minutes(epoch: i64) -> i32 {
     (local_tm(epoch).tm_gmtoff / 60) as i32
 }
 
+/// The day of the week at `epoch` in local time: 0 for Monday to 6 for
+/// Sunday (ISO order; `tm_wday` counts from Sunday).
+pub fn local_weekday(epoch: i64) -> u32 {
+    (local_tm(epoch).tm_wday + 6).rem_euclid(7) as u32
+}
+
 /// `YYYY-MM-DD-HHMMSS` in local time, bup's snapshot name format.
 pub fn snapshot_name(epoch: i64) -> String {
     let tm = local_tm(epoch);
@@ -295,6 +301,9 @@ mod tests {
         assert_eq!(snapshot_name(1401210344), "2014-05-27-170544");
         assert_eq!(listing_time(1401210344), "2014-05-27 17:05");
         assert_eq!(log_stamp(1401210344), "2014-05-27 17:05:44 +0000");
+        // 2014-05-27 was a Tuesday; 2014-06-01 a Sunday.
+        assert_eq!(local_weekday(1401210344), 1);
+        assert_eq!(local_weekday(1401210344 + 5 * 86400), 6);
         assert_eq!(
             parse_date("2026-11-21T23:30"),
             parse_date("2026-11-21T23:30Z")

@@ -89,6 +89,13 @@ fn the_template_parses_round_trips_and_documents_every_key() {
         "[[backup.dump]]",
         "command =",
         "as =",
+        "[mirror]",
+        "url =",
+        "key =",
+        "plain =",
+        "endpoint =",
+        "day =",
+        "grace =",
     ] {
         assert!(
             rewind::config::TEMPLATE.contains(key),
@@ -232,10 +239,28 @@ fn every_config_error_names_the_file_and_line() {
     );
     assert!(e.contains("unknown field `keep-dayly`"), "{e}");
 
-    let e = config_error(&env, &format!("{backup}\n[mirror]\nbucket = \"b\"\n"));
+    // [mirror]: a misspelt key, a missing key file name, a server's
+    // repository (the mirror runs where the repository is).
+    let e = config_error(
+        &env,
+        &format!("{backup}\n[mirror]\nurl = \"s3://b\"\nplain = true\nbucket = \"b\"\n"),
+    );
+    assert!(
+        e.contains(&format!("{f}:8:1: unknown field `bucket`")),
+        "{e}"
+    );
+    let e = config_error(&env, &format!("{backup}\n[mirror]\nurl = \"s3://b\"\n"));
+    assert!(
+        e.contains(&format!("{f}:6:7: [mirror] has no key: give `key")),
+        "{e}"
+    );
+    let e = config_error(
+        &env,
+        &format!("repository = \"backup@vault:/srv\"\n{backup}[mirror]\nurl = \"s3://b\"\nplain = true\n"),
+    );
     assert!(
         e.contains(&format!(
-            "{f}:5:1: [mirror] is not supported by this version of rewind yet"
+            "{f}:5:1: [mirror] needs the repository on this machine"
         )),
         "{e}"
     );
@@ -747,4 +772,251 @@ fn dry_run_fails_where_the_run_fails() {
             out.stderr
         );
     }
+}
+
+/// A `files` backup of a small data folder and a `[mirror]` section with
+/// `mirror` in it; the config's path.
+fn mirrored_backup(env: &Env, mirror: &str) -> PathBuf {
+    let data = env.path("data");
+    if !data.exists() {
+        mkdir(&data);
+        write(&data.join("a.txt"), b"alpha\n");
+        write(&data.join("b.bin"), &random_bytes(11, 200_000));
+    }
+    write_config(
+        env,
+        &format!(
+            "repository = \"{}\"\n[[backup]]\nname = \"files\"\npaths = [\"{}\"]\n[mirror]\n{mirror}",
+            env.repo.display(),
+            data.display()
+        ),
+    )
+}
+
+/// `rewind mirror keygen` into the Env; the key file's path.
+fn mirror_key(env: &Env) -> PathBuf {
+    let key = env.path("mirror.key");
+    Rw::bare(&env.home)
+        .args(["mirror", "keygen"])
+        .arg(&key)
+        .run()
+        .success();
+    key
+}
+
+/// Issue 14: on the mirror's day `rewind run` pushes the repository, last,
+/// encrypted with the configured key, and what it pushed is enough to
+/// rebuild the repository (the disaster-recovery path of the README).
+#[test]
+fn run_pushes_the_mirror_on_its_day_and_a_pull_rebuilds_the_repository() {
+    let env = Env::init();
+    let key = mirror_key(&env);
+    let bucket = env.path("bucket");
+    let url = format!("file://{}", bucket.display());
+    let config = mirrored_backup(
+        &env,
+        &format!(
+            "url = \"{url}\"\nkey = \"{}\"\nplain = false\nday = \"daily\"\n",
+            key.display()
+        ),
+    );
+
+    let dry = rw_config(&env, &config)
+        .args(["run", "--dry-run"])
+        .run()
+        .success();
+    assert!(
+        dry.stdout_str()
+            .contains(&format!("then would push the mirror to {url} (daily)")),
+        "{}",
+        dry.stdout_str()
+    );
+    assert!(!bucket.exists(), "a dry run pushes nothing");
+    let check = rw_config(&env, &config)
+        .args(["config", "check"])
+        .run()
+        .success();
+    assert!(
+        check.stdout_str().contains(&format!(
+            "mirror {url}: encrypted with {}, pushed by `rewind run` daily, grace 14d",
+            key.display()
+        )),
+        "{}",
+        check.stdout_str()
+    );
+
+    // Quiet and all well: nothing said, and the bucket has the manifest.
+    let out = rw_config(&env, &config).args(["-q", "run"]).run().success();
+    assert_eq!(out.stderr, "", "a quiet run printed something");
+    assert!(bucket.join("rewind-mirror").is_file(), "no manifest pushed");
+    // Encrypted: the manifest is an age file, and no object is named after
+    // a repository file.
+    let manifest = fs::read(bucket.join("rewind-mirror")).unwrap();
+    assert!(manifest.starts_with(b"age-encryption.org/v1\n"));
+    let names: Vec<String> = fs::read_dir(bucket.join("data"))
+        .expect("objects under data/")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() >= 2, "{names:?}");
+    assert!(names.iter().all(|n| !n.contains("pack")), "{names:?}");
+
+    // The next run's summary line says what was sent.
+    let out = rw_config(&env, &config).arg("run").run().success();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("mirror: pushed to {url}: ")))
+        .unwrap_or_else(|| panic!("no mirror line:\n{}", out.stderr));
+    assert!(
+        line.contains("objects sent") && line.contains("manifest updated"),
+        "{line}"
+    );
+    let last = out.stderr.lines().last().unwrap_or("");
+    assert!(last.starts_with("run: 1 backup saved"), "{}", out.stderr);
+
+    // The backup server is gone: rebuild from the bucket with the key.
+    let dest = env.path("rebuilt");
+    Rw::bare(&env.home)
+        .args(["mirror", "pull"])
+        .arg(&url)
+        .arg(&dest)
+        .arg("--key")
+        .arg(&key)
+        .run()
+        .success();
+    assert_fsck(&dest, false);
+    let listing = |repo: &Path| {
+        Rw::bare(&env.home)
+            .arg("-d")
+            .arg(repo)
+            .args(["ls", "files"])
+            .run()
+            .success()
+            .lines()
+    };
+    let snapshots = listing(&dest);
+    assert_eq!(snapshot_names(&snapshots).len(), 2, "{snapshots:?}");
+    assert_eq!(snapshots, listing(&env.repo));
+    let a = Rw::bare(&env.home)
+        .arg("-d")
+        .arg(&dest)
+        .arg("cat-file")
+        .arg(snap_path("files", "latest", &env.path("data/a.txt")))
+        .run()
+        .success();
+    assert_eq!(a.stdout, b"alpha\n");
+}
+
+/// A push that fails (here: the key file is gone) fails the run like a
+/// failed gc, after the backups, which stay; the dry run and config check
+/// say so beforehand.
+#[test]
+fn a_failed_mirror_push_fails_the_run_and_keeps_its_backups() {
+    let env = Env::init();
+    let key = env.path("no-such.key");
+    let url = format!("file://{}", env.path("bucket").display());
+    let config = mirrored_backup(
+        &env,
+        &format!(
+            "url = \"{url}\"\nkey = \"{}\"\nday = \"daily\"\n",
+            key.display()
+        ),
+    );
+    let out = rw_config(&env, &config).args(["-q", "run"]).run().status(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "mirror push to {url} FAILED: mirror key file {}: cannot read it",
+            key.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("run: 1 of 1 backup failed (mirror)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(branch_commits(&env.repo, "files").len(), 1, "backup kept");
+    assert!(!env.path("bucket/rewind-mirror").exists());
+
+    let dry = rw_config(&env, &config)
+        .args(["run", "--dry-run"])
+        .run()
+        .status(2);
+    assert!(
+        dry.stderr.contains("mirror: would FAIL: mirror key file")
+            && dry.stderr.contains("the run would FAIL (the mirror)"),
+        "{}",
+        dry.stderr
+    );
+    let check = rw_config(&env, &config)
+        .args(["config", "check"])
+        .run()
+        .status(2);
+    assert!(
+        check.stderr.contains(&format!(
+            "mirror key file {}: cannot read it",
+            key.display()
+        )),
+        "{}",
+        check.stderr
+    );
+    // Fixed, the next run pushes.
+    let key = mirror_key(&env);
+    let config = mirrored_backup(
+        &env,
+        &format!(
+            "url = \"{url}\"\nkey = \"{}\"\nday = \"daily\"\n",
+            key.display()
+        ),
+    );
+    rw_config(&env, &config).args(["-q", "run"]).run().success();
+    assert!(env.path("bucket/rewind-mirror").is_file());
+}
+
+/// On any other day than its own, the run leaves the mirror alone.
+#[test]
+fn the_mirror_is_pushed_only_on_its_day() {
+    const DAYS: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let env = Env::init();
+    let url = format!("file://{}", env.path("bucket").display());
+    // The tests run rewind with TZ=UTC. Three days on: neither today nor
+    // tomorrow, should the test cross midnight.
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86400;
+    let other = DAYS[((days + 3 + 3) % 7) as usize];
+    let config = mirrored_backup(
+        &env,
+        &format!("url = \"{url}\"\nplain = true\nday = \"{other}\"\n"),
+    );
+    let dry = rw_config(&env, &config)
+        .args(["run", "--dry-run"])
+        .run()
+        .success();
+    assert!(
+        dry.stdout_str()
+            .contains(&format!("mirror: not today (pushes on {other}s to {url})")),
+        "{}",
+        dry.stdout_str()
+    );
+    let out = rw_config(&env, &config).arg("run").run().success();
+    assert!(
+        out.stderr
+            .contains(&format!("mirror: not today (pushes on {other}s)")),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.path("bucket").exists(), "pushed on the wrong day");
+    assert_eq!(branch_commits(&env.repo, "files").len(), 1);
 }

@@ -40,9 +40,28 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
                     format_duration(b.max_age_secs)
                 )?;
             }
+            match &config.mirror {
+                None => writeln!(out, "mirror: none (nothing is copied off-site)")?,
+                Some(m) => writeln!(
+                    out,
+                    "mirror {}: {}, pushed by `rewind run` {}, grace {}{}",
+                    m.url,
+                    match &m.key {
+                        Some(key) => format!("encrypted with {}", key.display()),
+                        None => "NOT encrypted (plain = true)".into(),
+                    },
+                    m.day.when(),
+                    format_duration(m.grace_secs),
+                    match &m.endpoint {
+                        Some(e) => format!(", endpoint {e}"),
+                        None => String::new(),
+                    }
+                )?,
+            }
             out.flush()?;
             // What the file cannot say wrong but a run would fail on.
-            let problems = missing_files(&config);
+            let mut problems = missing_files(&config);
+            problems.extend(mirror_problem(&config, &location));
             for p in &problems {
                 eprintln!("rewind: {p}");
             }
@@ -82,4 +101,23 @@ fn missing_files(config: &crate::config::Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// Why the mirror push of a run would fail, as far as this machine can
+/// tell without the network: a server's repository (named with -r), a key
+/// file that does not load.
+fn mirror_problem(
+    config: &crate::config::Config,
+    location: &crate::remote::Location,
+) -> Option<String> {
+    let m = config.mirror.as_ref()?;
+    if let crate::remote::Location::Ssh(target) = location {
+        return Some(format!(
+            "mirror: the repository {target} is on a server: the mirror is pushed where the repository is"
+        ));
+    }
+    let key = m.key.as_ref()?;
+    crate::mirror::Sealer::from_key_file(key)
+        .err()
+        .map(|e| e.to_string())
 }

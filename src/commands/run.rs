@@ -1,10 +1,11 @@
 //! `rewind run`: every configured backup, in order, under the run lock,
 //! then the prune of each backup name that has a retention configured,
-//! then a gc if the configuration asks for one.
-//! One summary line per backup and per prune (problems always, the rest
-//! unless --quiet), and an exit status for cron: 0 all saved, 1 some saved
-//! with warnings, 2 a backup, a prune or the gc failed (or the run could not
-//! start).
+//! then a gc if the configuration asks for one, then, on its day, the push
+//! of the off-site mirror.
+//! One summary line per backup, per prune, for the gc and the mirror
+//! (problems always, the rest unless --quiet), and an exit status for cron:
+//! 0 all saved, 1 some saved with warnings, 2 a backup, a prune, the gc or
+//! the mirror push failed (or the run could not start).
 
 use super::save::human_bytes;
 use super::{configured_location, load_config, open_location, Error, Status};
@@ -185,6 +186,41 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             }
         }
     }
+    // Last of all: the mirror then carries this run's snapshots, and none
+    // of the prunes' or the gc's leftovers.
+    if let Some(mirror) = &config.mirror {
+        let weekday = crate::time::local_weekday(crate::time::now());
+        if !mirror.day.is_due(weekday) {
+            report(
+                cli.quiet,
+                Level::Info,
+                &format!("mirror: not today (pushes {})", mirror.day.when()),
+            );
+        } else {
+            // A push is safe to kill at any moment (its manifest goes
+            // last) but does not look for a signal: one now ends the run.
+            crate::interrupt::restore_default();
+            if let Some(signal) = crate::interrupt::pending() {
+                return Ok(interrupted(cli.quiet, signal, "the backups, prunes and gc"));
+            }
+            let mirror_started = std::time::Instant::now();
+            match push_mirror(&location, mirror) {
+                Ok(r) => report(
+                    cli.quiet,
+                    Level::Info,
+                    &mirror_summary(mirror, &r, mirror_started.elapsed()),
+                ),
+                Err(e) => {
+                    report(
+                        cli.quiet,
+                        Level::Error,
+                        &format!("mirror push to {} FAILED: {e}", mirror.url),
+                    );
+                    failed.push("mirror".into());
+                }
+            }
+        }
+    }
     let elapsed = started.elapsed().as_secs_f64();
     if !failed.is_empty() {
         report(
@@ -220,6 +256,70 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
         &format!("run: {} saved, {elapsed:.1}s", backups(total)),
     );
     Ok(Status::Success)
+}
+
+/// Why `location` cannot be mirrored by this run, if it cannot: the push
+/// reads the repository's files (the config refuses a server's
+/// `repository`, but `-r` may name one).
+fn mirror_blocker(location: &Location) -> Option<String> {
+    match location {
+        Location::Local(_) => None,
+        Location::Ssh(target) => Some(format!(
+            "the repository {target} is on a server: the mirror is pushed where the repository is (configure [mirror] there)"
+        )),
+    }
+}
+
+/// Pushes the local repository at `location` to the configured mirror, as
+/// `rewind mirror push` does, with no progress bar (a run is for cron).
+fn push_mirror(
+    location: &Location,
+    mirror: &crate::config::Mirror,
+) -> Result<crate::mirror::push::PushReport, Error> {
+    use crate::mirror::{self, push, Bucket, BucketOptions, Sealer};
+    let path = match location {
+        Location::Local(path) => path,
+        Location::Ssh(_) => {
+            let why = mirror_blocker(location).unwrap_or_default();
+            return Err(Box::new(super::UsageError(why)));
+        }
+    };
+    let sealer = match &mirror.key {
+        Some(key) => Sealer::from_key_file(key)?,
+        None => Sealer::Plain,
+    };
+    let bucket = Bucket::open(
+        &mirror.url,
+        &BucketOptions {
+            endpoint: mirror.endpoint.clone(),
+        },
+    )?;
+    let repo = crate::repo::Repository::open(path)?;
+    let opts = push::PushOptions {
+        grace_secs: i64::try_from(mirror.grace_secs).unwrap_or(i64::MAX),
+        jobs: push::DEFAULT_JOBS,
+        now: crate::time::now(),
+    };
+    Ok(push::push(&repo, &bucket, &sealer, &opts, &mirror::Quiet)?)
+}
+
+/// The line of a mirror push, with the figures `rewind mirror push` gives.
+fn mirror_summary(
+    mirror: &crate::config::Mirror,
+    r: &crate::mirror::push::PushReport,
+    elapsed: std::time::Duration,
+) -> String {
+    format!(
+        "mirror: pushed to {}: {} objects sent ({}), {} already there ({}), {} deleted after their grace period, {}, {:.1}s",
+        mirror.url,
+        r.files_sent,
+        human_bytes(r.bytes_sent),
+        r.files_skipped,
+        human_bytes(r.bytes_skipped),
+        r.files_deleted,
+        if r.published { "manifest updated" } else { "nothing new" },
+        elapsed.as_secs_f64()
+    )
 }
 
 /// Reports a run stopped by `signal` after `step`; the exit status a
@@ -357,7 +457,50 @@ fn dry_run(config: &Config, location: &Location) -> Result<Status, Error> {
             "then would gc: reclaim what no snapshot uses and merge small packs"
         )?;
     }
-    writeln!(out, "no mirror: this version copies nothing off-site")?;
+    match &config.mirror {
+        None => writeln!(out, "no mirror: nothing is copied off-site")?,
+        Some(m) => {
+            let due = m.day.is_due(crate::time::local_weekday(crate::time::now()));
+            if due {
+                writeln!(
+                    out,
+                    "then would push the mirror to {} ({})",
+                    m.url,
+                    m.day.when()
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "mirror: not today (pushes {} to {})",
+                    m.day.when(),
+                    m.url
+                )?;
+            }
+            // What would fail the push and can be seen without the
+            // network: a server's repository, a key file that does not
+            // load. A failure on another day is shown but is not this
+            // run's.
+            let problem = match mirror_blocker(location) {
+                Some(why) => Some(why),
+                None => m.key.as_ref().and_then(|key| {
+                    crate::mirror::Sealer::from_key_file(key)
+                        .err()
+                        .map(|e| e.to_string())
+                }),
+            };
+            if let Some(why) = problem {
+                if due {
+                    eprintln!("mirror: would FAIL: {why}");
+                    failed.push("the mirror".to_string());
+                } else {
+                    eprintln!(
+                        "mirror: warning: the push {} would fail: {why}",
+                        m.day.when()
+                    );
+                }
+            }
+        }
+    }
     out.flush()?;
     drop(out);
     let total = config.backups.len();
