@@ -24,6 +24,13 @@
 //!   and its parts `ROOT/.upload_id-UUID.part-N`; uploads in flight
 //!   `ROOT/.tmp.N.internal.part`, removed when the server starts.
 //!
+//! Where s3s-fs 0.14.1 differs from S3 (pinned in tests/s3_harness.rs):
+//! a HEAD of a key that is a prefix of others (a directory on disk) is a
+//! 500 InternalError, not a 404; listings carry no ETag (a client that
+//! wants checksums asks HEAD or GET; `s3cmd sync` fails on it); and an
+//! empty `delimiter=` parameter is taken as a delimiter (rclone's
+//! recursive listing finds nothing; object_store omits the parameter).
+//!
 //! [`S3Server::stop`] kills the server with SIGKILL, as a crash or a
 //! power cut would, and [`S3Server::restart`] brings it back on the same
 //! port, root and keys: what a client sees when the server dies in the
