@@ -628,3 +628,22 @@ fn a_read_only_bucket_is_named() {
     let out = run(&mut f.mirror("push", &[&f.url("web")]));
     assert_one_clear_line(&out, "read-only");
 }
+
+#[test]
+fn a_push_whose_manifest_never_landed_resends_nothing_of_many_packs() {
+    let Some(f) = Fixture::new() else { return };
+    // More than a push asks about one by one: it lists the bucket instead.
+    for i in 0..40 {
+        fs::write(f.data.join("notes.txt"), format!("day {i}\n")).unwrap();
+        f.env
+            .save("web", Some(&(1_700_000_000 + i * 86_400).to_string()), &f.data);
+    }
+    let files = pack_files(&f.env.repo).len() as u64;
+    assert!(files > 64, "{files} files");
+    f.push("web").success();
+    // As if the push had been killed right before its manifest.
+    fs::remove_file(f.s3.object_file(BUCKET, "web/rewind-mirror")).unwrap();
+    let again = f.push("web").success();
+    assert_eq!(sent_and_skipped(&again), (0, files), "{}", again.stderr);
+    run(&mut f.mirror("verify", &[&f.url("web")])).success();
+}

@@ -250,19 +250,31 @@ fn push_one(
     let r = outcome?;
     if !cli.quiet {
         eprintln!(
-            "mirror push {} -> {}: {} objects sent ({}), {} already there ({}), {} deleted after their grace period, {}, {:.1}s",
+            "mirror push {} -> {}: {}, {:.1}s",
             path.display(),
             bucket.url(),
-            r.files_sent,
-            human_bytes(r.bytes_sent),
-            r.files_skipped,
-            human_bytes(r.bytes_skipped),
-            r.files_deleted,
-            if r.published { "manifest updated" } else { "nothing new" },
+            push_summary(&r),
             started.elapsed().as_secs_f64()
         );
     }
     Ok(())
+}
+
+/// The figures of a push, for its one summary line (here and in `run`).
+pub(super) fn push_summary(r: &mirror::push::PushReport) -> String {
+    format!(
+        "{} objects sent ({}), {} already there ({}), {} deleted after their grace period, {}",
+        r.files_sent,
+        human_bytes(r.bytes_sent),
+        r.files_skipped,
+        human_bytes(r.bytes_skipped),
+        r.files_deleted,
+        if r.published {
+            "manifest updated"
+        } else {
+            "nothing new"
+        },
+    )
 }
 
 struct Row {

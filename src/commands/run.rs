@@ -310,14 +310,9 @@ fn mirror_summary(
     elapsed: std::time::Duration,
 ) -> String {
     format!(
-        "mirror: pushed to {}: {} objects sent ({}), {} already there ({}), {} deleted after their grace period, {}, {:.1}s",
+        "mirror: pushed to {}: {}, {:.1}s",
         mirror.url,
-        r.files_sent,
-        human_bytes(r.bytes_sent),
-        r.files_skipped,
-        human_bytes(r.bytes_skipped),
-        r.files_deleted,
-        if r.published { "manifest updated" } else { "nothing new" },
+        super::mirror::push_summary(r),
         elapsed.as_secs_f64()
     )
 }

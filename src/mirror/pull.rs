@@ -11,7 +11,6 @@ use super::local::units_of;
 use super::manifest::Manifest;
 use super::{workers, Bucket, MirrorError, Progress, Sealer};
 use crate::repo::{fsutil, Repository};
-use std::io::{Read, Write};
 use std::path::Path;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -101,55 +100,12 @@ fn fetch_file(
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir).map_err(MirrorError::io("creating directory", dir))?;
     }
-    let what = format!("{}/{} ({path})", bucket.url(), sealer.object_name(path));
-    let download = bucket.download(&sealer.object_name(path))?;
-    if download.size != entry.stored_size {
-        return Err(MirrorError::Damaged {
-            what,
-            detail: format!(
-                "{} bytes in the bucket, the manifest says {}",
-                download.size, entry.stored_size
-            ),
-        });
-    }
-    let counted = CountedRead {
-        inner: download,
-        progress,
-    };
-    let mut plain = sealer.open(counted, &what)?;
     let dir = target.parent().expect("repository paths have a folder");
     let mut temp = tempfile::Builder::new()
         .prefix(".mirror-pull-")
         .tempfile_in(dir)
         .map_err(MirrorError::io("creating a file in", dir))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = plain.read(&mut buf).map_err(|e| MirrorError::Damaged {
-            what: what.clone(),
-            detail: e.to_string(),
-        })?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        if total > entry.size {
-            return Err(MirrorError::Damaged {
-                what,
-                detail: format!("longer than the {} bytes the manifest says", entry.size),
-            });
-        }
-        hasher.update(&buf[..n]);
-        temp.write_all(&buf[..n])
-            .map_err(MirrorError::io("writing", temp.path()))?;
-    }
-    if total != entry.size || *hasher.finalize().as_bytes() != entry.blake3 {
-        return Err(MirrorError::Damaged {
-            what,
-            detail: "its content does not match the manifest's checksum".into(),
-        });
-    }
+    super::verify::read_checked(bucket, sealer, path, &entry, &mut temp, progress)?;
     temp.as_file()
         .sync_all()
         .map_err(MirrorError::io("syncing", temp.path()))?;
@@ -206,17 +162,4 @@ fn check_refs_resolve(dest: &Path, manifest: &Manifest) -> Result<(), MirrorErro
         }
     }
     Ok(())
-}
-
-struct CountedRead<'a, R> {
-    inner: R,
-    progress: &'a dyn Progress,
-}
-
-impl<R: Read> Read for CountedRead<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.bytes(n as u64);
-        Ok(n)
-    }
 }

@@ -30,6 +30,10 @@ pub struct PushOptions {
 pub const DEFAULT_GRACE_SECS: i64 = 14 * 86400;
 pub const DEFAULT_JOBS: usize = 8;
 
+/// More files to send than this, and the bucket is listed once to find
+/// those an interrupted push sent already.
+const LIST_ABOVE: usize = 64;
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PushReport {
     pub files_sent: u64,
@@ -99,10 +103,23 @@ pub fn push(
             .map(|(_, size)| sealer.stored_size(*size))
             .sum(),
     );
+    // What a killed push left is found by one listing when much is to be
+    // sent (a first push), by a HEAD per file when little is.
+    let files_to_send: usize = to_send.iter().map(|u| u.files.len()).sum();
+    let already = if files_to_send > LIST_ABOVE {
+        Some(bucket.list_sizes()?)
+    } else {
+        None
+    };
     let sent = workers::each(&to_send, opts.jobs, |unit| {
         let mut done = Vec::new();
         for (path, size) in &unit.files {
-            let (entry, was_there) = send_file(repo, bucket, sealer, path, *size, progress)?;
+            let name = sealer.object_name(path);
+            let there = match &already {
+                Some(listed) => listed.get(&name).copied(),
+                None => bucket.size_of(&name)?,
+            };
+            let (entry, was_there) = send_file(repo, bucket, sealer, path, *size, there, progress)?;
             progress.file_done();
             done.push((path.clone(), entry, was_there));
         }
@@ -182,14 +199,12 @@ fn send_file(
     sealer: &Sealer,
     path: &str,
     size: u64,
+    there: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<(FileEntry, bool), MirrorError> {
     let local = repo.path().join(path);
     let name = sealer.object_name(path);
-    if let Some(stored_size) = bucket
-        .size_of(&name)?
-        .filter(|s| sealer.could_hold(size, *s))
-    {
+    if let Some(stored_size) = there.filter(|s| sealer.could_hold(size, *s)) {
         // A killed push's upload: objects appear whole or not at all, and a
         // file's name stands for its content (packs are named by it), so
         // only the checksum for the manifest is missing.
@@ -225,7 +240,14 @@ fn send_file(
             Ok(())
         },
     )?;
-    match bucket.size_of(&name)? {
+    // A single request's body was checked by the store against its SHA-256;
+    // a multipart upload is checked part by part, and its assembly here.
+    let assembled = if sent > super::bucket::PART_SIZE as u64 {
+        bucket.size_of(&name)?
+    } else {
+        Some(sent)
+    };
+    match assembled {
         Some(got) if got == sent => {}
         got => {
             return Err(MirrorError::Bucket {

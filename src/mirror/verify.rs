@@ -5,7 +5,7 @@
 
 use super::manifest::FileEntry;
 use super::{workers, Bucket, MirrorError, Progress, Sealer};
-use std::io::Read;
+use std::io::{Read, Write};
 
 #[derive(Debug, Default)]
 pub struct VerifyReport {
@@ -65,6 +65,21 @@ fn check_file(
     entry: &FileEntry,
     progress: &dyn Progress,
 ) -> Result<(), MirrorError> {
+    read_checked(bucket, sealer, path, entry, &mut std::io::sink(), progress)
+}
+
+/// Downloads the object of the file at `path` and writes its plaintext to
+/// `out`, checking it on the way: the stored size, every age chunk's tag,
+/// the size and the BLAKE3 checksum the manifest gives. `out` may have
+/// received bytes when this fails: the caller writes to a temporary file.
+pub(super) fn read_checked(
+    bucket: &Bucket,
+    sealer: &Sealer,
+    path: &str,
+    entry: &FileEntry,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<(), MirrorError> {
     let name = sealer.object_name(path);
     let what = format!("{}/{name} ({path})", bucket.url());
     let download = bucket.download(&name)?;
@@ -72,12 +87,16 @@ fn check_file(
         return Err(MirrorError::Damaged {
             what,
             detail: format!(
-                "{} bytes, the manifest says {}",
+                "{} bytes in the bucket, the manifest says {}",
                 download.size, entry.stored_size
             ),
         });
     }
-    let mut plain = sealer.open(download, &what)?;
+    let counted = CountedRead {
+        inner: download,
+        progress,
+    };
+    let mut plain = sealer.open(counted, &what)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -90,9 +109,16 @@ fn check_file(
             break;
         }
         total += n as u64;
+        if total > entry.size {
+            return Err(MirrorError::Damaged {
+                what,
+                detail: format!("longer than the {} bytes the manifest says", entry.size),
+            });
+        }
         hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| MirrorError::Seal(format!("writing {path}: {e}")))?;
     }
-    progress.bytes(entry.stored_size);
     if total != entry.size || *hasher.finalize().as_bytes() != entry.blake3 {
         return Err(MirrorError::Damaged {
             what,
@@ -100,4 +126,18 @@ fn check_file(
         });
     }
     Ok(())
+}
+
+/// Counts the bytes that arrive, for the progress bar.
+struct CountedRead<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for CountedRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.bytes(n as u64);
+        Ok(n)
+    }
 }
