@@ -226,6 +226,34 @@ fn pull_into_an_empty_folder_gives_a_repository_git_bup_and_rewind_read() {
     run(&mut again)
         .status(2)
         .stderr_contains("is a repository already");
+    // A pull killed before its HEAD is finished by the next, which keeps
+    // the files that arrived whole.
+    fs::remove_file(pulled.join("HEAD")).unwrap();
+    let idx = pack_files(&pulled)
+        .into_iter()
+        .find(|n| n.ends_with(".idx"))
+        .unwrap();
+    fs::remove_file(pulled.join("objects/pack").join(&idx)).unwrap();
+    let mut resume = f.mirror("pull", &[&f.url("web")]);
+    resume.arg(&pulled);
+    let out = run(&mut resume).success();
+    let kept = pack_files(&f.env.repo).len() - 1;
+    assert!(
+        out.stderr.contains("1 objects received") && out.stderr.contains(&format!("{kept} kept")),
+        "{}",
+        out.stderr
+    );
+    common::assert_fsck(&pulled, false);
+    // Nor in a folder that holds something else.
+    let busy = f.env.path("busy");
+    fs::create_dir_all(&busy).unwrap();
+    fs::write(busy.join("keep.txt"), "mine").unwrap();
+    let mut busy_pull = f.mirror("pull", &[&f.url("web")]);
+    busy_pull.arg(&busy);
+    run(&mut busy_pull)
+        .status(2)
+        .stderr_contains("is not empty");
+    assert_eq!(fs::read_dir(&busy).unwrap().count(), 1);
 }
 
 #[test]
@@ -635,8 +663,11 @@ fn a_push_whose_manifest_never_landed_resends_nothing_of_many_packs() {
     // More than a push asks about one by one: it lists the bucket instead.
     for i in 0..40 {
         fs::write(f.data.join("notes.txt"), format!("day {i}\n")).unwrap();
-        f.env
-            .save("web", Some(&(1_700_000_000 + i * 86_400).to_string()), &f.data);
+        f.env.save(
+            "web",
+            Some(&(1_700_000_000 + i * 86_400).to_string()),
+            &f.data,
+        );
     }
     let files = pack_files(&f.env.repo).len() as u64;
     assert!(files > 64, "{files} files");

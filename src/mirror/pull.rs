@@ -35,6 +35,17 @@ pub fn pull(
             dest.display()
         )));
     }
+    // An interrupted pull left objects/pack and no HEAD: it is resumed.
+    // Anything else in the folder is somebody's: leave it alone.
+    let has_other_files = std::fs::read_dir(dest)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if has_other_files && !dest.join("objects/pack").is_dir() {
+        return Err(MirrorError::Usage(format!(
+            "{} is not empty: pull into a new or empty folder",
+            dest.display()
+        )));
+    }
     let manifest = super::read_manifest(bucket, sealer)?.ok_or_else(|| MirrorError::Missing {
         what: format!(
             "{}/{} (no mirror there: check the URL)",
@@ -54,11 +65,11 @@ pub fn pull(
     let outcomes = workers::each(&units, jobs, |unit| {
         let mut kept = 0u64;
         let mut received = 0u64;
-        for (path, _) in &unit.files {
+        for path in &unit.files {
             if fetch_file(bucket, sealer, &manifest, dest, path, progress)? {
                 kept += 1;
             } else {
-                received += manifest.files[path].stored_size;
+                received += manifest.files[path.as_str()].stored_size;
             }
             progress.file_done();
         }

@@ -10,7 +10,7 @@
 //! 5. Only then delete the objects of files gc removed locally whose grace
 //!    period is over; the manifest names them as doomed until they are.
 
-use super::local::{Inventory, Unit};
+use super::local::Inventory;
 use super::manifest::{FileEntry, Manifest, Retired};
 use super::{workers, Bucket, MirrorError, Progress, Sealer};
 use crate::repo::lockfile::{LockFile, Mode};
@@ -77,35 +77,33 @@ pub fn push(
     new.refs = local.refs.clone();
     new.small = local.small.clone();
 
-    let mut to_send: Vec<Unit> = Vec::new();
+    // Each pack with its index, each with its size: what the bucket lacks.
+    let mut to_send: Vec<Vec<(String, u64)>> = Vec::new();
     for unit in &local.units {
-        let missing: Vec<(String, u64)> = unit
-            .files
-            .iter()
-            .filter(|(path, size)| match old.files.get(path) {
-                Some(entry) if entry.size == *size => {
+        let mut missing = Vec::new();
+        for path in &unit.files {
+            match old.files.get(path) {
+                Some(entry) => {
                     new.files.insert(path.clone(), *entry);
-                    false
                 }
-                _ => true,
-            })
-            .cloned()
-            .collect();
+                None => missing.push((path.clone(), local.size(path)?)),
+            }
+        }
         if !missing.is_empty() {
-            to_send.push(Unit { files: missing });
+            to_send.push(missing);
         }
     }
     progress.start(
-        to_send.iter().map(|u| u.files.len() as u64).sum(),
+        to_send.iter().map(|u| u.len() as u64).sum(),
         to_send
             .iter()
-            .flat_map(|u| &u.files)
+            .flatten()
             .map(|(_, size)| sealer.stored_size(*size))
             .sum(),
     );
     // What a killed push left is found by one listing when much is to be
     // sent (a first push), by a HEAD per file when little is.
-    let files_to_send: usize = to_send.iter().map(|u| u.files.len()).sum();
+    let files_to_send: usize = to_send.iter().map(Vec::len).sum();
     let already = if files_to_send > LIST_ABOVE {
         Some(bucket.list_sizes()?)
     } else {
@@ -113,7 +111,7 @@ pub fn push(
     };
     let sent = workers::each(&to_send, opts.jobs, |unit| {
         let mut done = Vec::new();
-        for (path, size) in &unit.files {
+        for (path, size) in unit {
             let name = sealer.object_name(path);
             let there = match &already {
                 Some(listed) => listed.get(&name).copied(),

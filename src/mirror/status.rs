@@ -34,14 +34,13 @@ pub fn status(
     let local = Inventory::read(repo)?;
     let manifest = super::read_manifest(bucket, sealer)?;
     let (mut files_behind, mut bytes_behind) = (0, 0);
-    for (path, size) in local.files() {
-        let there = manifest
+    for path in local.files() {
+        if !manifest
             .as_ref()
-            .and_then(|m| m.files.get(path))
-            .is_some_and(|f| f.size == *size);
-        if !there {
+            .is_some_and(|m| m.files.contains_key(path))
+        {
             files_behind += 1;
-            bytes_behind += size;
+            bytes_behind += local.size(path)?;
         }
     }
     Ok(MirrorState {
