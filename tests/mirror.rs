@@ -678,3 +678,49 @@ fn a_push_whose_manifest_never_landed_resends_nothing_of_many_packs() {
     assert_eq!(sent_and_skipped(&again), (0, files), "{}", again.stderr);
     run(&mut f.mirror("verify", &[&f.url("web")])).success();
 }
+
+#[test]
+fn credentials_and_endpoint_come_from_an_aws_profile() {
+    let Some(f) = Fixture::new() else { return };
+    let creds = f.env.path("aws-credentials");
+    let config = f.env.path("aws-config");
+    fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[offsite]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            f.s3.access_key(),
+            f.s3.secret_key()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        &config,
+        format!(
+            "[default]\nregion = {0}\nendpoint_url = {1}\n[profile offsite]\nregion = {0}\nendpoint_url = {1}\n",
+            common::s3::REGION,
+            f.s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let with_profile = |profile: &str| {
+        let mut cmd = f.mirror("push", &[&f.url("web")]);
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+        ] {
+            cmd.env_remove(key);
+        }
+        cmd.env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_PROFILE", profile);
+        cmd
+    };
+    run(&mut with_profile("offsite")).success();
+    assert!(f.s3.object_file(BUCKET, "web/rewind-mirror").exists());
+    // The default profile's keys are wrong: this server refuses them.
+    let out = run(&mut with_profile("default"));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("credentials refused"), "{}", out.stderr);
+}
