@@ -122,6 +122,17 @@ pub fn read_manifest(bucket: &Bucket, sealer: &Sealer) -> Result<Option<Manifest
     Manifest::decode(&plain, &what, sealer).map(Some)
 }
 
+/// The bucket's manifest, which must be there (pull, verify).
+pub fn existing_manifest(bucket: &Bucket, sealer: &Sealer) -> Result<Manifest, MirrorError> {
+    read_manifest(bucket, sealer)?.ok_or_else(|| MirrorError::Missing {
+        what: format!(
+            "{}/{} (no mirror there: check the URL)",
+            bucket.url(),
+            seal::MANIFEST_NAME
+        ),
+    })
+}
+
 /// Seals and stores `manifest` (one request: readers see the old one or
 /// this one).
 pub fn write_manifest(

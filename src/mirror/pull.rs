@@ -46,13 +46,7 @@ pub fn pull(
             dest.display()
         )));
     }
-    let manifest = super::read_manifest(bucket, sealer)?.ok_or_else(|| MirrorError::Missing {
-        what: format!(
-            "{}/{} (no mirror there: check the URL)",
-            bucket.url(),
-            super::seal::MANIFEST_NAME
-        ),
-    })?;
+    let manifest = super::existing_manifest(bucket, sealer)?;
     for dir in ["objects/pack", "objects/info", "refs/heads", "refs/tags"] {
         let d = dest.join(dir);
         std::fs::create_dir_all(&d).map_err(MirrorError::io("creating directory", &d))?;

@@ -21,13 +21,7 @@ pub fn verify(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<VerifyReport, MirrorError> {
-    let manifest = super::read_manifest(bucket, sealer)?.ok_or_else(|| MirrorError::Missing {
-        what: format!(
-            "{}/{} (no mirror there: check the URL)",
-            bucket.url(),
-            super::seal::MANIFEST_NAME
-        ),
-    })?;
+    let manifest = super::existing_manifest(bucket, sealer)?;
     let files: Vec<(&String, &FileEntry)> = manifest.files.iter().collect();
     progress.start(files.len() as u64, manifest.stored_bytes());
     let outcomes = workers::each(&files, jobs, |(path, entry)| {
