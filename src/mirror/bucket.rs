@@ -376,7 +376,7 @@ fn explain(e: &object_store::Error) -> String {
                 "502 Bad Gateway",
                 "503 Service Unavailable",
             ],
-            "the store keeps failing the request: is it full, read-only or failing? (nothing was published)",
+            "the store keeps failing the request: is the bucket full or read-only, or the store failing? (nothing was published)",
         ),
         (
             &[
@@ -386,7 +386,9 @@ fn explain(e: &object_store::Error) -> String {
                 "timed out",
                 "tcp connect",
             ],
-            "cannot reach the store: check the endpoint and the network",
+            // A store that refuses a body may also just drop the
+            // connection: the same words as one that cannot be reached.
+            "cannot reach the store, or it dropped the request: check the endpoint and the network, and that the bucket is not full or read-only",
         ),
     ];
     let text = e.to_string();
