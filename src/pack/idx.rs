@@ -164,13 +164,25 @@ impl PackIndex {
         let mut crcs = Vec::new();
         if version == 2 {
             // ids, crcs, 32-bit offsets, then 8 bytes per large offset, then 40.
-            if !(bytes.len() - fixed).is_multiple_of(8) {
-                return Err(bad(format!(
-                    "size {} does not fit {n} objects",
+            // What follows the fixed part is the 8-byte offsets of objects
+            // beyond 2 GiB, which git, bup and rewind write one per object
+            // that needs one. Bytes left over mean the fan-out counts fewer
+            // objects than the file holds: a zeroed or otherwise damaged
+            // fan-out, whose checksum is right if it was damaged before the
+            // checksum was written.
+            let fanout_damaged = || {
+                bad(format!(
+                    "size {} does not fit the {n} objects its fan-out table counts: \
+                     the fan-out table is damaged",
                     bytes.len()
-                )));
+                ))
+            };
+            let extra = bytes.len() - fixed;
+            if !extra.is_multiple_of(8) {
+                return Err(fanout_damaged());
             }
-            let large_count = (bytes.len() - fixed) / 8;
+            let large_count = extra / 8;
+            let mut large_used = 0;
             let crc_start = table + n * 20;
             let off_start = crc_start + n * 4;
             let large_start = off_start + n * 4;
@@ -181,6 +193,7 @@ impl PackIndex {
                 crcs.push(be32(&bytes[crc_start + 4 * i..]));
                 let word = be32(&bytes[off_start + 4 * i..]);
                 let offset = if word & 0x8000_0000 != 0 {
+                    large_used += 1;
                     let slot = (word & 0x7fff_ffff) as usize;
                     if slot >= large_count {
                         return Err(bad(format!("large offset slot {slot} out of range")));
@@ -192,10 +205,14 @@ impl PackIndex {
                 };
                 offsets.push(offset);
             }
+            if large_count > large_used {
+                return Err(fanout_damaged());
+            }
         } else {
             if bytes.len() != fixed {
                 return Err(bad(format!(
-                    "size {} does not fit {n} objects (v1)",
+                    "size {} does not fit the {n} objects its fan-out table counts: \
+                     the fan-out table is damaged (v1)",
                     bytes.len()
                 )));
             }
@@ -642,6 +659,42 @@ mod tests {
                     }
                     Err(other) => panic!("{count}: {other}"),
                     Ok(_) => panic!("{count}: accepted"),
+                }
+            }
+        }
+    }
+
+    /// A fan-out zeroed (or lowered) before the checksum was computed: the
+    /// checksum is right, and the index read as holding fewer objects than
+    /// it does, so that every object beyond the count went missing with no
+    /// word about the index. Now the bytes left over name the fan-out.
+    #[test]
+    fn zeroed_fanout_with_a_valid_checksum_names_the_fanout() {
+        for count in [10u32, 11] {
+            let mut entries: Vec<IdxEntry> = (0..count)
+                .map(|n| IdxEntry {
+                    id: id(n),
+                    offset: 12 + u64::from(n),
+                    crc32: 0,
+                })
+                .collect();
+            let good = encode_v2(&mut entries, &[1; 20]);
+            for fake in [0u32, count - 2] {
+                let mut b = good.clone();
+                for slot in 0..256 {
+                    let at = 8 + 4 * slot;
+                    let v = u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+                    b[at..at + 4].copy_from_slice(&v.min(fake).to_be_bytes());
+                }
+                let b = reseal(b);
+                match PackIndex::parse(Path::new("objects/pack/z.idx"), &b) {
+                    Err(e @ Error::BadIndex { .. }) => {
+                        let shown = e.to_string();
+                        assert!(shown.contains("fan-out table is damaged"), "{shown}");
+                        assert!(shown.contains("objects/pack/z.idx"), "{shown}");
+                    }
+                    Err(other) => panic!("{count} as {fake}: {other}"),
+                    Ok(idx) => panic!("{count} as {fake}: read as {} objects", idx.len()),
                 }
             }
         }
