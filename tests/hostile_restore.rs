@@ -230,7 +230,7 @@ fn restore_of_a_file_named_dotdot_does_not_empty_the_parent_of_outdir() {
     let h = Hostile::new();
     let evil = h.blob(b"overwritten\n");
     assert_left_out(&h, &[(BLOB, b"..", &evil)], "..");
-    assert_eq!(h.restored(), ["good file 600 good\\n"]);
+    assert_eq!(h.restored(), ["good file 644 good\\n"]);
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn restore_of_a_name_demangling_to_dotdot_does_not_empty_the_parent_of_outdir() 
     let h = Hostile::new();
     let evil = h.blob(b"overwritten\n");
     assert_left_out(&h, &[(BLOB, b"...bupl", &evil)], "...bupl");
-    assert_eq!(h.restored(), ["good file 600 good\\n"]);
+    assert_eq!(h.restored(), ["good file 644 good\\n"]);
 }
 
 #[test]
@@ -358,8 +358,8 @@ fn restore_replaces_a_symlink_already_in_outdir_instead_of_following_it() {
         h.restored(),
         [
             "dir dir 755",
-            "dir/kept file 600 restored\\n",
-            "file file 600 restored\\n"
+            "dir/kept file 644 restored\\n",
+            "file file 644 restored\\n"
         ]
     );
 }
@@ -379,10 +379,10 @@ fn restore_of_a_backup_with_an_ordinary_dotted_name_still_works() {
     assert_eq!(
         h.restored(),
         [
-            "..a file 600 fine\\n",
+            "..a file 644 fine\\n",
             ".d dir 755",
-            ".d/... file 600 fine\\n",
-            "x.bup file 600 fine\\n"
+            ".d/... file 644 fine\\n",
+            "x.bup file 644 fine\\n"
         ]
     );
 }

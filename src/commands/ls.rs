@@ -30,7 +30,9 @@ fn owner(meta: Option<&Metadata>, numeric: bool) -> String {
     format!("{}/{}", pick(&m.user, m.uid), pick(&m.group, m.gid))
 }
 
-fn node_row(repo: &dyn Repo, node: &Node, numeric: bool) -> Result<Row, Error> {
+/// `snapshot_time`: the time shown for an entry with no saved metadata
+/// (see [`Node::unsaved_meta`]).
+fn node_row(repo: &dyn Repo, node: &Node, numeric: bool, snapshot_time: i64) -> Result<Row, Error> {
     let meta = node.meta.as_ref();
     let is_device =
         meta.is_some_and(|m| matches!(m.mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK));
@@ -62,7 +64,7 @@ fn node_row(repo: &dyn Repo, node: &Node, numeric: bool) -> Result<Row, Error> {
         mode: node.mode(),
         owner: owner(meta, numeric),
         size,
-        mtime: meta.map_or(0, |m| m.mtime.sec),
+        mtime: meta.map_or(snapshot_time, |m| m.mtime.sec),
         name: node.name.clone(),
         link,
     })
@@ -114,6 +116,7 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
     let path = args.path.as_deref().map_or(&b""[..], |p| p.as_bytes());
     // Entries the view left out (and logged) make the listing partial.
     let mut status = Status::Success;
+    let time = view::snapshot_time(repo, path)?;
     let rows = match resolve_following(repo, path)? {
         Item::Root => {
             let mut rows: Vec<Row> = snapshots::backups(repo)?
@@ -152,10 +155,10 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
             }
             dir.entries
                 .iter()
-                .map(|n| node_row(repo, n, args.numeric_ids))
+                .map(|n| node_row(repo, n, args.numeric_ids, time))
                 .collect::<Result<_, _>>()?
         }
-        Item::Node(node) => vec![node_row(repo, &node, args.numeric_ids)?],
+        Item::Node(node) => vec![node_row(repo, &node, args.numeric_ids, time)?],
     };
     print_rows(&rows, args.long)?;
     Ok(status)

@@ -3,7 +3,7 @@ use crate::cli::RestoreArgs;
 use crate::repo::Repo;
 use crate::restore::plan::{Action, Planned, Planner};
 use crate::restore::{RestoreError, RestoreOptions, Restorer};
-use crate::view::{Item, Node, NodeType};
+use crate::view::{self, Item, Node, NodeType};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -44,10 +44,11 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         &args.outdir,
     )?;
     for (path, node) in nodes {
-        if path.ends_with(b"/") && node.node_type == NodeType::Directory {
-            restorer.restore_contents(&node)?;
+        let time = view::snapshot_time(repo, path)?;
+        if names_contents(path) && node.node_type == NodeType::Directory {
+            restorer.restore_contents(&node, time)?;
         } else {
-            restorer.restore(&node)?;
+            restorer.restore(&node, time)?;
         }
     }
     Ok(Status::from_warnings(&restorer.warnings))
@@ -81,7 +82,7 @@ fn dry_run(
         })
     };
     for (path, node) in nodes {
-        if path.ends_with(b"/") && node.node_type == NodeType::Directory {
+        if names_contents(path) && node.node_type == NodeType::Directory {
             planner.contents(node, &mut print)?;
         } else {
             planner.entry(node, &mut print)?;
@@ -93,6 +94,12 @@ fn dry_run(
     } else {
         Status::Success
     })
+}
+
+/// Whether a path asks for a directory's contents rather than the
+/// directory: `etc/` and `etc/.`, as bup restore and rsync read them.
+fn names_contents(path: &[u8]) -> bool {
+    path.ends_with(b"/") || path.ends_with(b"/.")
 }
 
 /// One per core: reading, inflating and hashing are CPU work, and the

@@ -139,13 +139,8 @@ impl RewindFs {
     }
 
     fn root_node(&self, repo: &Repository, tree: ObjectId, name: &[u8]) -> Result<Node, ViewError> {
-        Ok(Node {
-            name: name.to_vec(),
-            node_type: NodeType::Directory,
-            id: tree,
-            chunked: false,
-            meta: self.dir(repo, &tree)?.meta.clone(),
-        })
+        let meta = self.dir(repo, &tree)?.meta.clone();
+        Ok(Node::directory(name, tree, meta))
     }
 
     /// A tag's target as a node: a commit's tree, a tree, or a blob.
@@ -162,6 +157,7 @@ impl RewindFs {
                 node_type: NodeType::Regular,
                 id,
                 chunked: false,
+                git_mode: crate::object::tree::Mode::Blob,
                 meta: None,
             }),
         }

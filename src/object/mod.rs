@@ -18,6 +18,13 @@ impl ObjectId {
         0xc2, 0xe4, 0x8c, 0x53, 0x91,
     ]);
 
+    /// The id of the empty tree, which git treats as present in every
+    /// repository; the view serves gitlinks (submodules) as this tree.
+    pub const EMPTY_TREE: ObjectId = ObjectId([
+        0x4b, 0x82, 0x5d, 0xc6, 0x42, 0xcb, 0x6e, 0xb9, 0xa0, 0x60, 0xe5, 0x4b, 0xf8, 0xd6, 0x92,
+        0x88, 0xfb, 0xee, 0x49, 0x04,
+    ]);
+
     pub fn from_bytes(bytes: &[u8]) -> Option<ObjectId> {
         Some(ObjectId(bytes.try_into().ok()?))
     }
@@ -122,6 +129,11 @@ mod tests {
         assert_eq!(
             ObjectId::EMPTY_BLOB.to_string(),
             "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+        assert_eq!(hash_object(Kind::Tree, b""), ObjectId::EMPTY_TREE);
+        assert_eq!(
+            ObjectId::EMPTY_TREE.to_string(),
+            "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
         );
     }
 

@@ -15,7 +15,7 @@ pub mod plan;
 mod sparse;
 mod workers;
 
-use crate::meta::{Applier, ApplyOptions, Metadata};
+use crate::meta::{ids, Applier, ApplyOptions, Metadata};
 use crate::object::tree::{self, UnsafeName};
 use crate::object::ObjectId;
 use crate::repo::Repo;
@@ -36,6 +36,10 @@ pub enum RestoreError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot restore {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    /// A directory that could not be listed (a tree missing or damaged),
+    /// named by where it was going.
+    #[error("cannot restore {path}: {source}")]
+    List { path: PathBuf, source: ViewError },
     #[error("{path}: not restored, not a file name: {reason}")]
     UnsafeName { path: PathBuf, reason: UnsafeName },
     #[error(transparent)]
@@ -93,6 +97,9 @@ pub struct Restorer<'r> {
     /// Directories done but for files still with the workers: their
     /// metadata waits (see [`workers`]).
     deferred: Vec<Deferred>,
+    /// The time that entries with no saved metadata get: their snapshot's
+    /// (see [`Node::unsaved_meta`]).
+    unsaved_time: i64,
     pub warnings: Vec<String>,
     pub files: u64,
     pub bytes: u64,
@@ -130,6 +137,7 @@ impl<'r> Restorer<'r> {
             listed: HashMap::new(),
             outstanding: Vec::new(),
             deferred: Vec::new(),
+            unsaved_time: 0,
             warnings: Vec::new(),
             files: 0,
             bytes: 0,
@@ -164,15 +172,25 @@ impl<'r> Restorer<'r> {
     }
 
     /// Restores `node` into the target under its own name, replacing what
-    /// has that name there.
-    pub fn restore(&mut self, node: &Node) -> Result<(), RestoreError> {
+    /// has that name there. `snapshot_time` is the time of the snapshot it
+    /// is from, which entries with no saved metadata get.
+    pub fn restore(&mut self, node: &Node, snapshot_time: i64) -> Result<(), RestoreError> {
+        self.unsaved_time = snapshot_time;
+        let mut node = node.clone();
+        self.fill_unsaved(std::slice::from_mut(&mut node));
         let root = self.root()?;
-        self.run(|this, pool| this.restore_entry(pool, root.as_fd(), node))
+        self.run(|this, pool| this.restore_entry(pool, root.as_fd(), &node))
     }
 
     /// Restores the entries of a directory node into the target itself.
-    pub fn restore_contents(&mut self, node: &Node) -> Result<(), RestoreError> {
-        let dir = view::list_dir(self.repo, &node.id)?;
+    pub fn restore_contents(
+        &mut self,
+        node: &Node,
+        snapshot_time: i64,
+    ) -> Result<(), RestoreError> {
+        self.unsaved_time = snapshot_time;
+        let root_path = self.root_path.clone();
+        let dir = self.list(node, &root_path)?;
         self.note_skipped(&dir);
         let root = self.root()?;
         self.run(|this, pool| this.restore_children(pool, root.as_fd(), &dir.entries))?;
@@ -235,6 +253,34 @@ impl<'r> Restorer<'r> {
         }
     }
 
+    /// Lists a directory to restore, its entries with no saved metadata
+    /// (and the directory itself) given what stands for it.
+    fn list(&self, node: &Node, shown: &Path) -> Result<Directory, RestoreError> {
+        let mut dir = view::list_dir(self.repo, &node.id).map_err(|source| RestoreError::List {
+            path: shown.to_path_buf(),
+            source,
+        })?;
+        if dir.meta.is_none() && node.meta.is_none() {
+            dir.meta = Some(self.unsaved(node));
+        }
+        self.fill_unsaved(&mut dir.entries);
+        Ok(dir)
+    }
+
+    /// Gives files, symlinks and specials with no saved metadata what
+    /// stands for it. Directories get theirs when they are listed.
+    fn fill_unsaved(&self, entries: &mut [Node]) {
+        for node in entries {
+            if node.meta.is_none() && node.node_type != NodeType::Directory {
+                node.meta = Some(self.unsaved(node));
+            }
+        }
+    }
+
+    fn unsaved(&self, node: &Node) -> Metadata {
+        node.unsaved_meta(self.unsaved_time, ids::euid(), ids::egid())
+    }
+
     fn restore_children(
         &mut self,
         pool: Option<&Pool<'_>>,
@@ -265,7 +311,7 @@ impl<'r> Restorer<'r> {
             .filter(|n| n.node_type == NodeType::Directory)
             .take(LIST_AHEAD)
         {
-            if let Ok(listing) = view::list_dir(self.repo, &child.id) {
+            if let Ok(listing) = self.list(child, Path::new("")) {
                 next.extend(listing.entries.iter().map(|n| n.id));
                 self.listed.insert(child.id, listing);
             }
@@ -398,7 +444,7 @@ impl<'r> Restorer<'r> {
         let dir = at::open_dir_at(parent, name).map_err(write_err)?;
         let listing = match self.listed.remove(&node.id) {
             Some(listing) => listing,
-            None => view::list_dir(self.repo, &node.id)?,
+            None => self.list(node, shown)?,
         };
         self.note_skipped(&listing);
         self.at.push(name.to_bytes().to_vec());
@@ -559,9 +605,10 @@ mod tests {
                     node_type,
                     id: ObjectId::EMPTY_BLOB,
                     chunked: false,
+                    git_mode: crate::object::tree::Mode::Blob,
                     meta: None,
                 };
-                let result = restorer.restore(&node);
+                let result = restorer.restore(&node, 0);
                 assert!(
                     matches!(result, Err(RestoreError::UnsafeName { .. })),
                     "{} {node_type:?}: {result:?}",

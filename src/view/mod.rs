@@ -66,12 +66,28 @@ pub struct Node {
     /// The tree of a directory, or the file's content.
     pub id: ObjectId,
     pub chunked: bool,
+    /// The mode of its git tree entry: with no `.bupm` record, whether a
+    /// file is executable is known only from here.
+    pub git_mode: Mode,
     /// From `.bupm`. For directories, filled only by [`list_dir_with_meta`]
     /// or when the directory itself is listed.
     pub meta: Option<Metadata>,
 }
 
 impl Node {
+    /// A directory node for a tree that is not an entry of another tree
+    /// (a snapshot's root, a tag's tree).
+    pub fn directory(name: &[u8], tree: ObjectId, meta: Option<Metadata>) -> Node {
+        Node {
+            name: name.to_vec(),
+            node_type: NodeType::Directory,
+            id: tree,
+            chunked: false,
+            git_mode: Mode::Tree,
+            meta,
+        }
+    }
+
     /// The size the file's `.bupm` record gives, which every reader holds
     /// its content to (the mount serves exactly this many bytes).
     pub fn recorded_size(&self) -> Option<u64> {
@@ -89,14 +105,34 @@ impl Node {
         }
     }
 
-    /// The st_mode to show: from `.bupm`, else bup's defaults for the git
-    /// mode (0644 files, 0755 directories and symlinks).
+    /// The st_mode to show: from `.bupm`, else from the git mode: 0755
+    /// directories and symlinks, 0644 files and 0755 executable ones (bup
+    /// shows those as 0644 and so loses the executable bit).
     pub fn mode(&self) -> u32 {
         match (&self.meta, self.node_type) {
             (Some(m), _) => m.mode,
             (None, NodeType::Directory) => libc::S_IFDIR | 0o755,
             (None, NodeType::Symlink) => libc::S_IFLNK | 0o755,
+            (None, _) if self.git_mode == Mode::BlobExecutable => libc::S_IFREG | 0o755,
             (None, _) => libc::S_IFREG | 0o644,
+        }
+    }
+
+    /// What stands for the metadata of an entry that has none saved
+    /// (written by plain git, `bup split`, a `--graft` directory): the
+    /// mode [`Node::mode`] shows, `time` (its snapshot's) for every time,
+    /// and the owner given (whoever reads or restores it). ls, the mount
+    /// and restore all show and apply this, so that they agree.
+    pub fn unsaved_meta(&self, time: i64, uid: u32, gid: u32) -> Metadata {
+        let time = crate::meta::Timespec { sec: time, nsec: 0 };
+        Metadata {
+            mode: self.mode(),
+            uid,
+            gid,
+            atime: time,
+            mtime: time,
+            ctime: time,
+            ..Metadata::default()
         }
     }
 }
@@ -147,6 +183,11 @@ pub struct SkippedEntry {
 }
 
 fn read_tree(repo: &dyn Repo, id: &ObjectId) -> Result<Vec<tree::Entry>, ViewError> {
+    if *id == ObjectId::EMPTY_TREE {
+        // Present in every repository as far as git is concerned, stored
+        // or not; gitlinks are served as it.
+        return Ok(Vec::new());
+    }
     let object = repo.objects().read(id)?;
     if object.kind != Kind::Tree {
         return Err(ViewError::WrongKind {
@@ -225,12 +266,19 @@ fn list_dir_quiet(repo: &dyn Repo, tree_id: &ObjectId) -> Result<Directory, View
         } else {
             next_record(&mut records)?
         };
-        let node = Node {
-            node_type: node_type_for(mode, chunked, meta.as_ref()),
-            name,
-            id,
-            chunked,
-            meta,
+        let node = if mode == Mode::Commit {
+            // A gitlink (submodule) names a commit of another repository:
+            // an empty directory, as `git checkout` leaves it.
+            Node::directory(&name, ObjectId::EMPTY_TREE, None)
+        } else {
+            Node {
+                node_type: node_type_for(mode, chunked, meta.as_ref()),
+                name,
+                id,
+                chunked,
+                git_mode: mode,
+                meta,
+            }
         };
         nodes.push((node, stored));
     }
@@ -330,23 +378,35 @@ fn split_path(path: &[u8]) -> Vec<&[u8]> {
 /// Resolves a view path like `etc/latest/etc/hosts`. `latest` is followed
 /// when it is not the last component.
 pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
+    Ok(resolve_timed(repo, path)?.0)
+}
+
+/// The time that stands for the times of entries with no saved metadata
+/// under `path` (see [`Node::unsaved_meta`]): the author time of the
+/// snapshot or tagged commit the path goes through; 0 where no commit is
+/// on the way (a tag of a tree or blob, or a path outside snapshots).
+pub fn snapshot_time(repo: &dyn Repo, path: &[u8]) -> Result<i64, ViewError> {
+    let parts = split_path(path);
+    let Some(prefix) = parts.get(..2) else {
+        return Ok(0);
+    };
+    Ok(resolve_timed(repo, &prefix.join(&b'/'))?.1)
+}
+
+/// [`resolve`], with the time of the commit on the way (0 if none).
+fn resolve_timed(repo: &dyn Repo, path: &[u8]) -> Result<(Item, i64), ViewError> {
     let parts = split_path(path);
     let shown = || String::from_utf8_lossy(path).into_owned();
     let Some((&first, rest)) = parts.split_first() else {
-        return Ok(Item::Root);
+        return Ok((Item::Root, 0));
     };
+    let mut time = 0;
     let root_node = |tree: ObjectId, name: &[u8]| -> Result<Node, ViewError> {
-        Ok(Node {
-            name: name.to_vec(),
-            node_type: NodeType::Directory,
-            id: tree,
-            chunked: false,
-            meta: dir_meta(repo, &tree)?,
-        })
+        Ok(Node::directory(name, tree, dir_meta(repo, &tree)?))
     };
     let mut node = if first == b".tag" {
         let Some((&tag, _)) = rest.split_first() else {
-            return Ok(Item::Tags);
+            return Ok((Item::Tags, 0));
         };
         let (_, id) = snapshots::tags(repo)?
             .into_iter()
@@ -354,13 +414,18 @@ pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
             .ok_or_else(|| ViewError::NotFound(shown()))?;
         let object = repo.objects().read(&id)?;
         match object.kind {
-            Kind::Commit => root_node(snapshots::read_commit(repo, &id)?.tree, tag)?,
+            Kind::Commit => {
+                let commit = snapshots::read_commit(repo, &id)?;
+                time = commit.author.time;
+                root_node(commit.tree, tag)?
+            }
             Kind::Tree => root_node(id, tag)?,
             _ => Node {
                 name: tag.to_vec(),
                 node_type: NodeType::Regular,
                 id,
                 chunked: false,
+                git_mode: Mode::Blob,
                 meta: None,
             },
         }
@@ -370,14 +435,13 @@ pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
             .find(|(n, _)| n.as_bytes() == first)
             .ok_or_else(|| ViewError::NotFound(shown()))?;
         let Some((&snap, _)) = rest.split_first() else {
-            return Ok(Item::Backup { name, tip });
+            return Ok((Item::Backup { name, tip }, 0));
         };
         let all = snapshots::snapshots(repo, &tip)?;
         if snap == b"latest" && rest.len() == 1 {
             let newest = all.last().ok_or_else(|| ViewError::NotFound(shown()))?;
-            return Ok(Item::Latest {
-                target: newest.name.clone(),
-            });
+            let target = newest.name.clone();
+            return Ok((Item::Latest { target }, newest.time));
         }
         let found = if snap == b"latest" {
             all.last()
@@ -385,6 +449,7 @@ pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
             all.iter().find(|s| s.name.as_bytes() == snap)
         };
         let snapshot = found.ok_or_else(|| ViewError::NotFound(shown()))?;
+        time = snapshot.time;
         root_node(snapshot.tree, snap)?
     };
     for &component in rest.iter().skip(1) {
@@ -402,5 +467,5 @@ pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
         }
         node = child;
     }
-    Ok(Item::Node(Box::new(node)))
+    Ok((Item::Node(Box::new(node)), time))
 }
