@@ -191,4 +191,17 @@ fn a_missing_tree_is_named_by_its_path() {
         "{line}"
     );
     assert!(line.contains(missing), "{line}");
+
+    // ls and cat-file name the path they were asked for.
+    for args in [
+        &["ls", "-l", "n/latest"][..],
+        &["ls", "n/latest/gone"],
+        &["cat-file", "n/latest/gone/x"],
+    ] {
+        let failed = env.rw().args(args).run().status(2);
+        let line = failed.error_line();
+        let asked = args.last().unwrap();
+        let said = format!("{asked}: object {missing} is missing");
+        assert!(line.contains(&said), "{args:?}: {line}");
+    }
 }

@@ -116,7 +116,7 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
     let path = args.path.as_deref().map_or(&b""[..], |p| p.as_bytes());
     // Entries the view left out (and logged) make the listing partial.
     let mut status = Status::Success;
-    let time = view::snapshot_time(repo, path)?;
+    let time = view::snapshot_time(repo, path).map_err(|e| e.reached_from(path))?;
     let rows = match resolve_following(repo, path)? {
         Item::Root => {
             let mut rows: Vec<Row> = snapshots::backups(repo)?
@@ -149,7 +149,7 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
         }
         Item::Latest { .. } => unreachable!("resolve_following follows latest"),
         Item::Node(node) if node.node_type == NodeType::Directory => {
-            let dir = view::list_dir_with_meta(repo, &node.id)?;
+            let dir = view::list_dir_with_meta(repo, &node.id).map_err(|e| e.reached_from(path))?;
             if !dir.skipped.is_empty() {
                 status = Status::Partial;
             }

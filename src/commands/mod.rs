@@ -234,6 +234,10 @@ fn server(args: &crate::cli::ServerArgs) -> Result<Status, Error> {
 /// Resolves a view path, following `latest` even as the last component, as
 /// `ls` and `cp` follow a symlink named on the command line.
 pub(crate) fn resolve_following(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
+    following(repo, path).map_err(|e| e.reached_from(path))
+}
+
+fn following(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
     match view::resolve(repo, path)? {
         Item::Latest { target } => {
             let mut trimmed = path;

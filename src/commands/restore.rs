@@ -44,7 +44,7 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         &args.outdir,
     )?;
     for (path, node) in nodes {
-        let time = view::snapshot_time(repo, path)?;
+        let time = view::snapshot_time(repo, path).map_err(|e| e.reached_from(path))?;
         if names_contents(path) && node.node_type == NodeType::Directory {
             restorer.restore_contents(&node, time)?;
         } else {

@@ -43,8 +43,27 @@ pub enum ViewError {
         content: u64,
         recorded: u64,
     },
+    /// An object missing on the way to, or inside, a path that was asked
+    /// for: named with that path, so that the user learns which backup or
+    /// file is damaged, not only an object id.
+    #[error("{path}: object {id} is missing from the repository (damaged or incomplete; `rewind fsck` names every snapshot it breaks)")]
+    Missing { path: String, id: ObjectId },
     #[error(transparent)]
     Repo(#[from] crate::repo::Error),
+}
+
+impl ViewError {
+    /// Names `path` in an error about a missing object met while reading
+    /// it; other errors already say what they are about.
+    pub fn reached_from(self, path: &[u8]) -> ViewError {
+        match self {
+            ViewError::Repo(crate::repo::Error::NotFound(id)) => ViewError::Missing {
+                path: String::from_utf8_lossy(path).into_owned(),
+                id,
+            },
+            other => other,
+        }
+    }
 }
 
 /// What a node of a snapshot is, decided by its metadata when present and by
