@@ -217,3 +217,58 @@ fn sigterm_mid_run_stops_the_dump_command_and_the_run() {
         out.stdout_str()
     );
 }
+
+/// Issue 16: a save waiting for a running gc (its lock held exclusive,
+/// here by the test itself) stops at the first SIGINT. A blocked flock is
+/// restarted after the handler runs, so before the fix the first Ctrl-C
+/// was swallowed and only a second one ended the save, killed outright.
+#[test]
+fn sigint_while_a_save_waits_for_gc_stops_it_at_once() {
+    use std::io::{BufRead, Read};
+    let env = Env::init();
+    let src = env.path("src");
+    mkdir(&src);
+    write(&src.join("a.txt"), b"saved\n");
+    env.save("n", None, &src);
+    let before = branch_tip(&env.repo, "n").expect("first snapshot");
+    write(&src.join("a.txt"), b"changed, never committed\n");
+
+    // What `rewind gc` holds while it marks and deletes.
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(env.repo.join("rewind/gc.lock"))
+        .expect("open gc.lock");
+    lock.lock().expect("flock gc.lock exclusive");
+
+    let mut child = env.rw().args(["save", "-n", "n"]).arg(&src).spawn();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    // The save says that it waits, then waits: the signal lands in the wait.
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("read stderr");
+    assert!(first.contains("waiting for a gc of"), "{first}");
+    send(&child, libc::SIGINT);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the save still waits 30 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("read stderr");
+    assert_eq!(status.code(), Some(130), "{status:?}: {first}{rest}");
+    assert_eq!(
+        rest.trim_end(),
+        "rewind: interrupted by SIGINT: nothing was committed; the snapshots of n are as they were",
+    );
+    assert_eq!(branch_tip(&env.repo, "n").as_deref(), Some(&*before));
+    assert_eq!(temporary_files(&env.repo), Vec::<PathBuf>::new());
+    drop(lock);
+}

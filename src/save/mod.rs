@@ -158,7 +158,8 @@ pub fn save(
 ) -> Result<SaveOutcome, SaveError> {
     // The walk and the dumps report an interruption without the name.
     save_inner(repo, opts, identity).map_err(|e| match e {
-        SaveError::Interrupted { signal, .. } => SaveError::Interrupted {
+        SaveError::Interrupted { signal, .. }
+        | SaveError::Repo(crate::repo::Error::Interrupted { signal }) => SaveError::Interrupted {
             signal,
             name: opts.name.clone(),
         },
