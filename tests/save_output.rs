@@ -184,3 +184,57 @@ fn quiet_save_prints_nothing() {
     assert_eq!(out.stderr, "");
     assert!(out.stdout.is_empty());
 }
+
+/// Issue 16: the summary counted symlinks as files and said "1 files".
+/// Three files, one symlink, two directories (the root and `sub`): each
+/// counted apart and in the right number; --json says the same.
+#[test]
+fn summary_counts_symlinks_apart_and_says_one_file_in_the_singular() {
+    let env = Env::init();
+    let src = env.path("src");
+    mkdir(&src.join("sub"));
+    write(&src.join("a"), b"a\n");
+    write(&src.join("b"), b"b\n");
+    write(&src.join("sub/c"), b"c\n");
+    std::os::unix::fs::symlink("a", src.join("link")).expect("symlink");
+    let out = env
+        .rw()
+        .args(["save", "-n", "mixed", "--strip"])
+        .arg(&src)
+        .run()
+        .success();
+    assert!(
+        out.stderr
+            .contains(": 3 files (3 read, 0 unchanged), 1 symlink, 2 directories, "),
+        "{}",
+        out.stderr
+    );
+    let json = env
+        .rw()
+        .args(["save", "-n", "mixed", "--strip", "--json"])
+        .arg(&src)
+        .run()
+        .success();
+    let v = parse_json(&json);
+    assert_eq!(u64_field(&v, "files"), 3);
+    assert_eq!(u64_field(&v, "symlinks"), 1);
+    assert_eq!(u64_field(&v, "directories"), 2);
+
+    // One file, one directory, one object's worth of nothing new.
+    let one = env.path("one");
+    mkdir(&one);
+    write(&one.join("only"), b"only\n");
+    let out = env
+        .rw()
+        .args(["save", "-n", "one", "--strip"])
+        .arg(&one)
+        .run()
+        .success();
+    assert!(
+        out.stderr
+            .contains(": 1 file (1 read, 0 unchanged), 1 directory, "),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("symlink"), "{}", out.stderr);
+}
