@@ -11,7 +11,16 @@ use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// A configuration and a root with a running cron in it.
 fn setup(env: &Env) -> (PathBuf, PathBuf) {
+    let (cfg, root) = setup_without_scheduler(env);
+    cron_daemon(&root, "usr/sbin/cron");
+    cron_process(&root, "cron");
+    (cfg, root)
+}
+
+/// A configuration and an empty root: neither systemd nor cron.
+fn setup_without_scheduler(env: &Env) -> (PathBuf, PathBuf) {
     let data = env.path("data");
     mkdir(&data);
     let cfg = env.path("rewind.toml");
@@ -26,8 +35,6 @@ fn setup(env: &Env) -> (PathBuf, PathBuf) {
     .unwrap();
     let root = env.path("root");
     mkdir(&root);
-    cron_daemon(&root, "usr/sbin/cron");
-    cron_process(&root, "cron");
     (cfg, root)
 }
 
@@ -239,9 +246,7 @@ fn foreign_files_bad_times_and_bad_configs_are_refused() {
 #[test]
 fn a_schedule_install_into_a_root_with_neither_systemd_nor_cron_refuses() {
     let env = Env::new();
-    let (cfg, root) = setup(&env);
-    fs::remove_dir_all(root.join("usr")).unwrap();
-    fs::remove_dir_all(root.join("proc")).unwrap();
+    let (cfg, root) = setup_without_scheduler(&env);
     let out = schedule(&env, &cfg, &root, &["install"]).status(2);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", out.stderr);
@@ -258,10 +263,8 @@ fn a_schedule_install_into_a_root_with_neither_systemd_nor_cron_refuses() {
 #[test]
 fn a_cron_that_is_installed_but_stopped_or_busybox_only_is_refused() {
     let env = Env::new();
-    let (cfg, root) = setup(&env);
+    let (cfg, root) = setup_without_scheduler(&env);
     // cronie's daemon, installed, but no cron process.
-    fs::remove_dir_all(root.join("usr")).unwrap();
-    fs::remove_dir_all(root.join("proc")).unwrap();
     cron_daemon(&root, "usr/sbin/crond");
     let out = schedule(&env, &cfg, &root, &["install"]).status(2);
     assert!(
@@ -276,24 +279,20 @@ fn a_cron_that_is_installed_but_stopped_or_busybox_only_is_refused() {
     cron_process(&root, "crond");
     schedule(&env, &cfg, &root, &["install"]).success();
     assert_eq!(files(&root), ["etc/cron.d/rewind"]);
-    let shown = schedule(&env, &cfg, &root, &["show"]).success();
-    assert!(
-        shown
+    let show = || {
+        schedule(&env, &cfg, &root, &["show"])
+            .success()
             .stdout_str()
-            .contains("\nactive: cron (/usr/sbin/crond) is running; next run "),
-        "{}",
-        shown.stdout_str()
+    };
+    let shown = show();
+    assert!(
+        shown.contains("\nactive: cron (/usr/sbin/crond) is running; next run "),
+        "{shown}"
     );
     // The daemon stopped: show says that nothing will run it.
     fs::remove_dir_all(root.join("proc")).unwrap();
-    let shown = schedule(&env, &cfg, &root, &["show"]).success();
-    assert!(
-        shown
-            .stdout_str()
-            .contains("\nNOT active: cron is installed"),
-        "{}",
-        shown.stdout_str()
-    );
+    let shown = show();
+    assert!(shown.contains("\nNOT active: cron is installed"), "{shown}");
     schedule(&env, &cfg, &root, &["remove"]).success();
 
     // busybox's crond reads /var/spool/cron/crontabs only.
