@@ -154,7 +154,19 @@ pub struct Config {
     pub mirror: Option<Mirror>,
     /// The line of the mirror's `key` (else of its `url`), for messages
     /// about it; 0 without a mirror.
-    pub mirror_line: usize,
+    pub mirror_line: Line,
+}
+
+/// A line of the file (from 1), kept for messages only. It takes no part
+/// in equality: two files that say the same are equal configurations
+/// wherever their keys sit.
+#[derive(Clone, Copy, Debug, Default, Eq)]
+pub struct Line(pub usize);
+
+impl PartialEq for Line {
+    fn eq(&self, _: &Line) -> bool {
+        true
+    }
 }
 
 /// A validated `[mirror]` section.
@@ -257,8 +269,8 @@ pub struct Backup {
     pub retention: Option<crate::retention::Rules>,
     /// The line of each of `paths` and of `exclude_from` in the file, for
     /// messages about them (`rewind config check`).
-    pub path_lines: Vec<usize>,
-    pub exclude_from_lines: Vec<usize>,
+    pub path_lines: Vec<Line>,
+    pub exclude_from_lines: Vec<Line>,
 }
 
 /// Which file to read: `--config`, else `REWIND_CONFIG` (clap folds both
@@ -565,12 +577,12 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             path_lines: b
                 .paths
                 .iter()
-                .map(|p| line_of(text, p.span().start))
+                .map(|p| Line(line_of(text, p.span().start)))
                 .collect(),
             exclude_from_lines: b
                 .exclude_from
                 .iter()
-                .map(|p| line_of(text, p.span().start))
+                .map(|p| Line(line_of(text, p.span().start)))
                 .collect(),
         });
     }
@@ -581,11 +593,11 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
                 .into(),
         });
     }
-    let mirror_line = raw.mirror.as_ref().map_or(0, |m| {
+    let mirror_line = Line(raw.mirror.as_ref().map_or(0, |m| {
         let m = m.get_ref();
         let span = m.key.as_ref().map_or(m.url.span(), |k| k.span());
         line_of(text, span.start)
-    });
+    }));
     Ok(Config {
         path: path.to_path_buf(),
         repository,

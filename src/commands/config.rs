@@ -93,7 +93,7 @@ fn missing_files(config: &crate::config::Config) -> Vec<(usize, String)> {
         for (p, line) in b.paths.iter().zip(&b.path_lines) {
             if std::fs::symlink_metadata(p).is_err() {
                 problems.push((
-                    *line,
+                    line.0,
                     format!("backup {}: path {} does not exist", b.name, p.display()),
                 ));
             }
@@ -101,7 +101,7 @@ fn missing_files(config: &crate::config::Config) -> Vec<(usize, String)> {
         for (f, line) in b.exclude_from.iter().zip(&b.exclude_from_lines) {
             if std::fs::metadata(f).is_err() {
                 problems.push((
-                    *line,
+                    line.0,
                     format!(
                         "backup {}: exclude-from file {} cannot be read",
                         b.name,
@@ -122,7 +122,7 @@ fn mirror_problem(
     location: &crate::remote::Location,
 ) -> Option<(usize, String)> {
     let m = config.mirror.as_ref()?;
-    let line = config.mirror_line;
+    let line = config.mirror_line.0;
     if let crate::remote::Location::Ssh(target) = location {
         return Some((line, format!(
             "mirror: the repository {target} is on a server: the mirror is pushed where the repository is"
