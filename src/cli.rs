@@ -44,7 +44,7 @@ pub struct Cli {
     )]
     pub remote_rewind: Option<String>,
 
-    /// Print only errors
+    /// Print only errors and warnings (no summary, no progress)
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
@@ -366,6 +366,7 @@ pub struct MountArgs {
 
 #[derive(Args, Debug)]
 pub struct UmountArgs {
+    /// Directory a `rewind mount` is mounted on
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
 }

@@ -152,6 +152,21 @@ pub struct Config {
     /// `rewind run` pushes the repository off-site on its day, after the
     /// gc (a local repository only).
     pub mirror: Option<Mirror>,
+    /// The line of the mirror's `key` (else of its `url`), for messages
+    /// about it; 0 without a mirror.
+    pub mirror_line: Line,
+}
+
+/// A line of the file (from 1), kept for messages only. It takes no part
+/// in equality: two files that say the same are equal configurations
+/// wherever their keys sit.
+#[derive(Clone, Copy, Debug, Default, Eq)]
+pub struct Line(pub usize);
+
+impl PartialEq for Line {
+    fn eq(&self, _: &Line) -> bool {
+        true
+    }
 }
 
 /// A validated `[mirror]` section.
@@ -252,6 +267,10 @@ pub struct Backup {
     /// `[backup.retention]`, else the top-level `[retention]`); `None`:
     /// every snapshot is kept.
     pub retention: Option<crate::retention::Rules>,
+    /// The line of each of `paths` and of `exclude_from` in the file, for
+    /// messages about them (`rewind config check`).
+    pub path_lines: Vec<Line>,
+    pub exclude_from_lines: Vec<Line>,
 }
 
 /// Which file to read: `--config`, else `REWIND_CONFIG` (clap folds both
@@ -325,16 +344,91 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
-        at(path, text, offset, e.message().trim().to_string())
+        at(
+            path,
+            text,
+            offset,
+            explain(text, offset, e.message().trim()),
+        )
     })?;
     validate(path, text, raw)
+}
+
+/// The tables that are lists (`[[NAME]]`, any number of them).
+const TABLE_LISTS: &[&str] = &["backup", "backup.dump"];
+
+/// serde's message in the words of the file: a list of tables written
+/// with single brackets, and a misspelt key or table with what was meant.
+fn explain(text: &str, offset: usize, message: &str) -> String {
+    let header = table_header(text, offset);
+    if message.starts_with("invalid type: map, expected a sequence") {
+        if let Some(name) = header
+            .as_ref()
+            .filter(|h| TABLE_LISTS.contains(&h.as_str()))
+        {
+            let what = if name == "backup" {
+                "a backup"
+            } else {
+                "a dump"
+            };
+            return format!(
+                "{what} is written [[{name}]], with two brackets (there may be several), not [{name}]"
+            );
+        }
+    }
+    // serde lists the struct's fields, each a key this version reads; a
+    // plural of a list of tables gets the table meant.
+    if let Some(key) = unknown_key(message) {
+        // `[[backups]]`, `dumps = ...` in a backup, `[[backup.dumps]]`.
+        let mut names = vec![key.to_string()];
+        if let Some(h) = &header {
+            names.push(h.clone());
+            names.push(format!("{h}.{key}"));
+        }
+        let meant = TABLE_LISTS
+            .iter()
+            .find(|t| names.iter().any(|n| n.strip_suffix('s') == Some(**t)));
+        if let Some(meant) = meant {
+            return format!("{message}; did you mean [[{meant}]]?");
+        }
+    }
+    message.to_string()
+}
+
+/// `backups` from serde's "unknown field `backups`, expected ...".
+fn unknown_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split_once('`').map(|(key, _)| key)
+}
+
+/// The name of the table header (`[name]` or `[[name]]`) at or before
+/// byte `offset`: the table the error is in.
+fn table_header(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    text[..end].lines().rev().find_map(|line| {
+        let line = line.trim();
+        let inner = line.strip_prefix('[')?;
+        let inner = inner.split(']').next()?.trim_start_matches('[').trim();
+        (!inner.is_empty()).then(|| inner.to_string())
+    })
+}
+
+/// The line (from 1) of byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// A [`ConfigError::At`] for byte `offset` of `text`.
 fn at(path: &Path, text: &str, offset: usize, message: String) -> ConfigError {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line = line_of(text, offset);
     let line_start = before
         .iter()
         .rposition(|&b| b == b'\n')
@@ -480,6 +574,16 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             dumps,
             max_age_secs,
             retention,
+            path_lines: b
+                .paths
+                .iter()
+                .map(|p| Line(line_of(text, p.span().start)))
+                .collect(),
+            exclude_from_lines: b
+                .exclude_from
+                .iter()
+                .map(|p| Line(line_of(text, p.span().start)))
+                .collect(),
         });
     }
     if backups.is_empty() {
@@ -489,12 +593,18 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
                 .into(),
         });
     }
+    let mirror_line = Line(raw.mirror.as_ref().map_or(0, |m| {
+        let m = m.get_ref();
+        let span = m.key.as_ref().map_or(m.url.span(), |k| k.span());
+        line_of(text, span.start)
+    }));
     Ok(Config {
         path: path.to_path_buf(),
         repository,
         backups,
         gc,
         mirror,
+        mirror_line,
     })
 }
 

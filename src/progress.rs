@@ -224,7 +224,7 @@ impl Renderer {
             };
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
-        bar.set_style(spinner_style(verb));
+        bar.set_style(spinner_style());
         set_active(Some(bar.clone()));
         let (stop, stopped) = mpsc::channel::<()>();
         let drawn = bar.clone();
@@ -301,21 +301,44 @@ fn set_active(bar: Option<ProgressBar>) {
     }
 }
 
-fn spinner_style(verb: &str) -> ProgressStyle {
+/// Columns of the bar in [`bar_style`].
+const BAR_COLUMNS: usize = 25;
+
+fn spinner_style() -> ProgressStyle {
     // The templates are constants; should one ever fail to parse, fall back
-    // to indicatif's default rather than fail the save.
-    ProgressStyle::with_template(&format!(
-        "{{spinner}} {verb} {{elapsed}} {{bytes}} read, {{binary_bytes_per_sec}}, {{wide_msg}}"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    // to indicatif's default rather than fail the save. The message is the
+    // whole line but the spinner: [`line`] fits it to the terminal.
+    ProgressStyle::with_template("{spinner} {wide_msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style(verb: &str) -> ProgressStyle {
-    ProgressStyle::with_template(&format!(
-        "{verb} [{{bar:25}}] {{bytes}}/{{total_bytes}}, {{binary_bytes_per_sec}}, ETA {{eta}}, {{wide_msg}}"
-    ))
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(&format!("{verb} [{{bar:{BAR_COLUMNS}}}] {{wide_msg}}"))
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Columns left for the message by each style's fixed part.
+fn fixed_columns(verb: &str, has_total: bool) -> usize {
+    if has_total {
+        verb.chars().count() + BAR_COLUMNS + 4
+    } else {
+        2
+    }
+}
+
+/// The terminal's width in columns (80 when standard error is not one).
+fn terminal_columns() -> usize {
+    // SAFETY: an all-zero winsize is a valid value of this plain C struct.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ only writes a winsize into the struct the pointer
+    // refers to, which lives across the call; a bad descriptor fails.
+    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+    if rc == 0 && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
 }
 
 fn update(bar: &ProgressBar, progress: &Progress, verb: &str, has_total: &mut bool) {
@@ -330,36 +353,176 @@ fn update(bar: &ProgressBar, progress: &Progress, verb: &str, has_total: &mut bo
         None => {}
     }
     bar.set_position(s.bytes_read);
-    let mut msg = match s.total_files {
-        Some(total) => format!("{}/{} files", s.files, total),
-        None => format!("{} files", s.files),
+    let timing = Timing {
+        elapsed: bar.elapsed(),
+        per_sec: bar.per_sec(),
+        eta: (*has_total).then(|| bar.eta()),
     };
-    if s.classified() {
-        msg.push_str(&format!(" ({} unchanged)", s.files_unchanged));
-    }
-    msg.push_str(&format!(", {} new", indicatif::HumanBytes(s.bytes_new)));
-    if s.warnings > 0 {
-        msg.push_str(&format!(", {} warnings", s.warnings));
-    }
+    let width = terminal_columns().saturating_sub(fixed_columns(verb, *has_total) + 1);
     let current = progress.current();
-    if !current.as_os_str().is_empty() {
-        // wide_msg cuts the end off when the line is too long; the tail of
-        // a path says more than its head, so cut the head instead.
-        msg.push_str(": ");
-        msg.push_str(&tail(&current.to_string_lossy(), 60));
-    }
-    bar.set_message(msg);
+    bar.set_message(line(
+        &s,
+        (!*has_total).then_some(verb),
+        &timing,
+        &current.to_string_lossy(),
+        width,
+    ));
     bar.tick();
 }
 
-/// The last `max` characters of `s`, with "..." in front when cut.
-fn tail(s: &str, max: usize) -> String {
-    let count = s.chars().count();
-    if count <= max {
-        return s.to_string();
+/// What the bar knows of time.
+struct Timing {
+    elapsed: Duration,
+    per_sec: f64,
+    /// With a bar (known totals) only.
+    eta: Option<Duration>,
+}
+
+/// The paths shortened below this many columns say too little: the line
+/// leaves the path out instead.
+const MIN_PATH_COLUMNS: usize = 12;
+/// Columns the path should get before the rate and the unchanged count
+/// are shown (they are left out on a narrow terminal first).
+const WANTED_PATH_COLUMNS: usize = 30;
+
+/// The text of the progress line after the spinner or the bar, within
+/// `width` columns: the counters (with `verb` first, when there is no bar
+/// to follow it), then the current path shortened from the middle into
+/// what is left. The rate, then the unchanged count, are dropped when
+/// keeping them would leave the path fewer than [`WANTED_PATH_COLUMNS`].
+fn line(s: &ProgressSnapshot, verb: Option<&str>, t: &Timing, path: &str, width: usize) -> String {
+    let counters = |rate: bool, unchanged: bool| {
+        let mut msg = String::new();
+        match (verb, s.total_bytes) {
+            (Some(verb), _) => msg.push_str(&format!(
+                "{verb} {} {} read",
+                clock(t.elapsed),
+                human_bytes(s.bytes_read)
+            )),
+            (None, Some(total)) => msg.push_str(&format!(
+                "{}/{}",
+                human_bytes(s.bytes_read),
+                human_bytes(total)
+            )),
+            (None, None) => msg.push_str(&format!("{} read", human_bytes(s.bytes_read))),
+        }
+        if rate {
+            msg.push_str(&format!(", {}/s", human_bytes(t.per_sec as u64)));
+        }
+        if let Some(eta) = t.eta {
+            msg.push_str(&format!(", ETA {}", clock(eta)));
+        }
+        match s.total_files {
+            Some(total) => msg.push_str(&format!(", {}/{total} files", s.files)),
+            None => msg.push_str(&format!(", {}", count(s.files, "file", "files"))),
+        }
+        if unchanged && s.classified() {
+            msg.push_str(&format!(" ({} unchanged)", s.files_unchanged));
+        }
+        msg.push_str(&format!(", {} new", human_bytes(s.bytes_new)));
+        if s.warnings > 0 {
+            msg.push_str(&format!(", {}", count(s.warnings, "warning", "warnings")));
+        }
+        msg
+    };
+    let wanted = WANTED_PATH_COLUMNS.min(path.chars().count());
+    let fits = |msg: &String| msg.chars().count() + 2 + wanted <= width;
+    let mut msg = counters(true, true);
+    for (rate, unchanged) in [(true, false), (false, false)] {
+        if fits(&msg) {
+            break;
+        }
+        msg = counters(rate, unchanged);
     }
-    let skip = count - max.saturating_sub(3);
-    format!("...{}", s.chars().skip(skip).collect::<String>())
+    let room = width.saturating_sub(msg.chars().count() + 2);
+    if !path.is_empty() && room >= MIN_PATH_COLUMNS {
+        msg.push_str(": ");
+        msg.push_str(&shorten_middle(path, room));
+    }
+    msg
+}
+
+/// "512 B", "1.5 KiB", "2.0 GiB": binary units, one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// "1:05" or "2:01:05".
+fn clock(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs / 3600 {
+        0 => format!("{}:{:02}", secs / 60, secs % 60),
+        h => format!("{h}:{:02}:{:02}", secs / 60 % 60, secs % 60),
+    }
+}
+
+/// "1 file", "2 files": a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `path` in at most `max` characters: whole components are dropped from
+/// the middle and replaced by "…", keeping as many leading and trailing
+/// ones as fit, taken in turn (`/var/lib/…/file.db`). The last component
+/// always stays; if it alone is too long, its end is kept.
+pub fn shorten_middle(path: &str, max: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    if len(path) <= max {
+        return path.to_string();
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let last = parts.len() - 1;
+    // "…/" plus the last component, with the leading components in
+    // front: `head` leading and `tail` trailing ones are kept.
+    let text = |head: usize, tail: usize| {
+        let mut t = parts[..head].join("/");
+        if head > 0 {
+            t.push('/');
+        }
+        t.push('…');
+        for part in &parts[parts.len() - tail..] {
+            t.push('/');
+            t.push_str(part);
+        }
+        t
+    };
+    if len(&text(0, 1)) > max {
+        let keep = max.saturating_sub(1);
+        let name = parts[last];
+        return format!(
+            "…{}",
+            name.chars()
+                .skip(len(name) - keep.min(len(name)))
+                .collect::<String>()
+        );
+    }
+    // An absolute path keeps its leading "/" when it fits.
+    let mut head = usize::from(parts[0].is_empty() && len(&text(1, 1)) <= max);
+    let mut tail = 1;
+    // At least one component stays elided: head + tail <= last.
+    let (mut grow_head, mut grow_tail) = (true, true);
+    while grow_head || grow_tail {
+        grow_head = grow_head && head + tail < last && len(&text(head + 1, tail)) <= max;
+        if grow_head {
+            head += 1;
+        }
+        grow_tail = grow_tail && head + tail < last && len(&text(head, tail + 1)) <= max;
+        if grow_tail {
+            tail += 1;
+        }
+    }
+    text(head, tail)
 }
 
 /// Standard error for log lines, hiding the progress bar (if one is on
@@ -478,11 +641,58 @@ mod tests {
     }
 
     #[test]
-    fn tail_keeps_the_end_of_long_paths() {
-        assert_eq!(tail("/short", 60), "/short");
-        let long = format!("/{}/file.txt", "d".repeat(100));
-        let t = tail(&long, 20);
-        assert_eq!(t.chars().count(), 20);
-        assert!(t.starts_with("...") && t.ends_with("/file.txt"));
+    fn paths_are_shortened_from_the_middle() {
+        let path = "/var/lib/postgresql/16/main/base/16384/file.db";
+        assert_eq!(shorten_middle(path, 100), path);
+        assert_eq!(shorten_middle(path, 18), "/var/lib/…/file.db");
+        assert_eq!(shorten_middle(path, 14), "/var/…/file.db");
+        assert_eq!(shorten_middle(path, 20), "/var/…/16384/file.db");
+        assert_eq!(shorten_middle(path, 9), "…/file.db");
+        // Only the name's end is left.
+        assert_eq!(shorten_middle(path, 5), "…e.db");
+        assert_eq!(
+            shorten_middle("relative/dir/and/name.txt", 19),
+            "relative/…/name.txt"
+        );
+        for max in 3..path.len() {
+            assert!(shorten_middle(path, max).chars().count() <= max, "{max}");
+        }
+    }
+
+    #[test]
+    fn the_line_fits_80_columns_shows_bytes_new_and_the_path_middle_cut() {
+        let s = ProgressSnapshot {
+            files: 1234,
+            files_unchanged: 1200,
+            files_new: 34,
+            bytes_read: 3 << 30,
+            bytes_new: 1536 << 20,
+            ..ProgressSnapshot::default()
+        };
+        let t = Timing {
+            elapsed: Duration::from_secs(83),
+            per_sec: 100.0 * 1024.0 * 1024.0,
+            eta: None,
+        };
+        let path = "/var/lib/postgresql/16/main/base/16384/file.db";
+        // 80 columns: the rate and the unchanged count give way to the path.
+        let width = 80 - fixed_columns("saving", false) - 1;
+        let text = line(&s, Some("saving"), &t, path, width);
+        assert_eq!(
+            text,
+            "saving 1:23 3.0 GiB read, 1234 files, 1.5 GiB new: /var/lib/…/16384/file.db"
+        );
+        assert!(text.chars().count() <= width);
+        // Wide: everything, the whole path.
+        let text = line(&s, Some("saving"), &t, path, 200);
+        assert_eq!(
+            text,
+            format!("saving 1:23 3.0 GiB read, 100.0 MiB/s, 1234 files (1200 unchanged), 1.5 GiB new: {path}")
+        );
+        // Too narrow for a useful path: the counters alone.
+        let text = line(&s, Some("saving"), &t, path, 60);
+        assert_eq!(text, "saving 1:23 3.0 GiB read, 1234 files, 1.5 GiB new");
+        assert_eq!(count(1, "file", "files"), "1 file");
+        assert_eq!(count(0, "file", "files"), "0 files");
     }
 }

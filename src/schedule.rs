@@ -1,6 +1,9 @@
 //! `rewind schedule`: a daily `rewind run` from a systemd timer where
 //! systemd is the init system (`/run/systemd/system` exists), else from
-//! `/etc/cron.d/rewind`.
+//! `/etc/cron.d/rewind` where a cron daemon that reads it is installed and
+//! running ([`probe`]). Where nothing would run the job, install refuses:
+//! a schedule file that no daemon reads is a backup that silently never
+//! happens.
 //!
 //! Every file written starts with [`MARKER`]; remove and show touch only
 //! files that carry it, so a hand-written unit of the same name is never
@@ -24,16 +27,6 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    /// systemd when it runs as init under `root` (the test systemd itself
-    /// uses, sd_booted(3)).
-    pub fn detect(root: &Path) -> Flavor {
-        if root.join("run/systemd/system").is_dir() {
-            Flavor::Systemd
-        } else {
-            Flavor::Cron
-        }
-    }
-
     /// The files of this flavour, relative to the root.
     pub fn files(self) -> &'static [&'static str] {
         match self {
@@ -50,8 +43,110 @@ impl Flavor {
     }
 }
 
+/// What would run a schedule under a root, as [`probe`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    /// systemd is the init system (sd_booted(3)'s test: `/run/systemd/system`).
+    Systemd,
+    /// A cron daemon that reads `/etc/cron.d` (Debian's cron, cronie),
+    /// installed at `daemon` (absolute, as on the running system), and
+    /// whether a cron process runs.
+    Cron { daemon: PathBuf, running: bool },
+    /// Only busybox's crond, which reads `/var/spool/cron/crontabs` and
+    /// never `/etc/cron.d`.
+    BusyboxCron { daemon: PathBuf },
+    /// Neither systemd nor a cron daemon.
+    Nothing,
+}
+
+/// Where cron daemons are installed: Debian's `cron`, cronie's `crond`
+/// (Fedora, Arch, Alpine's cronie package), and busybox's applet link.
+const CRON_DAEMONS: &[&str] = &[
+    "usr/sbin/cron",
+    "usr/sbin/crond",
+    "usr/bin/crond",
+    "sbin/crond",
+    "usr/local/sbin/crond",
+];
+
+/// The names a running cron daemon has in `/proc/PID/comm`.
+const CRON_PROCESSES: &[&str] = &["cron", "crond"];
+
+/// Finds what would run a schedule under `root`: systemd as init, else
+/// the first cron daemon installed (whether it runs is read from
+/// `<root>/proc/*/comm`, which for `/` is the running system's).
+pub fn probe(root: &Path) -> Scheduler {
+    if root.join("run/systemd/system").is_dir() {
+        return Scheduler::Systemd;
+    }
+    let mut busybox = None;
+    for rel in CRON_DAEMONS {
+        let path = root.join(rel);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        let daemon = Path::new("/").join(rel);
+        let is_busybox = std::fs::read_link(&path)
+            .is_ok_and(|target| target.file_name().is_some_and(|n| n == "busybox"));
+        if is_busybox {
+            busybox.get_or_insert(daemon);
+        } else {
+            return Scheduler::Cron {
+                daemon,
+                running: cron_running(root),
+            };
+        }
+    }
+    match busybox {
+        Some(daemon) => Scheduler::BusyboxCron { daemon },
+        None => Scheduler::Nothing,
+    }
+}
+
+/// Whether a process named cron or crond runs under `root`'s `/proc`.
+fn cron_running(root: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(root.join("proc")) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let is_pid = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && std::fs::read_to_string(e.path().join("comm"))
+                .is_ok_and(|comm| CRON_PROCESSES.contains(&comm.trim_end()))
+    })
+}
+
+impl Scheduler {
+    /// The flavour of files to write, or why nothing would run them.
+    pub fn flavor(&self) -> Result<Flavor, ScheduleError> {
+        match self {
+            Scheduler::Systemd => Ok(Flavor::Systemd),
+            Scheduler::Cron { running: true, .. } => Ok(Flavor::Cron),
+            Scheduler::Cron {
+                daemon,
+                running: false,
+            } => Err(ScheduleError::CronStopped {
+                daemon: daemon.clone(),
+            }),
+            Scheduler::BusyboxCron { daemon } => Err(ScheduleError::BusyboxCron {
+                daemon: daemon.clone(),
+            }),
+            Scheduler::Nothing => Err(ScheduleError::NoScheduler),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
+    #[error("nothing here would run a schedule: systemd is not the init system and no cron daemon is installed; install one (e.g. `apt-get install cron`, `dnf install cronie`, `apk add cronie`), start it, and run install again")]
+    NoScheduler,
+    #[error("cron is installed ({}) but not running, so the schedule would never run: start it (e.g. `service cron start`, or `crond` on Alpine) and run install again", daemon.display())]
+    CronStopped { daemon: PathBuf },
+    #[error("the only cron here is busybox's ({}), which does not read /etc/cron.d: install cron or cronie (e.g. `apk add cronie`), start it, and run install again", daemon.display())]
+    BusyboxCron { daemon: PathBuf },
     #[error("--at {0:?}: expected a time of day HH:MM, e.g. 22:00")]
     BadTime(String),
     #[error("{what} {} contains characters that cannot be written safely into a cron line or unit file; use a path of letters, digits and / . _ - + @ = , :", path.display())]
@@ -229,6 +324,27 @@ fn ensure_ours_or_absent(path: &Path) -> Result<(), ScheduleError> {
             source,
         }),
     }
+}
+
+/// The time of day in a file that install wrote: the cron line's minute
+/// and hour, or the timer's `OnCalendar=*-*-* HH:MM:00`.
+pub fn installed_time(text: &str) -> Option<(u8, u8)> {
+    for line in text.lines() {
+        if let Some(at) = line.strip_prefix("OnCalendar=*-*-* ") {
+            return parse_at(at.strip_suffix(":00")?).ok();
+        }
+        let mut fields = line.split_whitespace();
+        if let (Some(m), Some(h), Some("*"), Some("*"), Some("*")) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) {
+            return Some((h.parse().ok()?, m.parse().ok()?));
+        }
+    }
+    None
 }
 
 /// Runs `systemctl ARGS` (only ever for the real root).

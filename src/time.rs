@@ -66,6 +66,25 @@ pub fn snapshot_name(epoch: i64) -> String {
     )
 }
 
+/// The first instant after `after` at which the local clock reads
+/// `hour:minute`: when a daily job at that time next runs. Across a change
+/// of UTC offset (daylight saving) the offset of the day itself is used.
+pub fn next_local(after: i64, hour: u8, minute: u8) -> i64 {
+    const DAY: i64 = 86_400;
+    let offset = |t: i64| i64::from(utc_offset_minutes(t)) * 60;
+    let local = after + offset(after);
+    let mut day = local - local.rem_euclid(DAY);
+    loop {
+        let wall = day + i64::from(hour) * 3600 + i64::from(minute) * 60;
+        // The offset at the candidate, found from a guess a day off at most.
+        let t = wall - offset(wall - offset(after));
+        if t > after {
+            return t;
+        }
+        day += DAY;
+    }
+}
+
 /// `YYYY-MM-DD HH:MM` in local time, for `ls -l`.
 pub fn listing_time(epoch: i64) -> String {
     let tm = local_tm(epoch);
@@ -292,6 +311,18 @@ mod tests {
         }
         // The largest time whose year fits glibc's int tm_year.
         assert!(snapshot_name(67_768_036_191_676_799).starts_with("2147485547-"));
+    }
+
+    #[test]
+    fn a_daily_time_next_falls_later_today_or_tomorrow() {
+        std::env::set_var("TZ", "UTC");
+        // 2014-05-27 17:05:44 UTC.
+        let t = 1401210344;
+        assert_eq!(listing_time(next_local(t, 22, 0)), "2014-05-27 22:00");
+        assert_eq!(listing_time(next_local(t, 3, 30)), "2014-05-28 03:30");
+        // Exactly at the time: the next day's.
+        let at = next_local(t, 22, 0);
+        assert_eq!(next_local(at, 22, 0), at + 86_400);
     }
 
     #[test]

@@ -388,3 +388,21 @@ fn unknown_names_and_paths_exit_2_naming_them() {
         .status(2);
     assert!(out.stderr.contains("no/such/file"), "{}", out.stderr);
 }
+
+/// Issue 16: `rewind umount` of a folder that nothing is mounted on passed
+/// on fusermount3's "entry for ... not found in /etc/mtab" (or, as root,
+/// umount's "Invalid argument" after it); now one line that says so.
+#[test]
+fn umount_of_a_folder_that_is_not_mounted_says_so_in_one_line() {
+    let env = Env::new();
+    let dir = env.path("not-a-mount");
+    mkdir(&dir);
+    let out = Rw::bare(&env.home).arg("umount").arg(&dir).run().status(2);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "rewind: error: {}: not mounted (nothing to unmount)",
+            dir.display()
+        ),
+    );
+}

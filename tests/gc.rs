@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_fsck, noise, run, Env, Mount};
+use common::{assert_fsck, noise, open_gc_lock, run, Env, Mount};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -492,14 +492,7 @@ fn gc_waits_for_a_save_or_gives_up_with_no_wait() {
     let env = Env::init();
     make_history(&env, "a", 2, 9);
     // A writer's hold on the lock, as a save holds it.
-    fs::create_dir_all(env.repo.join("rewind")).expect("rewind dir");
-    let lock = fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(env.repo.join("rewind/gc.lock"))
-        .expect("open lock");
+    let lock = open_gc_lock(&env.repo);
     lock.lock_shared().expect("shared lock");
     let out = env.rw().args(["gc", "--no-wait"]).run().status(2);
     assert!(

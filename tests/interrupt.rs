@@ -78,18 +78,29 @@ fn wait_with_stderr(child: std::process::Child, limit: Duration) -> (i32, String
     }
 }
 
-#[test]
-fn sigint_mid_save_removes_the_temporary_pack_and_keeps_the_previous_snapshot() {
-    let env = Env::init();
+/// A repository with one snapshot of `src` as backup `n`, and `src`
+/// changed since: the source, and the commit the branch must keep.
+fn previous_snapshot(env: &Env) -> (PathBuf, String) {
     let src = env.path("src");
     mkdir(&src);
     write(&src.join("a.txt"), b"the previous snapshot\n");
     env.save("n", None, &src);
     let before = branch_tip(&env.repo, "n").expect("first snapshot");
+    write(&src.join("a.txt"), b"changed, never committed\n");
+    (src, before)
+}
+
+/// The line an interrupted save of `n` ends with.
+const INTERRUPTED: &str =
+    "rewind: interrupted by SIGINT: nothing was committed; the snapshots of n are as they were";
+
+#[test]
+fn sigint_mid_save_removes_the_temporary_pack_and_keeps_the_previous_snapshot() {
+    let env = Env::init();
+    let (src, before) = previous_snapshot(&env);
     // Large enough to take seconds to save (about 150 MB/s at worst here),
     // so that the signal lands while the pack is being written.
     write_random(&src.join("big"), 16, 384 << 20);
-    write(&src.join("a.txt"), b"changed, never committed\n");
 
     let child = env.rw().args(["save", "-n", "n"]).arg(&src).spawn();
     let started = Instant::now();
@@ -103,10 +114,7 @@ fn sigint_mid_save_removes_the_temporary_pack_and_keeps_the_previous_snapshot() 
     send(&child, libc::SIGINT);
     let (code, stderr) = wait_with_stderr(child, Duration::from_secs(30));
     assert_eq!(code, 130, "{stderr}");
-    assert_eq!(
-        stderr.trim_end(),
-        "rewind: interrupted by SIGINT: nothing was committed; the snapshots of n are as they were",
-    );
+    assert_eq!(stderr.trim_end(), INTERRUPTED);
     assert_eq!(temporary_files(&env.repo), Vec::<PathBuf>::new());
     assert_eq!(branch_tip(&env.repo, "n").as_deref(), Some(&*before));
     run(git(&env.repo).args(["fsck", "--strict"])).success();
@@ -216,4 +224,38 @@ fn sigterm_mid_run_stops_the_dump_command_and_the_run() {
         "{}",
         out.stdout_str()
     );
+}
+
+/// Issue 16: a save waiting for a running gc (its lock held exclusive,
+/// here by the test itself) stops at the first SIGINT. A blocked flock is
+/// restarted after the handler runs, so before the fix the first Ctrl-C
+/// was swallowed and only a second one ended the save, killed outright.
+#[test]
+fn sigint_while_a_save_waits_for_gc_stops_it_at_once() {
+    use std::io::BufRead;
+    let env = Env::init();
+    let (src, before) = previous_snapshot(&env);
+
+    // What `rewind gc` holds while it marks and deletes.
+    let lock = open_gc_lock(&env.repo);
+    lock.lock().expect("flock gc.lock exclusive");
+
+    let mut child = env.rw().args(["save", "-n", "n"]).arg(&src).spawn();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    // The save says that it waits, then waits: the signal lands in the wait.
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("read stderr");
+    assert!(first.contains("waiting for a gc of"), "{first}");
+    assert!(
+        stderr.buffer().is_empty(),
+        "more than one line before the wait"
+    );
+    child.stderr = Some(stderr.into_inner());
+    send(&child, libc::SIGINT);
+    let (code, rest) = wait_with_stderr(child, Duration::from_secs(30));
+    assert_eq!(code, 130, "{first}{rest}");
+    assert_eq!(rest.trim_end(), INTERRUPTED);
+    assert_eq!(branch_tip(&env.repo, "n").as_deref(), Some(&*before));
+    assert_eq!(temporary_files(&env.repo), Vec::<PathBuf>::new());
+    drop(lock);
 }

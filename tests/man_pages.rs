@@ -292,3 +292,47 @@ fn every_page_lints_clean_with_groff() {
 fn every_page_lints_clean_with_mandoc() {
     lint_with("mandoc", &["-Tlint", "-Wwarning"]);
 }
+
+/// Issue 16: `rewind help umount` showed MOUNTPOINT without a word about
+/// it. Every argument and option of every command says what it is in
+/// `--help`.
+#[test]
+fn every_argument_has_a_help_line() {
+    fn check(cmd: &clap::Command, path: &str) -> usize {
+        let mut checked = 0;
+        for arg in cmd.get_arguments().filter(|a| a.get_id() != "help") {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                !help.trim().is_empty(),
+                "`rewind {path}`: {} has no help text",
+                arg.get_id()
+            );
+            checked += 1;
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            checked += check(sub, format!("{path} {}", sub.get_name()).trim());
+        }
+        checked
+    }
+    assert!(check(&Cli::command(), "") > 50);
+}
+
+/// Issue 16: `--help` said that -q prints only errors while rewind(1) (and
+/// the code: warnings are logged at any level but error-only) say errors
+/// and warnings. The help line and the page's item must say the same.
+#[test]
+fn quiet_means_errors_and_warnings_in_help_and_page() {
+    let cli = Cli::command();
+    let quiet = cli
+        .get_arguments()
+        .find(|a| a.get_id() == "quiet")
+        .expect("--quiet");
+    let help = quiet.get_help().expect("help").to_string();
+    assert!(help.starts_with("Print only errors and warnings"), "{help}");
+    let page = plain(&read_page("rewind.1"));
+    let item = page
+        .split_once("-q \", \" --quiet\n")
+        .map(|(_, rest)| rest.lines().next().unwrap_or(""))
+        .expect("-q item in rewind.1");
+    assert_eq!(item, "Print only errors and warnings.");
+}

@@ -118,11 +118,15 @@ fn config_check_reports_what_is_configured() {
         "{text}"
     );
     assert!(
-        text.contains("backup files: 1 paths, 1 excludes, 0 dumps, one file system"),
+        text.contains("backup files: 1 path, 1 exclude, 0 dumps, one file system"),
         "{text}"
     );
     assert!(
-        text.contains("backup db: 0 paths, 0 excludes, 1 dumps"),
+        text.contains("backup db: 0 paths, 0 excludes, 1 dump,"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("configuration {}: ok\n", config.display())),
         "{text}"
     );
 
@@ -132,14 +136,18 @@ fn config_check_reports_what_is_configured() {
         .args(["config", "check"])
         .run()
         .status(2);
+    // Issue 16: "ok" was printed first, then the problems; now each
+    // problem names its line (5: `paths`) and "ok" is not said.
     assert!(
         out.stderr.contains(&format!(
-            "backup files: path {} does not exist",
+            "rewind: {}:5: backup files: path {} does not exist",
+            config.display(),
             env.path("data").display()
-        )) && out.stderr.contains("1 problem(s) in"),
+        )) && out.stderr.contains("rewind: error: 1 problem in"),
         "{}",
         out.stderr
     );
+    assert!(!out.stdout_str().contains(": ok"), "{}", out.stdout_str());
 }
 
 /// Runs `rewind run` on `text` and returns stderr, asserting exit 2.
@@ -179,6 +187,32 @@ fn every_config_error_names_the_file_and_line() {
         e.contains(&format!(
             "{f}:4:9: invalid type: string \"/etc\", expected a sequence"
         )),
+        "{e}"
+    );
+
+    // Issue 16: a dump table with one pair of brackets said "invalid type:
+    // map, expected a sequence".
+    let e = config_error(
+        &env,
+        "repository = \"/r\"\n[[backup]]\nname = \"db\"\n[backup.dump]\ncommand = \"true\"\nas = \"/db.sql\"\n",
+    );
+    assert!(
+        e.contains(&format!(
+            "{f}:4:1: a dump is written [[backup.dump]], with two brackets"
+        )) && !e.contains("invalid type"),
+        "{e}"
+    );
+    let e = config_error(&env, "repository = \"/r\"\n[backup]\nname = \"etc\"\n");
+    assert!(e.contains("a backup is written [[backup]]"), "{e}");
+    // And [[backups]] names the table meant, after the keys accepted.
+    let e = config_error(
+        &env,
+        "repository = \"/r\"\n[[backups]]\nname = \"etc\"\npaths = [\"/etc\"]\n",
+    );
+    assert!(
+        e.contains(&format!("{f}:2:"))
+            && e.contains("unknown field `backups`")
+            && e.ends_with("; did you mean [[backup]]?\n"),
         "{e}"
     );
 

@@ -184,3 +184,45 @@ fn quiet_save_prints_nothing() {
     assert_eq!(out.stderr, "");
     assert!(out.stdout.is_empty());
 }
+
+/// Issue 16: the summary counted symlinks as files and said "1 files".
+/// Three files, one symlink, two directories (the root and `sub`): each
+/// counted apart and in the right number; --json says the same.
+#[test]
+fn summary_counts_symlinks_apart_and_says_one_file_in_the_singular() {
+    let env = Env::init();
+    let src = env.path("src");
+    mkdir(&src.join("sub"));
+    write(&src.join("a"), b"a\n");
+    write(&src.join("b"), b"b\n");
+    write(&src.join("sub/c"), b"c\n");
+    std::os::unix::fs::symlink("a", src.join("link")).expect("symlink");
+    let save = |name: &str, dir: &std::path::Path, json: bool| {
+        let mut rw = env.rw();
+        rw = rw.args(["save", "-n", name, "--strip"]);
+        if json {
+            rw = rw.arg("--json");
+        }
+        rw.arg(dir).run().success()
+    };
+    let summary = |name: &str, dir: &std::path::Path| save(name, dir, false).stderr;
+    let out = summary("mixed", &src);
+    assert!(
+        out.contains(": 3 files (3 read, 0 unchanged), 1 symlink, 2 directories, "),
+        "{out}"
+    );
+    let v = parse_json(&save("mixed", &src, true));
+    assert_eq!(u64_field(&v, "files"), 3);
+    assert_eq!(u64_field(&v, "symlinks"), 1);
+    assert_eq!(u64_field(&v, "directories"), 2);
+
+    // One file in one directory: both in the singular, no symlinks named.
+    let one = env.path("one");
+    mkdir(&one);
+    write(&one.join("only"), b"only\n");
+    let out = summary("one", &one);
+    assert!(
+        out.contains(": 1 file (1 read, 0 unchanged), 1 directory, ") && !out.contains("symlink"),
+        "{out}"
+    );
+}

@@ -1,15 +1,26 @@
 //! `rewind schedule install|remove|show` into a staging root: the systemd
-//! flavour where `<root>/run/systemd/system` exists, cron otherwise. Install
-//! is idempotent, remove undoes exactly what install did, files that rewind
-//! did not write are never touched, and the units pass `systemd-analyze
-//! verify` where it is installed.
+//! flavour where `<root>/run/systemd/system` exists, cron where a cron
+//! daemon is installed and running (`<root>/usr/sbin/cron`, and a process
+//! named cron in `<root>/proc`), and a refusal where nothing would run the
+//! job. Install is idempotent, remove undoes exactly what install did,
+//! files that rewind did not write are never touched, and the units pass
+//! `systemd-analyze verify` where it is installed.
 
 mod common;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// A configuration and a root with a running cron in it.
 fn setup(env: &Env) -> (PathBuf, PathBuf) {
+    let (cfg, root) = setup_without_scheduler(env);
+    cron_daemon(&root, "usr/sbin/cron");
+    cron_process(&root, "cron");
+    (cfg, root)
+}
+
+/// A configuration and an empty root: neither systemd nor cron.
+fn setup_without_scheduler(env: &Env) -> (PathBuf, PathBuf) {
     let data = env.path("data");
     mkdir(&data);
     let cfg = env.path("rewind.toml");
@@ -27,6 +38,20 @@ fn setup(env: &Env) -> (PathBuf, PathBuf) {
     (cfg, root)
 }
 
+/// A cron daemon's binary under `root` (only its presence is looked at).
+fn cron_daemon(root: &Path, rel: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, b"").unwrap();
+}
+
+/// A process named `comm` in `root`'s /proc, as the kernel shows it.
+fn cron_process(root: &Path, comm: &str) {
+    let dir = root.join("proc/4242");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+}
+
 fn schedule(env: &Env, cfg: &Path, root: &Path, args: &[&str]) -> Out {
     Rw::bare(&env.home)
         .arg("--config")
@@ -38,9 +63,21 @@ fn schedule(env: &Env, cfg: &Path, root: &Path, args: &[&str]) -> Out {
         .run()
 }
 
+/// The files install wrote under `root`: those under `etc`.
+fn files(root: &Path) -> Vec<String> {
+    let dir = root.join("etc");
+    all_files(&dir)
+        .into_iter()
+        .map(|f| format!("etc/{f}"))
+        .collect()
+}
+
 /// Every file under `dir`, relative, sorted.
-fn files(dir: &Path) -> Vec<String> {
+fn all_files(dir: &Path) -> Vec<String> {
     let mut all = Vec::new();
+    if !dir.exists() {
+        return Vec::new();
+    }
     walk(dir, &mut all);
     let mut out: Vec<String> = all
         .iter()
@@ -87,9 +124,15 @@ fn cron_flavour_installs_idempotently_shows_and_removes() {
     assert!(text.contains("\n5 22 * * * "), "{text}");
 
     let shown = schedule(&env, &cfg, &root, &["show"]).success();
-    assert_eq!(
-        shown.stdout_str(),
-        format!("# {}\n{text}", root.join("etc/cron.d/rewind").display())
+    let shown = shown.stdout_str();
+    let listing = format!("# {}\n{text}", root.join("etc/cron.d/rewind").display());
+    assert!(shown.starts_with(&listing), "{shown}");
+    // Then whether it will run, and when (the test runs in UTC).
+    let status = &shown[listing.len()..];
+    assert!(
+        status.starts_with("active: cron (/usr/sbin/cron) is running; next run 20")
+            && status.ends_with(" 22:05\n"),
+        "{status}"
     );
     schedule(&env, &cfg, &root, &["remove"]).success();
     assert_eq!(files(&root), Vec::<String>::new());
@@ -194,5 +237,73 @@ fn foreign_files_bad_times_and_bad_configs_are_refused() {
     fs::write(&cfg, "[[backup]]\nname = \"x\"\n").unwrap();
     let out = schedule(&env, &cfg, &root, &["install"]).status(2);
     assert!(out.stderr.contains("has nothing to save"), "{}", out.stderr);
+    assert_eq!(files(&root), Vec::<String>::new());
+}
+
+/// Issue 16: on a machine with neither systemd as init nor a cron daemon,
+/// install used to write /etc/cron.d/rewind, exit 0 and promise a daily
+/// run that nothing would ever start.
+#[test]
+fn a_schedule_install_into_a_root_with_neither_systemd_nor_cron_refuses() {
+    let env = Env::new();
+    let (cfg, root) = setup_without_scheduler(&env);
+    let out = schedule(&env, &cfg, &root, &["install"]).status(2);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", out.stderr);
+    assert!(
+        lines[0].contains("nothing here would run a schedule")
+            && lines[0].contains("apt-get install cron"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("will run daily"), "{}", out.stderr);
+    assert_eq!(files(&root), Vec::<String>::new());
+}
+
+#[test]
+fn a_cron_that_is_installed_but_stopped_or_busybox_only_is_refused() {
+    let env = Env::new();
+    let (cfg, root) = setup_without_scheduler(&env);
+    // cronie's daemon, installed, but no cron process.
+    cron_daemon(&root, "usr/sbin/crond");
+    let out = schedule(&env, &cfg, &root, &["install"]).status(2);
+    assert!(
+        out.stderr
+            .contains("cron is installed (/usr/sbin/crond) but not running"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(files(&root), Vec::<String>::new());
+
+    // Running now: installed, and show says so.
+    cron_process(&root, "crond");
+    schedule(&env, &cfg, &root, &["install"]).success();
+    assert_eq!(files(&root), ["etc/cron.d/rewind"]);
+    let show = || {
+        schedule(&env, &cfg, &root, &["show"])
+            .success()
+            .stdout_str()
+    };
+    let shown = show();
+    assert!(
+        shown.contains("\nactive: cron (/usr/sbin/crond) is running; next run "),
+        "{shown}"
+    );
+    // The daemon stopped: show says that nothing will run it.
+    fs::remove_dir_all(root.join("proc")).unwrap();
+    let shown = show();
+    assert!(shown.contains("\nNOT active: cron is installed"), "{shown}");
+    schedule(&env, &cfg, &root, &["remove"]).success();
+
+    // busybox's crond reads /var/spool/cron/crontabs only.
+    fs::remove_file(root.join("usr/sbin/crond")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", root.join("usr/sbin/crond")).unwrap();
+    cron_process(&root, "crond");
+    let out = schedule(&env, &cfg, &root, &["install"]).status(2);
+    assert!(
+        out.stderr.contains("does not read /etc/cron.d"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(files(&root), Vec::<String>::new());
 }

@@ -147,7 +147,7 @@ fn fresh_stale_and_never_saved_backups() {
         .success();
     let out = status(&env, &cfg, &[], 0);
     assert!(
-        out.lines()[1].contains("  1 files, 10 B read, "),
+        out.lines()[1].contains("  1 file, 10 B read, "),
         "{}",
         out.stdout_str()
     );

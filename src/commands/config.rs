@@ -3,6 +3,7 @@
 use super::{configured_location, load_config, open_location, Error, Status, UsageError};
 use crate::cli::{Cli, ConfigCommand};
 use crate::config::{format_duration, TEMPLATE};
+use crate::progress::count;
 use std::io::Write;
 
 pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
@@ -21,17 +22,23 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
             // reachable); a config whose repository does not exist yet is
             // an error worth seeing now.
             let repo = open_location(cli, &location)?;
+            // What the file cannot say wrong but a run would fail on.
+            let mut problems = missing_files(&config);
+            problems.extend(mirror_problem(&config, &location));
             let mut out = std::io::stdout().lock();
-            writeln!(out, "configuration {}: ok", config.path.display())?;
             writeln!(out, "repository {}", repo.location())?;
             for b in &config.backups {
                 writeln!(
                     out,
-                    "backup {}: {} paths, {} excludes, {} dumps{}, max-age {}",
+                    "backup {}: {}, {}, {}{}, max-age {}",
                     b.name,
-                    b.paths.len(),
-                    b.excludes.len() + b.exclude_from.len(),
-                    b.dumps.len(),
+                    count(b.paths.len() as u64, "path", "paths"),
+                    count(
+                        (b.excludes.len() + b.exclude_from.len()) as u64,
+                        "exclude",
+                        "excludes"
+                    ),
+                    count(b.dumps.len() as u64, "dump", "dumps"),
                     if b.one_file_system {
                         ", one file system"
                     } else {
@@ -58,17 +65,19 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
                     }
                 )?,
             }
+            // "ok" only for a file with nothing wrong in it.
+            if problems.is_empty() {
+                writeln!(out, "configuration {}: ok", config.path.display())?;
+            }
             out.flush()?;
-            // What the file cannot say wrong but a run would fail on.
-            let mut problems = missing_files(&config);
-            problems.extend(mirror_problem(&config, &location));
-            for p in &problems {
-                eprintln!("rewind: {p}");
+            for (line, p) in &problems {
+                eprintln!("rewind: {}:{line}: {p}", config.path.display());
             }
             match problems.len() {
                 0 => Ok(Status::Success),
                 n => Err(Box::new(UsageError(format!(
-                    "{n} problem(s) in {} would fail `rewind run`",
+                    "{} in {} would fail `rewind run`",
+                    count(n as u64, "problem", "problems"),
                     config.path.display()
                 )))),
             }
@@ -77,25 +86,27 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<Status, Error> {
 }
 
 /// Paths and exclude files that do not exist: the save of their backup
-/// would fail.
-fn missing_files(config: &crate::config::Config) -> Vec<String> {
+/// would fail. Each with its line in the file.
+fn missing_files(config: &crate::config::Config) -> Vec<(usize, String)> {
     let mut problems = Vec::new();
     for b in &config.backups {
-        for p in &b.paths {
+        for (p, line) in b.paths.iter().zip(&b.path_lines) {
             if std::fs::symlink_metadata(p).is_err() {
-                problems.push(format!(
-                    "backup {}: path {} does not exist",
-                    b.name,
-                    p.display()
+                problems.push((
+                    line.0,
+                    format!("backup {}: path {} does not exist", b.name, p.display()),
                 ));
             }
         }
-        for f in &b.exclude_from {
+        for (f, line) in b.exclude_from.iter().zip(&b.exclude_from_lines) {
             if std::fs::metadata(f).is_err() {
-                problems.push(format!(
-                    "backup {}: exclude-from file {} cannot be read",
-                    b.name,
-                    f.display()
+                problems.push((
+                    line.0,
+                    format!(
+                        "backup {}: exclude-from file {} cannot be read",
+                        b.name,
+                        f.display()
+                    ),
                 ));
             }
         }
@@ -105,19 +116,20 @@ fn missing_files(config: &crate::config::Config) -> Vec<String> {
 
 /// Why the mirror push of a run would fail, as far as this machine can
 /// tell without the network: a server's repository (named with -r), a key
-/// file that does not load.
+/// file that does not load. With the line of the mirror's key (or url).
 fn mirror_problem(
     config: &crate::config::Config,
     location: &crate::remote::Location,
-) -> Option<String> {
+) -> Option<(usize, String)> {
     let m = config.mirror.as_ref()?;
+    let line = config.mirror_line.0;
     if let crate::remote::Location::Ssh(target) = location {
-        return Some(format!(
+        return Some((line, format!(
             "mirror: the repository {target} is on a server: the mirror is pushed where the repository is"
-        ));
+        )));
     }
     let key = m.key.as_ref()?;
     crate::mirror::Sealer::from_key_file(key)
         .err()
-        .map(|e| e.to_string())
+        .map(|e| (line, e.to_string()))
 }

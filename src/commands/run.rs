@@ -82,20 +82,14 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<Status, Error> {
             Ok(o) => {
                 let s = &o.stats;
                 let line = format!(
-                    "{}: saved {}: {} files ({} read, {} unchanged), {} read, {} new, {:.1}s{}",
+                    "{}: saved {}: {}, {} read, {} new, {:.1}s{}",
                     done.name,
                     crate::time::snapshot_name(o.time),
-                    s.files,
-                    s.files_read,
-                    s.files_reused,
+                    super::save::entries_summary(s),
                     human_bytes(s.bytes_read),
                     human_bytes(s.bytes_written),
                     done.elapsed,
-                    if o.warnings.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} warnings", o.warnings.len())
-                    }
+                    super::save::warnings_summary(o.warnings.len()),
                 );
                 if o.warnings.is_empty() {
                     report(cli.quiet, Level::Info, &line);

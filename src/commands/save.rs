@@ -1,8 +1,8 @@
 use super::{Error, Status, UsageError};
 use crate::cli::{Cli, SaveArgs};
-use crate::progress::{self, Progress, ProgressSnapshot, Renderer};
+use crate::progress::{self, count, Progress, ProgressSnapshot, Renderer};
 use crate::repo::Repo;
-use crate::save::{save, Identity, SaveError, SaveOptions, SaveOutcome};
+use crate::save::{save, Identity, SaveError, SaveOptions, SaveOutcome, SaveStats};
 use crate::source::command::CommandSource;
 use crate::source::filter::Filter;
 use crate::source::paths::{absolute, Rerooting};
@@ -114,26 +114,43 @@ pub fn run(cli: &Cli, repo: &dyn Repo, args: &SaveArgs) -> Result<Status, Error>
     } else if !cli.quiet {
         let s = &outcome.stats;
         eprintln!(
-            "saved {}/{}: {} files ({} read, {} unchanged), {} directories{}, {} read, {} new in {} objects, {:.1}s{}",
+            "saved {}/{}: {}, {}{}, {} read, {} new in {}, {:.1}s{}",
             args.name,
             crate::time::snapshot_name(outcome.time),
-            s.files,
-            s.files_read,
-            s.files_reused,
-            s.directories,
+            entries_summary(s),
+            count(s.directories, "directory", "directories"),
             dumps_summary(&outcome.dumps),
             human_bytes(s.bytes_read),
             human_bytes(s.bytes_written),
-            s.objects_written,
+            count(s.objects_written, "object", "objects"),
             elapsed,
-            if outcome.warnings.is_empty() {
-                String::new()
-            } else {
-                format!(", {} warnings", outcome.warnings.len())
-            }
+            warnings_summary(outcome.warnings.len()),
         );
     }
     Ok(status)
+}
+
+/// "3 files (2 read, 1 unchanged), 1 symlink": the non-directories of a
+/// save's summary, symlinks apart (named only when there are some).
+pub(crate) fn entries_summary(s: &SaveStats) -> String {
+    let mut text = format!(
+        "{} ({} read, {} unchanged)",
+        count(s.files - s.symlinks.min(s.files), "file", "files"),
+        s.files_read,
+        s.files_reused
+    );
+    if s.symlinks > 0 {
+        text.push_str(&format!(", {}", count(s.symlinks, "symlink", "symlinks")));
+    }
+    text
+}
+
+/// ", 2 warnings", or nothing.
+pub(crate) fn warnings_summary(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", {}", count(n as u64, "warning", "warnings")),
+    }
 }
 
 /// ", 2 dumps (1.2 GiB)", or nothing for a save without dumps.
@@ -141,8 +158,8 @@ fn dumps_summary(dumps: &[crate::save::DumpReport]) -> String {
     match dumps.len() {
         0 => String::new(),
         n => format!(
-            ", {n} dump{} ({})",
-            if n == 1 { "" } else { "s" },
+            ", {} ({})",
+            count(n as u64, "dump", "dumps"),
             human_bytes(dumps.iter().map(|d| d.bytes).sum())
         ),
     }
@@ -183,7 +200,7 @@ fn summary_json(
     format!(
         concat!(
             "{{\"name\":{},\"snapshot\":{},\"time\":{},\"commit\":\"{}\",\"tree\":\"{}\",",
-            "\"files\":{},\"directories\":{},",
+            "\"files\":{},\"symlinks\":{},\"directories\":{},",
             "\"files_new\":{},\"files_changed\":{},\"files_unchanged\":{},",
             "\"bytes_read\":{},\"bytes_added\":{},\"objects_added\":{},\"dumps\":[{}],",
             "\"duration_seconds\":{:.3},\"status\":{},\"warnings\":[{}]}}"
@@ -193,7 +210,8 @@ fn summary_json(
         outcome.time,
         outcome.commit,
         outcome.tree,
-        s.files,
+        s.files - s.symlinks.min(s.files),
+        s.symlinks,
         s.directories,
         split(progress.files_new),
         split(progress.files_changed),
@@ -234,20 +252,7 @@ pub(crate) fn json_string(s: &str) -> String {
     out
 }
 
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use crate::progress::human_bytes;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 
 use super::{load_config, Error, Status};
 use crate::cli::{Cli, ScheduleCommand};
-use crate::schedule::{self, Flavor, Job};
+use crate::schedule::{self, Flavor, Job, Scheduler};
 use std::io::Write;
 use std::path::Path;
 
@@ -32,7 +32,9 @@ fn install(cli: &Cli, at: &str, root: &Path) -> Result<Status, Error> {
         minute,
         user: current_user(),
     };
-    let flavor = Flavor::detect(root);
+    // Refused before anything is written: a schedule that nothing runs
+    // is a backup that silently never happens.
+    let flavor = schedule::probe(root).flavor()?;
     let files = schedule::render(flavor, &job)?;
     // The other flavour's files from an earlier install would run the
     // backups twice.
@@ -103,13 +105,58 @@ fn show(root: &Path) -> Result<Status, Error> {
     let mut out = std::io::stdout().lock();
     if installed.is_empty() {
         writeln!(out, "no schedule installed under {}", root.display())?;
+        out.flush()?;
+        return Ok(Status::Success);
     }
-    for (path, text) in installed {
+    let time = installed
+        .iter()
+        .find_map(|(_, text)| schedule::installed_time(text));
+    let systemd = installed
+        .iter()
+        .any(|(path, _)| path.ends_with("rewind.timer"));
+    for (path, text) in &installed {
         writeln!(out, "# {}", path.display())?;
         out.write_all(text.as_bytes())?;
     }
+    writeln!(out, "{}", activity(root, systemd, time))?;
     out.flush()?;
     Ok(Status::Success)
+}
+
+/// One line: whether what should run the installed files does, and when
+/// the next run is due.
+fn activity(root: &Path, systemd: bool, time: Option<(u8, u8)>) -> String {
+    let next = match time {
+        Some((hour, minute)) => format!(
+            "; next run {}",
+            crate::time::listing_time(crate::time::next_local(crate::time::now(), hour, minute))
+        ),
+        None => String::new(),
+    };
+    let scheduler = schedule::probe(root);
+    match (systemd, &scheduler) {
+        (true, Scheduler::Systemd) if is_real_root(root) => {
+            if schedule::systemctl(&["is-active", "--quiet", "rewind.timer"]).is_ok() {
+                format!("active: the systemd timer rewind.timer is running{next}")
+            } else {
+                "NOT active: the systemd timer rewind.timer is not running; start it with `systemctl enable --now rewind.timer`".into()
+            }
+        }
+        (true, Scheduler::Systemd) => {
+            format!("systemd runs under {}; the timer is enabled when installed on the running system{next}", root.display())
+        }
+        (false, Scheduler::Cron { daemon, running: true }) => {
+            format!("active: cron ({}) is running{next}", daemon.display())
+        }
+        // Installed for a scheduler that is not there (any more): say why
+        // nothing will run, as install would.
+        (false, Scheduler::Systemd) => "NOT active: systemd is the init system and does not read /etc/cron.d; run `rewind schedule install` again to switch to a timer".into(),
+        (true, _) => "NOT active: systemd is not the init system here; run `rewind schedule install` again to switch to cron".into(),
+        (false, other) => match other.flavor() {
+            Err(e) => format!("NOT active: {e}"),
+            Ok(_) => format!("active{next}"),
+        },
+    }
 }
 
 /// The user cron runs the job as: whoever installs it.

@@ -298,8 +298,8 @@ fn text(state: State, rows: &[Row], now: i64) -> String {
         };
         let size = match saved_figures(r) {
             Some(s) => format!(
-                "  {} files, {} read, {} added",
-                s.files,
+                "  {}, {} read, {} added",
+                crate::progress::count(s.files, "file", "files"),
                 human_bytes(s.bytes_read),
                 human_bytes(s.bytes_added)
             ),

@@ -47,6 +47,8 @@ pub enum MountError {
     },
     #[error("unmounting {}: {detail}", path.display())]
     Unmount { path: PathBuf, detail: String },
+    #[error("{}: not mounted (nothing to unmount)", path.display())]
+    NotMounted { path: PathBuf },
     #[error("{}: cannot open the log file: {source}", path.display())]
     LogFile {
         path: PathBuf,
@@ -76,6 +78,23 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
 }
 
+/// [`MountError::Stale`] for "Transport endpoint is not connected" (the
+/// mount point went stale between the check and its use: the advice to run
+/// `rewind umount` instead of the bare OS error), else `other`.
+fn stale_or(
+    path: &Path,
+    source: io::Error,
+    other: impl FnOnce(PathBuf, io::Error) -> MountError,
+) -> MountError {
+    if source.raw_os_error() == Some(libc::ENOTCONN) {
+        MountError::Stale {
+            path: path.to_path_buf(),
+        }
+    } else {
+        other(path.to_path_buf(), source)
+    }
+}
+
 /// Refuses a stale or unusable mount point with a message that says what to do.
 pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
     match std::fs::metadata(path) {
@@ -83,13 +102,9 @@ pub fn check_mountpoint(path: &Path) -> Result<(), MountError> {
         Ok(_) => Err(MountError::NotADirectory {
             path: path.to_path_buf(),
         }),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(MountError::Stale {
-            path: path.to_path_buf(),
-        }),
-        Err(source) => Err(MountError::MountPoint {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(stale_or(path, source, |path, source| {
+            MountError::MountPoint { path, source }
+        })),
     }
 }
 
@@ -149,13 +164,11 @@ fn daemonize() -> Result<(), MountError> {
 pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
     check_mountpoint(&cfg.mountpoint)?;
     // Absolute: the daemon changes to / before it uses the path again.
-    let mountpoint = cfg
-        .mountpoint
-        .canonicalize()
-        .map_err(|source| MountError::MountPoint {
-            path: cfg.mountpoint.clone(),
-            source,
-        })?;
+    let mountpoint = cfg.mountpoint.canonicalize().map_err(|source| {
+        stale_or(&cfg.mountpoint, source, |path, source| {
+            MountError::MountPoint { path, source }
+        })
+    })?;
     let mut options = vec![
         MountOption::RO,
         MountOption::NoDev,
@@ -208,9 +221,11 @@ pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
     // or refused setting just returns 0.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let fs = RewindFs::new(source, cfg.cache_bytes.max(4 << 20));
-    let session = Session::new(fs, &mountpoint, &config).map_err(|source| MountError::Mount {
-        path: mountpoint.clone(),
-        source,
+    let session = Session::new(fs, &mountpoint, &config).map_err(|source| {
+        stale_or(&mountpoint, source, |path, source| MountError::Mount {
+            path,
+            source,
+        })
     })?;
     if !cfg.foreground {
         daemonize()?;
@@ -297,6 +312,25 @@ fn mount_device(mountinfo: &[u8], mountpoint: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether anything is mounted on `path`, from `/proc/self/mountinfo`;
+/// `None` if that cannot be told. The path is made absolute by resolving
+/// its parent only: a stat of a stale mount point itself fails.
+fn is_mounted(path: &Path) -> Option<bool> {
+    let absolute = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                std::env::current_dir().ok()?
+            } else {
+                parent.canonicalize().ok()?
+            };
+            parent.join(name)
+        }
+        _ => path.canonicalize().ok()?,
+    };
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    Some(mount_device(&info, &absolute).is_some())
+}
+
 fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
@@ -356,6 +390,13 @@ pub fn unmount(path: &Path) -> Result<(), MountError> {
         Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
         Err(e) => format!("cannot run fusermount3: {e}"),
     };
+    // One line that says so, rather than fusermount3's "entry for ... not
+    // found in /etc/mtab" (or umount's EINVAL).
+    if is_mounted(path) == Some(false) {
+        return Err(MountError::NotMounted {
+            path: path.to_path_buf(),
+        });
+    }
     if crate::meta::ids::euid() == 0 {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
             MountError::Unmount {

@@ -72,6 +72,11 @@ pub enum Error {
     #[error("the repository's {packs} packs hold {objects} entries, more than rewind can look up at once (4,294,967,294); consolidate them with `git repack -a -d`")]
     TooManyObjects { objects: u64, packs: u64 },
 
+    /// SIGINT or SIGTERM came while waiting for a running gc (see
+    /// `gc_lock::lock_for_write`): nothing was written.
+    #[error("interrupted by {} while waiting for a gc to finish", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
+
     /// A ref file or packed-refs line that cannot be parsed.
     #[error("bad ref in {}: {detail}", path.display())]
     BadRef { path: PathBuf, detail: String },

@@ -50,18 +50,35 @@ pub fn hold_off_gc(repo: &dyn super::Repo) -> Result<Option<WriteLock>, Error> {
     })
 }
 
+/// How often a writer waiting for a gc looks again, and at SIGINT.
+const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Takes the lock shared, waiting for a running gc to finish (a writer
 /// that fails instead would turn every cron save during a long gc into a
 /// failed backup). `waiting` is called once if it has to wait.
+///
+/// The wait is a `try_lock` every [`WAIT_STEP`], not a blocking flock:
+/// the interrupt handler restarts system calls (`SA_RESTART`), so a
+/// blocked flock would sleep through the first Ctrl-C, and the second
+/// kills the process. Between tries a SIGINT or SIGTERM noted by
+/// [`crate::interrupt`] ends the wait with [`Error::Interrupted`].
 pub fn lock_for_write(rewind_dir: &Path, waiting: &dyn Fn(&str)) -> Result<WriteLock, Error> {
     let mut file = open(rewind_dir)?;
-    let taken = file
-        .try_lock(Mode::Shared)
-        .map_err(Error::io("taking the gc lock", file.path()))?;
-    if !taken {
+    let try_shared = |file: &LockFile| {
+        file.try_lock(Mode::Shared)
+            .map_err(Error::io("taking the gc lock", file.path()))
+    };
+    if !try_shared(&file)? {
         waiting(file.text().trim());
-        file.lock(Mode::Shared)
-            .map_err(Error::io("waiting for the gc lock", file.path()))?;
+        loop {
+            if let Some(signal) = crate::interrupt::pending() {
+                return Err(Error::Interrupted { signal });
+            }
+            std::thread::sleep(WAIT_STEP);
+            if try_shared(&file)? {
+                break;
+            }
+        }
     }
     Ok(WriteLock { _file: file })
 }

@@ -87,7 +87,11 @@ pub struct SaveOptions {
 
 #[derive(Clone, Debug, Default)]
 pub struct SaveStats {
+    /// Everything saved that is not a directory: regular files, symlinks,
+    /// devices, FIFOs, sockets.
     pub files: u64,
+    /// Of those, symlinks.
+    pub symlinks: u64,
     pub directories: u64,
     /// Regular files whose content was read (new or changed), and bytes.
     pub files_read: u64,
@@ -158,7 +162,8 @@ pub fn save(
 ) -> Result<SaveOutcome, SaveError> {
     // The walk and the dumps report an interruption without the name.
     save_inner(repo, opts, identity).map_err(|e| match e {
-        SaveError::Interrupted { signal, .. } => SaveError::Interrupted {
+        SaveError::Interrupted { signal, .. }
+        | SaveError::Repo(crate::repo::Error::Interrupted { signal }) => SaveError::Interrupted {
             signal,
             name: opts.name.clone(),
         },
@@ -208,8 +213,8 @@ fn save_inner(
     // (write or skip?) and by the change index (is a reused object still
     // there?).
     let known = std::sync::Arc::new(repo.known_objects());
-    let mut sink = ObjectSink::new(repo, known.clone())?;
     let progress = opts.progress.clone().unwrap_or_default();
+    let mut sink = ObjectSink::new(repo, known.clone())?.with_progress(progress.clone());
     // Dumps run first: a failed one ends the save before the walk.
     let dumps = dump::run_all(&opts.commands, &mut sources, &mut sink, &progress)?;
     let change_index = index::ChangeIndex::open(repo, known, &opts.name, started);

@@ -48,6 +48,7 @@ use crate::chunk::is_zero;
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::writer::Compressor;
 use crate::pack::writer::DEFAULT_LEVEL;
+use crate::progress::Progress;
 use crate::repo::known::KnownObjects;
 use crate::repo::{Error, PackSink, Repo};
 use std::collections::{HashSet, VecDeque};
@@ -85,6 +86,10 @@ pub(crate) struct ObjectSink<'r> {
     /// no later call may succeed (a new pipeline would skip them as
     /// claimed, and a snapshot would name objects that do not exist).
     failed: bool,
+    /// Told the bytes of each object as the appender writes it into the
+    /// pack, so that "new" grows on screen during the save rather than
+    /// appearing only in the summary.
+    progress: Option<Arc<Progress>>,
 }
 
 impl<'r> ObjectSink<'r> {
@@ -98,7 +103,15 @@ impl<'r> ObjectSink<'r> {
             pipeline: None,
             zero_blob: None,
             failed: false,
+            progress: None,
         })
+    }
+
+    /// Counts the bytes of every object written (before compression, as
+    /// [`SaveStats::bytes_written`]) into `progress` as it is appended.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> ObjectSink<'r> {
+        self.progress = Some(progress);
+        self
     }
 
     /// Hashes `data` and, if the object is new, queues it for writing.
@@ -181,6 +194,7 @@ impl<'r> ObjectSink<'r> {
                 self.repo.pack_sink()?,
                 self.dedup.clone(),
                 self.repo.location(),
+                self.progress.clone(),
             ));
         }
         Ok(self.pipeline.as_mut().expect("just started"))
@@ -374,7 +388,12 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start(writer: Box<dyn PackSink>, dedup: Arc<Dedup>, location: String) -> Pipeline {
+    fn start(
+        writer: Box<dyn PackSink>,
+        dedup: Arc<Dedup>,
+        location: String,
+        progress: Option<Arc<Progress>>,
+    ) -> Pipeline {
         let pack_dir = PathBuf::from(location);
         let workers_n = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -406,7 +425,9 @@ impl Pipeline {
         drop(resolved_tx);
         let appender = {
             let failed = failed.clone();
-            std::thread::spawn(move || append(writer, done_rx, free_tx, &failed))
+            std::thread::spawn(move || {
+                append(writer, done_rx, free_tx, &failed, progress.as_deref())
+            })
         };
         Pipeline {
             dedup,
@@ -683,13 +704,15 @@ fn append(
     done: Receiver<Batch>,
     free: SyncSender<Batch>,
     failed: &AtomicBool,
+    progress: Option<&Progress>,
 ) -> Result<Box<dyn PackSink>, Error> {
     for mut batch in done {
         for item in batch.items.iter().filter(|i| i.state == ItemState::Write) {
+            let size = item.data.len() as u64;
             if let Err(e) = writer.append_compressed(
                 item.id,
                 item.kind,
-                item.data.len() as u64,
+                size,
                 &batch.zdata[item.zdata.clone()],
                 item.stored,
             ) {
@@ -697,6 +720,9 @@ fn append(
                 // workers.
                 failed.store(true, Ordering::Relaxed);
                 return Err(e);
+            }
+            if let Some(p) = progress {
+                p.add_bytes_new(size);
             }
         }
         batch.clear();
@@ -736,6 +762,30 @@ mod tests {
             out.push(piece);
         }
         out
+    }
+
+    /// Issue 16: the progress line said "0 B new" for a whole save; the
+    /// appender now counts each object's bytes as it writes it, and the
+    /// count ends equal to the summary's.
+    #[test]
+    fn bytes_new_are_counted_as_the_appender_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
+        let progress = Progress::new();
+        let mut sink = ObjectSink::new(
+            &repo,
+            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
+        )
+        .unwrap()
+        .with_progress(Arc::clone(&progress));
+        for p in pieces() {
+            sink.put_deferred(Kind::Blob, &p).unwrap();
+            while sink.next_id(false).unwrap().is_some() {}
+        }
+        sink.forget_deferred().unwrap();
+        let stats = sink.publish().unwrap();
+        assert!(stats.bytes_written > 1 << 20, "{stats:?}");
+        assert_eq!(progress.snapshot().bytes_new, stats.bytes_written);
     }
 
     /// Ids come back in the order of the puts whichever thread hashed them,

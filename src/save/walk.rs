@@ -475,6 +475,9 @@ impl<'f> Walker<'f> {
         let entry = Entry::new(kind, &st, id, 0, record);
         self.index.record(&key, &entry);
         self.counts.files += 1;
+        if kind == EntryKind::Symlink {
+            self.counts.symlinks += 1;
+        }
         Ok(Some(Stored {
             name,
             mode: match kind {

@@ -1548,3 +1548,16 @@ pub fn finish(mut child: std::process::Child, what: &str) -> Out {
         what: what.to_owned(),
     }
 }
+
+/// The repository's gc lock file (`rewind/gc.lock`), opened as gc and
+/// the writers open it, for a test to hold it itself.
+pub fn open_gc_lock(repo: &Path) -> fs::File {
+    fs::create_dir_all(repo.join("rewind")).expect("rewind dir");
+    fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(repo.join("rewind/gc.lock"))
+        .expect("open gc.lock")
+}
