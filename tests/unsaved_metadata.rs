@@ -205,3 +205,22 @@ fn a_missing_tree_is_named_by_its_path() {
         assert!(line.contains(&said), "{args:?}: {line}");
     }
 }
+
+/// The mount shows what `ls -l` shows and the restore writes: 0644, 0755
+/// for the executable, an empty directory for the gitlink.
+#[test]
+fn the_mount_agrees_on_entries_without_metadata() {
+    if !require_fuse() {
+        return;
+    }
+    let env = Env::new();
+    plain_git_repo(&env);
+    let m = Mount::at(env.rw().command(), &env.path("mnt")).start();
+    let snap = m.latest("main");
+    assert_eq!(mode_of(&snap.join("a.txt")), 0o644);
+    assert_eq!(mode_of(&snap.join("run.sh")), 0o755);
+    assert_eq!(mode_of(&snap.join("sub")), 0o755);
+    assert!(snap.join("lib").is_dir());
+    assert_eq!(fs::read_dir(snap.join("lib")).unwrap().count(), 0);
+    assert_eq!(fs::read(snap.join("sub/b.txt")).unwrap(), b"inside\n");
+}
