@@ -60,12 +60,13 @@ pub fn synthetic_dir(ino: u64, uid: u32, gid: u32, time: SystemTime) -> FileAttr
     }
 }
 
-/// bup's `latest`: mode 0120755, size of the target, 1970 times.
-pub fn latest_link(ino: u64, target_len: usize, uid: u32, gid: u32) -> FileAttr {
+/// bup's `latest`: mode 0120755, size of the target; dated `time`, its
+/// snapshot's (bup shows 1970).
+pub fn latest_link(ino: u64, target_len: usize, uid: u32, gid: u32, time: SystemTime) -> FileAttr {
     FileAttr {
         size: target_len as u64,
         kind: FileType::Symlink,
-        ..synthetic_dir(ino, uid, gid, UNIX_EPOCH)
+        ..synthetic_dir(ino, uid, gid, time)
     }
 }
 

@@ -80,16 +80,29 @@ pub struct NodeInfo {
     /// Where reads of this file left off, shared by every open of it (the
     /// content never changes, so neither does the reader).
     pub reader: OnceLock<FileReader>,
+    /// The author time of the commit at a snapshot's root (or a tagged
+    /// commit's): shown when the root has no metadata of its own.
+    pub time: Option<i64>,
 }
 
 impl NodeInfo {
     pub fn new(node: Node, snapshot: Option<Arc<SnapshotRef>>) -> Arc<NodeInfo> {
+        NodeInfo::dated(node, snapshot, None)
+    }
+
+    /// A snapshot's root or a tag's target, with its commit's time.
+    pub fn dated(
+        node: Node,
+        snapshot: Option<Arc<SnapshotRef>>,
+        time: Option<i64>,
+    ) -> Arc<NodeInfo> {
         Arc::new(NodeInfo {
             node,
             snapshot,
             size: OnceLock::new(),
             size_check: OnceLock::new(),
             reader: OnceLock::new(),
+            time,
         })
     }
 

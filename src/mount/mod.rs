@@ -15,7 +15,7 @@ pub mod log;
 mod repos;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
-pub use repos::Source;
+pub use repos::Mounted;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::io;
@@ -146,7 +146,7 @@ fn daemonize() -> Result<(), MountError> {
 }
 
 /// Mounts `source` and serves it until unmounted or signalled.
-pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
+pub fn run(source: Mounted, cfg: &MountConfig) -> Result<(), MountError> {
     check_mountpoint(&cfg.mountpoint)?;
     // Absolute: the daemon changes to / before it uses the path again.
     let mountpoint = cfg
@@ -195,7 +195,7 @@ pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
     // A long-lived reader: scan the packs now (opening a repository defers
     // it to first use), so the first listing does not wait for it. Under
     // --repos each repository is opened, and scanned, on first use.
-    if let Source::One(repo) = &source {
+    if let Mounted::One(repo) = &source {
         if let Err(e) = repo.objects().refresh() {
             tracing::warn!("scanning packs: {e}");
         }
