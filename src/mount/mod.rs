@@ -12,6 +12,7 @@ mod fs;
 mod inodes;
 mod links;
 pub mod log;
+mod names;
 mod repos;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
