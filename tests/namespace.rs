@@ -22,6 +22,12 @@ fn bup_here(env: &Env) -> Command {
     c
 }
 
+/// This process's time zone, for a child that must name snapshots as the
+/// namespace does here.
+fn here_tz() -> String {
+    std::env::var("TZ").unwrap_or_else(|_| "UTC".into())
+}
+
 /// `bup ls ARGS` lines, in bup's order.
 fn bup_ls(env: &Env, args: &[&str]) -> Vec<String> {
     run(bup_here(env).arg("ls").args(args)).success().lines()
@@ -64,15 +70,20 @@ fn snapshots_of_out_of_order_dates_list_as_bup_lists_them() {
     let src = env.path("src");
     mkdir(&src);
     run(env.bup().arg("init")).success();
-    for (i, date) in ["1500000000", "1401210344", "1500000000", "1500000000"]
-        .iter()
-        .enumerate()
-    {
+    let saves = [
+        ("x", "1500000000"),
+        ("x", "1401210344"),
+        ("x", "1500000000"),
+        ("x", "1500000000"),
+        ("y", "1500000000"),
+        ("y", "1401210344"),
+    ];
+    for (i, (name, date)) in saves.iter().enumerate() {
         write(&src.join("f"), format!("{i}").as_bytes());
         run(env.bup().arg("index").arg(&src)).success();
         run(env
             .bup()
-            .args(["save", "-n", "x", "--date", date])
+            .args(["save", "-n", name, "--date", date])
             .arg(&src))
         .success();
     }
@@ -126,41 +137,51 @@ fn snapshots_of_out_of_order_dates_list_as_bup_lists_them() {
             other => panic!("{name}: {other:?}"),
         }
     }
+    // y's tip is its oldest date: latest names it, as bup's does, though
+    // another name sorts after it.
+    let y = list(&repo, "y");
+    assert_eq!(names(&y), bup_ls(&env, &["y"]));
+    let (target, tip) = latest_target(&repo, "y");
+    assert_eq!(tip, rev_parse(&env, "y"));
+    assert!(target.starts_with("2014-"), "{target}");
+    assert_eq!(
+        y.last().and_then(|e| e.link.clone()),
+        Some(target.clone().into_bytes())
+    );
+    let bup_long = bup_ls(&env, &["-l", "y"]);
+    assert!(
+        bup_long
+            .iter()
+            .any(|l| l.ends_with(&format!(" latest -> {target}"))),
+        "{bup_long:?}"
+    );
     // `rewind ls` shows the same order.
-    let cli: Vec<String> = env
-        .rw()
-        .args(["ls", "x"])
-        .run()
-        .success()
-        .lines()
-        .into_iter()
-        .map(|l| l.trim_end_matches('/').to_owned())
-        .collect();
-    assert_eq!(cli, bup);
+    assert_eq!(env.ls_names(&here_tz(), "x"), bup);
 }
 
-/// rewind's own saves list as bup lists them too, and the root lists the
-/// names with their tips' times.
+/// rewind's own saves list as bup lists them too (a `--date` before the
+/// latest snapshot is moved to one second after it), and the root lists
+/// the names with their tips' times.
 #[test]
 fn rewind_saves_list_as_bup_lists_them() {
     let env = Env::init();
     let src = env.path("src");
     mkdir(&src);
-    for (i, date) in ["1401210344", "1401210344", "1500000000"]
-        .iter()
-        .enumerate()
-    {
-        write(&src.join("f"), format!("{i}").as_bytes());
-        env.save("n", Some(date), &src);
-    }
+    write(&src.join("f"), b"first");
+    env.save("n", Some("1500000000"), &src);
+    write(&src.join("f"), b"second");
+    env.save("n", Some("1400000000"), &src);
     env.save("m", Some("1600000000"), &src);
     let repo = Repository::open(&env.repo).expect("open");
-    assert_eq!(names(&list(&repo, "n")), bup_ls(&env, &["n"]));
+    let n = list(&repo, "n");
+    assert_eq!(names(&n), bup_ls(&env, &["n"]));
+    assert_eq!(n.len(), 3);
+    assert_eq!(n[2].time, Some(1500000001));
     let root = list(&repo, "");
     assert_eq!(names(&root), ["m", "n"]);
     assert_eq!(bup_ls(&env, &[]), ["m", "n"]);
     assert_eq!(root[0].time, Some(1600000000));
-    assert_eq!(root[1].time, Some(1500000000));
+    assert_eq!(root[1].time, Some(1500000001));
     assert!(root.iter().all(|e| e.node_type == NodeType::Directory));
 }
 
