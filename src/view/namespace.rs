@@ -511,3 +511,69 @@ pub fn resolve(src: &dyn Source, path: &[u8], follow_last: bool) -> Result<Item,
     }
     Ok(item)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repository;
+
+    /// A tag object's body pointing at `target` of `kind`.
+    fn tag_body(target: &ObjectId, kind: Kind, name: &str) -> Vec<u8> {
+        format!(
+            "object {}\ntype {}\ntag {name}\ntagger T <t@h> 1700000000 +0000\n\nm\n",
+            target.to_hex(),
+            kind.name()
+        )
+        .into_bytes()
+    }
+
+    /// Tag objects come from the repository: one without an `object`
+    /// line, and a chain of tags deeper than the limit, are errors of
+    /// their own tags (named by object), while the other tags still list
+    /// and resolve.
+    #[test]
+    fn damaged_and_endless_tags_are_errors_of_their_own() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(&tmp.path().join("repo")).expect("init");
+        let mut w = repo.pack_writer().expect("writer");
+        let blob = w.write(Kind::Blob, b"content\n").expect("blob");
+        let good = w
+            .write(Kind::Tag, &tag_body(&blob, Kind::Blob, "good"))
+            .expect("tag");
+        let bad = w
+            .write(Kind::Tag, b"type blob\ntag bad\n\nno object line\n")
+            .expect("tag");
+        let mut deep = blob;
+        for i in 0..=MAX_TAG_DEPTH {
+            let kind = if i == 0 { Kind::Blob } else { Kind::Tag };
+            deep = w
+                .write(Kind::Tag, &tag_body(&deep, kind, "deep"))
+                .expect("tag");
+        }
+        w.finish().expect("publish");
+        for (name, id) in [("good", good), ("bad", bad), ("deep", deep)] {
+            repo.update_ref(&format!("refs/tags/{name}"), id, None)
+                .expect("ref");
+        }
+        let src = Direct::new(&repo);
+        let listed = list(&src, &Item::Tags).expect("list");
+        let names: Vec<&[u8]> = listed.iter().map(|e| e.name.as_slice()).collect();
+        assert_eq!(names, [&b"bad"[..], b"deep", b"good"]);
+        assert_eq!(listed[2].node_type, NodeType::Regular);
+        match lookup(&src, &Item::Tags, b"good").expect("good").item {
+            Item::Node(node) => assert_eq!(node.id, blob),
+            other => panic!("{other:?}"),
+        }
+        match lookup(&src, &Item::Tags, b"bad") {
+            Err(ViewError::Malformed { id, .. }) => assert_eq!(id, bad),
+            other => panic!("{other:?}"),
+        }
+        match lookup(&src, &Item::Tags, b"deep") {
+            Err(ViewError::Malformed { id, detail }) => {
+                assert_eq!(id, deep);
+                assert!(detail.contains("nest deeper"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
