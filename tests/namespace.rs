@@ -497,4 +497,20 @@ fn tags_are_peeled_and_typed() {
         .success();
     assert_eq!(inside.stdout, b"tagged file\n");
     assert!(Path::new(&env.repo).join("refs/tags/deeper").exists());
+
+    // A tag naming an object the repository lacks: `ls -l .tag` lists it
+    // by name with a warning, the others as before, and exits 1.
+    write(
+        &env.repo.join("refs/tags/gone"),
+        b"0123456789012345678901234567890123456789\n",
+    );
+    let out = env.rw().args(["ls", "-l", ".tag"]).run().status(1);
+    let listed: Vec<String> = parse_ls_long(&out.lines())
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(listed.len(), want.len() + 1, "{listed:?}");
+    assert!(listed.contains(&"gone".to_owned()), "{listed:?}");
+    assert!(out.stderr.contains(".tag/gone"), "{}", out.stderr);
+    env.corrupted.set(true);
 }

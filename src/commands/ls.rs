@@ -123,13 +123,22 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
     let mut status = Status::Success;
     let src = Direct::new(repo);
     let rows = match resolve_following(repo, path)? {
+        // Each tag as what it points at; one that cannot be read is
+        // listed by name, with a warning, and makes the listing partial.
         item @ Item::Tags => namespace::list(&src, &item)?
             .iter()
-            .map(|e| match namespace::lookup(&src, &item, &e.name)?.item {
-                Item::Node(node) => node_row(repo, &node, args.numeric_ids),
-                _ => Ok(entry_row(e)),
+            .map(|e| match namespace::lookup(&src, &item, &e.name) {
+                Ok(found) => match found.item {
+                    Item::Node(node) => node_row(repo, &node, args.numeric_ids),
+                    _ => Ok(entry_row(e)),
+                },
+                Err(err) => {
+                    tracing::warn!(".tag/{}: {err}", e.name.escape_ascii());
+                    status = Status::Partial;
+                    Ok(entry_row(e))
+                }
             })
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<_, Error>>()?,
         Item::Node(node) if node.node_type == NodeType::Directory => {
             let dir = view::list_dir_with_meta(repo, &node.id)?;
             if !dir.skipped.is_empty() {
