@@ -516,14 +516,19 @@ pub fn repository(data: &[u8]) {
         let Ok(snapshots) = view::snapshots::snapshots(&repo, &tip) else {
             continue;
         };
+        let src = view::namespace::Direct::new(&repo);
         for snapshot in snapshots.iter().rev().take(2) {
-            let _ = view::resolve(&repo, format!("{name}/{}", snapshot.name).as_bytes());
+            let path = format!("{name}/{}", snapshot.name);
+            let _ = view::namespace::resolve(&src, path.as_bytes(), false);
             read_tree(&repo, &snapshot.tree, 0, &mut budget);
         }
     }
+    let src = view::namespace::Direct::new(&repo);
+    let _ = view::namespace::resolve(&src, b"/.tag", false)
+        .and_then(|tags| view::namespace::list(&src, &tags));
     if let Ok(tags) = view::snapshots::tags(&repo) {
         for (tag, _) in tags.into_iter().take(4) {
-            let _ = view::resolve(&repo, format!(".tag/{tag}").as_bytes());
+            let _ = view::namespace::resolve(&src, format!(".tag/{tag}").as_bytes(), false);
         }
     }
 }

@@ -168,24 +168,24 @@ fn idx_with_huge_fanout_is_an_error_not_an_abort() {
     );
 }
 
-/// One commit-cache record: commit id, tree id, first parent, author time.
-type CacheRecord = (Vec<u8>, Vec<u8>, Option<Vec<u8>>, i64);
+/// One commit-cache record: commit id, tree id, parents, author time (also
+/// written as the committer time).
+type CacheRecord = (Vec<u8>, Vec<u8>, Vec<Vec<u8>>, i64);
 
-/// Writes `rewind/commits.cache` as the format says: magic, then per
-/// commit its id, tree, parent flag and parent, author time, then SHA-1.
+/// Writes `rewind/commits.cache` as the format (version 2) says: magic,
+/// then per commit its id, tree, author and committer times, the number
+/// of parents and the parents, then SHA-1.
 fn write_commit_cache(repo: &Path, records: &[CacheRecord]) {
-    let mut out = b"RWCMTS\0\x01".to_vec();
-    for (id, tree, parent, time) in records {
+    let mut out = b"RWCMTS\0\x02".to_vec();
+    for (id, tree, parents, time) in records {
         out.extend_from_slice(id);
         out.extend_from_slice(tree);
-        match parent {
-            Some(p) => {
-                out.push(1);
-                out.extend_from_slice(p);
-            }
-            None => out.extend_from_slice(&[0; 21]),
-        }
         out.extend_from_slice(&time.to_be_bytes());
+        out.extend_from_slice(&time.to_be_bytes());
+        out.extend_from_slice(&(parents.len() as u32).to_be_bytes());
+        for p in parents {
+            out.extend_from_slice(p);
+        }
     }
     let sum = sha1::Sha1::digest(&out);
     out.extend_from_slice(&sum);
@@ -219,7 +219,7 @@ fn commit_cache_entry_whose_parent_is_itself_does_not_make_ls_loop() {
     // The tip's cached parent is the tip itself, checksum valid.
     write_commit_cache(
         &env.repo,
-        &[(unhex(&tip), unhex(&tree), Some(unhex(&tip)), 1_700_000_120)],
+        &[(unhex(&tip), unhex(&tree), vec![unhex(&tip)], 1_700_000_120)],
     );
     // `run` kills a command that outlives its timeout; this one ended in
     // milliseconds before it looped.

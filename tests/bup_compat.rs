@@ -227,16 +227,7 @@ fn bup_ls_shows_rewind_snapshot_names() {
         let mut b = bup(&env.repo, &env.home);
         b.env("TZ", tz).args(["ls", "n"]);
         let mut bl = run(&mut b).success().lines();
-        let mut rl: Vec<String> = env
-            .rw()
-            .tz(tz)
-            .args(["ls", "n"])
-            .run()
-            .success()
-            .lines()
-            .into_iter()
-            .map(|l| l.trim_end_matches('/').to_owned())
-            .collect();
+        let mut rl = env.ls_names(tz, "n");
         bl.sort();
         rl.sort();
         assert_eq!(rl, bl, "TZ={tz}");
@@ -422,16 +413,7 @@ fn rewind_ls_of_bup_repo_matches_bup_ls() {
         let mut b = bup(&env.repo, &env.home);
         b.env("TZ", tz).args(["ls", "x"]);
         let mut bl = run(&mut b).success().lines();
-        let mut rl: Vec<String> = env
-            .rw()
-            .tz(tz)
-            .args(["ls", "x"])
-            .run()
-            .success()
-            .lines()
-            .into_iter()
-            .map(|l| l.trim_end_matches('/').to_owned())
-            .collect();
+        let mut rl = env.ls_names(tz, "x");
         bl.sort();
         rl.sort();
         assert_eq!(rl, bl, "TZ={tz}");

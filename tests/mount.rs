@@ -797,3 +797,64 @@ fn reads_survive_a_repack_that_replaces_every_pack() {
         m.log_text()
     );
 }
+
+/// Tags show as what they point at (a tagged blob is a file, a commit or a
+/// tree a directory, through annotated tags), and `latest` and the backup
+/// name are dated by the tip's commit instead of 1970 or the mount's
+/// start.
+#[test]
+fn tags_keep_their_types_and_latest_its_date() {
+    if !common::require_fuse() {
+        return;
+    }
+    let fx = fixture();
+    let git = |args: &[&str]| {
+        let out = run(Command::new("git")
+            .arg("--git-dir")
+            .arg(&fx.repo)
+            .env("GIT_COMMITTER_NAME", "A")
+            .env("GIT_COMMITTER_EMAIL", "a@h")
+            .args(args));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let blob = git(&["rev-parse", "t:a.txt"]);
+    git(&["tag", "blobtag", &blob]);
+    git(&["tag", "-a", "-m", "a blob", "annblob", &blob]);
+    git(&["tag", "-a", "-m", "a commit", "ann", "t"]);
+    git(&["tag", "treetag", "t^{tree}"]);
+    let m = mount(&fx, &[]);
+    let tags = m.path.join(".tag");
+    let mut listed: Vec<(String, bool)> = fs::read_dir(&tags)
+        .expect("readdir .tag")
+        .map(|e| {
+            let e = e.expect("entry");
+            let is_dir = e.file_type().expect("d_type").is_dir();
+            (e.file_name().to_string_lossy().into_owned(), is_dir)
+        })
+        .collect();
+    listed.sort();
+    let want = [
+        ("ann", true),
+        ("annblob", false),
+        ("blobtag", false),
+        ("treetag", true),
+    ];
+    let want: Vec<(String, bool)> = want.iter().map(|(n, d)| (n.to_string(), *d)).collect();
+    assert_eq!(listed, want);
+    for (name, is_dir) in &want {
+        let st = fs::metadata(tags.join(name)).expect("stat tag");
+        assert_eq!(st.is_dir(), *is_dir, "{name}");
+        if !is_dir {
+            assert!(st.is_file(), "{name}");
+            assert_eq!(fs::read(tags.join(name)).expect("read"), b"hello\n");
+        }
+    }
+    assert_eq!(fs::read(tags.join("ann/a.txt")).expect("read"), b"hello\n");
+    let latest = fs::symlink_metadata(m.path.join("t/latest")).expect("lstat latest");
+    assert!(latest.file_type().is_symlink());
+    assert_eq!(latest.mtime(), 1_700_000_000);
+    assert_eq!(
+        fs::metadata(m.path.join("t")).expect("stat t").mtime(),
+        1_700_000_000
+    );
+}

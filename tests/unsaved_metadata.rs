@@ -207,7 +207,8 @@ fn a_missing_tree_is_named_by_its_path() {
 }
 
 /// The mount shows what `ls -l` shows and the restore writes: 0644, 0755
-/// for the executable, an empty directory for the gitlink.
+/// for the executable, an empty directory for the gitlink, the commit's
+/// time.
 #[test]
 fn the_mount_agrees_on_entries_without_metadata() {
     if !require_fuse() {
@@ -223,4 +224,9 @@ fn the_mount_agrees_on_entries_without_metadata() {
     assert!(snap.join("lib").is_dir());
     assert_eq!(fs::read_dir(snap.join("lib")).unwrap().count(), 0);
     assert_eq!(fs::read(snap.join("sub/b.txt")).unwrap(), b"inside\n");
+    // Dated by the commit, as ls -l and the restore date them.
+    for name in ["", "a.txt", "run.sh", "sub", "sub/b.txt", "lib"] {
+        let mtime = fs::symlink_metadata(snap.join(name)).unwrap().mtime();
+        assert_eq!(mtime, COMMIT_TIME, "{name}");
+    }
 }

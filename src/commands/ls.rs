@@ -2,7 +2,8 @@ use super::{resolve_following, Error, Status, UsageError};
 use crate::cli::LsArgs;
 use crate::meta::{mode_string, Metadata};
 use crate::repo::Repo;
-use crate::view::{self, content_size, snapshots, ContentReader, Item, Node, NodeType};
+use crate::view::namespace::{self, Direct, Entry};
+use crate::view::{self, content_size, ContentReader, Item, Node, NodeType};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 
@@ -101,14 +102,20 @@ fn print_rows(rows: &[Row], long: bool) -> io::Result<()> {
     out.flush()
 }
 
-fn dir_row(name: &str, time: i64) -> Row {
+/// A row for an entry of the namespace's own directories (backup names,
+/// snapshots, `latest`); tags are shown as what they point at.
+fn entry_row(e: &Entry) -> Row {
+    let (mode, size) = match &e.link {
+        Some(target) => (libc::S_IFLNK | 0o755, target.len()),
+        None => (libc::S_IFDIR | 0o755, 0),
+    };
     Row {
-        mode: libc::S_IFDIR | 0o755,
+        mode,
         owner: "?/?".into(),
-        size: "0".into(),
-        mtime: time,
-        name: name.as_bytes().to_vec(),
-        link: None,
+        size: size.to_string(),
+        mtime: e.time.unwrap_or(0),
+        name: e.name.clone(),
+        link: e.link.clone(),
     }
 }
 
@@ -116,38 +123,27 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
     let path = args.path.as_deref().map_or(&b""[..], |p| p.as_bytes());
     // Entries the view left out (and logged) make the listing partial.
     let mut status = Status::Success;
-    let time = view::snapshot_time(repo, path).map_err(|e| e.reached_from(path))?;
-    let rows = match resolve_following(repo, path)? {
-        Item::Root => {
-            let mut rows: Vec<Row> = snapshots::backups(repo)?
-                .into_iter()
-                .map(|(name, _)| dir_row(&name, 0))
-                .collect();
-            if !snapshots::tags(repo)?.is_empty() {
-                rows.push(dir_row(".tag", 0));
-            }
-            rows
-        }
-        Item::Tags => snapshots::tags(repo)?
-            .into_iter()
-            .map(|(n, _)| dir_row(&n, 0))
-            .collect(),
-        Item::Backup { tip, .. } => {
-            let all = snapshots::snapshots(repo, &tip)?;
-            let mut rows: Vec<Row> = all.iter().map(|s| dir_row(&s.name, s.time)).collect();
-            if let Some(newest) = all.last() {
-                rows.push(Row {
-                    mode: libc::S_IFLNK | 0o755,
-                    owner: "?/?".into(),
-                    size: newest.name.len().to_string(),
-                    mtime: 0,
-                    name: b"latest".to_vec(),
-                    link: Some(newest.name.as_bytes().to_vec()),
-                });
-            }
-            rows
-        }
-        Item::Latest { .. } => unreachable!("resolve_following follows latest"),
+    let src = Direct::new(repo);
+    let (item, time) = resolve_following(repo, path)?;
+    let rows = match item {
+        // Each tag as what it points at; one that cannot be read is
+        // listed by name, with a warning, and makes the listing partial.
+        item @ Item::Tags => namespace::list(&src, &item)?
+            .iter()
+            .map(|e| match namespace::lookup(&src, &item, &e.name) {
+                Ok(found) => match found.item {
+                    Item::Node(node) => {
+                        node_row(repo, &node, args.numeric_ids, found.time.unwrap_or(0))
+                    }
+                    _ => Ok(entry_row(e)),
+                },
+                Err(err) => {
+                    tracing::warn!(".tag/{}: {err}", e.name.escape_ascii());
+                    status = Status::Partial;
+                    Ok(entry_row(e))
+                }
+            })
+            .collect::<Result<_, Error>>()?,
         Item::Node(node) if node.node_type == NodeType::Directory => {
             let dir = view::list_dir_with_meta(repo, &node.id).map_err(|e| e.reached_from(path))?;
             if !dir.skipped.is_empty() {
@@ -159,13 +155,17 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
                 .collect::<Result<_, _>>()?
         }
         Item::Node(node) => vec![node_row(repo, &node, args.numeric_ids, time)?],
+        item => namespace::list(&src, &item)?
+            .iter()
+            .map(entry_row)
+            .collect(),
     };
     print_rows(&rows, args.long)?;
     Ok(status)
 }
 
 pub fn cat_file(repo: &dyn Repo, path: &[u8]) -> Result<Status, Error> {
-    let node = match resolve_following(repo, path)? {
+    let node = match resolve_following(repo, path)?.0 {
         Item::Node(node)
             if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink =>
         {

@@ -232,22 +232,9 @@ fn server(args: &crate::cli::ServerArgs) -> Result<Status, Error> {
 }
 
 /// Resolves a view path, following `latest` even as the last component, as
-/// `ls` and `cp` follow a symlink named on the command line.
-pub(crate) fn resolve_following(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
-    following(repo, path).map_err(|e| e.reached_from(path))
-}
-
-fn following(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
-    match view::resolve(repo, path)? {
-        Item::Latest { target } => {
-            let mut trimmed = path;
-            while let Some(rest) = trimmed.strip_suffix(b"/") {
-                trimmed = rest;
-            }
-            let mut followed = trimmed[..trimmed.len() - b"latest".len()].to_vec();
-            followed.extend_from_slice(target.as_bytes());
-            view::resolve(repo, &followed)
-        }
-        other => Ok(other),
-    }
+/// `ls` and `cp` follow a symlink named on the command line. With it, the
+/// time of the snapshot on the way ([`view::namespace::resolve_timed`]).
+pub(crate) fn resolve_following(repo: &dyn Repo, path: &[u8]) -> Result<(Item, i64), ViewError> {
+    view::namespace::resolve_timed(&view::namespace::Direct::new(repo), path, true)
+        .map_err(|e| e.reached_from(path))
 }

@@ -29,10 +29,10 @@ pub fn run(cli: &Cli, args: &MountArgs) -> Result<Status, Error> {
             // not an empty mount; absolute, as the daemon changes to `/`.
             let dir = crate::source::paths::absolute(dir, &std::env::current_dir()?);
             crate::repo::under::list(&dir)?;
-            mount::Source::Under(dir)
+            mount::Mounted::Under(dir)
         }
         None => match super::location(cli)? {
-            crate::remote::Location::Local(path) => mount::Source::One(Box::new(open_at(&path)?)),
+            crate::remote::Location::Local(path) => mount::Mounted::One(Box::new(open_at(&path)?)),
             crate::remote::Location::Ssh(target) => {
                 return Err(Box::new(UsageError(format!(
                     "mount reads repositories on this machine: run it on the server that holds {target} (e.g. `rewind mount --repos DIR MOUNTPOINT` there)"

@@ -3,7 +3,7 @@ use crate::cli::RestoreArgs;
 use crate::repo::Repo;
 use crate::restore::plan::{Action, Planned, Planner};
 use crate::restore::{RestoreError, RestoreOptions, Restorer};
-use crate::view::{self, Item, Node, NodeType};
+use crate::view::{Item, Node, NodeType};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
     for path in &args.paths {
         let path = path.as_bytes();
         match resolve_following(repo, path)? {
-            Item::Node(node) => nodes.push((path, node)),
+            (Item::Node(node), time) => nodes.push((path, node, time)),
             _ => {
                 return Err(Box::new(UsageError(format!(
                     "{}: not inside a snapshot; name one, e.g. NAME/latest/ or NAME/latest/etc",
@@ -43,8 +43,7 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
         },
         &args.outdir,
     )?;
-    for (path, node) in nodes {
-        let time = view::snapshot_time(repo, path).map_err(|e| e.reached_from(path))?;
+    for (path, node, time) in nodes {
         if names_contents(path) && node.node_type == NodeType::Directory {
             restorer.restore_contents(&node, time)?;
         } else {
@@ -61,7 +60,7 @@ pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
 fn dry_run(
     repo: &dyn Repo,
     args: &RestoreArgs,
-    nodes: &[(&[u8], Box<Node>)],
+    nodes: &[(&[u8], Box<Node>, i64)],
 ) -> Result<Status, Error> {
     let planner = Planner::new(repo, &args.outdir, args.no_clobber);
     let mut out = std::io::stdout().lock();
@@ -81,7 +80,7 @@ fn dry_run(
             source,
         })
     };
-    for (path, node) in nodes {
+    for (path, node, _) in nodes {
         if names_contents(path) && node.node_type == NodeType::Directory {
             planner.contents(node, &mut print)?;
         } else {

@@ -492,8 +492,8 @@ impl Walker<'_> {
         }
     }
 
-    /// Names the paths of every snapshot reachable from `tip` (first
-    /// parents, as `rewind ls` lists them) that lead to a bad object.
+    /// Names the paths of the snapshots reachable from `tip` by first
+    /// parents that lead to a bad object.
     fn attribute(&mut self, repo: &dyn Repo, label: &str, tip: &ObjectId) {
         // Snapshot names as `rewind ls` shows them; commits without a
         // name (damaged history) go by id.

@@ -1,7 +1,7 @@
 //! `.bupm` metadata -> FUSE attributes.
 
 use super::inodes::NodeInfo;
-use crate::meta::{Metadata, Timespec};
+use crate::meta::Timespec;
 use crate::view::NodeType;
 use fuser::{FileAttr, FileType, INodeNo};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -60,12 +60,13 @@ pub fn synthetic_dir(ino: u64, uid: u32, gid: u32, time: SystemTime) -> FileAttr
     }
 }
 
-/// bup's `latest`: mode 0120755, size of the target, 1970 times.
-pub fn latest_link(ino: u64, target_len: usize, uid: u32, gid: u32) -> FileAttr {
+/// bup's `latest`: mode 0120755, size of the target; dated `time`, its
+/// snapshot's (bup shows 1970).
+pub fn latest_link(ino: u64, target_len: usize, uid: u32, gid: u32, time: SystemTime) -> FileAttr {
     FileAttr {
         size: target_len as u64,
         kind: FileType::Symlink,
-        ..synthetic_dir(ino, uid, gid, UNIX_EPOCH)
+        ..synthetic_dir(ino, uid, gid, time)
     }
 }
 
@@ -74,12 +75,18 @@ pub fn latest_link(ino: u64, target_len: usize, uid: u32, gid: u32) -> FileAttr 
 pub fn node_attr(ino: u64, info: &NodeInfo, size: u64, nlink: u32, uid: u32, gid: u32) -> FileAttr {
     let node = &info.node;
     let mode = node.mode();
-    let default = Metadata::default();
-    let meta = node.meta.as_ref().unwrap_or(&default);
-    let (uid, gid) = match &node.meta {
-        Some(m) => (m.uid, m.gid),
-        None => (uid, gid),
+    // Saved without metadata (plain git, bup split): what ls -l shows and
+    // restore applies, owned by whoever mounted.
+    let time = info.snapshot.as_ref().map_or(0, |s| s.time);
+    let unsaved;
+    let meta = match &node.meta {
+        Some(m) => m,
+        None => {
+            unsaved = node.unsaved_meta(time, uid, gid);
+            &unsaved
+        }
     };
+    let (uid, gid) = (meta.uid, meta.gid);
     let size = match node.node_type {
         NodeType::Regular | NodeType::Symlink => size,
         NodeType::Directory | NodeType::Special => 0,

@@ -13,24 +13,22 @@
 //! root, whose entries that module lists.
 
 use super::attr;
-use super::inodes::{node_bytes, Held, InodeKind, InodeTable, Key, NodeInfo, SnapshotRef, ROOT};
+use super::inodes::{InodeKind, InodeTable, NodeInfo, ROOT};
 use super::links::LinkCounts;
-use super::repos::{RepoIx, RepoState, Repositories, Source};
-use crate::cache::ByteLru;
-use crate::object::{Kind, ObjectId};
+use super::names::latest;
+use super::repos::{DirCache, Mounted, RepoIx, RepoState, Repositories};
 use crate::repo::Repository;
 use crate::view::random::{ChunkCache, FileReader, Prefetcher};
-use crate::view::{self, content_size, snapshots, Directory, Node, NodeType, ViewError};
+use crate::view::{content_size, NodeType, ViewError};
 use fuser::{
     AccessFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How long listings that follow refs are trusted.
@@ -41,28 +39,13 @@ pub const FROZEN_TTL: Duration = Duration::from_secs(24 * 3600);
 /// kernel's (up to 1 MiB) requests, so the workers never wait for them.
 const READ_AHEAD: u64 = 8 << 20;
 
-/// A directory's entries: name, type, and what the child's inode number is
-/// derived from.
-type Listing = Vec<(Vec<u8>, FileType, Key)>;
-
-/// What a name in a directory resolved to.
-struct Child {
-    kind: InodeKind,
-    /// What its inode number is derived from.
-    key: Key,
-    /// Whether the entry follows refs (or the repositories under `--repos`).
-    live: bool,
-    repo: RepoIx,
-}
-
 pub struct RewindFs {
-    repos: Repositories,
-    inodes: InodeTable,
+    pub(super) repos: Repositories,
+    pub(super) inodes: InodeTable,
     chunks: Arc<ChunkCache>,
     /// The chunk cache's share of the budget before what the inode table
     /// holds is taken out of it.
     chunk_budget: usize,
-    dirs: Mutex<ByteLru<ObjectId, Arc<Directory>>>,
     links: LinkCounts,
     /// Inflates ahead of sequential readers; its threads start on first
     /// use, after the daemon forked, never before.
@@ -72,13 +55,13 @@ pub struct RewindFs {
     no_open: AtomicBool,
     /// Starts the allocator trimmer (after the daemon forked).
     trimmer: std::sync::Once,
-    uid: u32,
-    gid: u32,
-    mounted_at: SystemTime,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) mounted_at: SystemTime,
 }
 
 /// What went wrong, as an errno; damage is logged with the object it names.
-fn errno(e: &ViewError, what: &str) -> Errno {
+pub(super) fn errno(e: &ViewError, what: &str) -> Errno {
     match e {
         ViewError::NotFound(_) => Errno::ENOENT,
         ViewError::NotADirectory(_) => Errno::ENOTDIR,
@@ -89,12 +72,8 @@ fn errno(e: &ViewError, what: &str) -> Errno {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl RewindFs {
-    pub fn new(source: Source, cache_bytes: usize) -> RewindFs {
+    pub fn new(source: Mounted, cache_bytes: usize) -> RewindFs {
         // Directories get a quarter of the budget, hardlink counts and delta
         // bases (repacked repositories) a sixteenth each, chunks the rest.
         // Per-thread buffers (a request's reply, a pack read window) and
@@ -103,7 +82,7 @@ impl RewindFs {
         let links = cache_bytes / 16;
         let bases = cache_bytes / 16;
         let chunks = Arc::new(ChunkCache::new(cache_bytes - dirs - links - bases));
-        let repos = Repositories::new(source, chunks.clone(), bases);
+        let repos = Repositories::new(source, chunks.clone(), Arc::new(DirCache::new(dirs)), bases);
         let root = if repos.is_directory() {
             InodeKind::Repos
         } else {
@@ -115,7 +94,6 @@ impl RewindFs {
             inodes: InodeTable::new(root),
             chunks,
             chunk_budget: cache_bytes - dirs - links - bases,
-            dirs: Mutex::new(ByteLru::new(dirs)),
             links: LinkCounts::new(links),
             ahead: Prefetcher::new(cores.min(4)),
             no_open: AtomicBool::new(false),
@@ -123,43 +101,6 @@ impl RewindFs {
             uid: crate::meta::ids::euid(),
             gid: crate::meta::ids::egid(),
             mounted_at: SystemTime::now(),
-        }
-    }
-
-    /// A directory's listing, from the cache shared by all repositories
-    /// (keyed by tree id, which each read verifies).
-    fn dir(&self, repo: &Repository, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
-        if let Some(d) = lock(&self.dirs).get(tree) {
-            return Ok(d);
-        }
-        let dir = Arc::new(view::list_dir(repo, tree)?);
-        let size = 256 + dir.entries.iter().map(node_bytes).sum::<usize>();
-        lock(&self.dirs).put(*tree, dir.clone(), size);
-        Ok(dir)
-    }
-
-    fn root_node(&self, repo: &Repository, tree: ObjectId, name: &[u8]) -> Result<Node, ViewError> {
-        let meta = self.dir(repo, &tree)?.meta.clone();
-        Ok(Node::directory(name, tree, meta))
-    }
-
-    /// A tag's target as a node: a commit's tree, a tree, or a blob.
-    fn tag_node(&self, repo: &Repository, name: &[u8], id: ObjectId) -> Result<Node, ViewError> {
-        let (kind, _) = repo.objects().read_header(&id)?;
-        match kind {
-            Kind::Commit => {
-                let tree = snapshots::read_commit(repo, &id)?.tree;
-                self.root_node(repo, tree, name)
-            }
-            Kind::Tree => self.root_node(repo, id, name),
-            _ => Ok(Node {
-                name: name.to_vec(),
-                node_type: NodeType::Regular,
-                id,
-                chunked: false,
-                git_mode: crate::object::tree::Mode::Blob,
-                meta: None,
-            }),
         }
     }
 
@@ -182,17 +123,23 @@ impl RewindFs {
     }
 
     /// Attributes and how long the kernel may keep them.
-    fn attr_of(
+    pub(super) fn attr_of(
         &self,
         ino: u64,
         repo: RepoIx,
         kind: &InodeKind,
     ) -> Result<(fuser::FileAttr, Duration), ViewError> {
         Ok(match kind {
-            InodeKind::Repos | InodeKind::RepoRoot | InodeKind::Tags | InodeKind::Backup(_) => (
+            InodeKind::Repos | InodeKind::RepoRoot | InodeKind::Tags => (
                 attr::synthetic_dir(ino, self.uid, self.gid, self.mounted_at),
                 LIVE_TTL,
             ),
+            // Dated by the tip, read again as the tip moves.
+            InodeKind::Backup(name) => {
+                let time = self.repos.get(repo)?.backup(name)?.time;
+                let time = time.map_or(self.mounted_at, seconds);
+                (attr::synthetic_dir(ino, self.uid, self.gid, time), LIVE_TTL)
+            }
             // node_of resolves these before anything asks.
             InodeKind::Pending(name) => {
                 return Err(ViewError::NotFound(
@@ -200,8 +147,9 @@ impl RewindFs {
                 ))
             }
             InodeKind::Latest(name) => {
-                let len = self.repos.get(repo)?.latest_target(name)?.len();
-                (attr::latest_link(ino, len, self.uid, self.gid), LIVE_TTL)
+                let (target, time) = latest(&*self.repos.get(repo)?, name)?;
+                let a = attr::latest_link(ino, target.len(), self.uid, self.gid, seconds(time));
+                (a, LIVE_TTL)
             }
             InodeKind::Node(info) => {
                 let st = self.repos.get(repo)?;
@@ -218,270 +166,10 @@ impl RewindFs {
                     }
                     None => (1, FROZEN_TTL),
                 };
-                (
-                    attr::node_attr(ino, info, size, nlink, self.uid, self.gid),
-                    ttl,
-                )
+                let a = attr::node_attr(ino, info, size, nlink, self.uid, self.gid);
+                (a, ttl)
             }
         })
-    }
-
-    /// Resolves `name` in `parent`.
-    fn child(&self, parent_ino: u64, parent: &Held, name: &[u8]) -> Result<Child, ViewError> {
-        let entry = |salt| Key::entry(parent_ino, name, salt);
-        let here = |kind, key, live| {
-            Ok(Child {
-                kind,
-                key,
-                live,
-                repo: parent.repo,
-            })
-        };
-        let root = |key: &Key, tree| {
-            Some(Arc::new(SnapshotRef {
-                id: key.snapshot_id(),
-                tree,
-            }))
-        };
-        let missing = || ViewError::NotFound(String::from_utf8_lossy(name).into_owned());
-        if let InodeKind::Repos = parent.kind {
-            let listed = self.repos.list()?;
-            let found = listed.iter().find(|l| l.name == name).ok_or_else(missing)?;
-            return Ok(Child {
-                kind: InodeKind::RepoRoot,
-                key: entry(Some(identity_salt(found.identity))),
-                live: true,
-                repo: found.ix,
-            });
-        }
-        let st = self.repos.get(parent.repo)?;
-        match &parent.kind {
-            InodeKind::Repos => Err(missing()),
-            InodeKind::RepoRoot => {
-                if name == b".tag" {
-                    return here(InodeKind::Tags, entry(None), true);
-                }
-                let backups = st.backups()?;
-                let (n, _) = backups
-                    .iter()
-                    .find(|(n, _)| n.as_bytes() == name)
-                    .ok_or_else(missing)?;
-                here(InodeKind::Backup(n.clone()), entry(None), true)
-            }
-            InodeKind::Tags => {
-                let tags = st.tags()?;
-                let (_, id) = tags
-                    .iter()
-                    .find(|(n, _)| n.as_bytes() == name)
-                    .ok_or_else(missing)?;
-                let node = self.tag_node(&st.repo, name, *id)?;
-                let key = entry(Some(id.0));
-                let snapshot = match node.node_type {
-                    NodeType::Directory => root(&key, node.id),
-                    _ => None,
-                };
-                here(InodeKind::Node(NodeInfo::new(node, snapshot)), key, true)
-            }
-            InodeKind::Backup(backup) => {
-                let list = st.snapshots(backup)?;
-                if name == b"latest" {
-                    // Numbered by the tip it points at: when a save moves
-                    // it, `latest` is a new inode, so the kernel may cache
-                    // each one's target (no READLINK per path walk).
-                    let tip = list.last().ok_or_else(missing)?.commit;
-                    return here(InodeKind::Latest(backup.clone()), entry(Some(tip.0)), true);
-                }
-                let snap = list
-                    .iter()
-                    .find(|s| s.name.as_bytes() == name)
-                    .ok_or_else(missing)?;
-                let node = self.root_node(&st.repo, snap.tree, name)?;
-                let key = entry(Some(snap.commit.0));
-                let snapshot = root(&key, snap.tree);
-                here(InodeKind::Node(NodeInfo::new(node, snapshot)), key, true)
-            }
-            InodeKind::Latest(_) => Err(ViewError::NotADirectory(
-                String::from_utf8_lossy(name).into_owned(),
-            )),
-            InodeKind::Pending(_) => Err(missing()),
-            InodeKind::Node(info) => {
-                if info.node.node_type != NodeType::Directory {
-                    return Err(ViewError::NotADirectory(
-                        String::from_utf8_lossy(&info.node.name).into_owned(),
-                    ));
-                }
-                let dir = self.dir(&st.repo, &info.node.id)?;
-                let i = dir
-                    .entries
-                    .binary_search_by(|n| n.name.as_slice().cmp(name))
-                    .map_err(|_| missing())?;
-                let mut node = dir.entries[i].clone();
-                if node.node_type == NodeType::Directory {
-                    // From the subdirectory's whole listing, kept in the
-                    // cache: a walk (`cp -a`, `find`) lists it next, and
-                    // its tree and `.bupm` are then read once, not twice.
-                    node.meta = self.dir(&st.repo, &node.id)?.meta.clone();
-                }
-                let child = NodeInfo::new(node, info.snapshot.clone());
-                let key = match child.hardlink() {
-                    Some((snapshot, target)) => Key::group(snapshot.id, target),
-                    None => entry(None),
-                };
-                here(InodeKind::Node(child), key, false)
-            }
-        }
-    }
-
-    /// All entries of a directory inode (without "." and ".."), with the
-    /// key each child's inode number is derived from (as in [`Self::child`]).
-    fn entries(&self, ino: u64, held: &Held) -> Result<Listing, ViewError> {
-        let item = |name: &[u8], ft, salt| (name.to_vec(), ft, Key::entry(ino, name, salt));
-        if let InodeKind::Repos = held.kind {
-            return Ok(self
-                .repos
-                .list()?
-                .iter()
-                .map(|l| {
-                    item(
-                        &l.name,
-                        FileType::Directory,
-                        Some(identity_salt(l.identity)),
-                    )
-                })
-                .collect());
-        }
-        let st = self.repos.get(held.repo)?;
-        Ok(match &held.kind {
-            InodeKind::Repos => Vec::new(),
-            InodeKind::RepoRoot => {
-                let mut v: Vec<_> = st
-                    .backups()?
-                    .iter()
-                    .map(|(n, _)| item(n.as_bytes(), FileType::Directory, None))
-                    .collect();
-                if !st.tags()?.is_empty() {
-                    v.push(item(b".tag", FileType::Directory, None));
-                }
-                v
-            }
-            InodeKind::Tags => st
-                .tags()?
-                .iter()
-                .map(|(n, id)| item(n.as_bytes(), FileType::Directory, Some(id.0)))
-                .collect(),
-            InodeKind::Backup(name) => {
-                let list = st.snapshots(name)?;
-                let mut v: Vec<_> = list
-                    .iter()
-                    .map(|s| item(s.name.as_bytes(), FileType::Directory, Some(s.commit.0)))
-                    .collect();
-                if let Some(tip) = list.last() {
-                    v.push(item(b"latest", FileType::Symlink, Some(tip.commit.0)));
-                }
-                v
-            }
-            InodeKind::Latest(_) => return Err(ViewError::NotADirectory("latest".into())),
-            InodeKind::Pending(name) => {
-                return Err(ViewError::NotFound(
-                    String::from_utf8_lossy(name).into_owned(),
-                ))
-            }
-            InodeKind::Node(info) => {
-                if info.node.node_type != NodeType::Directory {
-                    return Err(ViewError::NotADirectory(
-                        String::from_utf8_lossy(&info.node.name).into_owned(),
-                    ));
-                }
-                let snapshot = info.snapshot.as_ref().map(|s| s.id);
-                self.dir(&st.repo, &info.node.id)?
-                    .entries
-                    .iter()
-                    .map(|n| {
-                        let group = n
-                            .meta
-                            .as_ref()
-                            .and_then(|m| m.hardlink_target.as_deref())
-                            .filter(|_| n.node_type != NodeType::Directory)
-                            .zip(snapshot);
-                        let key = match group {
-                            Some((target, snapshot)) => Key::group(snapshot, target),
-                            None => Key::entry(ino, &n.name, None),
-                        };
-                        (n.name.clone(), attr::file_type(n.mode()), key)
-                    })
-                    .collect()
-            }
-        })
-    }
-
-    /// A readdirplus entry: the child's number (registered), attributes and
-    /// their lifetime. A snapshot in a backup's listing, and an entry whose
-    /// node cannot be read, are announced unresolved with a zero lifetime,
-    /// so the kernel asks again (lookup, getattr) when it needs them: a
-    /// listing of thousands of snapshots does not read each one's root, and
-    /// a damaged entry still lists (its own lookup gives the error).
-    fn plus_entry(
-        &self,
-        ino: u64,
-        held: &Held,
-        name: &[u8],
-        ft: FileType,
-        key: &Key,
-    ) -> (u64, fuser::FileAttr, Duration) {
-        let resolved = match held.kind {
-            InodeKind::Backup(_) if name != b"latest" => None,
-            _ => self.child(ino, held, name).ok().and_then(|c| {
-                let child = self.inodes.assign(c.key, c.repo, c.kind.clone());
-                match self.attr_of(child, c.repo, &c.kind) {
-                    Ok((attr, ttl)) => {
-                        Some((child, attr, if c.live { ttl.min(LIVE_TTL) } else { ttl }))
-                    }
-                    Err(_) => {
-                        self.inodes.forget(child, 1);
-                        None
-                    }
-                }
-            }),
-        };
-        resolved.unwrap_or_else(|| {
-            let child =
-                self.inodes
-                    .assign(key.clone(), held.repo, InodeKind::Pending(name.to_vec()));
-            let mut attr = attr::synthetic_dir(child, self.uid, self.gid, self.mounted_at);
-            attr.kind = ft;
-            (child, attr, Duration::ZERO)
-        })
-    }
-
-    fn read_link(&self, held: &Held) -> Result<Vec<u8>, ViewError> {
-        match &held.kind {
-            InodeKind::Latest(backup) => Ok(self
-                .repos
-                .get(held.repo)?
-                .latest_target(backup)?
-                .into_bytes()),
-            InodeKind::Node(info) if info.node.node_type == NodeType::Symlink => {
-                if let Some(t) = info
-                    .node
-                    .meta
-                    .as_ref()
-                    .and_then(|m| m.symlink_target.clone())
-                {
-                    return Ok(t);
-                }
-                let mut target = Vec::new();
-                let st = self.repos.get(held.repo)?;
-                view::ContentReader::new(st.repo.objects(), info.node.content())
-                    .take(64 * 1024)
-                    .read_to_end(&mut target)
-                    .map_err(|e| ViewError::Malformed {
-                        id: info.node.id,
-                        detail: format!("symlink target: {e}"),
-                    })?;
-                Ok(target)
-            }
-            _ => Err(ViewError::NotFound("not a symlink".into())),
-        }
     }
 
     /// Inodes the kernel holds cannot be evicted (`cp -a` of a big tree
@@ -495,37 +183,6 @@ impl RewindFs {
             .saturating_sub(held)
             .max(self.chunk_budget / 4);
         self.chunks.set_budget(budget);
-    }
-
-    /// A directory's parent, kind and entries, for readdir and readdirplus.
-    fn listing(&self, ino: INodeNo) -> Result<(Held, Listing), Errno> {
-        let held = self.node_of(ino)?;
-        let entries = self
-            .entries(ino.0, &held)
-            .map_err(|e| errno(&e, "readdir"))?;
-        Ok((held, entries))
-    }
-
-    fn node_of(&self, ino: INodeNo) -> Result<Held, Errno> {
-        let held = self.inodes.get(ino.0).ok_or(Errno::ENOENT)?;
-        let InodeKind::Pending(name) = &held.kind else {
-            return Ok(held);
-        };
-        // Announced by readdirplus without its node: resolve it as a lookup
-        // would, and check it is still the same entry.
-        let key = self.inodes.key(ino.0).ok_or(Errno::ENOENT)?;
-        let parent = self.node_of(INodeNo(held.parent))?;
-        let child = self
-            .child(held.parent, &parent, name)
-            .map_err(|e| errno(&e, "lookup"))?;
-        if child.key != key {
-            return Err(Errno::ENOENT);
-        }
-        let kind = self
-            .inodes
-            .resolve(ino.0, &key, child.kind)
-            .ok_or(Errno::ENOENT)?;
-        Ok(Held { kind, ..held })
     }
 
     /// The reader of a regular file's content, made on first read.
@@ -995,13 +652,8 @@ impl Filesystem for RewindFs {
     }
 }
 
-/// A repository directory's device and inode as an inode-number salt: a
-/// repository removed and made again under its name is a new directory.
-fn identity_salt((dev, ino): (u64, u64)) -> [u8; 20] {
-    let mut salt = [0u8; 20];
-    salt[..8].copy_from_slice(&dev.to_le_bytes());
-    salt[8..16].copy_from_slice(&ino.to_le_bytes());
-    salt
+fn seconds(t: i64) -> SystemTime {
+    attr::system_time(crate::meta::Timespec { sec: t, nsec: 0 })
 }
 
 /// How often freed memory is handed back to the system.

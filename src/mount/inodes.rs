@@ -64,6 +64,9 @@ pub struct SnapshotRef {
     pub id: u64,
     /// The root tree, where a scan for link counts starts.
     pub tree: ObjectId,
+    /// The author time of its commit (0 for a tagged tree): what entries
+    /// saved without metadata show (see [`crate::view::Node::unsaved_meta`]).
+    pub time: i64,
 }
 
 /// A node of a snapshot and what was computed about it once.

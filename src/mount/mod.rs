@@ -12,10 +12,11 @@ mod fs;
 mod inodes;
 mod links;
 pub mod log;
+mod names;
 mod repos;
 
 pub use fs::{RewindFs, FROZEN_TTL, LIVE_TTL};
-pub use repos::Source;
+pub use repos::Mounted;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::io;
@@ -161,7 +162,7 @@ fn daemonize() -> Result<(), MountError> {
 }
 
 /// Mounts `source` and serves it until unmounted or signalled.
-pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
+pub fn run(source: Mounted, cfg: &MountConfig) -> Result<(), MountError> {
     check_mountpoint(&cfg.mountpoint)?;
     // Absolute: the daemon changes to / before it uses the path again.
     let mountpoint = cfg.mountpoint.canonicalize().map_err(|source| {
@@ -208,7 +209,7 @@ pub fn run(source: Source, cfg: &MountConfig) -> Result<(), MountError> {
     // A long-lived reader: scan the packs now (opening a repository defers
     // it to first use), so the first listing does not wait for it. Under
     // --repos each repository is opened, and scanned, on first use.
-    if let Source::One(repo) = &source {
+    if let Mounted::One(repo) = &source {
         if let Err(e) = repo.objects().refresh() {
             tracing::warn!("scanning packs: {e}");
         }

@@ -20,12 +20,15 @@
 //! is the same bytes whichever repository it came from.
 
 use super::fs::LIVE_TTL;
+use super::inodes::node_bytes;
 use crate::cache::ByteLru;
 use crate::object::ObjectId;
 use crate::repo::under::{self, Found};
+use crate::repo::Repo;
 use crate::repo::Repository;
+use crate::view::namespace::{self, Backup, Snapshots, Source, Tag};
 use crate::view::random::ChunkCache;
-use crate::view::{self, snapshots, ViewError};
+use crate::view::{self, Directory, ViewError};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -45,18 +48,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What to mount.
-pub enum Source {
+pub enum Mounted {
     One(Box<Repository>),
     /// Every repository directly under this directory.
     Under(PathBuf),
 }
 
-impl Source {
+impl Mounted {
     /// The path the mount is named after (`rewind:<path>` in the mount table).
     pub fn path(&self) -> &Path {
         match self {
-            Source::One(repo) => repo.path(),
-            Source::Under(dir) => dir,
+            Mounted::One(repo) => repo.path(),
+            Mounted::Under(dir) => dir,
         }
     }
 }
@@ -64,23 +67,51 @@ impl Source {
 /// Ref-derived listings with the time they were read.
 #[derive(Default)]
 struct Live {
-    backups: Option<(Instant, Shared<(String, ObjectId)>)>,
-    tags: Option<(Instant, Shared<(String, ObjectId)>)>,
+    backups: Option<(Instant, Shared<Backup>)>,
+    tags: Option<(Instant, Shared<Tag>)>,
     /// Per backup name: the tip the list was built from, and the list.
-    snapshots: HashMap<String, (ObjectId, Shared<view::Snapshot>)>,
+    snapshots: HashMap<String, (ObjectId, Arc<Snapshots>)>,
+}
+
+/// Listings of saved directories, shared by all repositories: keyed by
+/// tree id, which each read verifies, so the same id is the same listing
+/// whichever repository it came from.
+pub struct DirCache(Mutex<ByteLru<ObjectId, Arc<Directory>>>);
+
+impl DirCache {
+    pub fn new(bytes: usize) -> DirCache {
+        DirCache(Mutex::new(ByteLru::new(bytes)))
+    }
+
+    fn get(&self, repo: &Repository, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
+        if let Some(d) = lock(&self.0).get(tree) {
+            return Ok(d);
+        }
+        let dir = Arc::new(view::list_dir(repo, tree)?);
+        let size = 256 + dir.entries.iter().map(node_bytes).sum::<usize>();
+        lock(&self.0).put(*tree, dir.clone(), size);
+        Ok(dir)
+    }
 }
 
 /// One repository as the mount sees it: the repository, its listings that
 /// follow refs (re-read at most every [`LIVE_TTL`]), and its read-ahead.
+/// As a [`Source`] it answers the namespace from those listings.
 pub struct RepoState {
     pub repo: Arc<Repository>,
     live: Mutex<Live>,
+    dirs: Arc<DirCache>,
     /// Inflates a blob of this repository into the shared chunk cache.
     pub ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync>,
 }
 
 impl RepoState {
-    fn new(repo: Repository, chunks: &Arc<ChunkCache>, base_bytes: usize) -> Arc<RepoState> {
+    fn new(
+        repo: Repository,
+        chunks: &Arc<ChunkCache>,
+        dirs: &Arc<DirCache>,
+        base_bytes: usize,
+    ) -> Arc<RepoState> {
         repo.objects().set_base_cache_bytes(base_bytes);
         let repo = Arc::new(repo);
         let ahead_load: Arc<dyn Fn(&ObjectId) + Send + Sync> = {
@@ -92,55 +123,74 @@ impl RepoState {
         Arc::new(RepoState {
             repo,
             live: Mutex::new(Live::default()),
+            dirs: dirs.clone(),
             ahead_load,
         })
     }
 
-    pub fn backups(&self) -> Result<Shared<(String, ObjectId)>, ViewError> {
-        if let Some((at, list)) = &lock(&self.live).backups {
-            if at.elapsed() < LIVE_TTL {
-                return Ok(list.clone());
-            }
+    /// A backup name as listed now.
+    pub fn backup(&self, name: &str) -> Result<Backup, ViewError> {
+        self.backups()?
+            .iter()
+            .find(|b| b.name == name)
+            .cloned()
+            .ok_or_else(|| ViewError::NotFound(name.to_string()))
+    }
+}
+
+/// `list` as read within the last [`LIVE_TTL`], or read now.
+fn fresh<T>(
+    slot: impl Fn(&mut Live) -> &mut Option<(Instant, Shared<T>)>,
+    live: &Mutex<Live>,
+    read: impl FnOnce() -> Result<Vec<T>, ViewError>,
+) -> Result<Shared<T>, ViewError> {
+    if let Some((at, list)) = slot(&mut lock(live)) {
+        if at.elapsed() < LIVE_TTL {
+            return Ok(list.clone());
         }
-        let list = Arc::new(snapshots::backups(&*self.repo)?);
-        lock(&self.live).backups = Some((Instant::now(), list.clone()));
-        Ok(list)
+    }
+    let list = Arc::new(read()?);
+    *slot(&mut lock(live)) = Some((Instant::now(), list.clone()));
+    Ok(list)
+}
+
+impl Source for RepoState {
+    fn repo(&self) -> &dyn Repo {
+        &*self.repo
     }
 
-    pub fn tags(&self) -> Result<Shared<(String, ObjectId)>, ViewError> {
-        if let Some((at, list)) = &lock(&self.live).tags {
-            if at.elapsed() < LIVE_TTL {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(snapshots::tags(&*self.repo)?);
-        lock(&self.live).tags = Some((Instant::now(), list.clone()));
-        Ok(list)
+    fn backups(&self) -> Result<Shared<Backup>, ViewError> {
+        fresh(
+            |l| &mut l.backups,
+            &self.live,
+            || namespace::read_backups(&*self.repo),
+        )
     }
 
-    /// The snapshots of a backup name, rebuilt only when its tip moved.
-    pub fn snapshots(&self, name: &str) -> Result<Shared<view::Snapshot>, ViewError> {
-        let backups = self.backups()?;
-        let Some((_, tip)) = backups.iter().find(|(n, _)| n == name) else {
-            return Err(ViewError::NotFound(name.to_string()));
-        };
-        if let Some((t, list)) = lock(&self.live).snapshots.get(name) {
-            if t == tip {
+    fn tags(&self) -> Result<Shared<Tag>, ViewError> {
+        fresh(
+            |l| &mut l.tags,
+            &self.live,
+            || namespace::read_tags(&*self.repo),
+        )
+    }
+
+    /// Rebuilt only when the name's tip moved.
+    fn snapshots(&self, backup: &Backup) -> Result<Arc<Snapshots>, ViewError> {
+        if let Some((t, list)) = lock(&self.live).snapshots.get(&backup.name) {
+            if *t == backup.tip {
                 return Ok(list.clone());
             }
         }
-        let list = Arc::new(snapshots::snapshots(&*self.repo, tip)?);
+        let list = Arc::new(namespace::read_snapshots(&*self.repo, &backup.tip)?);
         lock(&self.live)
             .snapshots
-            .insert(name.to_string(), (*tip, list.clone()));
+            .insert(backup.name.clone(), (backup.tip, list.clone()));
         Ok(list)
     }
 
-    pub fn latest_target(&self, backup: &str) -> Result<String, ViewError> {
-        let list = self.snapshots(backup)?;
-        list.last()
-            .map(|s| s.name.clone())
-            .ok_or_else(|| ViewError::NotFound(format!("{backup}/latest")))
+    fn directory(&self, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
+        self.dirs.get(&self.repo, tree)
     }
 }
 
@@ -175,6 +225,7 @@ enum Kind {
 pub struct Repositories {
     kind: Kind,
     chunks: Arc<ChunkCache>,
+    dirs: Arc<DirCache>,
     /// Delta-base cache of each open repository.
     base_bytes: usize,
 }
@@ -182,13 +233,18 @@ pub struct Repositories {
 impl Repositories {
     /// `base_bytes` is the delta-base budget of the whole mount; under a
     /// directory each open repository gets its share of it.
-    pub fn new(source: Source, chunks: Arc<ChunkCache>, base_bytes: usize) -> Repositories {
+    pub fn new(
+        source: Mounted,
+        chunks: Arc<ChunkCache>,
+        dirs: Arc<DirCache>,
+        base_bytes: usize,
+    ) -> Repositories {
         let (kind, base_bytes) = match source {
-            Source::One(repo) => (
-                Kind::One(RepoState::new(*repo, &chunks, base_bytes)),
+            Mounted::One(repo) => (
+                Kind::One(RepoState::new(*repo, &chunks, &dirs, base_bytes)),
                 base_bytes,
             ),
-            Source::Under(dir) => (
+            Mounted::Under(dir) => (
                 Kind::Under(Under {
                     dir,
                     listing: Mutex::new(None),
@@ -201,6 +257,7 @@ impl Repositories {
         Repositories {
             kind,
             chunks,
+            dirs,
             base_bytes,
         }
     }
@@ -269,7 +326,7 @@ impl Repositories {
             }
         }
         let repo = Repository::open(&listed.path)?;
-        let state = RepoState::new(repo, &self.chunks, self.base_bytes);
+        let state = RepoState::new(repo, &self.chunks, &self.dirs, self.base_bytes);
         lock(&under.open).put(ix, (listed.identity, state.clone()), 1);
         Ok(state)
     }

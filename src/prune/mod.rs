@@ -7,7 +7,9 @@
 //! written again with the same tree, author, committer (names, times and
 //! offsets) and message, and one parent, the previous kept commit (or none
 //! when every older snapshot goes). Headers bup does not write (`encoding`,
-//! `gpgsig`) and second parents are dropped, as bup drops them; trees and
+//! `gpgsig`) and second parents are dropped, as bup drops them (a history
+//! with merges, listed whole, is written again whole, into one line, so
+//! that no kept snapshot is left unreachable); trees and
 //! file data are not touched, so git and bup 0.33 read the result, and
 //! nothing is deleted from packs: space comes back with gc.
 //!
@@ -161,16 +163,21 @@ fn rewrite(
     let mut sink = ObjectSink::new(repo, known)?;
     let mut ids = Vec::with_capacity(commits.len());
     for c in commits {
-        let body = commit::encode(&Commit {
-            parents: parent.into_iter().collect(),
-            ..(*c).clone()
-        });
+        let body = commit::encode(&reparented(c, parent));
         let id = sink.put(Kind::Commit, &body)?;
         ids.push(id);
         parent = Some(id);
     }
     sink.publish()?;
     Ok(ids)
+}
+
+/// `c` written again with `parent` as its only parent.
+fn reparented(c: &Commit, parent: Option<ObjectId>) -> Commit {
+    Commit {
+        parents: parent.into_iter().collect(),
+        ..c.clone()
+    }
 }
 
 /// The commits from `tip` back to (not including) `stop`, oldest first,
@@ -208,6 +215,12 @@ pub fn execute(repo: &dyn Repo, plan: &Plan) -> Result<Outcome, PruneError> {
             ..Outcome::default()
         });
     };
+    // A history with merges is listed whole (every commit reachable), so
+    // the snapshots before the first removed one need not be ancestors of
+    // the one just before it: all kept snapshots are written again then,
+    // into one line, so that none is left unreachable.
+    let linear = plan.commits.iter().all(|c| c.parents.len() <= 1);
+    let first = if linear { first } else { 0 };
     let base = first.checked_sub(1).map(|i| plan.snapshots[i].commit);
     let kept: Vec<usize> = (first..plan.snapshots.len())
         .filter(|&i| plan.snapshots[i].decision.keep())
@@ -222,10 +235,10 @@ pub fn execute(repo: &dyn Repo, plan: &Plan) -> Result<Outcome, PruneError> {
         .map(|&i| plan.snapshots[i].commit)
         .zip(new.iter().copied())
         .collect();
-    let mut facts: Vec<(ObjectId, ObjectId, Option<ObjectId>, i64)> = Vec::new();
+    let mut facts: Vec<(ObjectId, Commit)> = Vec::new();
     let mut parent = base;
     for (c, id) in old.iter().zip(&new) {
-        facts.push((*id, c.tree, parent, c.author.time));
+        facts.push((*id, reparented(c, parent)));
         parent = Some(*id);
     }
     // The tip is always kept, so the rewrite wrote at least one commit.
@@ -268,7 +281,7 @@ pub fn execute(repo: &dyn Repo, plan: &Plan) -> Result<Outcome, PruneError> {
                 let mut parent = new_tip;
                 for ((old, c), id) in newer.iter().zip(&ids) {
                     rewritten.push((*old, *id));
-                    facts.push((*id, c.tree, Some(parent), c.author.time));
+                    facts.push((*id, reparented(c, Some(parent))));
                     parent = *id;
                 }
                 landed_meanwhile += newer.len();

@@ -1,16 +1,15 @@
 //! A read-only file-system view of a repository, shared by ls, restore and
-//! mount (which adds only the FUSE plumbing):
-//!
-//! ```text
-//! /<name>/<YYYY-MM-DD-HHMMSS>/<saved path>    /<name>/latest -> <newest>
-//! /.tag/<tag>/...
-//! ```
+//! mount (which adds only the FUSE plumbing): the names above the
+//! snapshots ([`namespace`]: backup names, snapshots, `latest`, tags), and
+//! the saved directories and files below them (here, and [`file`],
+//! [`random`]).
 //!
 //! Directory entries are git tree entries demangled (bup's `.bup`, `.bupl`)
 //! and zipped with the records of the directory's `.bupm`. The same code
 //! reads what rewind and what bup 0.33 wrote.
 
 pub mod file;
+pub mod namespace;
 pub mod random;
 pub mod snapshots;
 
@@ -20,6 +19,7 @@ use crate::object::tree::{self, demangle, Demangled, Mode};
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repo;
 pub use file::{content_size, Content, ContentReader};
+pub use namespace::Item;
 pub use snapshots::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
@@ -371,120 +371,4 @@ pub fn list_dir_with_meta(repo: &dyn Repo, tree_id: &ObjectId) -> Result<Directo
         }
     }
     Ok(dir)
-}
-
-/// What a path of the view names.
-#[derive(Clone, Debug)]
-pub enum Item {
-    /// `/`: the backup names (and `.tag`).
-    Root,
-    /// `/.tag`.
-    Tags,
-    /// `/<name>`: its snapshots.
-    Backup { name: String, tip: ObjectId },
-    /// `/<name>/latest`, a symlink to the newest snapshot's name.
-    Latest { target: String },
-    /// A snapshot's root or anything inside it.
-    Node(Box<Node>),
-}
-
-fn split_path(path: &[u8]) -> Vec<&[u8]> {
-    path.split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .collect()
-}
-
-/// Resolves a view path like `etc/latest/etc/hosts`. `latest` is followed
-/// when it is not the last component.
-pub fn resolve(repo: &dyn Repo, path: &[u8]) -> Result<Item, ViewError> {
-    Ok(resolve_timed(repo, path)?.0)
-}
-
-/// The time that stands for the times of entries with no saved metadata
-/// under `path` (see [`Node::unsaved_meta`]): the author time of the
-/// snapshot or tagged commit the path goes through; 0 where no commit is
-/// on the way (a tag of a tree or blob, or a path outside snapshots).
-pub fn snapshot_time(repo: &dyn Repo, path: &[u8]) -> Result<i64, ViewError> {
-    let parts = split_path(path);
-    let Some(prefix) = parts.get(..2) else {
-        return Ok(0);
-    };
-    Ok(resolve_timed(repo, &prefix.join(&b'/'))?.1)
-}
-
-/// [`resolve`], with the time of the commit on the way (0 if none).
-fn resolve_timed(repo: &dyn Repo, path: &[u8]) -> Result<(Item, i64), ViewError> {
-    let parts = split_path(path);
-    let shown = || String::from_utf8_lossy(path).into_owned();
-    let Some((&first, rest)) = parts.split_first() else {
-        return Ok((Item::Root, 0));
-    };
-    let mut time = 0;
-    let root_node = |tree: ObjectId, name: &[u8]| -> Result<Node, ViewError> {
-        Ok(Node::directory(name, tree, dir_meta(repo, &tree)?))
-    };
-    let mut node = if first == b".tag" {
-        let Some((&tag, _)) = rest.split_first() else {
-            return Ok((Item::Tags, 0));
-        };
-        let (_, id) = snapshots::tags(repo)?
-            .into_iter()
-            .find(|(n, _)| n.as_bytes() == tag)
-            .ok_or_else(|| ViewError::NotFound(shown()))?;
-        let object = repo.objects().read(&id)?;
-        match object.kind {
-            Kind::Commit => {
-                let commit = snapshots::read_commit(repo, &id)?;
-                time = commit.author.time;
-                root_node(commit.tree, tag)?
-            }
-            Kind::Tree => root_node(id, tag)?,
-            _ => Node {
-                name: tag.to_vec(),
-                node_type: NodeType::Regular,
-                id,
-                chunked: false,
-                git_mode: Mode::Blob,
-                meta: None,
-            },
-        }
-    } else {
-        let (name, tip) = snapshots::backups(repo)?
-            .into_iter()
-            .find(|(n, _)| n.as_bytes() == first)
-            .ok_or_else(|| ViewError::NotFound(shown()))?;
-        let Some((&snap, _)) = rest.split_first() else {
-            return Ok((Item::Backup { name, tip }, 0));
-        };
-        let all = snapshots::snapshots(repo, &tip)?;
-        if snap == b"latest" && rest.len() == 1 {
-            let newest = all.last().ok_or_else(|| ViewError::NotFound(shown()))?;
-            let target = newest.name.clone();
-            return Ok((Item::Latest { target }, newest.time));
-        }
-        let found = if snap == b"latest" {
-            all.last()
-        } else {
-            all.iter().find(|s| s.name.as_bytes() == snap)
-        };
-        let snapshot = found.ok_or_else(|| ViewError::NotFound(shown()))?;
-        time = snapshot.time;
-        root_node(snapshot.tree, snap)?
-    };
-    for &component in rest.iter().skip(1) {
-        if node.node_type != NodeType::Directory {
-            return Err(ViewError::NotADirectory(shown()));
-        }
-        let dir = list_dir_quiet(repo, &node.id)?;
-        let mut child = dir
-            .entries
-            .into_iter()
-            .find(|n| n.name == component)
-            .ok_or_else(|| ViewError::NotFound(shown()))?;
-        if child.node_type == NodeType::Directory {
-            child.meta = dir_meta(repo, &child.id)?;
-        }
-        node = child;
-    }
-    Ok((Item::Node(Box::new(node)), time))
 }

@@ -1,6 +1,7 @@
 //! Backup names (branches) and their snapshots, named as bup names them:
 //! the author time in the reader's local time zone, `-N` suffixes for
-//! adjacent same-second saves, and `latest` for the tip.
+//! adjacent same-second saves, and `latest` for the tip. Every commit
+//! reachable from the tip is a snapshot, merged-in ones too.
 
 use super::ViewError;
 use crate::object::{commit, Kind, ObjectId};
@@ -48,62 +49,66 @@ pub fn read_commit(repo: &dyn Repo, id: &ObjectId) -> Result<commit::Commit, Vie
     })
 }
 
-/// All snapshots of the branch whose tip is `tip`, oldest first, following
-/// first parents (bup writes linear history).
+/// All snapshots of the branch whose tip is `tip`, oldest first: every
+/// commit reachable from the tip (merge commits' other parents too, as
+/// bup 0.33 lists them), in the reverse of `git rev-list`'s order, so the
+/// tip is last. Linear history is its chain of first parents.
 ///
-/// What each commit says (tree, first parent, author time) is kept in
-/// [`CommitCache`]: a name with thousands of snapshots (one pack per save)
-/// is then listed without opening a pack. A history that comes back to a
-/// commit already met is a cycle: through the cache it means the cache is
-/// damaged (commit ids hash their parents, so real commits cannot loop),
-/// and the history is walked again from the commits alone, rewriting the
-/// cache; from the commits alone it is an error naming the commit.
+/// What each commit says (tree, parents, author and committer times) is
+/// kept in [`CommitCache`]: a name with thousands of snapshots (one pack
+/// per save) is then listed without opening a pack. A history in which a
+/// commit is its own ancestor is a cycle: through the cache it means the
+/// cache is damaged (commit ids hash their parents, so real commits cannot
+/// loop), and the history is walked again from the commits alone,
+/// rewriting the cache; from the commits alone it is an error naming the
+/// commit.
 pub fn snapshots(repo: &dyn Repo, tip: &ObjectId) -> Result<Vec<Snapshot>, ViewError> {
     let cache = CommitCache::load(repo);
-    let mut newest_first = match follow(repo, tip, &cache)? {
-        Walked::Done {
-            newest_first,
-            learned,
-        } => {
-            if learned.len() >= CACHE_AFTER {
-                cache.save(repo, learned);
+    let walked = walk(repo, tip, &cache)?;
+    let mut newest_first = match find_cycle(&walked.order) {
+        None => {
+            if walked.learned.len() >= CACHE_AFTER {
+                cache.save(repo, walked.learned);
             }
-            newest_first
+            walked.order
         }
-        Walked::CacheLoops(id) => {
+        Some(id) if walked.used_cache => {
             tracing::warn!(
                 "{}: commit {id} is its own ancestor there: the commit cache is damaged; \
                  rebuilding it from the commits",
                 CommitCache::path(repo).display()
             );
             let fresh = CommitCache::default();
-            match follow(repo, tip, &fresh)? {
-                Walked::Done {
-                    newest_first,
-                    learned,
-                } => {
-                    // Always written: it replaces the damaged file.
-                    fresh.save(repo, learned);
-                    newest_first
-                }
-                Walked::CacheLoops(id) => return Err(history_loops(id)),
+            let again = walk(repo, tip, &fresh)?;
+            if let Some(id) = find_cycle(&again.order) {
+                return Err(history_loops(id));
             }
+            // Always written: it replaces the damaged file.
+            fresh.save(repo, again.learned);
+            again.order
         }
-    };
+        Some(id) => return Err(history_loops(id)),
+    }
+    .into_iter()
+    .map(|(id, f)| Snapshot {
+        name: crate::time::snapshot_name(f.author_time),
+        commit: id,
+        tree: f.tree,
+        time: f.author_time,
+    })
+    .collect::<Vec<_>>();
     suffix_duplicates(&mut newest_first);
     newest_first.reverse();
     Ok(newest_first)
 }
 
-/// How a walk of first parents ended.
-enum Walked {
-    /// Newest first, with the facts read from commits (not the cache).
-    Done {
-        newest_first: Vec<Snapshot>,
-        learned: Vec<(ObjectId, CommitFacts)>,
-    },
-    /// The walk met this commit twice and some step came from the cache.
-    CacheLoops(ObjectId),
+/// A walk of a branch's history.
+struct Walked {
+    /// Every commit reached, in `git rev-list` order (newest first).
+    order: Vec<(ObjectId, CommitFacts)>,
+    /// The facts read from commits (not the cache).
+    learned: Vec<(ObjectId, CommitFacts)>,
+    used_cache: bool,
 }
 
 fn history_loops(id: ObjectId) -> ViewError {
@@ -114,64 +119,100 @@ fn history_loops(id: ObjectId) -> ViewError {
     }
 }
 
-/// Follows first parents from `tip`, from `cache` where it knows a commit
-/// and from the commit itself otherwise. Every commit is visited once: the
-/// walk ends even when what it reads loops.
-fn follow(repo: &dyn Repo, tip: &ObjectId, cache: &CommitCache) -> Result<Walked, ViewError> {
-    let mut learned = Vec::new();
-    let mut newest_first = Vec::new();
+/// Walks every commit reachable from `tip` in `git rev-list`'s default
+/// order, which bup's names follow: the newest commit (by committer time)
+/// of those waiting comes next, the earliest queued first among equal
+/// times, and a commit's parents join the queue when it is listed. Facts
+/// come from `cache` where it knows a commit and from the commit itself
+/// otherwise. Every commit is queued once: the walk ends even when what it
+/// reads loops ([`find_cycle`] tells).
+fn walk(repo: &dyn Repo, tip: &ObjectId, cache: &CommitCache) -> Result<Walked, ViewError> {
+    use std::cmp::Reverse;
+    let mut walked = Walked {
+        order: Vec::new(),
+        learned: Vec::new(),
+        used_cache: false,
+    };
     let mut seen = std::collections::HashSet::new();
-    let mut used_cache = false;
-    let mut next = Some(*tip);
-    while let Some(id) = next {
-        if !seen.insert(id) {
-            return if used_cache {
-                Ok(Walked::CacheLoops(id))
-            } else {
-                Err(history_loops(id))
-            };
+    // Ordered by (committer time, earliest queued); `waiting` holds what
+    // the queue's sequence numbers stand for.
+    let mut queue = std::collections::BinaryHeap::new();
+    let mut waiting: Vec<Option<(ObjectId, CommitFacts)>> = Vec::new();
+    let facts_of = |id: &ObjectId, walked: &mut Walked| -> Result<CommitFacts, ViewError> {
+        if let Some(f) = cache.get(id) {
+            walked.used_cache = true;
+            return Ok(f.clone());
         }
-        let facts = match cache.get(&id) {
-            Some(f) => {
-                used_cache = true;
-                *f
-            }
-            None => {
-                let commit = read_commit(repo, &id)?;
-                let f = CommitFacts {
-                    tree: commit.tree,
-                    parent: commit.parents.first().copied(),
-                    time: commit.author.time,
-                };
-                learned.push((id, f));
-                f
-            }
+        let f = CommitFacts::of(&read_commit(repo, id)?);
+        walked.learned.push((*id, f.clone()));
+        Ok(f)
+    };
+    seen.insert(*tip);
+    let f = facts_of(tip, &mut walked)?;
+    queue.push((f.commit_time, Reverse(0usize)));
+    waiting.push(Some((*tip, f)));
+    while let Some((_, Reverse(seq))) = queue.pop() {
+        let Some((id, f)) = waiting.get_mut(seq).and_then(Option::take) else {
+            continue;
         };
-        newest_first.push(Snapshot {
-            name: crate::time::snapshot_name(facts.time),
-            commit: id,
-            tree: facts.tree,
-            time: facts.time,
-        });
-        next = facts.parent;
+        for parent in &f.parents {
+            if seen.insert(*parent) {
+                let pf = facts_of(parent, &mut walked)?;
+                queue.push((pf.commit_time, Reverse(waiting.len())));
+                waiting.push(Some((*parent, pf)));
+            }
+        }
+        walked.order.push((id, f));
     }
-    Ok(Walked::Done {
-        newest_first,
-        learned,
-    })
+    Ok(walked)
+}
+
+/// A commit that is its own ancestor in what `order` says of parents, if
+/// any: after taking away, again and again, the commits no other commit
+/// names as a parent, those left lie on or above a cycle.
+fn find_cycle(order: &[(ObjectId, CommitFacts)]) -> Option<ObjectId> {
+    use std::collections::HashMap;
+    let index: HashMap<ObjectId, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
+    let mut children = vec![0usize; order.len()];
+    for (_, f) in order {
+        for p in &f.parents {
+            if let Some(&i) = index.get(p) {
+                children[i] += 1;
+            }
+        }
+    }
+    let mut free: Vec<usize> = (0..order.len()).filter(|&i| children[i] == 0).collect();
+    let mut left = order.len();
+    while let Some(i) = free.pop() {
+        left -= 1;
+        for p in &order[i].1.parents {
+            if let Some(&j) = index.get(p) {
+                children[j] -= 1;
+                if children[j] == 0 {
+                    free.push(j);
+                }
+            }
+        }
+    }
+    if left == 0 {
+        return None;
+    }
+    (0..order.len())
+        .find(|&i| children[i] > 0)
+        .map(|i| order[i].0)
 }
 
 /// After a branch was rewritten (`prune`): drops the commits of `gone`
-/// from the commit cache and adds what `new` commits say (id, tree, first
-/// parent, author time), so that the next listing of the branch reads no
-/// pack and the cache does not keep growing with commits no branch
-/// reaches. Only an existing cache is updated (short histories keep none);
-/// a failed write is only logged, as for every cache.
-pub fn note_rewrite(
-    repo: &dyn Repo,
-    gone: &[ObjectId],
-    new: &[(ObjectId, ObjectId, Option<ObjectId>, i64)],
-) {
+/// from the commit cache and adds what the `new` commits say, so that the
+/// next listing of the branch reads no pack and the cache does not keep
+/// growing with commits no branch reaches. Only an existing cache is
+/// updated (short histories keep none); a failed write is only logged, as
+/// for every cache.
+pub fn note_rewrite(repo: &dyn Repo, gone: &[ObjectId], new: &[(ObjectId, commit::Commit)]) {
     if !CommitCache::path(repo).exists() {
         return;
     }
@@ -181,15 +222,17 @@ pub fn note_rewrite(
     }
     let learned = new
         .iter()
-        .map(|&(id, tree, parent, time)| (id, CommitFacts { tree, parent, time }))
+        .map(|(id, c)| (*id, CommitFacts::of(c)))
         .collect();
     cache.save(repo, learned);
 }
 
 /// File name under the repository's `rewind/` directory.
 pub const COMMIT_CACHE_NAME: &str = "commits.cache";
-const CACHE_MAGIC: &[u8; 8] = b"RWCMTS\0\x01";
-const CACHE_RECORD: usize = 20 + 20 + 1 + 20 + 8;
+const CACHE_MAGIC: &[u8; 8] = b"RWCMTS\0\x02";
+/// A record without its parents: id, tree, author and committer times,
+/// the number of parents.
+const CACHE_RECORD: usize = 20 + 20 + 8 + 8 + 4;
 /// Commits read from packs in one listing before the cache is (re)written:
 /// short histories list fast anyway and leave no file behind.
 const CACHE_AFTER: usize = 64;
@@ -198,17 +241,32 @@ const CACHE_AFTER: usize = 64;
 /// content, so these facts can never go stale: a cached entry is right for
 /// as long as the commit exists, and only commits reachable from a current
 /// tip are looked up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct CommitFacts {
     tree: ObjectId,
-    parent: Option<ObjectId>,
-    time: i64,
+    parents: Vec<ObjectId>,
+    /// Names the snapshot.
+    author_time: i64,
+    /// Orders the walk, as git's.
+    commit_time: i64,
 }
 
-/// `rewind/commits.cache`: magic, then per commit its id, tree, a parent
-/// flag and first parent, author time (big-endian i64), then the SHA-1 of
-/// all of that. A cache: any doubt (missing, torn, damaged, other version)
-/// means empty, and a failed write is only logged.
+impl CommitFacts {
+    fn of(c: &commit::Commit) -> CommitFacts {
+        CommitFacts {
+            tree: c.tree,
+            parents: c.parents.clone(),
+            author_time: c.author.time,
+            commit_time: c.committer.time,
+        }
+    }
+}
+
+/// `rewind/commits.cache`: magic, then per commit its id, tree, author
+/// and committer times (big-endian i64), the number of parents (big-endian
+/// u32) and the parents, then the SHA-1 of all of that. A cache: any doubt
+/// (missing, torn, damaged, other version) means empty, and a failed write
+/// is only logged.
 #[derive(Default)]
 struct CommitCache {
     map: std::collections::HashMap<ObjectId, CommitFacts>,
@@ -244,26 +302,30 @@ impl CommitCache {
         if sha1::Sha1::digest(body)[..] != sum[..] {
             return Err("checksum mismatch");
         }
-        let records = &body[8..];
-        if records.len() % CACHE_RECORD != 0 {
-            return Err("size does not fit its layout");
-        }
         let id = |b: &[u8]| ObjectId::from_bytes(b).ok_or("bad id");
-        for r in records.chunks_exact(CACHE_RECORD) {
-            let parent = match r[40] {
-                0 => None,
-                1 => Some(id(&r[41..61])?),
-                _ => return Err("bad parent flag"),
-            };
-            let time = i64::from_be_bytes(r[61..69].try_into().map_err(|_| "bad time")?);
+        let time = |b: &[u8]| b.try_into().map(i64::from_be_bytes).map_err(|_| "bad time");
+        let mut rest = &body[8..];
+        while !rest.is_empty() {
+            if rest.len() < CACHE_RECORD {
+                return Err("size does not fit its layout");
+            }
+            let (r, after) = rest.split_at(CACHE_RECORD);
+            let count = u32::from_be_bytes(r[56..60].try_into().map_err(|_| "bad count")?);
+            let len = (count as usize)
+                .checked_mul(20)
+                .filter(|&n| n <= after.len())
+                .ok_or("size does not fit its layout")?;
+            let (parents, after) = after.split_at(len);
             map.insert(
                 id(&r[..20])?,
                 CommitFacts {
                     tree: id(&r[20..40])?,
-                    parent,
-                    time,
+                    parents: parents.chunks_exact(20).map(id).collect::<Result<_, _>>()?,
+                    author_time: time(&r[40..48])?,
+                    commit_time: time(&r[48..56])?,
                 },
             );
+            rest = after;
         }
         Ok(())
     }
@@ -276,19 +338,19 @@ impl CommitCache {
     fn save(mut self, repo: &dyn Repo, learned: Vec<(ObjectId, CommitFacts)>) {
         use sha1::Digest;
         self.map.extend(learned);
-        let mut out = Vec::with_capacity(8 + self.map.len() * CACHE_RECORD + 20);
+        let mut out = Vec::with_capacity(8 + self.map.len() * (CACHE_RECORD + 20) + 20);
         out.extend_from_slice(CACHE_MAGIC);
         for (id, f) in &self.map {
             out.extend_from_slice(&id.0);
             out.extend_from_slice(&f.tree.0);
-            match f.parent {
-                Some(p) => {
-                    out.push(1);
-                    out.extend_from_slice(&p.0);
-                }
-                None => out.extend_from_slice(&[0; 21]),
+            out.extend_from_slice(&f.author_time.to_be_bytes());
+            out.extend_from_slice(&f.commit_time.to_be_bytes());
+            // A commit with more than 4 billion parents does not fit in a
+            // pack either.
+            out.extend_from_slice(&(f.parents.len() as u32).to_be_bytes());
+            for p in &f.parents {
+                out.extend_from_slice(&p.0);
             }
-            out.extend_from_slice(&f.time.to_be_bytes());
         }
         let sum = sha1::Sha1::digest(&out);
         out.extend_from_slice(&sum);
@@ -309,9 +371,48 @@ impl CommitCache {
     }
 }
 
-/// bup's rule: a run of adjacent snapshots with the same name gets `-N`
-/// suffixes, zero-padded to the digits of `run - 1`, the newest highest.
+/// bup's rule: a run of adjacent snapshots (in `git rev-list` order) with
+/// the same name gets `-N` suffixes, zero-padded to the digits of
+/// `run - 1`, the newest highest.
+///
+/// Where that still leaves two snapshots one name (same-second saves that
+/// are not adjacent: `--date` out of order, merged histories), bup shows
+/// only one of them and the others cannot be reached; rewind numbers all
+/// the snapshots sharing the date that way instead, as if they were one
+/// run, so that every snapshot has a name of its own.
 fn suffix_duplicates(newest_first: &mut [Snapshot]) {
+    let dates: Vec<String> = newest_first.iter().map(|s| s.name.clone()).collect();
+    suffix_runs(newest_first);
+    let mut count = std::collections::HashMap::new();
+    for s in newest_first.iter() {
+        *count.entry(s.name.clone()).or_insert(0usize) += 1;
+    }
+    let clashing: std::collections::HashSet<&String> = newest_first
+        .iter()
+        .zip(&dates)
+        .filter(|(s, _)| count[&s.name] > 1)
+        .map(|(_, date)| date)
+        .collect();
+    if clashing.is_empty() {
+        return;
+    }
+    let mut members: std::collections::HashMap<&String, usize> = std::collections::HashMap::new();
+    for date in &dates {
+        if clashing.contains(date) {
+            *members.entry(date).or_insert(0) += 1;
+        }
+    }
+    let mut left = members.clone();
+    for (snap, date) in newest_first.iter_mut().zip(&dates) {
+        if let Some(n) = left.get_mut(date) {
+            *n -= 1;
+            let width = (members[date] - 1).to_string().len();
+            snap.name = format!("{date}-{:0width$}", *n);
+        }
+    }
+}
+
+fn suffix_runs(newest_first: &mut [Snapshot]) {
     let mut start = 0;
     while start < newest_first.len() {
         let mut end = start + 1;
@@ -445,7 +546,7 @@ mod tests {
             let repo = Repository::open(&dir).expect("open");
             let mut cache = CommitCache::load(&repo);
             assert_eq!(cache.map.len(), 100, "the cache holds the whole history");
-            cache.map.get_mut(&who).expect("cached").parent = Some(points_to);
+            cache.map.get_mut(&who).expect("cached").parents = vec![points_to];
             cache.save(&repo, Vec::new());
             assert_eq!(list(dir.clone()).expect("list past the loop"), first);
             // Rebuilt from the commits: it no longer loops.
@@ -453,10 +554,10 @@ mod tests {
             let rebuilt = CommitCache::load(&repo);
             assert_eq!(rebuilt.map.len(), 100);
             assert_eq!(
-                rebuilt.get(&tip).and_then(|f| f.parent),
-                Some(parent_of_tip)
+                rebuilt.get(&tip).map(|f| f.parents.clone()),
+                Some(vec![parent_of_tip])
             );
-            assert_eq!(rebuilt.get(&oldest).and_then(|f| f.parent), None);
+            assert_eq!(rebuilt.get(&oldest).map(|f| f.parents.len()), Some(0));
         }
     }
 
@@ -480,5 +581,25 @@ mod tests {
         suffix_duplicates(&mut many);
         assert_eq!(many[0].name, "x-10");
         assert_eq!(many[10].name, "x-00");
+    }
+
+    /// bup names `a, b, a` (newest first) `a, b, a`, and its listing
+    /// keeps one of the two `a`: the other snapshot cannot be reached.
+    /// Every snapshot of such a date is numbered instead, newest highest;
+    /// dates whose runs already give distinct names keep bup's names.
+    #[test]
+    fn same_date_apart_is_numbered_not_hidden() {
+        let names = |list: &[&str]| {
+            let mut l: Vec<_> = list.iter().map(|n| snap(n)).collect();
+            suffix_duplicates(&mut l);
+            l.into_iter().map(|s| s.name).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["a", "b", "a"]), ["a-1", "b", "a-0"]);
+        assert_eq!(
+            names(&["a", "a", "b", "a", "a", "c", "c"]),
+            ["a-3", "a-2", "b", "a-1", "a-0", "c-1", "c-0"]
+        );
+        // bup's own names are unique here, and kept.
+        assert_eq!(names(&["a", "a", "b", "a"]), ["a-1", "a-0", "b", "a"]);
     }
 }

@@ -389,6 +389,20 @@ impl Env {
         git(&self.repo)
     }
 
+    /// `rewind ls PATH` under time zone `tz`: the names, without the `/`
+    /// that marks directories, in rewind's order.
+    pub fn ls_names(&self, tz: &str, path: &str) -> Vec<String> {
+        self.rw()
+            .tz(tz)
+            .args(["ls", path])
+            .run()
+            .success()
+            .lines()
+            .into_iter()
+            .map(|l| l.trim_end_matches('/').to_owned())
+            .collect()
+    }
+
     pub fn bup(&self) -> Command {
         bup(&self.repo, &self.home)
     }
