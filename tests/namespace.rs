@@ -23,9 +23,10 @@ fn bup_here(env: &Env) -> Command {
 }
 
 /// This process's time zone, for a child that must name snapshots as the
-/// namespace does here.
+/// namespace does here: without TZ, the system's zone, which glibc reads
+/// from /etc/localtime (UTC when there is none) in both processes.
 fn here_tz() -> String {
-    std::env::var("TZ").unwrap_or_else(|_| "UTC".into())
+    std::env::var("TZ").unwrap_or_else(|_| ":/etc/localtime".into())
 }
 
 /// `bup ls ARGS` lines, in bup's order.
