@@ -14,7 +14,7 @@
 //! ([`lookup`], and [`resolve`] for a whole path), what a directory of the
 //! namespace holds ([`list`]: names, types, times), and where `latest`
 //! points. It keeps nothing: refs and listings come from a [`Source`],
-//! which [`Direct`] reads from the repository at each question and the
+//! which [`Direct`] reads from the repository for one command and the
 //! mount keeps for a while; inode numbers, lifetimes and errnos are the
 //! mount's business.
 //!
@@ -94,7 +94,7 @@ impl Snapshots {
 
 /// Where the namespace gets refs and listings. Every answer must be what
 /// the repository holds now, or was a moment ago: the mount keeps them
-/// for a second, [`Direct`] not at all.
+/// for a second, [`Direct`] for the one command it answers.
 pub trait Source {
     fn repo(&self) -> &dyn Repo;
     /// [`read_backups`], sorted by name.
@@ -174,12 +174,18 @@ pub fn peel(repo: &dyn Repo, id: &ObjectId) -> Result<(Kind, ObjectId), ViewErro
     })
 }
 
-/// Reads the repository at every question; remembers only the directory
-/// it listed last, so that a path walk reads each directory once (a
-/// directory's own metadata is the first record of its listing).
+/// Reads the repository for one command: the refs once, and of saved
+/// directories only the one it listed last, so that a path walk reads
+/// each directory once (a directory's own metadata is the first record of
+/// its listing).
 pub struct Direct<'a> {
     repo: &'a dyn Repo,
     last: Mutex<Option<(ObjectId, Arc<Directory>)>>,
+    /// The backup names and tags as first read: a Direct answers one
+    /// command, and reading them again for every lookup made `ls .tag`
+    /// peel every tag once per tag.
+    backups: Mutex<Option<Arc<Vec<Backup>>>>,
+    tags: Mutex<Option<Arc<Vec<Tag>>>>,
 }
 
 impl<'a> Direct<'a> {
@@ -187,8 +193,24 @@ impl<'a> Direct<'a> {
         Direct {
             repo,
             last: Mutex::new(None),
+            backups: Mutex::new(None),
+            tags: Mutex::new(None),
         }
     }
+}
+
+/// What `slot` holds, or what `read` gives, kept there (an error is not).
+fn read_once<T>(
+    slot: &Mutex<Option<Arc<T>>>,
+    read: impl FnOnce() -> Result<T, ViewError>,
+) -> Result<Arc<T>, ViewError> {
+    let mut held = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(value) = &*held {
+        return Ok(value.clone());
+    }
+    let value = Arc::new(read()?);
+    *held = Some(value.clone());
+    Ok(value)
 }
 
 impl Source for Direct<'_> {
@@ -197,11 +219,11 @@ impl Source for Direct<'_> {
     }
 
     fn backups(&self) -> Result<Arc<Vec<Backup>>, ViewError> {
-        Ok(Arc::new(read_backups(self.repo)?))
+        read_once(&self.backups, || read_backups(self.repo))
     }
 
     fn tags(&self) -> Result<Arc<Vec<Tag>>, ViewError> {
-        Ok(Arc::new(read_tags(self.repo)?))
+        read_once(&self.tags, || read_tags(self.repo))
     }
 
     fn snapshots(&self, backup: &Backup) -> Result<Arc<Snapshots>, ViewError> {
