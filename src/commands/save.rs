@@ -135,7 +135,7 @@ pub fn run(cli: &Cli, repo: &dyn Repo, args: &SaveArgs) -> Result<Status, Error>
 pub(crate) fn entries_summary(s: &SaveStats) -> String {
     let mut text = format!(
         "{} ({} read, {} unchanged)",
-        count(s.files - s.symlinks.min(s.files), "file", "files"),
+        count(s.files_but_symlinks(), "file", "files"),
         s.files_read,
         s.files_reused
     );
@@ -210,7 +210,7 @@ fn summary_json(
         outcome.time,
         outcome.commit,
         outcome.tree,
-        s.files - s.symlinks.min(s.files),
+        s.files_but_symlinks(),
         s.symlinks,
         s.directories,
         split(progress.files_new),

@@ -105,6 +105,14 @@ pub struct SaveStats {
     pub bytes_written: u64,
 }
 
+impl SaveStats {
+    /// What is saved that is neither a directory nor a symlink: regular
+    /// files, devices, FIFOs, sockets (the summaries' "files").
+    pub fn files_but_symlinks(&self) -> u64 {
+        self.files - self.symlinks.min(self.files)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SaveOutcome {
     pub commit: ObjectId,
