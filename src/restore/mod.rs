@@ -98,8 +98,9 @@ pub struct Restorer<'r> {
     /// metadata waits (see [`workers`]).
     deferred: Vec<Deferred>,
     /// The time that entries with no saved metadata get: their snapshot's
-    /// (see [`Node::unsaved_meta`]).
+    /// (see [`Node::unsaved_meta`]), and their owner: this process's.
     unsaved_time: i64,
+    unsaved_owner: (u32, u32),
     pub warnings: Vec<String>,
     pub files: u64,
     pub bytes: u64,
@@ -138,6 +139,7 @@ impl<'r> Restorer<'r> {
             outstanding: Vec::new(),
             deferred: Vec::new(),
             unsaved_time: 0,
+            unsaved_owner: (ids::euid(), ids::egid()),
             warnings: Vec::new(),
             files: 0,
             bytes: 0,
@@ -278,7 +280,8 @@ impl<'r> Restorer<'r> {
     }
 
     fn unsaved(&self, node: &Node) -> Metadata {
-        node.unsaved_meta(self.unsaved_time, ids::euid(), ids::egid())
+        let (uid, gid) = self.unsaved_owner;
+        node.unsaved_meta(self.unsaved_time, uid, gid)
     }
 
     fn restore_children(
