@@ -238,19 +238,21 @@ fn make_seed_corpus() {
     );
     seed("object_table", "one-pack", &fuzz::object_table_input());
 
-    // The commit cache: a short chain, and (written by hand) its layout:
-    // magic, per commit id | tree | has-parent | parent | time (BE i64).
-    let mut cache = b"RWCMTS\0\x01".to_vec();
-    for (id, parent) in [
-        ([3u8; 20], Some([2u8; 20])),
-        ([2; 20], Some([1; 20])),
-        ([1; 20], None),
-    ] {
-        cache.extend_from_slice(&id);
+    // The commit cache (format 2), written by hand: a merge over a short
+    // chain. Layout: magic, per commit id | tree | author time | committer
+    // time (BE i64 each) | parent count (BE u32) | parents.
+    let mut cache = b"RWCMTS\0\x02".to_vec();
+    let parents: [(u8, &[u8]); 4] = [(4, &[3, 2]), (3, &[1]), (2, &[1]), (1, &[])];
+    for (id, parents) in parents {
+        cache.extend_from_slice(&[id; 20]);
         cache.extend_from_slice(&[9; 20]);
-        cache.push(u8::from(parent.is_some()));
-        cache.extend_from_slice(&parent.unwrap_or([0; 20]));
-        cache.extend_from_slice(&1_700_000_000i64.to_be_bytes());
+        let time = 1_700_000_000i64 + i64::from(id);
+        cache.extend_from_slice(&time.to_be_bytes());
+        cache.extend_from_slice(&time.to_be_bytes());
+        cache.extend_from_slice(&(parents.len() as u32).to_be_bytes());
+        for &p in parents {
+            cache.extend_from_slice(&[p; 20]);
+        }
     }
     seed("commit_cache", "chain", &cache);
 
