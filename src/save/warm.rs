@@ -45,11 +45,17 @@ use std::time::Duration;
 /// Helper threads: mostly asleep in the kernel waiting for the disk, so
 /// more than the cores; enough requests in flight for an SSD's queue.
 const THREADS: usize = 8;
-/// How many entries the helpers may get ahead of the walker: bounds the
-/// listings held for the walker and the page cache filled (at most `AHEAD`
-/// file heads), and keeps what they warmed from being evicted before the
-/// walker gets there.
-const AHEAD: u64 = 4096;
+/// How many entries the helpers may list ahead of the walker: bounds the
+/// listings held for it (a few hundred bytes an entry: ~6 MiB). Far
+/// enough that on an unchanged re-save, whose cost is the `lstat`s, the
+/// helpers finish most of the tree while the walker still waits for
+/// something else (over SSH: the server's greeting, a few hundred
+/// milliseconds).
+const LIST_AHEAD: u64 = 32768;
+/// How far ahead of the walker file heads are requested: bounds the page
+/// cache filled (at most `WARM_AHEAD` heads) and keeps what was warmed
+/// from being evicted before the walker gets there.
+const WARM_AHEAD: u64 = 4096;
 /// Bytes of a file's head requested at most; the walker's sequential reads
 /// and the kernel's readahead cover the rest.
 const HEAD_BYTES: i64 = 1 << 20;
@@ -240,21 +246,21 @@ impl Drop for Warmer {
 fn helper(shared: &Shared) {
     loop {
         // Stay a bounded distance ahead of the walker.
-        while shared.warmed.load(Ordering::Relaxed) > shared.walked.load(Ordering::Relaxed) + AHEAD
-        {
-            if shared.lock().stop {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if !wait_for_walker(shared, shared.warmed.load(Ordering::Relaxed), LIST_AHEAD) {
+            return;
         }
         let Some(dir) = next_dir(shared) else { return };
         let listing = list_dir(&dir.path, &shared.filter);
         let mut subdirs_found = Vec::new();
+        // Where this directory's entries are in the walk, about: the
+        // entries listed before them.
+        let mut position = 0;
+        let mut heads = Vec::new();
         if let Ok(entries) = &listing {
-            shared
+            position = shared
                 .warmed
                 .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            warm_heads(shared, &dir.path, entries);
+            heads = heads_to_warm(shared, &dir.path, entries);
             subdirs_found = subdirs(&dir.path, dir.device, entries);
         }
         let pushed = subdirs_found.len();
@@ -270,7 +276,27 @@ fn helper(shared: &Shared) {
         for _ in 0..wake_helpers {
             shared.work.notify_one();
         }
+        // After the listing is published (the walker never waits for
+        // this), and only once the walker is near.
+        if !heads.is_empty() {
+            if !wait_for_walker(shared, position, WARM_AHEAD) {
+                return;
+            }
+            heads.iter().for_each(|path| warm_head(path));
+        }
     }
+}
+
+/// Sleeps until the walker is at most `distance` entries behind
+/// `position`; false if the warmer was stopped meanwhile.
+fn wait_for_walker(shared: &Shared, position: u64, distance: u64) -> bool {
+    while position > shared.walked.load(Ordering::Relaxed) + distance {
+        if shared.lock().stop {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
 }
 
 fn stop(shared: &Shared) {
@@ -411,24 +437,25 @@ fn parse_dirents(mut bytes: &[u8], names: &mut Vec<Vec<u8>>) -> io::Result<()> {
     Ok(())
 }
 
-/// Asks the kernel for the heads of the regular files of `dir` that
-/// probably changed.
-fn warm_heads(shared: &Shared, dir: &Path, entries: &[Listed]) {
-    for e in entries {
-        let Ok(st) = &e.stat else { continue };
-        // Big files are read ahead by a thread of their own, around the
-        // cache (`readahead`): warming their heads would read them twice.
-        if st.file_type() != libc::S_IFREG || st.size == 0 || st.size >= DIRECT_MIN_SIZE {
-            continue;
-        }
-        let changed = match shared.data {
-            WarmData::All => true,
-            WarmData::ChangedSince(t) => st.ctime >= t,
-        };
-        if changed {
-            warm_head(&dir.join(OsStr::from_bytes(&e.name)));
-        }
-    }
+/// The regular files of `dir` that probably changed, whose heads the
+/// kernel is to read ahead.
+fn heads_to_warm(shared: &Shared, dir: &Path, entries: &[Listed]) -> Vec<PathBuf> {
+    entries
+        .iter()
+        .filter(|e| {
+            let Ok(st) = &e.stat else { return false };
+            // Big files are read ahead by a thread of their own, around the
+            // cache (`readahead`): warming their heads would read them twice.
+            if st.file_type() != libc::S_IFREG || st.size == 0 || st.size >= DIRECT_MIN_SIZE {
+                return false;
+            }
+            match shared.data {
+                WarmData::All => true,
+                WarmData::ChangedSince(t) => st.ctime >= t,
+            }
+        })
+        .map(|e| dir.join(OsStr::from_bytes(&e.name)))
+        .collect()
 }
 
 /// Asks the kernel to start reading the head of the regular file `path`.
