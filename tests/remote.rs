@@ -278,6 +278,64 @@ fn save_ls_cat_file_restore_over_ssh_match_a_local_restore_and_bup() {
     assert!(d.is_empty(), "bup restore of a save over ssh: {d:#?}");
 }
 
+/// A restore over SSH streams what it announced instead of asking object
+/// by object: a directory of 3,000 files (announced in one go, more than
+/// the client keeps in flight) and 30 directories of 20 (listed a level
+/// ahead) are read with few waits for an answer. Before announcements
+/// beyond the objects in flight were queued, this restore waited about
+/// 2,000 times, a round trip each.
+#[test]
+fn a_restore_over_ssh_streams_what_it_announced() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::new();
+    let c = Client::new(&env, sshd.client(), "web");
+    let src = env.path("src");
+    let many = src.join("many");
+    mkdir(&many);
+    for i in 0..3000 {
+        fs::write(many.join(format!("f{i:04}")), format!("file {i}\n")).expect("write");
+    }
+    for d in 0..30 {
+        let dir = src.join(format!("d{d:02}"));
+        mkdir(&dir);
+        for i in 0..20 {
+            fs::write(dir.join(format!("g{i:02}")), format!("{d} {i}\n")).expect("write");
+        }
+    }
+    c.rw(&env.repo).arg("init").run().success();
+    c.save(&env.repo, "web", &src);
+    let out = env.path("restored");
+    let restored = c
+        .rw(&env.repo)
+        .args(["-vv", "restore", "--outdir"])
+        .arg(&out)
+        .arg(with_slash(&snap_path("web", "latest", &src)))
+        .run()
+        .success();
+    let d = compare_with(
+        &src,
+        &out,
+        &Compare {
+            root_meta: false,
+            ..Compare::default()
+        },
+    );
+    assert!(d.is_empty(), "{d:#?}");
+    // "remote session: N answers waited for, M objects asked ahead".
+    let waits: u64 = restored
+        .stderr
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("remote session: ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no session summary in: {}", restored.stderr));
+    assert!(
+        waits < 100,
+        "{waits} answers waited for restoring 3,600 files: announced objects were asked one by one"
+    );
+}
+
 #[test]
 fn an_unchanged_resave_sends_under_a_mebibyte_and_a_next_day_save_what_a_local_one_adds() {
     let Some(sshd) = Sshd::start() else { return };

@@ -1,6 +1,8 @@
-//! The client's book of objects asked for and not read yet: which are on
-//! their way (in the order asked, as the server answers in order) and
-//! which have arrived. Pure bookkeeping, no I/O.
+//! The client's book of objects announced and not read yet: which wait
+//! their turn to be asked for (only so many are asked at a time, so that
+//! what arrives ahead of its reader stays bounded), which are on their
+//! way (in the order asked, as the server answers in order) and which
+//! have arrived. Pure bookkeeping, no I/O.
 //!
 //! What arrived is kept as the server sent it, not yet inflated or
 //! checked: the reader that takes it does that after letting go of the
@@ -47,6 +49,11 @@ impl Received {
 
 #[derive(Default)]
 pub struct Ahead {
+    /// Announced and not asked for yet, in the order they will be read;
+    /// occurrences read before their turn are only uncounted in
+    /// `pending_count` and skipped when they come up.
+    pending: VecDeque<ObjectId>,
+    pending_count: HashMap<ObjectId, u32>,
     /// Asked for, in the order asked.
     on_way: VecDeque<ObjectId>,
     on_way_count: HashMap<ObjectId, u32>,
@@ -72,25 +79,53 @@ impl Ahead {
         self.arrived.contains_key(id)
     }
 
-    /// Of `ids` (in the order they will be read, repeats meaning repeated
-    /// reads), the ones to ask for: each occurrence not already covered by
-    /// a copy on its way or arrived, at most `room` of them.
-    pub fn plan(&self, ids: &[ObjectId], room: usize) -> Vec<ObjectId> {
+    /// Announced occurrences waiting their turn (stale ones included).
+    #[cfg(test)]
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Adds to the queue the occurrences of `ids` (in the order they will
+    /// be read, repeats meaning repeated reads) not already covered by a
+    /// copy pending, on its way or arrived, while the queue is shorter
+    /// than `limit`.
+    pub fn announce(&mut self, ids: &[ObjectId], limit: usize) {
         let mut wanted: HashMap<ObjectId, u32> = HashMap::new();
-        let mut batch = Vec::new();
         for id in ids {
-            if batch.len() == room {
+            if self.pending.len() >= limit {
                 break;
             }
             let n = wanted.entry(*id).or_insert(0);
             *n += 1;
             let have = self.on_way_count.get(id).copied().unwrap_or(0)
-                + self.arrived.get(id).map_or(0, |(_, c)| *c);
+                + self.arrived.get(id).map_or(0, |(_, c)| *c)
+                + self.pending_count.get(id).copied().unwrap_or(0);
             if *n > have {
-                batch.push(*id);
+                self.pending.push_back(*id);
+                *self.pending_count.entry(*id).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// The next announced objects to ask for, at most `room`, taken off
+    /// the queue (the caller asks for them and calls [`Ahead::asked`]).
+    pub fn next_batch(&mut self, room: usize) -> Vec<ObjectId> {
+        let mut batch = Vec::new();
+        while batch.len() < room {
+            let Some(id) = self.pending.pop_front() else {
+                break;
+            };
+            if uncount(&mut self.pending_count, &id) {
+                batch.push(id);
             }
         }
         batch
+    }
+
+    /// A read came for `id` before its turn: one announced occurrence is
+    /// dropped (the reader asks for it itself). False if none was pending.
+    pub fn unannounce(&mut self, id: &ObjectId) -> bool {
+        uncount(&mut self.pending_count, id)
     }
 
     pub fn asked(&mut self, id: ObjectId) {
@@ -108,12 +143,7 @@ impl Ahead {
         let Some(id) = self.on_way.pop_front() else {
             return;
         };
-        if let Some(n) = self.on_way_count.get_mut(&id) {
-            *n -= 1;
-            if *n == 0 {
-                self.on_way_count.remove(&id);
-            }
-        }
+        uncount(&mut self.on_way_count, &id);
         self.keep(id, arrival, 1);
     }
 
@@ -153,6 +183,21 @@ impl Ahead {
     }
 }
 
+/// Takes one from `id`'s count, removing it at zero; false if it had none.
+fn uncount(counts: &mut HashMap<ObjectId, u32>, id: &ObjectId) -> bool {
+    match counts.get_mut(id) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            true
+        }
+        Some(_) => {
+            counts.remove(id);
+            true
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,17 +210,24 @@ mod tests {
         })
     }
 
+    /// Asks for the next `room` announced objects, as the client does.
+    fn ask(book: &mut Ahead, room: usize) -> Vec<ObjectId> {
+        let batch = book.next_batch(room);
+        for id in &batch {
+            book.asked(*id);
+        }
+        batch
+    }
+
     #[test]
     fn repeated_ids_are_asked_once_per_read_and_not_again() {
         let (a, b) = (ObjectId([1; 20]), ObjectId([2; 20]));
         let mut book = Ahead::default();
-        let plan = book.plan(&[a, b, a, a], 10);
-        assert_eq!(plan, vec![a, b, a, a]);
-        for id in &plan {
-            book.asked(*id);
-        }
+        book.announce(&[a, b, a, a], 100);
+        assert_eq!(ask(&mut book, 10), vec![a, b, a, a]);
         // The same announcement again asks for nothing more.
-        assert!(book.plan(&[a, b, a, a], 10).is_empty());
+        book.announce(&[a, b, a, a], 100);
+        assert!(ask(&mut book, 10).is_empty());
         for n in [1, 2, 1, 1] {
             book.answered(obj(n));
         }
@@ -190,10 +242,34 @@ mod tests {
     }
 
     #[test]
-    fn room_bounds_a_plan_and_extras_respect_the_budget() {
+    fn announcements_beyond_the_room_wait_their_turn_and_the_queue_is_bounded() {
         let ids: Vec<ObjectId> = (0..10u8).map(|n| ObjectId([n; 20])).collect();
-        let book = Ahead::default();
-        assert_eq!(book.plan(&ids, 3), ids[..3].to_vec());
+        let mut book = Ahead::default();
+        book.announce(&ids, 8);
+        assert_eq!(book.pending(), 8, "the queue stops at its limit");
+        assert_eq!(ask(&mut book, 3), ids[..3].to_vec());
+        // Announcing again adds only what is neither pending nor on its way.
+        book.announce(&ids, 100);
+        assert_eq!(book.pending(), 7);
+        assert_eq!(ask(&mut book, 100), ids[3..].to_vec());
+    }
+
+    #[test]
+    fn an_object_read_before_its_turn_is_not_asked_for_again() {
+        let ids: Vec<ObjectId> = (0..4u8).map(|n| ObjectId([n; 20])).collect();
+        let (a, c) = (ids[0], ids[2]);
+        let mut book = Ahead::default();
+        book.announce(&[a, ids[1], c, a, ids[3]], 100);
+        assert!(book.unannounce(&c));
+        assert!(!book.unannounce(&c), "only one occurrence was pending");
+        assert!(book.unannounce(&a));
+        assert_eq!(ask(&mut book, 100), vec![a, ids[1], ids[3]]);
+        assert_eq!(book.pending(), 0);
+    }
+
+    #[test]
+    fn extras_respect_the_budget() {
+        let ids: Vec<ObjectId> = (0..2u8).map(|n| ObjectId([n; 20])).collect();
         let mut book = Ahead::default();
         book.extra(ids[0], obj(0), 15);
         book.extra(ids[1], obj(1), 15);

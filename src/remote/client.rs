@@ -31,6 +31,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Objects asked for ahead and not read yet, at most.
 const MAX_IN_FLIGHT: usize = 1024;
+/// Objects announced and not asked for yet, at most (20 bytes each and a
+/// count): a restore announces whole directories and levels of listings,
+/// and what does not fit in flight waits here for its turn instead of
+/// costing a round trip when it is read.
+const MAX_PENDING: usize = 1 << 16;
+/// Fewer free places in flight than this are not worth a request.
+const MIN_BATCH: usize = 128;
 /// Bytes of objects received ahead and not read yet, at most.
 const MAX_READY_BYTES: usize = 128 << 20;
 /// The largest object accepted from a server.
@@ -589,9 +596,15 @@ impl Shared {
             // what it waits for in between.
             let mut conn = self.conn()?;
             if let Some(result) = conn.ahead.take(id) {
+                self.ask_ahead(&mut conn);
                 break result;
             }
             if !conn.ahead.is_on_way(id) {
+                self.ask_ahead(&mut conn);
+            }
+            if !conn.ahead.is_on_way(id) {
+                // Not announced, or not its turn yet: asked for now.
+                conn.ahead.unannounce(id);
                 let sent = Request::GetObjects {
                     ids: vec![*id],
                     expand: false,
@@ -612,6 +625,39 @@ impl Shared {
         received
             .and_then(|r| verify(id, r))
             .map_err(|why| self.object_error(id, why))
+    }
+
+    /// Asks for the next announced objects, in one request, while there is
+    /// room in flight and what arrived ahead is within its budget.
+    fn ask_ahead(&self, conn: &mut Conn) {
+        if conn.broken.is_some() || conn.ahead.bytes() > MAX_READY_BYTES {
+            return;
+        }
+        let room = MAX_IN_FLIGHT.saturating_sub(conn.ahead.on_way());
+        if room < MIN_BATCH.min(MAX_IN_FLIGHT) && conn.ahead.on_way() > 0 {
+            return;
+        }
+        let batch = conn.ahead.next_batch(room);
+        if batch.is_empty() {
+            return;
+        }
+        let sent = Request::GetObjects {
+            ids: batch.clone(),
+            expand: true,
+        }
+        .write(&mut conn.w)
+        .and_then(|_| conn.w.flush());
+        match sent {
+            Ok(()) => {
+                conn.announced += batch.len() as u64;
+                for id in batch {
+                    conn.ahead.asked(id);
+                }
+            }
+            Err(e) => {
+                let _ = self.broken(conn, e.to_string());
+            }
+        }
     }
 
     fn object_error(&self, id: &ObjectId, why: String) -> Error {
@@ -664,31 +710,8 @@ impl Objects for Shared {
         let Ok(mut conn) = self.conn() else {
             return;
         };
-        if conn.broken.is_some() || conn.ahead.bytes() > MAX_READY_BYTES {
-            return;
-        }
-        let room = MAX_IN_FLIGHT.saturating_sub(conn.ahead.on_way());
-        let batch = conn.ahead.plan(ids, room);
-        if batch.is_empty() {
-            return;
-        }
-        let sent = Request::GetObjects {
-            ids: batch.clone(),
-            expand: true,
-        }
-        .write(&mut conn.w)
-        .and_then(|_| conn.w.flush());
-        match sent {
-            Ok(()) => {
-                conn.announced += batch.len() as u64;
-                for id in batch {
-                    conn.ahead.asked(id);
-                }
-            }
-            Err(e) => {
-                let _ = self.broken(&mut conn, e.to_string());
-            }
-        }
+        conn.ahead.announce(ids, MAX_PENDING);
+        self.ask_ahead(&mut conn);
     }
 }
 
