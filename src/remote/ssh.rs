@@ -53,6 +53,9 @@ pub(super) fn spawn(
     }
     let mut cmd = Command::new(&words[0]);
     cmd.args(&words[1..]);
+    if let Some(ciphers) = cipher_preference(&words, &config_files(&words)) {
+        cmd.arg("-o").arg(ciphers);
+    }
     if let Some(port) = target.port {
         cmd.arg("-p").arg(port.to_string());
     }
@@ -87,6 +90,89 @@ pub(super) fn spawn(
             .spawn(move || collect_stderr(pipe, &log));
     }
     Ok((child, stderr))
+}
+
+/// OpenSSH's default ciphers with AES-GCM first: the same set, none added
+/// or left out, so the server chooses among what it always could.
+const AES_GCM_FIRST: &str = "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,\
+chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr";
+
+/// The `-o Ciphers=...` to add, if any. Packs and restores are hundreds
+/// of megabytes through ssh, and OpenSSH's first choice, ChaCha20-Poly1305,
+/// is where its time goes: on a processor with AES instructions AES-GCM
+/// moves the same bytes with about half the CPU (300 MB over a loopback
+/// sshd here: 1.27 s against 0.82 s, 0.58 s against 0.32 s of the
+/// client's CPU). Only where the user chose nothing: a `-c` or `Ciphers`
+/// in the command, or a `Ciphers` line in the configuration files ssh
+/// reads (`files`: their contents), and the choice is theirs.
+fn cipher_preference(words: &[String], files: &[String]) -> Option<&'static str> {
+    let chose_in_command = words.iter().enumerate().skip(1).any(|(i, w)| {
+        w.starts_with("-c")
+            || (w.starts_with("-o") && mentions_ciphers(&w[2..]))
+            || (i > 1 && words[i - 1] == "-o" && mentions_ciphers(w))
+    });
+    let chose_in_config = files
+        .iter()
+        .any(|text| text.lines().any(|line| mentions_ciphers(line.trim_start())));
+    (has_aes_instructions() && !chose_in_command && !chose_in_config).then_some(AES_GCM_FIRST)
+}
+
+/// `Ciphers ...` or `Ciphers=...`, as ssh reads its options (any case).
+fn mentions_ciphers(option: &str) -> bool {
+    let key: String = option
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    key.eq_ignore_ascii_case("ciphers")
+}
+
+/// The configuration files ssh will read for this command, as text: the
+/// `-F` file if there is one, else the user's and the system's (with the
+/// system's usual `Include` directory). Unreadable ones are skipped.
+fn config_files(words: &[String]) -> Vec<String> {
+    let given = words
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find_map(|(i, w)| match w.as_str() {
+            "-F" => words.get(i + 1).map(std::path::PathBuf::from),
+            w if w.starts_with("-F") => Some(std::path::PathBuf::from(&w[2..])),
+            _ => None,
+        });
+    let mut paths = Vec::new();
+    match given {
+        Some(path) => paths.push(path),
+        None => {
+            if let Some(home) = std::env::var_os("HOME") {
+                paths.push(std::path::Path::new(&home).join(".ssh/config"));
+            }
+            paths.push("/etc/ssh/ssh_config".into());
+            if let Ok(dir) = std::fs::read_dir("/etc/ssh/ssh_config.d") {
+                paths.extend(dir.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+fn has_aes_instructions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// From now on the server's own log lines are shown as they come.
@@ -184,6 +270,45 @@ pub fn explain_ssh_failure(lines: &[String], code: Option<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(cmd: &str) -> Vec<String> {
+        cmd.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn aes_gcm_goes_first_only_where_the_user_chose_no_ciphers() {
+        let none: &[String] = &[];
+        let expected = has_aes_instructions().then_some(AES_GCM_FIRST);
+        assert_eq!(cipher_preference(&words("ssh"), none), expected);
+        assert_eq!(
+            cipher_preference(&words("ssh -F /x -o ConnectTimeout=5 -i key"), none),
+            expected
+        );
+        for chosen in [
+            "ssh -c aes256-ctr",
+            "ssh -caes256-ctr",
+            "ssh -o Ciphers=aes256-ctr",
+            "ssh -o ciphers aes256-ctr",
+            "ssh -oCiphers=aes256-ctr",
+        ] {
+            assert_eq!(cipher_preference(&words(chosen), none), None, "{chosen}");
+        }
+        let config = vec!["Host *\n  Port 22\n".to_string()];
+        assert_eq!(cipher_preference(&words("ssh"), &config), expected);
+        let config = vec!["Host *\n\tCiphers chacha20-poly1305@openssh.com\n".to_string()];
+        assert_eq!(cipher_preference(&words("ssh"), &config), None);
+        // Every default cipher is still offered.
+        for c in [
+            "chacha20-poly1305@openssh.com",
+            "aes128-ctr",
+            "aes192-ctr",
+            "aes256-ctr",
+            "aes128-gcm@openssh.com",
+            "aes256-gcm@openssh.com",
+        ] {
+            assert!(AES_GCM_FIRST.split(['=', ',']).any(|x| x == c), "{c}");
+        }
+    }
 
     #[test]
     fn ssh_own_words_are_not_forwarded_as_the_servers_logging() {
