@@ -332,6 +332,9 @@ impl rewind::repo::Repo for SaveDuringPrune {
     fn known_objects(&self) -> rewind::repo::known::KnownObjects {
         self.inner.known_objects()
     }
+    fn current_indexes(&self) -> Result<Vec<String>, rewind::repo::Error> {
+        self.inner.current_indexes()
+    }
     fn pack_sink(&self) -> Result<Box<dyn rewind::repo::PackSink>, rewind::repo::Error> {
         self.inner.pack_sink()
     }

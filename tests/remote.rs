@@ -336,6 +336,105 @@ fn a_restore_over_ssh_streams_what_it_announced() {
     );
 }
 
+/// The pack index names in a repository's `objects/pack`.
+fn index_names(repo: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(repo.join("objects/pack"))
+        .expect("list packs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".idx"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A save over SSH walks with this machine's copy of the server's indexes
+/// while ssh connects. A gc on the server since must not make a snapshot
+/// name an object that is gone: here the gc deleted the blob of a file
+/// that the client then saves again, byte for byte, so the copy claims
+/// the blob is stored. The save sees the server's list, saves again with
+/// it, and the snapshot is whole (without that check, it would name the
+/// deleted blob and the server would refuse it).
+#[test]
+fn a_save_after_a_gc_on_the_server_saves_again_with_its_current_packs() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::new();
+    let c = Client::new(&env, sshd.client(), "web");
+    let src = env.path("src");
+    mkdir(&src);
+    for i in 0..20 {
+        write_random(&src.join(format!("f{i:02}")), 7000 + i, 20 << 10);
+    }
+    let gone = src.join("gone.bin");
+    write_random(&gone, 99, 20 << 10);
+    age(&src);
+    c.rw(&env.repo).arg("init").run().success();
+    c.save(&env.repo, "web", &src);
+    fs::remove_file(&gone).expect("remove");
+    // The usual case: the walk starts from the cached indexes, no retry.
+    let second = c
+        .rw(&env.repo)
+        .args(["-vv", "save", "-n", "web"])
+        .arg(&src)
+        .run()
+        .success();
+    assert!(
+        second
+            .stderr
+            .contains("starting with the cached indexes of"),
+        "{}",
+        second.stderr
+    );
+    assert!(!second.stderr.contains("saving again"), "{}", second.stderr);
+
+    // On the server: the first snapshot goes, and with it gone.bin's blob.
+    let before = index_names(&env.repo);
+    env.rw()
+        .args(["prune", "--keep-last", "1", "web"])
+        .run()
+        .success();
+    env.rw()
+        .args(["gc", "--threshold", "0", "--pack-limit", "2"])
+        .run()
+        .success();
+    let after = index_names(&env.repo);
+    assert!(
+        before.iter().all(|n| !after.contains(n)),
+        "the gc kept a pack: {before:?} -> {after:?}"
+    );
+
+    write_random(&gone, 99, 20 << 10);
+    age(&src);
+    let third = c
+        .rw(&env.repo)
+        .args(["-v", "save", "-n", "web"])
+        .arg(&src)
+        .run()
+        .success();
+    assert!(third.stderr.contains("saving again"), "{}", third.stderr);
+    assert_fsck(&env.repo, false);
+    env.rw().arg("fsck").run().success();
+    c.assert_restores(&env, "web", &src, "restored");
+    // The save after that one starts from the refreshed cache again.
+    write_random(&src.join("f02"), 3, 20 << 10);
+    age(&src);
+    let fourth = c
+        .rw(&env.repo)
+        .args(["-vv", "save", "-n", "web"])
+        .arg(&src)
+        .run()
+        .success();
+    assert!(
+        fourth
+            .stderr
+            .contains("starting with the cached indexes of")
+            && !fourth.stderr.contains("saving again"),
+        "{}",
+        fourth.stderr
+    );
+    c.assert_restores(&env, "web", &src, "restored-again");
+}
+
 #[test]
 fn an_unchanged_resave_sends_under_a_mebibyte_and_a_next_day_save_what_a_local_one_adds() {
     let Some(sshd) = Sshd::start() else { return };

@@ -796,6 +796,43 @@ impl Repo for Remote {
         KnownObjects::from_indexes(indexes, &self.state_dir(), None, DEFAULT_MAX_UNCOVERED)
     }
 
+    fn known_objects_cached(&self) -> Option<(KnownObjects, Vec<String>)> {
+        let dir = self.shared.cache.join("idx");
+        let mut indexes = Vec::new();
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let name = entry.file_name().to_str()?.to_string();
+            if !is_idx_name(&name) {
+                continue;
+            }
+            // A copy that does not read: the server's list decides.
+            let index = PackIndex::open(&entry.path()).ok()?;
+            indexes.push(Arc::new(index));
+            names.push(name);
+        }
+        if indexes.is_empty() {
+            return None;
+        }
+        tracing::debug!(
+            "starting with the cached indexes of {} packs of {}",
+            names.len(),
+            self.location()
+        );
+        let known =
+            KnownObjects::from_indexes(indexes, &self.state_dir(), None, DEFAULT_MAX_UNCOVERED);
+        Some((known, names))
+    }
+
+    fn current_indexes(&self) -> Result<Vec<String>, Error> {
+        // ListPacks: the server holds gc off from now to the session's end.
+        Ok(self
+            .shared
+            .sync_indexes()?
+            .iter()
+            .filter_map(|index| Some(index.path().file_name()?.to_str()?.to_string()))
+            .collect())
+    }
+
     fn pack_sink(&self) -> Result<Box<dyn PackSink>, Error> {
         Ok(Box::new(RemoteSink {
             shared: self.shared.clone(),

@@ -95,6 +95,25 @@ pub trait Repo: Send + Sync {
     /// object, so every doubt answers "absent".
     fn known_objects(&self) -> KnownObjects;
 
+    /// The objects stored as this machine last learned of them, without
+    /// asking the repository (a remote one's cached pack indexes), and the
+    /// names of the index files (`pack-<sha>.idx`) that knowledge rests
+    /// on: a save walks with it while the connection is still being made.
+    /// `None` where [`Repo::known_objects`] costs no wait (a local folder)
+    /// or nothing is cached. A pack may have gone since (a gc), and a false
+    /// "present" would make a snapshot name a missing object: a save that
+    /// starts with this set checks [`Repo::current_indexes`] before it
+    /// writes its commit, and saves again if one it relied on is gone.
+    fn known_objects_cached(&self) -> Option<(KnownObjects, Vec<String>)> {
+        None
+    }
+
+    /// The names of the repository's pack index files now
+    /// (`pack-<sha>.idx`), with this machine's copies brought up to date
+    /// where it keeps some. From this call to the end of the session
+    /// (over SSH) or of the write lock (locally), gc deletes none of them.
+    fn current_indexes(&self) -> Result<Vec<String>, Error>;
+
     /// A sink for a save's new objects.
     fn pack_sink(&self) -> Result<Box<dyn PackSink>, Error>;
 

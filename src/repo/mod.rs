@@ -179,6 +179,19 @@ impl Repo for Repository {
         KnownObjects::open(&self.objects, &self.state_dir())
     }
 
+    fn current_indexes(&self) -> Result<Vec<String>, Error> {
+        self.objects.refresh()?;
+        Ok(self
+            .objects
+            .pack_files()
+            .iter()
+            .filter_map(|p| {
+                let idx = p.path().with_extension("idx");
+                Some(idx.file_name()?.to_str()?.to_string())
+            })
+            .collect())
+    }
+
     fn pack_sink(&self) -> Result<Box<dyn PackSink>, Error> {
         Ok(Box::new(LocalSink {
             writer: self.pack_writer()?,

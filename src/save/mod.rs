@@ -47,6 +47,11 @@ pub enum SaveError {
     },
     #[error("branch {0} was moved by another save too many times; try again")]
     Contended(String),
+    /// A pack the save took for stored (from this machine's cache of a
+    /// remote repository's indexes) is gone: [`save`] saves again with
+    /// the repository's current list, so this reaches no user.
+    #[error("{index} left the repository during the save (a gc?); try again")]
+    KnownPackGone { index: String },
     /// A dump source failed or cannot be placed: no snapshot is made.
     #[error(transparent)]
     Dump(#[from] DumpError),
@@ -168,8 +173,20 @@ pub fn save(
     opts: &SaveOptions,
     identity: &Identity,
 ) -> Result<SaveOutcome, SaveError> {
+    // A save with dumps never starts before the repository answers: a
+    // second attempt would run the commands again.
+    let result = match save_inner(repo, opts, identity, opts.commands.is_empty()) {
+        Err(SaveError::KnownPackGone { index }) => {
+            tracing::info!(
+                "{index} of {} is gone since this machine last saw it (a gc?): saving again with its current packs",
+                repo.location()
+            );
+            save_inner(repo, opts, identity, false)
+        }
+        other => other,
+    };
     // The walk and the dumps report an interruption without the name.
-    save_inner(repo, opts, identity).map_err(|e| match e {
+    result.map_err(|e| match e {
         SaveError::Interrupted { signal, .. }
         | SaveError::Repo(crate::repo::Error::Interrupted { signal }) => SaveError::Interrupted {
             signal,
@@ -190,10 +207,13 @@ pub(crate) fn stop_if_interrupted() -> Result<(), SaveError> {
     }
 }
 
+/// One attempt; with `cached`, the walk may start from what this machine
+/// knows of the repository's objects (see [`Repo::known_objects_cached`]).
 fn save_inner(
     repo: &dyn Repo,
     opts: &SaveOptions,
     identity: &Identity,
+    cached: bool,
 ) -> Result<SaveOutcome, SaveError> {
     let walk::Resolved {
         root: mut sources,
@@ -212,15 +232,24 @@ fn save_inner(
         opts.one_file_system,
         index::previous_start(&repo.state_dir(), &opts.name),
     );
-    let parent = repo.read_ref(&ref_name)?;
-    let parent_time = match parent {
-        Some(id) => Some(commit::author_time(repo, &id)?),
-        None => None,
-    };
     // What the repository holds as the save begins: asked by the sink
     // (write or skip?) and by the change index (is a reused object still
-    // there?).
-    let known = std::sync::Arc::new(repo.known_objects());
+    // there?). Over SSH, from this machine's cache when it has one: the
+    // walk then goes on while ssh connects (a few hundred milliseconds,
+    // most of an unchanged re-save), and what it relied on is checked
+    // against the server's list before the commit.
+    let cached = cached.then(|| repo.known_objects_cached()).flatten();
+    // Otherwise the repository is asked first: one that cannot be reached
+    // or refuses is then the error, before anything else is done.
+    let parent_read_early = match cached {
+        None => Some(read_parent(repo, &ref_name)?),
+        Some(_) => None,
+    };
+    let (known, relied_on) = match cached {
+        Some((known, indexes)) => (known, indexes),
+        None => (repo.known_objects(), Vec::new()),
+    };
+    let known = std::sync::Arc::new(known);
     let progress = opts.progress.clone().unwrap_or_default();
     let mut sink = ObjectSink::new(repo, known.clone())?.with_progress(progress.clone());
     // Dumps run first: a failed one ends the save before the walk.
@@ -241,6 +270,19 @@ fn save_inner(
     // The walk fills the file and directory counts; the object counts come
     // from the sink once it has published.
     let mut stats = counts;
+
+    if !relied_on.is_empty() {
+        // From here to the end of the session gc deletes no pack: every
+        // "stored" answer of the walk stays true if its pack is listed.
+        let now: std::collections::HashSet<String> = repo.current_indexes()?.into_iter().collect();
+        if let Some(gone) = relied_on.into_iter().find(|i| !now.contains(i)) {
+            return Err(SaveError::KnownPackGone { index: gone });
+        }
+    }
+    let (parent, parent_time) = match parent_read_early {
+        Some(read) => read,
+        None => read_parent(repo, &ref_name)?,
+    };
 
     // Commits go into the same pack as the trees: nothing is visible before
     // the ref moves, and the ref moves only after the pack is published.
@@ -275,6 +317,19 @@ fn save_inner(
         stats,
         dumps,
     })
+}
+
+/// The branch's tip, if any, and its author time.
+fn read_parent(
+    repo: &dyn Repo,
+    ref_name: &str,
+) -> Result<(Option<ObjectId>, Option<i64>), SaveError> {
+    let parent = repo.read_ref(ref_name)?;
+    let time = match parent {
+        Some(id) => Some(commit::author_time(repo, &id)?),
+        None => None,
+    };
+    Ok((parent, time))
 }
 
 fn now() -> i64 {
