@@ -336,18 +336,6 @@ fn a_restore_over_ssh_streams_what_it_announced() {
     );
 }
 
-/// The pack index names in a repository's `objects/pack`.
-fn index_names(repo: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(repo.join("objects/pack"))
-        .expect("list packs")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".idx"))
-        .collect();
-    names.sort();
-    names
-}
-
 /// A save over SSH walks with this machine's copy of the server's indexes
 /// while ssh connects. A gc on the server since must not make a snapshot
 /// name an object that is gone: here the gc deleted the blob of a file
@@ -388,6 +376,11 @@ fn a_save_after_a_gc_on_the_server_saves_again_with_its_current_packs() {
     assert!(!second.stderr.contains("saving again"), "{}", second.stderr);
 
     // On the server: the first snapshot goes, and with it gone.bin's blob.
+    let index_names = |repo: &Path| -> Vec<String> {
+        let mut names = pack_dir_listing(repo);
+        names.retain(|n| n.ends_with(".idx"));
+        names
+    };
     let before = index_names(&env.repo);
     env.rw()
         .args(["prune", "--keep-last", "1", "web"])
