@@ -178,7 +178,11 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
                     path.display().to_string()
                 }
                 Location::Ssh(target) => {
-                    Remote::connect(target, &ssh_options(cli), true)?;
+                    let remote = Remote::connect(target, &ssh_options(cli), true)?;
+                    // The cache learns that the repository has no packs
+                    // (dropping copies of a repository that was there
+                    // before): the first save then walks while ssh connects.
+                    remote.current_indexes()?;
                     target.to_string()
                 }
             };

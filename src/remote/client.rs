@@ -797,6 +797,8 @@ impl Repo for Remote {
     }
 
     fn known_objects_cached(&self) -> Option<(KnownObjects, Vec<String>)> {
+        // Made by the first listing of the server's packs (`init`, or the
+        // first save): without it nothing is known, not even "no packs".
         let dir = self.shared.cache.join("idx");
         let mut indexes = Vec::new();
         let mut names = Vec::new();
@@ -810,9 +812,9 @@ impl Repo for Remote {
             indexes.push(Arc::new(index));
             names.push(name);
         }
-        if indexes.is_empty() {
-            return None;
-        }
+        // An empty directory is a repository with no packs yet (made by
+        // init, or emptied by a gc): nothing is taken for stored, so
+        // everything is sent, which is right for it and safe whatever.
         tracing::debug!(
             "starting with the cached indexes of {} packs of {}",
             names.len(),

@@ -246,8 +246,8 @@ fn save_inner(
         Some(_) => None,
     };
     let (known, relied_on) = match cached {
-        Some((known, indexes)) => (known, indexes),
-        None => (repo.known_objects(), Vec::new()),
+        Some((known, indexes)) => (known, Some(indexes)),
+        None => (repo.known_objects(), None),
     };
     let known = std::sync::Arc::new(known);
     let progress = opts.progress.clone().unwrap_or_default();
@@ -271,7 +271,7 @@ fn save_inner(
     // from the sink once it has published.
     let mut stats = counts;
 
-    if !relied_on.is_empty() {
+    if let Some(relied_on) = relied_on {
         // From here to the end of the session gc deletes no pack: every
         // "stored" answer of the walk stays true if its pack is listed.
         let now: std::collections::HashSet<String> = repo.current_indexes()?.into_iter().collect();
