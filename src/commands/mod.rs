@@ -182,7 +182,10 @@ pub fn run(cli: &Cli) -> Result<Status, Error> {
                     // The cache learns that the repository has no packs
                     // (dropping copies of a repository that was there
                     // before): the first save then walks while ssh connects.
-                    remote.current_indexes()?;
+                    // Only a cache: the repository is made either way.
+                    if let Err(e) = remote.current_indexes() {
+                        tracing::debug!("{e}; the first save will ask the server first");
+                    }
                     target.to_string()
                 }
             };
