@@ -40,7 +40,7 @@ pub struct PackPlan {
     pub action: Action,
 }
 
-/// Reads ahead this much of a pack being copied: one read serves many
+/// The most read at once from a run of live entries: one read serves many
 /// small entries.
 const WINDOW: u64 = 8 << 20;
 
@@ -129,6 +129,12 @@ pub fn plan(marks: &Marks, opts: &GcOptions) -> Vec<PackPlan> {
 /// Copies the live entries of the packs to rewrite into new packs, oldest
 /// pack first; returns the names of the packs published and the bytes
 /// copied.
+///
+/// Only the live entries are read (runs of them, see [`live_runs`]), and
+/// the kernel is told which ones [`AHEAD`] bytes before they are needed:
+/// the disk reads ahead while this thread checks and writes, instead of
+/// each read waiting for it, and the dead bytes between runs (most of a
+/// pack old enough to be rewritten) are not read at all.
 pub fn copy_live(
     storage: &dyn PackStorage,
     objects: &dyn Objects,
@@ -146,12 +152,30 @@ pub fn copy_live(
         pa.mtime.cmp(&pb.mtime).then_with(|| pa.name.cmp(&pb.name))
     });
     let total: u64 = order.iter().map(|p| p.live_bytes).sum();
+    let entries: u64 = order.iter().map(|p| p.live_objects).sum();
     let mut done = 0u64;
-    let mut out = storage.new_packs(opts.pack_size_bytes)?;
+    let mut read = 0u64;
+    let mut out = storage.new_packs(opts.pack_size_bytes, entries)?;
     let mut compressor = None;
-    for plan in order {
+    let advice = |k: usize| {
+        order
+            .get(k)
+            .map(|p| Advice::new(live_runs(marks, p.pack), &marks.packs[p.pack].name))
+    };
+    let mut next = advice(0);
+    for (k, plan) in order.iter().enumerate() {
         let pack = &marks.packs[plan.pack];
         let data_end = pack.size.saturating_sub(PACK_TRAILER_LEN);
+        let Some(mut current) = next.take() else {
+            break;
+        };
+        current.advise(storage, current.start() + AHEAD);
+        // The next pack's first runs are on their way while this one's
+        // last are copied.
+        next = advice(k + 1);
+        if let Some(n) = &mut next {
+            n.advise(storage, n.start() + AHEAD / 2);
+        }
         let mut window = Window::default();
         for rank in 0..pack.index.len() {
             if !marks.is_marked(plan.pack, rank) {
@@ -161,7 +185,18 @@ pub fn copy_live(
                 break;
             };
             let end = entry.next.unwrap_or(data_end);
-            let raw = window.get(storage, &pack.name, entry.offset, end, data_end)?;
+            let (raw, filled) = window.get(
+                storage,
+                &pack.name,
+                &current.runs,
+                entry.offset,
+                end,
+                data_end,
+            )?;
+            if let Some(bytes) = filled {
+                read += bytes;
+                current.advise(storage, entry.offset + AHEAD);
+            }
             let crc_ok = entry.crc.is_some_and(|crc| crc32fast::hash(raw) == crc);
             let header = parse_entry_header(entry.offset, raw).ok();
             match header {
@@ -183,7 +218,76 @@ pub fn copy_live(
         }
         progress.copied(done, total);
     }
+    tracing::debug!("gc: {done} bytes of live entries copied ({read} bytes read), publishing");
     Ok(out.finish()?)
+}
+
+/// Live entries this close are read as one run, the dead bytes between
+/// them included. In the packs of a month of daily saves, live entries lie
+/// in clumps a few KiB apart: at 16 KiB, 4,098 runs hold the 125 MB of live
+/// entries of 17 packs in 176 MB (at 256 KiB: 110 runs, 357 MB; the packs
+/// are 390 MB), and since the runs are asked for ahead, the disk serves
+/// them queued and in order, not one seek each.
+const GAP: u64 = 16 << 10;
+
+/// How far ahead of the copy the kernel is asked to read the runs (one
+/// pack's worth of a month of daily saves): enough to keep the disk busy,
+/// little enough not to push out of the page cache what the copy needs.
+const AHEAD: u64 = 32 << 20;
+
+/// Pack `k`'s live entries (by [`Marks`]), in offset order, as byte
+/// ranges, neighbours less than [`GAP`] apart merged. Bounds are checked
+/// where the entries are read ([`Window::get`]).
+fn live_runs(marks: &Marks, k: usize) -> Vec<(u64, u64)> {
+    let pack = &marks.packs[k];
+    let data_end = pack.size.saturating_sub(PACK_TRAILER_LEN);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for rank in 0..pack.index.len() {
+        if !marks.is_marked(k, rank) {
+            continue;
+        }
+        let Some((_, e)) = pack.index.by_rank(rank) else {
+            break;
+        };
+        let end = e.next.unwrap_or(data_end).max(e.offset);
+        match runs.last_mut() {
+            Some(last) if e.offset >= last.1 && e.offset - last.1 < GAP => last.1 = end,
+            _ => runs.push((e.offset, end)),
+        }
+    }
+    runs
+}
+
+/// The runs of one pack and how many of them the kernel was told about.
+struct Advice<'a> {
+    name: &'a str,
+    runs: Vec<(u64, u64)>,
+    advised: usize,
+}
+
+impl<'a> Advice<'a> {
+    fn new(runs: Vec<(u64, u64)>, name: &'a str) -> Advice<'a> {
+        Advice {
+            name,
+            runs,
+            advised: 0,
+        }
+    }
+
+    fn start(&self) -> u64 {
+        self.runs.first().map_or(0, |r| r.0)
+    }
+
+    /// Asks for the runs not asked for yet that start before `upto`.
+    fn advise(&mut self, storage: &dyn PackStorage, upto: u64) {
+        while let Some(&(from, to)) = self.runs.get(self.advised) {
+            if from >= upto {
+                break;
+            }
+            storage.will_need_pack(self.name, from, to.saturating_sub(from));
+            self.advised += 1;
+        }
+    }
 }
 
 /// Reads `id` whole through the store (which resolves deltas and checks
@@ -206,18 +310,24 @@ fn recompress(
 struct Window {
     start: u64,
     bytes: Vec<u8>,
+    /// The run of `runs` that the last read was in.
+    run: usize,
 }
 
 impl Window {
-    /// The bytes `[from, to)` of pack `name`, whose entries end at `data_end`.
+    /// The bytes `[from, to)` of pack `name`, whose entries end at
+    /// `data_end`, and how many bytes were read for them (none if they were
+    /// held). A read covers the rest of the run of `runs` that holds
+    /// `from`, up to [`WINDOW`] bytes.
     fn get(
         &mut self,
         storage: &dyn PackStorage,
         name: &str,
+        runs: &[(u64, u64)],
         from: u64,
         to: u64,
         data_end: u64,
-    ) -> Result<&[u8], GcError> {
+    ) -> Result<(&[u8], Option<u64>), GcError> {
         if to < from || to > data_end {
             return Err(GcError::Repo(crate::repo::Error::DamagedPack {
                 path: name.into(),
@@ -225,13 +335,22 @@ impl Window {
             }));
         }
         let inside = self.start <= from && to <= self.start + self.bytes.len() as u64;
+        let mut filled = None;
         if !inside {
-            let len = (to - from).max(WINDOW.min(data_end - from));
+            while runs.get(self.run).is_some_and(|r| r.1 <= from) {
+                self.run += 1;
+            }
+            let run_end = runs
+                .get(self.run)
+                .filter(|r| r.0 <= from)
+                .map_or(to, |r| r.1.min(data_end));
+            let len = (to - from).max(WINDOW.min(run_end.saturating_sub(from)));
             self.bytes = storage.read_pack(name, from, len as usize)?;
             self.start = from;
+            filled = Some(len);
         }
         let a = (from - self.start) as usize;
         let b = (to - self.start) as usize;
-        Ok(&self.bytes[a..b])
+        Ok((&self.bytes[a..b], filled))
     }
 }

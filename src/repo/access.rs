@@ -166,8 +166,16 @@ pub trait PackStorage {
     /// `len` bytes of pack `name` from `offset` (inside the pack).
     fn read_pack(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, Error>;
 
-    /// A writer of new packs of at most about `target_size` bytes each.
-    fn new_packs(&self, target_size: u64) -> Result<Box<dyn PackOut>, Error>;
+    /// Asks for `len` bytes of pack `name` from `offset` to be fetched now,
+    /// without waiting, because [`read_pack`](Self::read_pack) will want
+    /// them soon. Only advice: nothing happens where it cannot be given.
+    fn will_need_pack(&self, _name: &str, _offset: u64, _len: u64) {}
+
+    /// A writer of new packs of at most about `target_size` bytes each, for
+    /// `entries` entries in all: packs planned with their exact count are
+    /// hashed as they are written, never read back (a different count is
+    /// still written right, only slower).
+    fn new_packs(&self, target_size: u64, entries: u64) -> Result<Box<dyn PackOut>, Error>;
 
     /// Removes pack `name` (its index first, so that no reader finds an
     /// index without its pack, then the pack and its companion files).

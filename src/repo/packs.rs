@@ -16,7 +16,7 @@ use super::{fsutil, Error, Repository};
 use crate::object::{Kind, ObjectId};
 use crate::pack::reader::ReadFail;
 use crate::pack::writer::{remove_bup_caches, DEFAULT_OBJECT_LIMIT};
-use crate::pack::PackWriter;
+use crate::pack::{PackFile, PackWriter};
 use std::path::{Path, PathBuf};
 
 /// A `.pack` without its index, or a temporary pack, left this long ago is
@@ -65,29 +65,32 @@ impl PackStorage for Repository {
     }
 
     fn read_pack(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
-        let wanted = self.path.join("objects/pack").join(format!("{name}.pack"));
-        let pack = self
-            .objects()
-            .pack_files()
-            .into_iter()
-            .find(|p| p.path() == wanted)
-            .ok_or_else(|| Error::Io {
-                action: "reading pack",
-                path: wanted.clone(),
-                source: std::io::ErrorKind::NotFound.into(),
-            })?;
+        let (pack, path) = self.open_pack(name);
+        let pack = pack.ok_or_else(|| Error::Io {
+            action: "reading pack",
+            path: path.clone(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
         let mut buf = vec![0u8; len];
         pack.read_entries_at(&mut buf, offset)
-            .map_err(|e| read_fail(e, &wanted))?;
+            .map_err(|e| read_fail(e, &path))?;
         Ok(buf)
     }
 
-    fn new_packs(&self, target_size: u64) -> Result<Box<dyn PackOut>, Error> {
+    fn will_need_pack(&self, name: &str, offset: u64, len: u64) {
+        if let (Some(pack), _) = self.open_pack(name) {
+            pack.will_need(offset, len);
+        }
+    }
+
+    fn new_packs(&self, target_size: u64, entries: u64) -> Result<Box<dyn PackOut>, Error> {
         Ok(Box::new(LocalPackOut {
             objects_dir: self.path.join("objects"),
             target_size,
             writer: None,
             in_writer: 0,
+            writer_limit: 0,
+            to_come: entries,
             published: Vec::new(),
         }))
     }
@@ -129,6 +132,19 @@ impl PackStorage for Repository {
         remove_bup_caches(&dir)?;
         // Let this process's own readers drop the packs that went.
         self.objects().refresh()
+    }
+}
+
+impl Repository {
+    /// The open pack `name` of the store, if it has one, and its path.
+    fn open_pack(&self, name: &str) -> (Option<std::sync::Arc<PackFile>>, PathBuf) {
+        let path = self.path.join("objects/pack").join(format!("{name}.pack"));
+        let pack = self
+            .objects()
+            .pack_files()
+            .into_iter()
+            .find(|p| p.path() == path);
+        (pack, path)
     }
 }
 
@@ -253,12 +269,17 @@ fn reflog_line_is_live(line: &[u8], live: &dyn Fn(&ObjectId) -> bool) -> bool {
 
 /// gc's output: one [`PackWriter`] per [`DEFAULT_OBJECT_LIMIT`] objects,
 /// so that the set of ids a writer keeps (against duplicates) stays small
-/// however much is copied.
+/// however much is copied. Each pack is planned for the entries still to
+/// come, up to that limit: the last one too is hashed as it is written.
 struct LocalPackOut {
     objects_dir: PathBuf,
     target_size: u64,
     writer: Option<PackWriter>,
     in_writer: u32,
+    /// The objects the current writer's pack was planned for.
+    writer_limit: u32,
+    /// Entries announced and not appended yet.
+    to_come: u64,
     published: Vec<String>,
 }
 
@@ -287,13 +308,15 @@ impl PackOut for LocalPackOut {
         if self.writer.is_none() {
             let mut w = PackWriter::new(&self.objects_dir)?;
             w.set_size_limit(self.target_size);
-            w.set_object_limit(DEFAULT_OBJECT_LIMIT);
+            self.writer_limit = self.to_come.clamp(1, u64::from(DEFAULT_OBJECT_LIMIT)) as u32;
+            w.set_object_limit(self.writer_limit);
             self.writer = Some(w);
         }
         let writer = self.writer.as_mut().expect("just made");
         writer.append_compressed(id, kind, size, zdata, false)?;
         self.in_writer += 1;
-        if self.in_writer >= DEFAULT_OBJECT_LIMIT {
+        self.to_come = self.to_come.saturating_sub(1);
+        if self.in_writer >= self.writer_limit {
             // The writer published this pack itself at its object limit.
             self.finish_writer()?;
         }
