@@ -157,6 +157,16 @@ pub fn mark(
     roots: &[(String, ObjectId)],
     progress: &dyn GcProgress,
 ) -> Result<Marks, GcError> {
+    crate::pack::reader::read_sparsely(|| walk(objects, packs, roots, progress))
+}
+
+/// [`mark`], with this thread's pack reads sparse.
+fn walk(
+    objects: &dyn Objects,
+    packs: Vec<StoredPack>,
+    roots: &[(String, ObjectId)],
+    progress: &dyn GcProgress,
+) -> Result<Marks, GcError> {
     let mut marks = Marks::new(packs)?;
     let mut pending: Vec<Pending> = Vec::new();
     for (root, (_, id)) in roots.iter().enumerate() {

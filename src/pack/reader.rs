@@ -12,7 +12,7 @@ use super::{
 use crate::object::ObjectId;
 use crate::repo::Error;
 use flate2::{Decompress, FlushDecompress, Status};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -402,7 +402,10 @@ impl Scratch {
         let forward = self.pack == src.uid
             && self.start <= pos
             && pos <= self.start + (self.len + WINDOW) as u64;
-        let size = if forward {
+        let size = if SPARSE.get() {
+            // The rest of the page holding `pos`, which is read anyway.
+            need.max(PAGE - (pos % PAGE as u64) as usize)
+        } else if forward {
             WINDOW
         } else {
             need.max(JUMP_WINDOW)
@@ -426,6 +429,33 @@ impl Scratch {
         }
         Ok(&self.buf[(pos - self.start) as usize..self.len])
     }
+}
+
+/// The unit in which the kernel reads a file into its page cache.
+const PAGE: usize = 4096;
+
+thread_local! {
+    /// See [`read_sparsely`].
+    static SPARSE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with this thread's pack reads cut to the bytes each entry
+/// needs (rounded up to the end of a page) instead of a window of the
+/// entries after it: for a reader that asked for exactly the entries it
+/// will read ([`PackFile::will_need`]) and visits them in offset order with
+/// gaps between (gc's mark reading the trees of a repository). A window
+/// past the entries asked for would miss the page cache, and the kernel,
+/// seeing reads move forward, would read ahead megabytes of blobs at each
+/// miss (on a month of daily saves: 320 MB for 10 MB of trees).
+pub fn read_sparsely<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SPARSE.set(self.0);
+        }
+    }
+    let _restore = Restore(SPARSE.replace(true));
+    f()
 }
 
 thread_local! {
