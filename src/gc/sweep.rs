@@ -15,7 +15,7 @@ use super::mark::Marks;
 use super::{GcError, GcOptions, GcProgress};
 use crate::pack::writer::{Compressor, DEFAULT_LEVEL};
 use crate::pack::{parse_entry_header, EntryKind, PACK_HEADER_LEN, PACK_TRAILER_LEN};
-use crate::repo::{Objects, PackOut, PackStorage};
+use crate::repo::{Objects, PackOut, PackRead, PackStorage};
 
 /// What happens to one pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,24 +157,26 @@ pub fn copy_live(
     let mut read = 0u64;
     let mut out = storage.new_packs(opts.pack_size_bytes, entries)?;
     let mut compressor = None;
-    let advice = |k: usize| {
-        order
-            .get(k)
-            .map(|p| Advice::new(live_runs(marks, p.pack), &marks.packs[p.pack].name))
+    let advice = |k: usize| -> Result<Option<Advice>, GcError> {
+        let Some(plan) = order.get(k) else {
+            return Ok(None);
+        };
+        let pack = storage.open_pack(&marks.packs[plan.pack].name)?;
+        Ok(Some(Advice::new(pack, live_runs(marks, plan.pack))))
     };
-    let mut next = advice(0);
+    let mut next = advice(0)?;
     for (k, plan) in order.iter().enumerate() {
         let pack = &marks.packs[plan.pack];
         let data_end = pack.size.saturating_sub(PACK_TRAILER_LEN);
         let Some(mut current) = next.take() else {
             break;
         };
-        current.advise(storage, current.start() + AHEAD);
+        current.advise(current.start() + AHEAD);
         // The next pack's first runs are on their way while this one's
         // last are copied.
-        next = advice(k + 1);
+        next = advice(k + 1)?;
         if let Some(n) = &mut next {
-            n.advise(storage, n.start() + AHEAD / 2);
+            n.advise(n.start() + AHEAD / 2);
         }
         let mut window = Window::default();
         for rank in 0..pack.index.len() {
@@ -185,17 +187,10 @@ pub fn copy_live(
                 break;
             };
             let end = entry.next.unwrap_or(data_end);
-            let (raw, filled) = window.get(
-                storage,
-                &pack.name,
-                &current.runs,
-                entry.offset,
-                end,
-                data_end,
-            )?;
+            let (raw, filled) = window.get(&current, &pack.name, entry.offset, end, data_end)?;
             if let Some(bytes) = filled {
                 read += bytes;
-                current.advise(storage, entry.offset + AHEAD);
+                current.advise(entry.offset + AHEAD);
             }
             let crc_ok = entry.crc.is_some_and(|crc| crc32fast::hash(raw) == crc);
             let header = parse_entry_header(entry.offset, raw).ok();
@@ -258,17 +253,18 @@ fn live_runs(marks: &Marks, k: usize) -> Vec<(u64, u64)> {
     runs
 }
 
-/// The runs of one pack and how many of them the kernel was told about.
+/// One pack to copy from, its runs, and how many of them the kernel was
+/// told about.
 struct Advice<'a> {
-    name: &'a str,
+    pack: Box<dyn PackRead + 'a>,
     runs: Vec<(u64, u64)>,
     advised: usize,
 }
 
 impl<'a> Advice<'a> {
-    fn new(runs: Vec<(u64, u64)>, name: &'a str) -> Advice<'a> {
+    fn new(pack: Box<dyn PackRead + 'a>, runs: Vec<(u64, u64)>) -> Advice<'a> {
         Advice {
-            name,
+            pack,
             runs,
             advised: 0,
         }
@@ -279,12 +275,12 @@ impl<'a> Advice<'a> {
     }
 
     /// Asks for the runs not asked for yet that start before `upto`.
-    fn advise(&mut self, storage: &dyn PackStorage, upto: u64) {
+    fn advise(&mut self, upto: u64) {
         while let Some(&(from, to)) = self.runs.get(self.advised) {
             if from >= upto {
                 break;
             }
-            storage.will_need_pack(self.name, from, to.saturating_sub(from));
+            self.pack.will_need(from, to.saturating_sub(from));
             self.advised += 1;
         }
     }
@@ -315,15 +311,14 @@ struct Window {
 }
 
 impl Window {
-    /// The bytes `[from, to)` of pack `name`, whose entries end at
-    /// `data_end`, and how many bytes were read for them (none if they were
-    /// held). A read covers the rest of the run of `runs` that holds
-    /// `from`, up to [`WINDOW`] bytes.
+    /// The bytes `[from, to)` of pack `name` (read from `source`), whose
+    /// entries end at `data_end`, and how many bytes were read for them
+    /// (none if they were held). A read covers the rest of the run of
+    /// `source` that holds `from`, up to [`WINDOW`] bytes.
     fn get(
         &mut self,
-        storage: &dyn PackStorage,
+        source: &Advice,
         name: &str,
-        runs: &[(u64, u64)],
         from: u64,
         to: u64,
         data_end: u64,
@@ -337,6 +332,7 @@ impl Window {
         let inside = self.start <= from && to <= self.start + self.bytes.len() as u64;
         let mut filled = None;
         if !inside {
+            let runs = &source.runs;
             while runs.get(self.run).is_some_and(|r| r.1 <= from) {
                 self.run += 1;
             }
@@ -345,7 +341,7 @@ impl Window {
                 .filter(|r| r.0 <= from)
                 .map_or(to, |r| r.1.min(data_end));
             let len = (to - from).max(WINDOW.min(run_end.saturating_sub(from)));
-            self.bytes = storage.read_pack(name, from, len as usize)?;
+            self.bytes = source.pack.read(from, len as usize)?;
             self.start = from;
             filled = Some(len);
         }

@@ -10,7 +10,7 @@
 //! A kill between the two leaves a `.pack` without index, which git ignores
 //! and the next gc removes.
 
-use super::access::{PackOut, PackStorage, StoredPack};
+use super::access::{PackOut, PackRead, PackStorage, StoredPack};
 use super::gc_lock::{self, GcLock};
 use super::{fsutil, Error, Repository};
 use crate::object::{Kind, ObjectId};
@@ -64,23 +64,19 @@ impl PackStorage for Repository {
         Ok(packs)
     }
 
-    fn read_pack(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
-        let (pack, path) = self.open_pack(name);
-        let pack = pack.ok_or_else(|| Error::Io {
-            action: "reading pack",
-            path: path.clone(),
-            source: std::io::ErrorKind::NotFound.into(),
-        })?;
-        let mut buf = vec![0u8; len];
-        pack.read_entries_at(&mut buf, offset)
-            .map_err(|e| read_fail(e, &path))?;
-        Ok(buf)
-    }
-
-    fn will_need_pack(&self, name: &str, offset: u64, len: u64) {
-        if let (Some(pack), _) = self.open_pack(name) {
-            pack.will_need(offset, len);
-        }
+    fn open_pack(&self, name: &str) -> Result<Box<dyn PackRead + '_>, Error> {
+        let path = self.path.join("objects/pack").join(format!("{name}.pack"));
+        let pack = self
+            .objects()
+            .pack_files()
+            .into_iter()
+            .find(|p| p.path() == path)
+            .ok_or_else(|| Error::Io {
+                action: "reading pack",
+                path: path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
+        Ok(Box::new(pack))
     }
 
     fn new_packs(&self, target_size: u64, entries: u64) -> Result<Box<dyn PackOut>, Error> {
@@ -135,16 +131,17 @@ impl PackStorage for Repository {
     }
 }
 
-impl Repository {
-    /// The open pack `name` of the store, if it has one, and its path.
-    fn open_pack(&self, name: &str) -> (Option<std::sync::Arc<PackFile>>, PathBuf) {
-        let path = self.path.join("objects/pack").join(format!("{name}.pack"));
-        let pack = self
-            .objects()
-            .pack_files()
-            .into_iter()
-            .find(|p| p.path() == path);
-        (pack, path)
+/// A pack of the store, as gc reads it.
+impl PackRead for std::sync::Arc<PackFile> {
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; len];
+        self.read_entries_at(&mut buf, offset)
+            .map_err(|e| read_fail(e, self.path()))?;
+        Ok(buf)
+    }
+
+    fn will_need(&self, offset: u64, len: u64) {
+        PackFile::will_need(self, offset, len);
     }
 }
 
