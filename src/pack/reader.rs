@@ -765,4 +765,54 @@ mod tests {
             b"hel"
         );
     }
+
+    /// Sparse reads return what ordinary reads do, for an entry within a
+    /// page, one over several pages and one larger than the read window
+    /// (streamed), and a sparse read of a small entry leaves no more than
+    /// the rest of its page in the window: nothing past it is read.
+    #[test]
+    fn sparse_reads_read_only_the_entry_and_return_the_same_objects() {
+        use crate::object::{hash_object, Kind};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pack")).unwrap();
+        let objects = [
+            b"a small tree's worth".to_vec(),
+            crate::test_support::noise(1, 20_000),
+            crate::test_support::noise(2, 3 * WINDOW),
+            b"after the big one".to_vec(),
+        ];
+        let mut writer = super::super::PackWriter::new(dir.path()).unwrap();
+        for data in &objects {
+            writer.write(Kind::Blob, data).unwrap();
+        }
+        let paths = writer.finish().unwrap();
+        let idx = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "idx"));
+        let pack = PackFile::open(idx.unwrap()).unwrap();
+        let read = |data: &[u8]| {
+            let entry = pack.index().find(&hash_object(Kind::Blob, data)).unwrap();
+            let header = pack.entry_header(entry.offset).unwrap();
+            (pack.inflate_entry(&header, &entry).unwrap(), entry.offset)
+        };
+        for data in &objects {
+            let (sparse, offset) = read_sparsely(|| read(data));
+            assert_eq!(&sparse, data);
+            assert_eq!(&read(data).0, data);
+            if data.len() < 100 {
+                let (start, len) = read_sparsely(|| {
+                    SCRATCH.with(|c| c.borrow_mut().pack = 0);
+                    read(data);
+                    SCRATCH.with(|c| (c.borrow().start, c.borrow().len))
+                });
+                assert_eq!(start, offset);
+                let page_end = (offset / PAGE as u64 + 1) * PAGE as u64;
+                assert!(
+                    start + len as u64 <= page_end,
+                    "{len} bytes read from {start}"
+                );
+            }
+        }
+        assert!(!SPARSE.get(), "the setting ends with read_sparsely");
+    }
 }

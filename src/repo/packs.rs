@@ -344,4 +344,40 @@ mod tests {
         assert!(!reflog_line_is_live(&line(b, a), &live));
         assert!(reflog_line_is_live(b"not a reflog line\n", &live));
     }
+
+    /// New packs are planned for the entries announced; whether the count
+    /// announced is right, too low or too high (or an entry comes twice),
+    /// what is published is sound and holds every entry once.
+    #[test]
+    fn packs_out_are_sound_whatever_count_was_announced() {
+        use crate::pack::writer::Compressor;
+        for (announced, appended) in [(3u64, 3usize), (2, 4), (5, 3), (0, 2)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let repo = Repository::init(dir.path()).expect("init");
+            let mut out = repo.new_packs(1 << 30, announced).expect("new packs");
+            let mut compressor = Compressor::new(1);
+            let mut ids = Vec::new();
+            for k in 0..appended {
+                let data = format!("object {k} of {appended}").into_bytes();
+                let id = crate::object::hash_object(Kind::Blob, &data);
+                let (zdata, _) = compressor.compress(&data);
+                out.append_compressed(id, Kind::Blob, data.len() as u64, zdata)
+                    .expect("append");
+                if k == 0 {
+                    // Skipped by the writer: a pack holds an id once.
+                    out.append_compressed(id, Kind::Blob, data.len() as u64, zdata)
+                        .expect("append again");
+                }
+                ids.push(id);
+            }
+            let published = out.finish().expect("finish");
+            assert!(!published.is_empty());
+            let packs = repo.list_packs().expect("packs are sound");
+            let entries: usize = packs.iter().map(|p| p.index.len()).sum();
+            assert_eq!(entries, appended, "announced {announced}");
+            for id in &ids {
+                assert_eq!(repo.objects().read(id).expect("read").kind, Kind::Blob);
+            }
+        }
+    }
 }
