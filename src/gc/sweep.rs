@@ -253,12 +253,14 @@ fn live_runs(marks: &Marks, k: usize) -> Vec<(u64, u64)> {
     runs
 }
 
-/// One pack to copy from, its runs, and how many of them the kernel was
-/// told about.
+/// One pack to copy from, its runs, and how far into them the kernel was
+/// asked to read.
 struct Advice<'a> {
     pack: Box<dyn PackRead + 'a>,
     runs: Vec<(u64, u64)>,
+    /// The run being asked for, and the offset it was asked for up to.
     advised: usize,
+    advised_to: u64,
 }
 
 impl<'a> Advice<'a> {
@@ -267,6 +269,7 @@ impl<'a> Advice<'a> {
             pack,
             runs,
             advised: 0,
+            advised_to: 0,
         }
     }
 
@@ -274,13 +277,23 @@ impl<'a> Advice<'a> {
         self.runs.first().map_or(0, |r| r.0)
     }
 
-    /// Asks for the runs not asked for yet that start before `upto`.
+    /// Asks for what is not asked for yet of the runs before `upto` (a
+    /// long run in part: a git pack may be one run of a GiB).
     fn advise(&mut self, upto: u64) {
         while let Some(&(from, to)) = self.runs.get(self.advised) {
+            let from = from.max(self.advised_to);
             if from >= upto {
                 break;
             }
-            self.pack.will_need(from, to.saturating_sub(from));
+            let stop = to.min(upto);
+            // (A length of 0 would mean "to the end of the file".)
+            if stop > from {
+                self.pack.will_need(from, stop - from);
+            }
+            self.advised_to = stop;
+            if stop < to {
+                break;
+            }
             self.advised += 1;
         }
     }
