@@ -88,6 +88,34 @@ impl Marks {
                 .is_some_and(|(p, r)| self.is_marked(p, r))
     }
 
+    /// Marks an object found, and queues it to be read if it was not
+    /// marked before and is not a blob (blobs are only looked up). One
+    /// that is nowhere is an error naming the root it was reached from.
+    fn reach(
+        &mut self,
+        objects: &dyn Objects,
+        found: Pending,
+        roots: &[(String, ObjectId)],
+        pending: &mut Vec<Pending>,
+    ) -> Result<(), GcError> {
+        let (id, expect, root) = found;
+        match self.mark(objects, &id)? {
+            Some(true) => {}
+            Some(false) => return Ok(()),
+            None => {
+                return Err(GcError::Missing {
+                    id,
+                    what: expect.name(),
+                    reached_from: roots[root as usize].0.clone(),
+                })
+            }
+        }
+        if expect != Expect::Blob {
+            pending.push(found);
+        }
+        Ok(())
+    }
+
     /// Marks `id`; `Ok(true)` if it was not marked before, an error if it
     /// is nowhere.
     fn mark(&mut self, objects: &dyn Objects, id: &ObjectId) -> Result<Option<bool>, Error> {
@@ -110,6 +138,18 @@ impl Marks {
     }
 }
 
+/// Objects to read (commits, trees, tags) taken from the work list at a
+/// time: sorted by where they are stored and asked for together, a cold
+/// disk serves them queued and in order instead of one synchronous read
+/// each. Taken from the top of the list (the newest found), the walk stays
+/// close to depth first, so the list holds a few paths' pending siblings,
+/// not a whole level of the repository.
+const BATCH: usize = 4096;
+
+/// An object marked and still to be read, with the root it was reached
+/// from (for the error that names it).
+type Pending = (ObjectId, Expect, u32);
+
 /// Marks everything `roots` (ref name, target) reach.
 pub fn mark(
     objects: &dyn Objects,
@@ -117,31 +157,37 @@ pub fn mark(
     roots: &[(String, ObjectId)],
     progress: &dyn GcProgress,
 ) -> Result<Marks, GcError> {
+    crate::pack::reader::read_sparsely(|| walk(objects, packs, roots, progress))
+}
+
+/// [`mark`], with this thread's pack reads sparse.
+fn walk(
+    objects: &dyn Objects,
+    packs: Vec<StoredPack>,
+    roots: &[(String, ObjectId)],
+    progress: &dyn GcProgress,
+) -> Result<Marks, GcError> {
     let mut marks = Marks::new(packs)?;
-    // Depth first, so the stack holds one path's pending siblings, not a
-    // whole level of the repository.
-    let mut stack: Vec<(ObjectId, Expect, u32)> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
     for (root, (_, id)) in roots.iter().enumerate() {
-        stack.push((*id, Expect::Any, root as u32));
-        while let Some((id, expect, root)) = stack.pop() {
+        marks.reach(
+            objects,
+            (*id, Expect::Any, root as u32),
+            roots,
+            &mut pending,
+        )?;
+    }
+    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+    while !pending.is_empty() {
+        batch.extend(pending.drain(pending.len().saturating_sub(BATCH)..));
+        // Rank order is offset order within a pack.
+        batch.sort_by_cached_key(|p| marks.lookup.find(&p.0).unwrap_or((usize::MAX, 0)));
+        if batch.len() > 1 {
+            let ids: Vec<ObjectId> = batch.iter().map(|p| p.0).collect();
+            objects.will_need(&ids);
+        }
+        for (id, expect, root) in batch.drain(..) {
             let reached = || roots[root as usize].0.clone();
-            match marks.mark(objects, &id)? {
-                Some(true) => {}
-                Some(false) => continue,
-                None => {
-                    return Err(GcError::Missing {
-                        id,
-                        what: expect.name(),
-                        reached_from: reached(),
-                    })
-                }
-            }
-            if marks.objects.is_multiple_of(4096) {
-                progress.marked(marks.objects);
-            }
-            if expect == Expect::Blob {
-                continue;
-            }
             let object = objects.read(&id).map_err(|e| match e {
                 Error::NotFound(_) => GcError::Missing {
                     id,
@@ -160,27 +206,19 @@ pub fn mark(
                 Kind::Blob => {}
                 Kind::Commit => {
                     let (tree, parents) = commit_links(&object.data).map_err(malformed)?;
+                    marks.reach(objects, (tree, Expect::Tree, root), roots, &mut pending)?;
                     for parent in parents {
-                        stack.push((parent, Expect::Commit, root));
+                        marks.reach(
+                            objects,
+                            (parent, Expect::Commit, root),
+                            roots,
+                            &mut pending,
+                        )?;
                     }
-                    // Last in, first out: the tree is walked before the
-                    // parents, keeping the stack short.
-                    stack.push((tree, Expect::Tree, root));
                 }
                 Kind::Tree => {
                     let entries =
                         tree::decode(&object.data).map_err(|e| malformed(e.to_string()))?;
-                    // The subtrees not seen yet are read next: asked for
-                    // together, a cold disk serves them in one go instead
-                    // of one synchronous read each.
-                    let ahead: Vec<ObjectId> = entries
-                        .iter()
-                        .filter(|e| e.mode == tree::Mode::Tree && !marks.is_live(&e.id))
-                        .map(|e| e.id)
-                        .collect();
-                    if ahead.len() > 1 {
-                        objects.will_need(&ahead);
-                    }
                     for entry in entries {
                         let expect = match entry.mode {
                             tree::Mode::Tree => Expect::Tree,
@@ -188,15 +226,16 @@ pub fn mark(
                             tree::Mode::Commit => continue,
                             _ => Expect::Blob,
                         };
-                        stack.push((entry.id, expect, root));
+                        marks.reach(objects, (entry.id, expect, root), roots, &mut pending)?;
                     }
                 }
                 Kind::Tag => {
                     let target = tag_target(&object.data).map_err(malformed)?;
-                    stack.push((target, Expect::Any, root));
+                    marks.reach(objects, (target, Expect::Any, root), roots, &mut pending)?;
                 }
             }
         }
+        progress.marked(marks.objects);
     }
     progress.marked(marks.objects);
     Ok(marks)

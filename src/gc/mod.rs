@@ -146,12 +146,23 @@ pub fn gc(
             }
         }
     };
+    let started = std::time::Instant::now();
     let packs = storage.list_packs()?;
+    tracing::debug!(
+        "gc: {} packs listed at {:?}",
+        packs.len(),
+        started.elapsed()
+    );
     let mut roots = repo.list_refs("refs/")?;
     if let Some(head) = repo.read_ref("HEAD")? {
         roots.push(("HEAD".into(), head));
     }
     let marks = mark::mark(repo.objects(), packs, &roots, progress)?;
+    tracing::debug!(
+        "gc: {} objects marked at {:?}",
+        marks.objects,
+        started.elapsed()
+    );
     let plans = sweep::plan(&marks, opts);
 
     let mut outcome = GcOutcome {
@@ -188,6 +199,11 @@ pub fn gc(
     storage.forget_dead_history(&|id| marks.is_live(id))?;
     let published = sweep::copy_live(storage, repo.objects(), &marks, &plans, opts, progress)?;
     outcome.packs_written = published.len();
+    tracing::debug!(
+        "gc: {} packs published at {:?}",
+        published.len(),
+        started.elapsed()
+    );
     progress.deleting();
     for p in plans.iter().filter(|p| p.action != Action::Keep) {
         let name = &marks.packs[p.pack].name;
@@ -198,8 +214,10 @@ pub fn gc(
         }
         storage.delete_pack(name)?;
     }
+    tracing::debug!("gc: old packs deleted at {:?}", started.elapsed());
     storage.settle()?;
     let after = storage.list_packs()?;
+    tracing::debug!("gc: settled at {:?}", started.elapsed());
     outcome.packs_after = after.len();
     outcome.bytes_after = after.iter().map(|p| p.size).sum();
     Ok(outcome)

@@ -12,7 +12,7 @@ use super::{
 use crate::object::ObjectId;
 use crate::repo::Error;
 use flate2::{Decompress, FlushDecompress, Status};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -402,7 +402,10 @@ impl Scratch {
         let forward = self.pack == src.uid
             && self.start <= pos
             && pos <= self.start + (self.len + WINDOW) as u64;
-        let size = if forward {
+        let size = if SPARSE.get() {
+            // The rest of the page holding `pos`, which is read anyway.
+            need.max(PAGE - (pos % PAGE as u64) as usize)
+        } else if forward {
             WINDOW
         } else {
             need.max(JUMP_WINDOW)
@@ -426,6 +429,33 @@ impl Scratch {
         }
         Ok(&self.buf[(pos - self.start) as usize..self.len])
     }
+}
+
+/// The unit in which the kernel reads a file into its page cache.
+const PAGE: usize = 4096;
+
+thread_local! {
+    /// See [`read_sparsely`].
+    static SPARSE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with this thread's pack reads cut to the bytes each entry
+/// needs (rounded up to the end of a page) instead of a window of the
+/// entries after it: for a reader that asked for exactly the entries it
+/// will read ([`PackFile::will_need`]) and visits them in offset order with
+/// gaps between (gc's mark reading the trees of a repository). A window
+/// past the entries asked for would miss the page cache, and the kernel,
+/// seeing reads move forward, would read ahead megabytes of blobs at each
+/// miss (on a month of daily saves: 320 MB for 10 MB of trees).
+pub fn read_sparsely<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SPARSE.set(self.0);
+        }
+    }
+    let _restore = Restore(SPARSE.replace(true));
+    f()
 }
 
 thread_local! {
@@ -734,5 +764,55 @@ mod tests {
             inflate_at(&src, 0, stream.len() as u64, u64::MAX, Some(3), None).unwrap(),
             b"hel"
         );
+    }
+
+    /// Sparse reads return what ordinary reads do, for an entry within a
+    /// page, one over several pages and one larger than the read window
+    /// (streamed), and a sparse read of a small entry leaves no more than
+    /// the rest of its page in the window: nothing past it is read.
+    #[test]
+    fn sparse_reads_read_only_the_entry_and_return_the_same_objects() {
+        use crate::object::{hash_object, Kind};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pack")).unwrap();
+        let objects = [
+            b"a small tree's worth".to_vec(),
+            crate::test_support::noise(1, 20_000),
+            crate::test_support::noise(2, 3 * WINDOW),
+            b"after the big one".to_vec(),
+        ];
+        let mut writer = super::super::PackWriter::new(dir.path()).unwrap();
+        for data in &objects {
+            writer.write(Kind::Blob, data).unwrap();
+        }
+        let paths = writer.finish().unwrap();
+        let idx = paths
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "idx"));
+        let pack = PackFile::open(idx.unwrap()).unwrap();
+        let read = |data: &[u8]| {
+            let entry = pack.index().find(&hash_object(Kind::Blob, data)).unwrap();
+            let header = pack.entry_header(entry.offset).unwrap();
+            (pack.inflate_entry(&header, &entry).unwrap(), entry.offset)
+        };
+        for data in &objects {
+            let (sparse, offset) = read_sparsely(|| read(data));
+            assert_eq!(&sparse, data);
+            assert_eq!(&read(data).0, data);
+            if data.len() < 100 {
+                let (start, len) = read_sparsely(|| {
+                    SCRATCH.with(|c| c.borrow_mut().pack = 0);
+                    read(data);
+                    SCRATCH.with(|c| (c.borrow().start, c.borrow().len))
+                });
+                assert_eq!(start, offset);
+                let page_end = (offset / PAGE as u64 + 1) * PAGE as u64;
+                assert!(
+                    start + len as u64 <= page_end,
+                    "{len} bytes read from {start}"
+                );
+            }
+        }
+        assert!(!SPARSE.get(), "the setting ends with read_sparsely");
     }
 }

@@ -182,11 +182,14 @@ pub trait PackStorage {
     /// judged with it, and deleting around damage could make it worse.
     fn list_packs(&self) -> Result<Vec<StoredPack>, Error>;
 
-    /// `len` bytes of pack `name` from `offset` (inside the pack).
-    fn read_pack(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, Error>;
+    /// Pack `name`, to read ranges of.
+    fn open_pack(&self, name: &str) -> Result<Box<dyn PackRead + '_>, Error>;
 
-    /// A writer of new packs of at most about `target_size` bytes each.
-    fn new_packs(&self, target_size: u64) -> Result<Box<dyn PackOut>, Error>;
+    /// A writer of new packs of at most about `target_size` bytes each, for
+    /// `entries` entries in all: packs planned with their exact count are
+    /// hashed as they are written, never read back (a different count is
+    /// still written right, only slower).
+    fn new_packs(&self, target_size: u64, entries: u64) -> Result<Box<dyn PackOut>, Error>;
 
     /// Removes pack `name` (its index first, so that no reader finds an
     /// index without its pack, then the pack and its companion files).
@@ -201,6 +204,17 @@ pub trait PackStorage {
     /// After the deletions: makes them durable and drops caches (bup's
     /// midx and bloom) that name packs that are gone.
     fn settle(&self) -> Result<(), Error>;
+}
+
+/// One pack gc copies from.
+pub trait PackRead {
+    /// `len` bytes from `offset` (inside the pack's entries).
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error>;
+
+    /// Asks for `len` bytes from `offset` to be fetched now, without
+    /// waiting, because [`read`](Self::read) will want them soon. Only
+    /// advice: nothing happens where it cannot be given.
+    fn will_need(&self, _offset: u64, _len: u64) {}
 }
 
 /// New packs for gc: entries appended as stored, published whole.

@@ -17,7 +17,7 @@ pub mod refs;
 pub mod store;
 pub mod under;
 
-pub use access::{Objects, PackOut, PackSink, PackStorage, Repo, SharedFile, StoredPack};
+pub use access::{Objects, PackOut, PackRead, PackSink, PackStorage, Repo, SharedFile, StoredPack};
 pub use error::Error;
 pub use refs::check_ref_name;
 pub use store::{Object, ObjectStore};

@@ -10,13 +10,13 @@
 //! A kill between the two leaves a `.pack` without index, which git ignores
 //! and the next gc removes.
 
-use super::access::{PackOut, PackStorage, StoredPack};
+use super::access::{PackOut, PackRead, PackStorage, StoredPack};
 use super::gc_lock::{self, GcLock};
 use super::{fsutil, Error, Repository};
 use crate::object::{Kind, ObjectId};
 use crate::pack::reader::ReadFail;
 use crate::pack::writer::{remove_bup_caches, DEFAULT_OBJECT_LIMIT};
-use crate::pack::PackWriter;
+use crate::pack::{PackFile, PackWriter};
 use std::path::{Path, PathBuf};
 
 /// A `.pack` without its index, or a temporary pack, left this long ago is
@@ -64,30 +64,29 @@ impl PackStorage for Repository {
         Ok(packs)
     }
 
-    fn read_pack(&self, name: &str, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
-        let wanted = self.path.join("objects/pack").join(format!("{name}.pack"));
+    fn open_pack(&self, name: &str) -> Result<Box<dyn PackRead + '_>, Error> {
+        let path = self.path.join("objects/pack").join(format!("{name}.pack"));
         let pack = self
             .objects()
             .pack_files()
             .into_iter()
-            .find(|p| p.path() == wanted)
+            .find(|p| p.path() == path)
             .ok_or_else(|| Error::Io {
                 action: "reading pack",
-                path: wanted.clone(),
+                path: path.clone(),
                 source: std::io::ErrorKind::NotFound.into(),
             })?;
-        let mut buf = vec![0u8; len];
-        pack.read_entries_at(&mut buf, offset)
-            .map_err(|e| read_fail(e, &wanted))?;
-        Ok(buf)
+        Ok(Box::new(pack))
     }
 
-    fn new_packs(&self, target_size: u64) -> Result<Box<dyn PackOut>, Error> {
+    fn new_packs(&self, target_size: u64, entries: u64) -> Result<Box<dyn PackOut>, Error> {
         Ok(Box::new(LocalPackOut {
             objects_dir: self.path.join("objects"),
             target_size,
             writer: None,
             in_writer: 0,
+            writer_limit: 0,
+            to_come: entries,
             published: Vec::new(),
         }))
     }
@@ -129,6 +128,20 @@ impl PackStorage for Repository {
         remove_bup_caches(&dir)?;
         // Let this process's own readers drop the packs that went.
         self.objects().refresh()
+    }
+}
+
+/// A pack of the store, as gc reads it.
+impl PackRead for std::sync::Arc<PackFile> {
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; len];
+        self.read_entries_at(&mut buf, offset)
+            .map_err(|e| read_fail(e, self.path()))?;
+        Ok(buf)
+    }
+
+    fn will_need(&self, offset: u64, len: u64) {
+        PackFile::will_need(self, offset, len);
     }
 }
 
@@ -253,12 +266,17 @@ fn reflog_line_is_live(line: &[u8], live: &dyn Fn(&ObjectId) -> bool) -> bool {
 
 /// gc's output: one [`PackWriter`] per [`DEFAULT_OBJECT_LIMIT`] objects,
 /// so that the set of ids a writer keeps (against duplicates) stays small
-/// however much is copied.
+/// however much is copied. Each pack is planned for the entries still to
+/// come, up to that limit: the last one too is hashed as it is written.
 struct LocalPackOut {
     objects_dir: PathBuf,
     target_size: u64,
     writer: Option<PackWriter>,
     in_writer: u32,
+    /// The objects the current writer's pack was planned for.
+    writer_limit: u32,
+    /// Entries announced and not appended yet.
+    to_come: u64,
     published: Vec<String>,
 }
 
@@ -287,13 +305,15 @@ impl PackOut for LocalPackOut {
         if self.writer.is_none() {
             let mut w = PackWriter::new(&self.objects_dir)?;
             w.set_size_limit(self.target_size);
-            w.set_object_limit(DEFAULT_OBJECT_LIMIT);
+            self.writer_limit = self.to_come.clamp(1, u64::from(DEFAULT_OBJECT_LIMIT)) as u32;
+            w.set_object_limit(self.writer_limit);
             self.writer = Some(w);
         }
         let writer = self.writer.as_mut().expect("just made");
         writer.append_compressed(id, kind, size, zdata, false)?;
         self.in_writer += 1;
-        if self.in_writer >= DEFAULT_OBJECT_LIMIT {
+        self.to_come = self.to_come.saturating_sub(1);
+        if self.in_writer >= self.writer_limit {
             // The writer published this pack itself at its object limit.
             self.finish_writer()?;
         }
@@ -323,5 +343,41 @@ mod tests {
         assert!(!reflog_line_is_live(&line(a, b), &live));
         assert!(!reflog_line_is_live(&line(b, a), &live));
         assert!(reflog_line_is_live(b"not a reflog line\n", &live));
+    }
+
+    /// New packs are planned for the entries announced; whether the count
+    /// announced is right, too low or too high (or an entry comes twice),
+    /// what is published is sound and holds every entry once.
+    #[test]
+    fn packs_out_are_sound_whatever_count_was_announced() {
+        use crate::pack::writer::Compressor;
+        for (announced, appended) in [(3u64, 3usize), (2, 4), (5, 3), (0, 2)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let repo = Repository::init(dir.path()).expect("init");
+            let mut out = repo.new_packs(1 << 30, announced).expect("new packs");
+            let mut compressor = Compressor::new(1);
+            let mut ids = Vec::new();
+            for k in 0..appended {
+                let data = format!("object {k} of {appended}").into_bytes();
+                let id = crate::object::hash_object(Kind::Blob, &data);
+                let (zdata, _) = compressor.compress(&data);
+                out.append_compressed(id, Kind::Blob, data.len() as u64, zdata)
+                    .expect("append");
+                if k == 0 {
+                    // Skipped by the writer: a pack holds an id once.
+                    out.append_compressed(id, Kind::Blob, data.len() as u64, zdata)
+                        .expect("append again");
+                }
+                ids.push(id);
+            }
+            let published = out.finish().expect("finish");
+            assert!(!published.is_empty());
+            let packs = repo.list_packs().expect("packs are sound");
+            let entries: usize = packs.iter().map(|p| p.index.len()).sum();
+            assert_eq!(entries, appended, "announced {announced}");
+            for id in &ids {
+                assert_eq!(repo.objects().read(id).expect("read").kind, Kind::Blob);
+            }
+        }
     }
 }
