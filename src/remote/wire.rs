@@ -229,14 +229,21 @@ pub fn read_frame(r: &mut impl Read) -> Result<(u8, Vec<u8>), WireError> {
     if len == 0 || len > MAX_FRAME {
         return bad(format!("frame of {len} bytes (at most {MAX_FRAME})"));
     }
-    // Grows only as bytes arrive: a length alone allocates nothing.
-    let mut body = Vec::with_capacity(len.min(PIECE + 64));
-    r.take(len as u64).read_to_end(&mut body)?;
-    if body.len() != len {
+    let mut tag = [0u8; 1];
+    r.read_exact(&mut tag).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            WireError::Malformed("the connection closed inside a frame".into())
+        }
+        _ => e.into(),
+    })?;
+    // Grows only as bytes arrive: a length alone allocates nothing. The
+    // tag was read apart, so the body is not moved down by a byte after.
+    let mut body = Vec::with_capacity((len - 1).min(PIECE + 64));
+    r.take(len as u64 - 1).read_to_end(&mut body)?;
+    if body.len() != len - 1 {
         return bad("the connection closed inside a frame");
     }
-    let tag = body.remove(0);
-    Ok((tag, body))
+    Ok((tag[0], body))
 }
 
 fn write_frame(w: &mut impl Write, tag: u8, body: &[u8]) -> io::Result<()> {
