@@ -430,7 +430,7 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct GcArgs {
     /// Rewrite packs, most unused first, until at most PERCENT unused bytes are left
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0)]
     pub threshold: f64,
 
     /// Print what would be reclaimed; change nothing

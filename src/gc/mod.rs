@@ -56,7 +56,10 @@ pub struct GcOptions {
 impl Default for GcOptions {
     fn default() -> GcOptions {
         GcOptions {
-            threshold: 0.10,
+            // restic's default (--max-unused 5%). At 10% a month of daily
+            // saves pruned to bup's 8 snapshots left 502 MB against bup's
+            // 477 MB; at 5%, 458 MB, for about 0.8 s more gc.
+            threshold: 0.05,
             small_pack_bytes: 128 << 20,
             pack_limit: DEFAULT_PACK_LIMIT,
             pack_size_bytes: crate::pack::writer::DEFAULT_SIZE_LIMIT,
