@@ -21,11 +21,13 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use super::acl::{self, AclError};
 use super::ids::{process_groups, IdNames};
-use super::{sys, FsError, Metadata, S_IFDIR, S_IFMT, S_IFREG};
+use super::sys::{self, Target};
+use super::{FsError, Metadata, S_IFDIR, S_IFMT, S_IFREG};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ApplyOptions {
@@ -107,13 +109,34 @@ impl Applier {
     /// otherwise nothing is changed, so a node swapped for a symlink is
     /// never followed.
     pub fn apply(&mut self, path: &Path, meta: &Metadata) -> Result<(), Vec<FsError>> {
+        let cpath = sys::cpath(path).map_err(|e| vec![FsError::new(path, "open", e)])?;
+        self.apply_to(Target::Path(&cpath), path, meta)
+    }
+
+    /// [`Applier::apply`] to the node open as `fd` (a regular file or a
+    /// directory restore created): no path is looked up. Problems name
+    /// `shown`.
+    pub fn apply_open(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        shown: &Path,
+        meta: &Metadata,
+    ) -> Result<(), Vec<FsError>> {
+        self.apply_to(Target::Open(fd), shown, meta)
+    }
+
+    fn apply_to(
+        &mut self,
+        node: Target<'_>,
+        path: &Path,
+        meta: &Metadata,
+    ) -> Result<(), Vec<FsError>> {
         let fail = |op: &str, e: io::Error| vec![FsError::new(path, op, e)];
-        let cpath = sys::cpath(path).map_err(|e| fail("open", e))?;
         if meta.mode == 0 {
             let e = io::Error::new(io::ErrorKind::InvalidData, "no metadata recorded (mode 0)");
             return Err(fail("apply metadata", e));
         }
-        let st = sys::lstat(&cpath).map_err(|e| fail("lstat", e))?;
+        let st = node.stat().map_err(|e| fail("lstat", e))?;
         if st.st_mode & S_IFMT != meta.mode & S_IFMT {
             let e = io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -131,14 +154,14 @@ impl Applier {
 
         let (uid, gid) = self.decide_owner(meta);
         if uid.is_some() || gid.is_some() {
-            if let Err(e) = sys::lchown(&cpath, uid, gid) {
+            if let Err(e) = node.chown(uid, gid) {
                 let what = format!("lchown to {}:{}", fmt_id(uid), fmt_id(gid));
                 report(what, e);
             }
         }
 
         if !meta.is_symlink() {
-            if let Err(e) = sys::lchmod(&cpath, meta.mode & 0o7777) {
+            if let Err(e) = node.chmod(meta.mode & 0o7777) {
                 report(format!("chmod {:o}", meta.mode & 0o7777), e);
             }
         }
@@ -147,7 +170,7 @@ impl Applier {
             // bup applies ACLs to every type but symlinks never have them.
             let is_dir = meta.is_dir();
             self.apply_acl(
-                &cpath,
+                node,
                 &a.access_text,
                 &a.access_numeric,
                 acl::XATTR_ACCESS,
@@ -157,7 +180,7 @@ impl Applier {
             // and leaves the directory's default ACL alone.
             if is_dir && !a.default_text.is_empty() {
                 self.apply_acl(
-                    &cpath,
+                    node,
                     &a.default_text,
                     &a.default_numeric,
                     acl::XATTR_DEFAULT,
@@ -167,10 +190,10 @@ impl Applier {
         }
 
         if !meta.xattrs.is_empty() {
-            apply_xattrs(&cpath, &meta.xattrs, &mut report);
+            apply_xattrs(node, &meta.xattrs, &mut report);
         }
 
-        if let Err(e) = sys::lutimens(&cpath, meta.atime, meta.mtime) {
+        if let Err(e) = node.set_times(meta.atime, meta.mtime) {
             report("utimensat".to_string(), e);
         }
 
@@ -180,8 +203,7 @@ impl Applier {
             let kind = meta.mode & S_IFMT;
             if kind == S_IFREG || kind == S_IFDIR {
                 let bits = want & RESTORABLE_ATTR_FLAGS;
-                let r =
-                    sys::update_flags(&cpath, |current| (current & !RESTORABLE_ATTR_FLAGS) | bits);
+                let r = node.update_flags(|current| (current & !RESTORABLE_ATTR_FLAGS) | bits);
                 match r {
                     Ok(()) => {}
                     // Nothing we would set: a file system without flags
@@ -255,7 +277,7 @@ impl Applier {
     /// restores anyway.
     fn apply_acl(
         &mut self,
-        cpath: &CString,
+        node: Target<'_>,
         text: &[u8],
         numeric: &[u8],
         xattr_name: &str,
@@ -295,7 +317,7 @@ impl Applier {
         };
         let value = acl::encode_xattr(&entries);
         let cname = CString::new(xattr_name).expect("constant has no NUL");
-        if let Err(e) = sys::lsetxattr(cpath, &cname, &value) {
+        if let Err(e) = node.set_xattr(&cname, &value) {
             report(format!("lsetxattr {xattr_name}"), e);
         }
     }
@@ -315,11 +337,11 @@ fn unsupported(e: &io::Error) -> bool {
 /// bup's `_apply_linux_xattr_rec`: set every recorded attribute whose value
 /// differs, then remove attributes the node has that the record lacks.
 fn apply_xattrs(
-    cpath: &CString,
+    node: Target<'_>,
     xattrs: &[(Vec<u8>, Vec<u8>)],
     report: &mut impl FnMut(String, io::Error),
 ) {
-    let mut existing = match sys::llistxattr(cpath) {
+    let mut existing = match node.list_xattrs() {
         Ok(names) => names,
         Err(e) => {
             report("llistxattr".to_string(), e);
@@ -333,10 +355,10 @@ fn apply_xattrs(
             report(format!("lsetxattr {shown}"), e);
             continue;
         };
-        let same = existing.contains(name)
-            && matches!(sys::lgetxattr(cpath, &cname), Ok(Some(v)) if &v == value);
+        let same =
+            existing.contains(name) && matches!(node.get_xattr(&cname), Ok(Some(v)) if &v == value);
         if !same {
-            if let Err(e) = sys::lsetxattr(cpath, &cname, value) {
+            if let Err(e) = node.set_xattr(&cname, value) {
                 report(format!("lsetxattr {shown}"), e);
             }
         }
@@ -345,7 +367,7 @@ fn apply_xattrs(
     for name in existing {
         let shown = String::from_utf8_lossy(&name).into_owned();
         if let Ok(cname) = CString::new(name) {
-            if let Err(e) = sys::lremovexattr(cpath, &cname) {
+            if let Err(e) = node.remove_xattr(&cname) {
                 report(format!("lremovexattr {shown}"), e);
             }
         }

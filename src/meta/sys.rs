@@ -1,10 +1,11 @@
-//! Thin, path-based wrappers over the Linux calls metadata needs. None of
-//! them follows a symlink at the final path component.
+//! Thin wrappers over the Linux calls metadata needs, on paths or on open
+//! descriptors ([`Target`]). None of them follows a symlink at the final
+//! path component.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -62,11 +63,15 @@ pub(crate) fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
         unsafe { libc::llistxattr(path.as_ptr(), buf.cast(), len) }
     })?
     .unwrap_or_default();
-    Ok(buf
-        .split(|&b| b == 0)
+    Ok(split_names(&buf))
+}
+
+/// The names in a listxattr(2) buffer: NUL-terminated, one after another.
+fn split_names(buf: &[u8]) -> Vec<Vec<u8>> {
+    buf.split(|&b| b == 0)
         .filter(|n| !n.is_empty())
         .map(<[u8]>::to_vec)
-        .collect())
+        .collect()
 }
 
 /// Value of one extended attribute; None if it does not exist (it may have
@@ -168,12 +173,12 @@ fn open_for_flags(path: &CStr) -> io::Result<File> {
 /// bup, which disables attrs on big-endian 64-bit).
 pub(crate) fn get_flags(path: &CStr) -> io::Result<u32> {
     let fd = open_for_flags(path)?;
-    get_flags_fd(&fd)
+    get_flags_fd(fd.as_fd())
 }
 
-fn get_flags_fd(fd: &File) -> io::Result<u32> {
+fn get_flags_fd(fd: BorrowedFd<'_>) -> io::Result<u32> {
     let mut attr: libc::c_long = 0;
-    // SAFETY: fd is open for the call (borrowed File); FS_IOC_GETFLAGS
+    // SAFETY: fd is borrowed, so open for the call; FS_IOC_GETFLAGS
     // writes one int (a long through FUSE) to its argument, and attr is a
     // live exclusive borrow of a long, big enough for either.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut attr) })?;
@@ -184,15 +189,19 @@ fn get_flags_fd(fd: &File) -> io::Result<u32> {
 /// them; only calls FS_IOC_SETFLAGS when they differ.
 pub(crate) fn update_flags(path: &CStr, decide: impl FnOnce(u32) -> u32) -> io::Result<()> {
     let fd = open_for_flags(path)?;
-    let current = get_flags_fd(&fd)?;
+    update_flags_fd(fd.as_fd(), decide)
+}
+
+fn update_flags_fd(fd: BorrowedFd<'_>, decide: impl FnOnce(u32) -> u32) -> io::Result<()> {
+    let current = get_flags_fd(fd)?;
     let wanted = decide(current);
     if wanted == current {
         return Ok(());
     }
     let attr: libc::c_long = wanted as libc::c_long;
-    // SAFETY: fd is open for the call (the File lives to the end of this
-    // function); FS_IOC_SETFLAGS reads one int (a long through FUSE) from
-    // its argument, and attr is a live long.
+    // SAFETY: fd is borrowed, so open for the call; FS_IOC_SETFLAGS reads
+    // one int (a long through FUSE) from its argument, and attr is a live
+    // long.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &attr) })
 }
 
@@ -233,16 +242,7 @@ pub(crate) fn lchmod(path: &CStr, mode: u32) -> io::Result<()> {
 }
 
 pub(crate) fn lutimens(path: &CStr, atime: Timespec, mtime: Timespec) -> io::Result<()> {
-    let ts = [
-        libc::timespec {
-            tv_sec: atime.sec as libc::time_t,
-            tv_nsec: atime.nsec as libc::c_long,
-        },
-        libc::timespec {
-            tv_sec: mtime.sec as libc::time_t,
-            tv_nsec: mtime.nsec as libc::c_long,
-        },
-    ];
+    let ts = [timespec(atime), timespec(mtime)];
     // SAFETY: path is NUL-terminated and outlives the call; utimensat(2)
     // reads exactly two timespecs from ts, a live array of two.
     check(unsafe {
@@ -253,4 +253,136 @@ pub(crate) fn lutimens(path: &CStr, atime: Timespec, mtime: Timespec) -> io::Res
             libc::AT_SYMLINK_NOFOLLOW,
         )
     })
+}
+
+/// The node metadata is applied to: a path (never followed at its last
+/// component), or a descriptor restore holds open, which needs no path
+/// lookup at all (a lookup through `/proc/self/fd` costs more than the
+/// call it serves, tens of thousands of times per restore).
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Path(&'a CStr),
+    Open(BorrowedFd<'a>),
+}
+
+impl Target<'_> {
+    pub(crate) fn stat(self) -> io::Result<libc::stat> {
+        match self {
+            Target::Path(path) => lstat(path),
+            Target::Open(fd) => {
+                // SAFETY: libc::stat is a C struct of plain integers, for
+                // which all-zero bytes are a valid value.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: fd is borrowed, so open for the call; st is a live
+                // exclusive borrow of a whole struct stat, which fstat fills.
+                check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+                Ok(st)
+            }
+        }
+    }
+
+    /// chown; None leaves that id unchanged.
+    pub(crate) fn chown(self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        match self {
+            Target::Path(path) => lchown(path, uid, gid),
+            Target::Open(fd) => std::os::unix::fs::fchown(fd, uid, gid),
+        }
+    }
+
+    pub(crate) fn chmod(self, mode: u32) -> io::Result<()> {
+        match self {
+            Target::Path(path) => lchmod(path, mode),
+            // SAFETY: fd is borrowed, so open for the call.
+            Target::Open(fd) => check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }),
+        }
+    }
+
+    pub(crate) fn set_times(self, atime: Timespec, mtime: Timespec) -> io::Result<()> {
+        match self {
+            Target::Path(path) => lutimens(path, atime, mtime),
+            Target::Open(fd) => {
+                let ts = [timespec(atime), timespec(mtime)];
+                // SAFETY: fd is borrowed, so open for the call; futimens(3)
+                // reads exactly two timespecs from ts, a live array of two.
+                check(unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) })
+            }
+        }
+    }
+
+    /// [`update_flags`] of this node.
+    pub(crate) fn update_flags(self, decide: impl FnOnce(u32) -> u32) -> io::Result<()> {
+        match self {
+            Target::Path(path) => update_flags(path, decide),
+            Target::Open(fd) => update_flags_fd(fd, decide),
+        }
+    }
+
+    pub(crate) fn list_xattrs(self) -> io::Result<Vec<Vec<u8>>> {
+        match self {
+            Target::Path(path) => llistxattr(path),
+            Target::Open(fd) => {
+                let buf = grow_read(|buf, len| {
+                    // SAFETY: fd is borrowed, so open for the call; grow_read
+                    // passes either (null, 0), which only asks for the size,
+                    // or a live buffer of exactly len bytes, written at most
+                    // len bytes.
+                    unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }
+                })?
+                .unwrap_or_default();
+                Ok(split_names(&buf))
+            }
+        }
+    }
+
+    pub(crate) fn get_xattr(self, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            Target::Path(path) => lgetxattr(path, name),
+            Target::Open(fd) => grow_read(|buf, len| {
+                // SAFETY: fd is borrowed, so open for the call; name is
+                // NUL-terminated and outlives it; grow_read passes either
+                // (null, 0) or a live buffer of exactly len bytes.
+                unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), buf.cast(), len) }
+            }),
+        }
+    }
+
+    pub(crate) fn set_xattr(self, name: &CStr, value: &[u8]) -> io::Result<()> {
+        match self {
+            Target::Path(path) => lsetxattr(path, name, value),
+            // SAFETY: fd is borrowed, so open for the call; name is
+            // NUL-terminated and outlives it; the kernel reads exactly
+            // value.len() bytes from value, a live slice.
+            Target::Open(fd) => check(unsafe {
+                libc::fsetxattr(
+                    fd.as_raw_fd(),
+                    name.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            }),
+        }
+    }
+
+    /// Removes an attribute; an absent one is not an error.
+    pub(crate) fn remove_xattr(self, name: &CStr) -> io::Result<()> {
+        match self {
+            Target::Path(path) => lremovexattr(path, name),
+            Target::Open(fd) => {
+                // SAFETY: fd is borrowed, so open for the call; name is
+                // NUL-terminated and outlives it.
+                match check(unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) }) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+                    other => other,
+                }
+            }
+        }
+    }
+}
+
+fn timespec(t: Timespec) -> libc::timespec {
+    libc::timespec {
+        tv_sec: t.sec as libc::time_t,
+        tv_nsec: t.nsec as libc::c_long,
+    }
 }

@@ -219,8 +219,7 @@ impl<'r> Restorer<'r> {
         } else {
             let repo = self.repo;
             std::thread::scope(|scope| {
-                let pool =
-                    Pool::start(scope, repo, self.threads, self.apply_options, self.via_proc);
+                let pool = Pool::start(scope, repo, self.threads, self.apply_options);
                 let walked = walk(self, Some(&pool));
                 let (bytes, warnings, worked) = pool.finish();
                 self.bytes += bytes;
@@ -235,7 +234,7 @@ impl<'r> Restorer<'r> {
         let deferred = std::mem::take(&mut self.deferred);
         if result.is_ok() {
             for d in deferred {
-                self.apply_meta(&d.path, &d.shown, &d.meta);
+                self.apply_meta_open(d.dir.as_fd(), &d.shown, &d.meta);
             }
         }
         result
@@ -251,7 +250,7 @@ impl<'r> Restorer<'r> {
             .partition(|d| d.outstanding.load(Ordering::Acquire) == 0);
         self.deferred = waiting;
         for d in ready {
-            self.apply_meta(&d.path, &d.shown, &d.meta);
+            self.apply_meta_open(d.dir.as_fd(), &d.shown, &d.meta);
         }
     }
 
@@ -364,8 +363,6 @@ impl<'r> Restorer<'r> {
                     // Content and metadata on a worker.
                     let outstanding = self.outstanding.last().cloned().unwrap_or_default();
                     return pool.submit(FileJob {
-                        dir: dir.try_clone_to_owned().map_err(write_err)?,
-                        name,
                         shown,
                         file,
                         node: node.clone(),
@@ -373,7 +370,11 @@ impl<'r> Restorer<'r> {
                     });
                 }
                 let reader = ContentReader::of_node(self.repo.objects(), node);
-                self.bytes += sparse::write_sparse(file, reader, &shown)?;
+                self.bytes += sparse::write_sparse(&file, reader, &shown)?;
+                if let Some(meta) = &node.meta {
+                    self.apply_meta_open(file.as_fd(), &shown, meta);
+                }
+                return Ok(());
             }
             NodeType::Symlink => {
                 let mut target = Vec::new();
@@ -456,7 +457,6 @@ impl<'r> Restorer<'r> {
         self.at.pop();
         let outstanding = self.outstanding.pop().unwrap_or_default();
         result?;
-        drop(dir);
         // An existing directory is not clobbered either: its metadata stays.
         let meta = if existed && self.no_clobber {
             None
@@ -466,22 +466,16 @@ impl<'r> Restorer<'r> {
         match meta {
             Some(meta) if outstanding.load(Ordering::Acquire) > 0 => {
                 // Its files are still being written: the metadata waits,
-                // with the parent held open for the path.
-                let parent = parent
-                    .try_clone_to_owned()
-                    .map_err(|source| RestoreError::Write {
-                        path: shown.to_path_buf(),
-                        source,
-                    })?;
+                // with the directory held open.
                 self.deferred.push(Deferred {
-                    path: workers::meta_path(self.via_proc, &parent, name, shown),
-                    _parent: parent,
+                    dir,
                     shown: shown.to_path_buf(),
                     meta: meta.clone(),
                     outstanding,
                 });
             }
-            _ => self.finish(parent, name, shown, meta),
+            Some(meta) => self.apply_meta_open(dir.as_fd(), shown, meta),
+            None => {}
         }
         self.apply_ready();
         Ok(())
@@ -558,13 +552,16 @@ impl<'r> Restorer<'r> {
         let problems = workers::apply_meta(&mut self.applier, path, shown, meta);
         self.warnings.extend(problems);
     }
+
+    fn apply_meta_open(&mut self, fd: BorrowedFd<'_>, shown: &Path, meta: &Metadata) {
+        let problems = workers::apply_meta_open(&mut self.applier, fd, shown, meta);
+        self.warnings.extend(problems);
+    }
 }
 
 /// A directory's metadata waiting for its files (see [`workers`]).
 struct Deferred {
-    path: PathBuf,
-    /// Keeps the descriptor `path` may name open.
-    _parent: OwnedFd,
+    dir: OwnedFd,
     shown: PathBuf,
     meta: Metadata,
     outstanding: Outstanding,

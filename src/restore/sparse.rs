@@ -14,7 +14,7 @@ const SPARSE_BLOCK: usize = 4096;
 /// blocks so that sparse files stay sparse. Chunk boundaries fall anywhere,
 /// so a partial block is carried over to the next piece.
 struct SparseWriter<'p> {
-    file: File,
+    file: &'p File,
     path: &'p Path,
     offset: u64,
     hole_pending: bool,
@@ -81,19 +81,22 @@ impl SparseWriter<'_> {
         Ok(())
     }
 
-    /// Writes what is left and sets the length (a trailing hole needs it).
+    /// Writes what is left, and sets the length if the content ends in a
+    /// hole (the file is new, so otherwise what was written is its length).
     fn finish(mut self) -> Result<u64, RestoreError> {
         let rest = std::mem::take(&mut self.carry);
         self.write_blocks(&rest)?;
-        self.file.set_len(self.offset).map_err(|e| self.error(e))?;
+        if self.hole_pending {
+            self.file.set_len(self.offset).map_err(|e| self.error(e))?;
+        }
         Ok(self.offset)
     }
 }
 
-/// Copies content into `file`, sparse where the data has zero blocks.
-/// Returns the bytes of content.
+/// Copies content into `file`, a new and empty file, sparse where the data
+/// has zero blocks. Returns the bytes of content.
 pub(super) fn write_sparse(
-    file: File,
+    file: &File,
     mut content: ContentReader,
     path: &Path,
 ) -> Result<u64, RestoreError> {

@@ -5,7 +5,9 @@
 //! names, hardlink groups and error order are as with one thread. What
 //! costs time, a file's content (read, inflate, hash, write) and then its
 //! metadata, is handed to the workers as a [`FileJob`] holding the open
-//! file and a descriptor of its directory.
+//! file. (Creating files on the workers too was measured slower: two
+//! threads creating entries in one directory contend for it in the
+//! kernel.)
 //!
 //! A directory's own metadata must come after its entries' (a read-only
 //! mode would stop a non-root restore from reaching them), so each
@@ -19,12 +21,12 @@
 //! [`QUEUE_PER_WORKER`] jobs per worker, each with two descriptors.
 
 use super::{sparse, RestoreError};
-use crate::meta::{Applier, ApplyOptions, Metadata};
+use crate::meta::{Applier, ApplyOptions, FsError, Metadata};
 use crate::repo::Repo;
 use crate::view::{ContentReader, Node};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -41,9 +43,6 @@ pub(super) type Outstanding = Arc<AtomicUsize>;
 
 /// One regular file whose content and metadata are still to be written.
 pub(super) struct FileJob {
-    /// The directory holding the file, for the metadata's path.
-    pub dir: OwnedFd,
-    pub name: CString,
     /// Where the file is, for messages.
     pub shown: PathBuf,
     pub file: File,
@@ -74,7 +73,6 @@ impl<'scope> Pool<'scope> {
         repo: &'env dyn Repo,
         workers: usize,
         opts: ApplyOptions,
-        via_proc: bool,
     ) -> Pool<'scope> {
         let (tx, rx) = sync_channel::<FileJob>(workers * QUEUE_PER_WORKER);
         let rx = Arc::new(Mutex::new(rx));
@@ -83,7 +81,7 @@ impl<'scope> Pool<'scope> {
             .map(|_| {
                 let rx = rx.clone();
                 let shared = shared.clone();
-                scope.spawn(move || work(repo, &rx, &shared, Applier::new(opts), via_proc))
+                scope.spawn(move || work(repo, &rx, &shared, Applier::new(opts)))
             })
             .collect();
         Pool {
@@ -133,13 +131,7 @@ impl<'scope> Pool<'scope> {
     }
 }
 
-fn work(
-    repo: &dyn Repo,
-    jobs: &Mutex<Receiver<FileJob>>,
-    shared: &Shared,
-    mut applier: Applier,
-    via_proc: bool,
-) {
+fn work(repo: &dyn Repo, jobs: &Mutex<Receiver<FileJob>>, shared: &Shared, mut applier: Applier) {
     loop {
         // The lock is held only while taking a job, not while doing it.
         let Ok(job) = lock(jobs).recv() else {
@@ -151,12 +143,12 @@ fn work(
             continue;
         }
         let reader = ContentReader::of_node(repo.objects(), &job.node);
-        match sparse::write_sparse(job.file, reader, &job.shown) {
+        match sparse::write_sparse(&job.file, reader, &job.shown) {
             Ok(n) => {
                 shared.bytes.fetch_add(n, Ordering::AcqRel);
                 if let Some(meta) = &job.node.meta {
-                    let path = meta_path(via_proc, &job.dir, &job.name, &job.shown);
-                    let problems = apply_meta(&mut applier, &path, &job.shown, meta);
+                    let problems =
+                        apply_meta_open(&mut applier, job.file.as_fd(), &job.shown, meta);
                     if !problems.is_empty() {
                         lock(&shared.warnings).extend(problems);
                     }
@@ -203,7 +195,22 @@ pub(super) fn apply_meta(
     shown: &Path,
     meta: &Metadata,
 ) -> Vec<String> {
-    match applier.apply(path, meta) {
+    warnings(applier.apply(path, meta), shown)
+}
+
+/// Applies `meta` to the file or directory open as `fd` (no path lookup);
+/// the problems as warnings naming `shown`.
+pub(super) fn apply_meta_open(
+    applier: &mut Applier,
+    fd: BorrowedFd<'_>,
+    shown: &Path,
+    meta: &Metadata,
+) -> Vec<String> {
+    warnings(applier.apply_open(fd, shown, meta), shown)
+}
+
+fn warnings(result: Result<(), Vec<FsError>>, shown: &Path) -> Vec<String> {
+    match result {
         Ok(()) => Vec::new(),
         Err(problems) => problems
             .into_iter()
