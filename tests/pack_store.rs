@@ -1286,3 +1286,58 @@ fn damaged_loose_objects_are_corrupt_never_data() {
         "only {caught} flips were caught"
     );
 }
+
+/// A remote's cached idx copies: the table answers for the packs it
+/// covers without their idx being read (a re-save over SSH starts from
+/// them cold); the packs outside it are read, and one that does not read
+/// sends the save to the server's list instead (None).
+#[test]
+fn known_objects_from_cached_idx_files_reads_only_what_the_table_lacks() {
+    use rewind::repo::known::KnownObjects;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repository::init(tmp.path()).unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let idx_files = |repo: &Repository| -> Vec<(String, PathBuf)> {
+        let dir = repo.path().join("objects/pack");
+        let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .filter(|(n, _)| n.ends_with(".idx"))
+            .collect();
+        files.sort();
+        files
+    };
+    let first = packs_of_blobs(&repo, "c", 4);
+    // More than allowed outside the table: every idx is read, the table built.
+    let known = KnownObjects::from_index_files(&idx_files(&repo), &state, 2).unwrap();
+    assert!(known.report().rebuilt);
+    assert_eq!(known.report().covered_packs, 4);
+    drop(known);
+
+    let later = packs_of_blobs(&repo, "d", 1);
+    let files = idx_files(&repo);
+    // Damage every covered idx: the table answers, so none is read.
+    let later_idx = later[0]
+        .1
+        .iter()
+        .find(|p| p.extension().unwrap() == "idx")
+        .unwrap();
+    for (_, path) in files.iter().filter(|(_, p)| p != later_idx) {
+        std::fs::write(path, b"not an idx").unwrap();
+    }
+    let known = KnownObjects::from_index_files(&files, &state, 2).unwrap();
+    assert!(!known.report().rebuilt);
+    assert_eq!(
+        (known.report().covered_packs, known.report().uncovered_packs),
+        (4, 1)
+    );
+    assert!(first.iter().chain(&later).all(|(id, _)| known.contains(id)));
+    assert!(!known.contains(&hash_object(Kind::Blob, b"never written")));
+    drop(known);
+
+    // The pack outside the table must read.
+    std::fs::write(later_idx, b"not an idx either").unwrap();
+    assert!(KnownObjects::from_index_files(&files, &state, 2).is_none());
+}

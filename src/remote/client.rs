@@ -513,10 +513,7 @@ impl Shared {
     /// Copies the server's pack indexes into the cache, fetching only new
     /// ones and dropping those the server no longer has.
     fn sync_indexes(&self) -> Result<Vec<Arc<PackIndex>>, Error> {
-        let names = match self.call(&Request::ListPacks)? {
-            Response::Packs { names } => names,
-            other => return Err(self.unexpected(&other)),
-        };
+        let names = self.list_packs()?;
         let dir = self.cache.join("idx");
         std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
         let wanted: std::collections::HashSet<&str> = names
@@ -551,6 +548,49 @@ impl Shared {
             indexes.push(Arc::new(index));
         }
         Ok(indexes)
+    }
+
+    /// The server's pack list (which holds off its gc to the session's
+    /// end), with the cache brought in step: copies of packs gone are
+    /// deleted, new ones fetched. The copies already there are not read
+    /// (see [`Repo::known_objects_cached`] for who reads them).
+    fn sync_index_names(&self) -> Result<Vec<String>, Error> {
+        let names = self.list_packs()?;
+        let dir = self.cache.join("idx");
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
+        let wanted: std::collections::HashSet<&str> = names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| is_idx_name(n))
+            .collect();
+        let mut present = std::collections::HashSet::new();
+        for entry in std::fs::read_dir(&dir)
+            .map_err(Error::io("listing", &dir))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if wanted.contains(name.as_str()) {
+                present.insert(name);
+            } else {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let mut usable = Vec::with_capacity(wanted.len());
+        for name in wanted {
+            if !present.contains(name) && self.cache_idx(name)?.is_none() {
+                tracing::warn!("the server's {name} is not usable; its objects will be sent again");
+                continue;
+            }
+            usable.push(name.to_string());
+        }
+        Ok(usable)
+    }
+
+    fn list_packs(&self) -> Result<Vec<String>, Error> {
+        match self.call(&Request::ListPacks)? {
+            Response::Packs { names } => Ok(names),
+            other => Err(self.unexpected(&other)),
+        }
     }
 
     /// Fetches the server's pack index `name` (already checked to be a
@@ -800,39 +840,31 @@ impl Repo for Remote {
         // Made by the first listing of the server's packs (`init`, or the
         // first save): without it nothing is known, not even "no packs".
         let dir = self.shared.cache.join("idx");
-        let mut indexes = Vec::new();
-        let mut names = Vec::new();
+        let mut files = Vec::new();
         for entry in std::fs::read_dir(&dir).ok()?.flatten() {
             let name = entry.file_name().to_str()?.to_string();
-            if !is_idx_name(&name) {
-                continue;
+            if is_idx_name(&name) {
+                files.push((name, entry.path()));
             }
-            // A copy that does not read: the server's list decides.
-            let index = PackIndex::open(&entry.path()).ok()?;
-            indexes.push(Arc::new(index));
-            names.push(name);
         }
         // An empty directory is a repository with no packs yet (made by
         // init, or emptied by a gc): nothing is taken for stored, so
-        // everything is sent, which is right for it and safe whatever.
-        tracing::debug!(
-            "starting with the cached indexes of {} packs of {}",
-            names.len(),
-            self.location()
-        );
+        // everything is sent, which is right for it and safe whatever. A
+        // copy that does not read: the server's list decides (None).
         let known =
-            KnownObjects::from_indexes(indexes, &self.state_dir(), None, DEFAULT_MAX_UNCOVERED);
-        Some((known, names))
+            KnownObjects::from_index_files(&files, &self.state_dir(), DEFAULT_MAX_UNCOVERED)?;
+        tracing::debug!(
+            "starting with the cached indexes of {} packs of {} ({} outside the object table)",
+            files.len(),
+            self.location(),
+            known.report().uncovered_packs,
+        );
+        Some((known, files.into_iter().map(|(name, _)| name).collect()))
     }
 
     fn current_indexes(&self) -> Result<Vec<String>, Error> {
         // ListPacks: the server holds gc off from now to the session's end.
-        Ok(self
-            .shared
-            .sync_indexes()?
-            .iter()
-            .filter_map(|index| Some(index.path().file_name()?.to_str()?.to_string()))
-            .collect())
+        self.shared.sync_index_names()
     }
 
     fn pack_sink(&self) -> Result<Box<dyn PackSink>, Error> {

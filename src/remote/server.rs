@@ -81,6 +81,7 @@ pub fn serve(
         writer: None,
         put_failure: None,
         gc_lock: None,
+        packs_opened: false,
     };
     loop {
         let (tag, body) = match wire::read_frame(&mut input) {
@@ -96,6 +97,7 @@ pub fn serve(
         // pipelined requests gets its answers in few writes.
         if input.buffer().is_empty() {
             out.flush()?;
+            session.open_packs_while_idle();
         }
     }
 }
@@ -115,9 +117,28 @@ struct Session {
     /// that long (see `repo::gc_lock`). Read-only sessions (a restore, a
     /// mount) never take it.
     gc_lock: Option<crate::repo::gc_lock::WriteLock>,
+    /// Whether the repository's pack indexes were read in a pause.
+    packs_opened: bool,
 }
 
 impl Session {
+    /// Reads the pack indexes of a just opened repository while the client
+    /// has nothing waiting (cold, tens of milliseconds): a save walks its
+    /// files for a while after the greeting, and its first question, the
+    /// pack list, then finds them read. A failure is left to the request
+    /// that needs the packs to report.
+    fn open_packs_while_idle(&mut self) {
+        if self.packs_opened {
+            return;
+        }
+        if let Some(repo) = &self.repo {
+            self.packs_opened = true;
+            if let Err(e) = repo.objects().refresh() {
+                tracing::debug!("reading the pack indexes ahead: {e}");
+            }
+        }
+    }
+
     fn handle(&mut self, request: Request, out: &mut impl Write) -> std::io::Result<()> {
         let may_write = matches!(
             request,

@@ -124,30 +124,57 @@ impl KnownObjects {
         objects_dir: Option<&Path>,
         max_uncovered: usize,
     ) -> KnownObjects {
-        let path = rewind_dir.join(MIDX_NAME);
-        let mut report = KnownReport::default();
-        let mut table = match Table::open(&path) {
-            Ok(Some(t)) => Some(t),
-            Ok(None) => None,
-            Err(why) => {
-                tracing::info!("not using {}: {why}", path.display());
-                report.rejected = Some(why);
-                None
-            }
+        let names: Vec<String> = packs.iter().map(|p| pack_name(p)).collect();
+        let (table, mut report) = open_table(rewind_dir, &names);
+        let mut known = KnownObjects::with_table(table, &packs, rewind_dir, max_uncovered);
+        known.report.rejected = report.rejected.take();
+        known.loose_dirs = match objects_dir {
+            Some(dir) => loose_dirs(dir),
+            None => Box::new([false; 256]),
         };
-        // The table may only speak for packs that still exist.
-        if let Some(t) = &table {
-            if let Some(gone) = t
-                .packs
-                .iter()
-                .find(|name| !packs.iter().any(|p| &pack_name(p) == *name))
-            {
-                let why = format!("it covers {gone}, which is gone or damaged");
-                tracing::info!("not using {}: {why}", path.display());
-                report.rejected = Some(why);
-                table = None;
+        known.objects_dir = objects_dir.map(Path::to_path_buf);
+        known
+    }
+
+    /// As [`from_indexes`](Self::from_indexes) for a remote's cached idx
+    /// files (`name`, `path`), with no loose objects; reads only the idx
+    /// files the table does not cover (the table answers for the rest, and
+    /// reading every idx cold is most of the start of a re-save). `None`
+    /// if a file that must be read cannot be.
+    pub fn from_index_files(
+        files: &[(String, PathBuf)],
+        rewind_dir: &Path,
+        max_uncovered: usize,
+    ) -> Option<KnownObjects> {
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let (table, report) = open_table(rewind_dir, &names);
+        let covered = |name: &String| table.as_ref().is_some_and(|t| t.packs.contains(name));
+        let uncovered = files.iter().filter(|(n, _)| !covered(n)).count();
+        // A table to rebuild is built from every index.
+        let read_all = uncovered > max_uncovered;
+        let mut packs = Vec::new();
+        for (name, path) in files {
+            if read_all || !covered(name) {
+                packs.push(Arc::new(PackIndex::open(path).ok()?));
             }
         }
+        let mut known = KnownObjects::with_table(table, &packs, rewind_dir, max_uncovered);
+        known.report.covered_packs = files.len() - known.uncovered.len();
+        known.report.rejected = report.rejected;
+        Some(known)
+    }
+
+    /// The answerer from an opened `table` and the indexes of `packs` (all
+    /// the packs when the table must be rebuilt, else at least those it
+    /// does not cover).
+    fn with_table(
+        mut table: Option<Table>,
+        packs: &[Arc<PackIndex>],
+        rewind_dir: &Path,
+        max_uncovered: usize,
+    ) -> KnownObjects {
+        let path = rewind_dir.join(MIDX_NAME);
+        let mut report = KnownReport::default();
         let uncovered = |t: &Option<Table>| -> Vec<Arc<PackIndex>> {
             packs
                 .iter()
@@ -156,7 +183,7 @@ impl KnownObjects {
                 .collect()
         };
         if uncovered(&table).len() > max_uncovered {
-            match Table::build(&path, &packs) {
+            match Table::build(&path, packs) {
                 Ok(t) => {
                     table = Some(t);
                     report.rebuilt = true;
@@ -174,11 +201,8 @@ impl KnownObjects {
         KnownObjects {
             table,
             uncovered,
-            loose_dirs: match objects_dir {
-                Some(dir) => loose_dirs(dir),
-                None => Box::new([false; 256]),
-            },
-            objects_dir: objects_dir.map(Path::to_path_buf),
+            loose_dirs: Box::new([false; 256]),
+            objects_dir: None,
             report,
         }
     }
@@ -204,6 +228,32 @@ impl KnownObjects {
                 .as_ref()
                 .is_some_and(|dir| self.loose_dirs[usize::from(id.0[0])] && loose::exists(dir, id))
     }
+}
+
+/// The table in `rewind_dir`, if it reads and speaks only for packs among
+/// `names` (which exist now); the report says why one was not used.
+fn open_table(rewind_dir: &Path, names: &[String]) -> (Option<Table>, KnownReport) {
+    let path = rewind_dir.join(MIDX_NAME);
+    let mut report = KnownReport::default();
+    let mut table = match Table::open(&path) {
+        Ok(Some(t)) => Some(t),
+        Ok(None) => None,
+        Err(why) => {
+            tracing::info!("not using {}: {why}", path.display());
+            report.rejected = Some(why);
+            None
+        }
+    };
+    if let Some(t) = &table {
+        let names: std::collections::HashSet<&String> = names.iter().collect();
+        if let Some(gone) = t.packs.iter().find(|name| !names.contains(name)) {
+            let why = format!("it covers {gone}, which is gone or damaged");
+            tracing::info!("not using {}: {why}", path.display());
+            report.rejected = Some(why);
+            table = None;
+        }
+    }
+    (table, report)
 }
 
 fn pack_name(p: &PackIndex) -> String {
