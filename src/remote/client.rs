@@ -511,31 +511,15 @@ impl Shared {
     }
 
     /// Copies the server's pack indexes into the cache, fetching only new
-    /// ones and dropping those the server no longer has.
+    /// ones and dropping those the server no longer has, and reads them.
     fn sync_indexes(&self) -> Result<Vec<Arc<PackIndex>>, Error> {
-        let names = self.list_packs()?;
         let dir = self.cache.join("idx");
-        std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
-        let wanted: std::collections::HashSet<&str> = names
-            .iter()
-            .map(String::as_str)
-            .filter(|n| is_idx_name(n))
-            .collect();
-        for entry in std::fs::read_dir(&dir)
-            .map_err(Error::io("listing", &dir))?
-            .flatten()
-        {
-            let name = entry.file_name();
-            if !wanted.contains(name.to_string_lossy().as_ref()) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
         let mut indexes = Vec::new();
-        for name in wanted {
-            let path = dir.join(name);
-            let index = match PackIndex::open(&path) {
+        for name in self.sync_index_names()? {
+            let index = match PackIndex::open(&dir.join(&name)) {
                 Ok(i) => i,
-                Err(_) => match self.cache_idx(name)? {
+                // A copy damaged since: fetched again.
+                Err(_) => match self.cache_idx(&name)? {
                     Some(i) => i,
                     None => {
                         tracing::warn!(
