@@ -125,15 +125,13 @@ impl KnownObjects {
         max_uncovered: usize,
     ) -> KnownObjects {
         let names: Vec<String> = packs.iter().map(|p| pack_name(p)).collect();
-        let (table, mut report) = open_table(rewind_dir, &names);
-        let mut known = KnownObjects::with_table(table, &packs, rewind_dir, max_uncovered);
-        known.report.rejected = report.rejected.take();
-        known.loose_dirs = match objects_dir {
-            Some(dir) => loose_dirs(dir),
-            None => Box::new([false; 256]),
+        let (table, report) = open_table(rewind_dir, &names);
+        let opened = Opened {
+            table,
+            report,
+            pack_count: packs.len(),
         };
-        known.objects_dir = objects_dir.map(Path::to_path_buf);
-        known
+        KnownObjects::with_table(opened, &packs, rewind_dir, objects_dir, max_uncovered)
     }
 
     /// As [`from_indexes`](Self::from_indexes) for a remote's cached idx
@@ -158,23 +156,36 @@ impl KnownObjects {
                 packs.push(Arc::new(PackIndex::open(path).ok()?));
             }
         }
-        let mut known = KnownObjects::with_table(table, &packs, rewind_dir, max_uncovered);
-        known.report.covered_packs = files.len() - known.uncovered.len();
-        known.report.rejected = report.rejected;
-        Some(known)
+        let opened = Opened {
+            table,
+            report,
+            pack_count: files.len(),
+        };
+        Some(KnownObjects::with_table(
+            opened,
+            &packs,
+            rewind_dir,
+            None,
+            max_uncovered,
+        ))
     }
 
-    /// The answerer from an opened `table` and the indexes of `packs` (all
+    /// The answerer from the `opened` table and the indexes of `packs` (all
     /// the packs when the table must be rebuilt, else at least those it
-    /// does not cover).
+    /// does not cover), with loose objects under `objects_dir` if given.
     fn with_table(
-        mut table: Option<Table>,
+        opened: Opened,
         packs: &[Arc<PackIndex>],
         rewind_dir: &Path,
+        objects_dir: Option<&Path>,
         max_uncovered: usize,
     ) -> KnownObjects {
         let path = rewind_dir.join(MIDX_NAME);
-        let mut report = KnownReport::default();
+        let Opened {
+            mut table,
+            mut report,
+            pack_count,
+        } = opened;
         let uncovered = |t: &Option<Table>| -> Vec<Arc<PackIndex>> {
             packs
                 .iter()
@@ -195,14 +206,17 @@ impl KnownObjects {
             }
         }
         let uncovered = uncovered(&table);
-        report.covered_packs = packs.len() - uncovered.len();
+        report.covered_packs = pack_count - uncovered.len();
         report.uncovered_packs = uncovered.len();
         report.table_objects = table.as_ref().map_or(0, |t| t.count);
         KnownObjects {
             table,
             uncovered,
-            loose_dirs: Box::new([false; 256]),
-            objects_dir: None,
+            loose_dirs: match objects_dir {
+                Some(dir) => loose_dirs(dir),
+                None => Box::new([false; 256]),
+            },
+            objects_dir: objects_dir.map(Path::to_path_buf),
             report,
         }
     }
@@ -228,6 +242,15 @@ impl KnownObjects {
                 .as_ref()
                 .is_some_and(|dir| self.loose_dirs[usize::from(id.0[0])] && loose::exists(dir, id))
     }
+}
+
+/// The table as [`open_table`] found it, for the packs that exist now.
+struct Opened {
+    table: Option<Table>,
+    /// Why a table was not used, if one existed.
+    report: KnownReport,
+    /// All the packs that exist, read or not.
+    pack_count: usize,
 }
 
 /// The table in `rewind_dir`, if it reads and speaks only for packs among
