@@ -515,18 +515,16 @@ impl Shared {
     fn sync_indexes(&self) -> Result<Vec<Arc<PackIndex>>, Error> {
         let dir = self.cache.join("idx");
         let mut indexes = Vec::new();
-        for name in self.sync_index_names()? {
-            let index = match PackIndex::open(&dir.join(&name)) {
-                Ok(i) => i,
-                // A copy damaged since: fetched again.
-                Err(_) => match self.cache_idx(&name)? {
-                    Some(i) => i,
-                    None => {
-                        tracing::warn!(
-                            "the server's {name} is not usable; its objects will be sent again"
-                        );
-                        continue;
-                    }
+        for (name, fetched) in self.sync_cache()? {
+            let index = match fetched {
+                Some(index) => index,
+                None => match PackIndex::open(&dir.join(&name)) {
+                    Ok(index) => index,
+                    // A copy damaged since: fetched again.
+                    Err(_) => match self.fetch_usable(&name)? {
+                        Some(index) => index,
+                        None => continue,
+                    },
                 },
             };
             indexes.push(Arc::new(index));
@@ -535,10 +533,20 @@ impl Shared {
     }
 
     /// The server's pack list (which holds off its gc to the session's
-    /// end), with the cache brought in step: copies of packs gone are
-    /// deleted, new ones fetched. The copies already there are not read
-    /// (see [`Repo::known_objects_cached`] for who reads them).
+    /// end), with the cache brought in step; the copies already there are
+    /// not read (see [`Repo::known_objects_cached`] for who reads them).
     fn sync_index_names(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .sync_cache()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Brings the cache in step with the server's pack list: copies of
+    /// packs gone are deleted, new ones fetched. Every usable index's name,
+    /// with the index itself when it was just fetched (and so read).
+    fn sync_cache(&self) -> Result<Vec<(String, Option<PackIndex>)>, Error> {
         let names = self.list_packs()?;
         let dir = self.cache.join("idx");
         std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
@@ -561,13 +569,22 @@ impl Shared {
         }
         let mut usable = Vec::with_capacity(wanted.len());
         for name in wanted {
-            if !present.contains(name) && self.cache_idx(name)?.is_none() {
-                tracing::warn!("the server's {name} is not usable; its objects will be sent again");
-                continue;
+            if present.contains(name) {
+                usable.push((name.to_string(), None));
+            } else if let Some(index) = self.fetch_usable(name)? {
+                usable.push((name.to_string(), Some(index)));
             }
-            usable.push(name.to_string());
         }
         Ok(usable)
+    }
+
+    /// [`Shared::cache_idx`], warning when the server's index is not usable.
+    fn fetch_usable(&self, name: &str) -> Result<Option<PackIndex>, Error> {
+        let index = self.cache_idx(name)?;
+        if index.is_none() {
+            tracing::warn!("the server's {name} is not usable; its objects will be sent again");
+        }
+        Ok(index)
     }
 
     fn list_packs(&self) -> Result<Vec<String>, Error> {
