@@ -79,9 +79,11 @@ pub struct Restorer<'r> {
     /// The target, opened once; all writes go below this descriptor.
     root: OwnedFd,
     root_path: PathBuf,
-    /// Metadata is applied through `/proc/self/fd/<dir>/<name>` when that
-    /// reaches the directory we hold open, so that the path-based metadata
-    /// calls resolve no directory by name either.
+    /// Files and directories get their metadata through the descriptor
+    /// restore holds; symlinks and specials through
+    /// `/proc/self/fd/<dir>/<name>` when that reaches the directory we
+    /// hold open, so that those path-based calls resolve no directory by
+    /// name either.
     via_proc: bool,
     /// Names from the target down to the directory being restored.
     at: Vec<Vec<u8>>,
@@ -543,19 +545,36 @@ impl<'r> Restorer<'r> {
     /// Applies the saved metadata to `name` in `dir`.
     fn finish(&mut self, dir: BorrowedFd<'_>, name: &CStr, shown: &Path, meta: Option<&Metadata>) {
         if let Some(meta) = meta {
-            let path = workers::meta_path(self.via_proc, &dir, name, shown);
+            let path = meta_path(self.via_proc, &dir, name, shown);
             self.apply_meta(&path, shown, meta);
         }
     }
 
     fn apply_meta(&mut self, path: &Path, shown: &Path, meta: &Metadata) {
-        let problems = workers::apply_meta(&mut self.applier, path, shown, meta);
+        let problems = workers::warnings(self.applier.apply(path, meta), shown);
         self.warnings.extend(problems);
     }
 
     fn apply_meta_open(&mut self, fd: BorrowedFd<'_>, shown: &Path, meta: &Metadata) {
         let problems = workers::apply_meta_open(&mut self.applier, fd, shown, meta);
         self.warnings.extend(problems);
+    }
+}
+
+/// The path metadata is applied through (to symlinks and specials, which
+/// restore does not hold open): `/proc/self/fd/<dir>/<name>` when that
+/// reaches the directory held open (no directory resolved by name), else
+/// the path shown.
+fn meta_path(via_proc: bool, dir: &impl AsRawFd, name: &CStr, shown: &Path) -> PathBuf {
+    if via_proc {
+        let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        p.push(OsStr::from_bytes(name.to_bytes()));
+        p
+    } else {
+        // Every directory on this path was created or opened by us
+        // without following a symlink, so only a concurrent swap inside
+        // the target could redirect these calls.
+        shown.to_path_buf()
     }
 }
 

@@ -24,10 +24,8 @@ use super::{sparse, RestoreError};
 use crate::meta::{Applier, ApplyOptions, FsError, Metadata};
 use crate::repo::Repo;
 use crate::view::{ContentReader, Node};
-use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -167,37 +165,6 @@ fn work(repo: &dyn Repo, jobs: &Mutex<Receiver<FileJob>>, shared: &Shared, mut a
     }
 }
 
-/// The path metadata is applied through: `/proc/self/fd/<dir>/<name>`
-/// when that reaches the directory held open (no directory resolved by
-/// name), else the path shown.
-pub(super) fn meta_path(
-    via_proc: bool,
-    dir: &impl AsRawFd,
-    name: &std::ffi::CStr,
-    shown: &Path,
-) -> PathBuf {
-    if via_proc {
-        let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        p.push(OsStr::from_bytes(name.to_bytes()));
-        p
-    } else {
-        // Every directory on this path was created or opened by us
-        // without following a symlink, so only a concurrent swap inside
-        // the target could redirect these calls.
-        shown.to_path_buf()
-    }
-}
-
-/// Applies `meta` at `path`; the problems as warnings naming `shown`.
-pub(super) fn apply_meta(
-    applier: &mut Applier,
-    path: &Path,
-    shown: &Path,
-    meta: &Metadata,
-) -> Vec<String> {
-    warnings(applier.apply(path, meta), shown)
-}
-
 /// Applies `meta` to the file or directory open as `fd` (no path lookup);
 /// the problems as warnings naming `shown`.
 pub(super) fn apply_meta_open(
@@ -209,7 +176,8 @@ pub(super) fn apply_meta_open(
     warnings(applier.apply_open(fd, shown, meta), shown)
 }
 
-fn warnings(result: Result<(), Vec<FsError>>, shown: &Path) -> Vec<String> {
+/// `result`'s problems as warnings naming `shown` (each logged).
+pub(super) fn warnings(result: Result<(), Vec<FsError>>, shown: &Path) -> Vec<String> {
     match result {
         Ok(()) => Vec::new(),
         Err(problems) => problems
