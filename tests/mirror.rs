@@ -327,6 +327,68 @@ fn a_server_killed_mid_push_fails_the_push_and_the_next_completes_it() {
 }
 
 #[test]
+fn a_server_killed_mid_pull_is_a_transfer_error_and_the_next_pull_keeps_what_arrived() {
+    let Some(mut f) = Fixture::new() else { return };
+    for i in 0..6u64 {
+        let dir = f.env.path(&format!("more{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        common::write_random(&dir.join("blob"), 300 + i, 24 << 20);
+        f.env.save(&format!("big{i}"), Some("1700000100"), &dir);
+    }
+    f.push("web").success();
+    let pulled = f.env.path("pulled");
+    let mut cmd = f.mirror("pull", &[&f.url("web"), "--jobs", "1"]);
+    let child = cmd
+        .arg(&pulled)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once a pack arrived whole and the next is arriving.
+    let pack_dir = pulled.join("objects/pack");
+    let mid_transfer = || {
+        let Ok(entries) = fs::read_dir(&pack_dir) else {
+            return false;
+        };
+        let (mut whole, mut arriving) = (false, false);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            whole |= name.ends_with(".pack");
+            arriving |= name.starts_with(".mirror-pull-")
+                && entry.metadata().is_ok_and(|m| m.len() > 4 << 20);
+        }
+        whole && arriving
+    };
+    let started = Instant::now();
+    while !mid_transfer() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    f.s3.stop();
+    let failed = common::finish(child, "mirror pull");
+    assert_eq!(failed.code, 2, "{}", failed.stderr);
+    assert!(
+        !failed.stderr.contains("damaged") && failed.stderr.contains(BUCKET),
+        "a cut transfer must not read as damage:\n{}",
+        failed.stderr
+    );
+    assert!(!pulled.join("HEAD").exists());
+    f.s3.restart();
+    let mut resume = f.mirror("pull", &[&f.url("web")]);
+    let out = run(resume.arg(&pulled)).success();
+    let kept: u64 = out
+        .stderr
+        .split(" kept")
+        .next()
+        .and_then(|s| s.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no kept count in:\n{}", out.stderr));
+    assert!(kept >= 1, "{}", out.stderr);
+    common::assert_fsck(&pulled, false);
+    let snap = common::utc_snapshot_name(1_700_000_000);
+    assert_restores_same(&f.env, &pulled, &snap, &f.data);
+}
+
+#[test]
 fn packs_gc_removed_stay_in_the_bucket_for_the_grace_period() {
     let Some(f) = Fixture::new() else { return };
     // Two more snapshots, then keep only the newest: gc removes packs.

@@ -23,6 +23,11 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one file in flight at once.
 const PARTS_IN_FLIGHT: usize = 3;
 
+/// Chunks of a download received ahead of its reader. Each is at most the
+/// HTTP client's read buffer (well under 1 MiB), so this bounds memory while
+/// the network keeps going as the reader decrypts, hashes and writes.
+const CHUNKS_AHEAD: usize = 32;
+
 #[derive(Debug, Default, Clone)]
 pub struct BucketOptions {
     /// `--endpoint`: an S3-compatible server's URL (wins over the
@@ -227,10 +232,24 @@ impl Bucket {
                 },
                 e => self.failed(name, e),
             })?;
+        let got_size = got.meta.size;
+        // Received by a task of the runtime, not when the reader asks: a
+        // reader that waits for each chunk leaves the connection idle while
+        // it decrypts, and receiving then costs as much again.
+        let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        let mut stream = got.into_stream();
+        self.runtime.spawn(async move {
+            while let Some(chunk) = stream.next().await {
+                let failed = chunk.is_err();
+                // A reader gone (dropped on an error) ends the transfer.
+                if sender.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
         Ok(Download {
-            runtime: self.runtime.clone(),
-            size: got.meta.size,
-            stream: got.into_stream(),
+            size: got_size,
+            chunks,
             chunk: bytes_empty(),
             what: format!("{}/{name}", self.url),
         })
@@ -447,11 +466,31 @@ impl Write for Parts<'_> {
     }
 }
 
+/// A download that broke off, as the payload of the `io::Error` that
+/// [`Download`] returns: readers stacked on it (decryption) pass it through
+/// unchanged, and it is told apart from bytes that arrived damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {detail}")]
+pub struct TransferFailed {
+    url: String,
+    detail: String,
+}
+
+impl TransferFailed {
+    /// The bucket error behind `e`, if a download's failure is what it is.
+    pub fn behind(e: &std::io::Error) -> Option<MirrorError> {
+        let failed = e.get_ref()?.downcast_ref::<TransferFailed>()?;
+        Some(MirrorError::Bucket {
+            url: failed.url.clone(),
+            detail: failed.detail.clone(),
+        })
+    }
+}
+
 /// An object being downloaded, read as it arrives.
 pub struct Download {
-    runtime: Arc<tokio::runtime::Runtime>,
     pub size: u64,
-    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    chunks: tokio::sync::mpsc::Receiver<object_store::Result<bytes::Bytes>>,
     chunk: bytes::Bytes,
     what: String,
 }
@@ -459,15 +498,14 @@ pub struct Download {
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.runtime.block_on(self.stream.next()) {
+            match self.chunks.blocking_recv() {
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.chunk = chunk,
                 Some(Err(e)) => {
-                    return Err(std::io::Error::other(format!(
-                        "reading {}: {}",
-                        self.what,
-                        explain(&e)
-                    )))
+                    return Err(std::io::Error::other(TransferFailed {
+                        url: self.what.clone(),
+                        detail: format!("the download broke off: {}", explain(&e)),
+                    }))
                 }
             }
         }

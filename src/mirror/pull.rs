@@ -106,11 +106,12 @@ fn fetch_file(
         std::fs::create_dir_all(dir).map_err(MirrorError::io("creating directory", dir))?;
     }
     let dir = target.parent().expect("repository paths have a folder");
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(".mirror-pull-")
         .tempfile_in(dir)
         .map_err(MirrorError::io("creating a file in", dir))?;
-    super::verify::read_checked(bucket, sealer, path, &entry, &mut temp, progress)?;
+    let mut out = fsutil::WriteBehind::new(temp.as_file());
+    super::verify::read_checked(bucket, sealer, path, &entry, &mut out, progress)?;
     temp.as_file()
         .sync_all()
         .map_err(MirrorError::io("syncing", temp.path()))?;

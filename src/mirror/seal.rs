@@ -167,6 +167,12 @@ impl Sealer {
 }
 
 fn open_error(e: age::DecryptError, what: &str) -> MirrorError {
+    // A download that broke off while the header was read is not damage.
+    if let age::DecryptError::Io(io) = &e {
+        if let Some(failed) = super::bucket::TransferFailed::behind(io) {
+            return failed;
+        }
+    }
     match e {
         age::DecryptError::NoMatchingKeys => MirrorError::WrongKey {
             what: what.to_string(),

@@ -95,9 +95,11 @@ pub(super) fn read_checked(
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = plain.read(&mut buf).map_err(|e| MirrorError::Damaged {
-            what: what.clone(),
-            detail: e.to_string(),
+        let n = plain.read(&mut buf).map_err(|e| {
+            super::bucket::TransferFailed::behind(&e).unwrap_or_else(|| MirrorError::Damaged {
+                what: what.clone(),
+                detail: e.to_string(),
+            })
         })?;
         if n == 0 {
             break;

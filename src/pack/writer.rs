@@ -14,7 +14,7 @@
 use super::idx::{encode_v2, IdxEntry};
 use super::{encode_entry_header, PACK_HEADER_LEN, PACK_SIGNATURE};
 use crate::object::{hash_object, Kind, ObjectId};
-use crate::repo::fsutil::fsync_dir;
+use crate::repo::fsutil::{self, fsync_dir};
 use crate::repo::Error;
 use sha1::{Digest, Sha1};
 use std::collections::HashSet;
@@ -421,28 +421,12 @@ impl PackWriter {
     }
 }
 
-/// Asks the kernel to start writing out what has reached the file so far,
-/// without waiting. Otherwise a large pack sits dirty in memory until the
-/// final fsync, which then writes it all while nothing else runs. Only a
-/// hint: errors show up in the fsync, which is what makes the pack durable.
+/// Starts writeback of what has reached the pack file so far (see
+/// [`fsutil::start_writeback`]).
 fn start_writeback(pack: &mut OpenPack) {
-    use std::os::fd::AsRawFd;
     let written = pack.offset - pack.out.buffer().len() as u64;
-    let from = pack.writeback_started;
-    if written <= from {
-        return;
-    }
-    // SAFETY: the pack file is borrowed through `pack`, so its descriptor
-    // is open for the call; sync_file_range takes only integers.
-    unsafe {
-        libc::sync_file_range(
-            pack.out.get_ref().as_raw_fd(),
-            from as libc::off64_t,
-            (written - from) as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-    pack.writeback_started = written;
+    fsutil::start_writeback(pack.out.get_ref(), pack.writeback_started, written);
+    pack.writeback_started = pack.writeback_started.max(written);
 }
 
 /// git makes packs and indexes read-only; so do we.
