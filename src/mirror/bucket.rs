@@ -26,7 +26,7 @@ const PARTS_IN_FLIGHT: usize = 3;
 /// Chunks of a download received ahead of its reader. Each is at most the
 /// HTTP client's read buffer (well under 1 MiB), so this bounds memory while
 /// the network keeps going as the reader decrypts, hashes and writes.
-const CHUNKS_AHEAD: usize = 32;
+const CHUNKS_AHEAD: usize = 8;
 
 #[derive(Debug, Default, Clone)]
 pub struct BucketOptions {
