@@ -55,6 +55,17 @@ impl Fixture {
         cmd
     }
 
+    /// `count` more saves (names `big0`...), each of one random 24 MiB
+    /// file (seeds from `seed`), so each makes a pack of its own.
+    fn save_big_files(&self, count: u64, seed: u64) {
+        for i in 0..count {
+            let dir = self.env.path(&format!("more{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            common::write_random(&dir.join("blob"), seed + i, 24 << 20);
+            self.env.save(&format!("big{i}"), Some("1700000100"), &dir);
+        }
+    }
+
     fn push(&self, prefix: &str) -> Out {
         run(&mut self.mirror("push", &[&self.url(prefix)]))
     }
@@ -260,12 +271,7 @@ fn pull_into_an_empty_folder_gives_a_repository_git_bup_and_rewind_read() {
 fn a_push_killed_mid_upload_is_completed_by_the_next_without_resending() {
     let Some(f) = Fixture::new() else { return };
     // Several packs of a few MiB each: some arrive before the kill.
-    for i in 0..6u64 {
-        let dir = f.env.path(&format!("more{i}"));
-        fs::create_dir_all(&dir).unwrap();
-        common::write_random(&dir.join("blob"), 100 + i, 24 << 20);
-        f.env.save(&format!("big{i}"), Some("1700000100"), &dir);
-    }
+    f.save_big_files(6, 100);
     let mut cmd = f.mirror("push", &[&f.url("web"), "--jobs", "2"]);
     let mut child = cmd
         .stdout(std::process::Stdio::null())
@@ -301,12 +307,7 @@ fn a_push_killed_mid_upload_is_completed_by_the_next_without_resending() {
 #[test]
 fn a_server_killed_mid_push_fails_the_push_and_the_next_completes_it() {
     let Some(mut f) = Fixture::new() else { return };
-    for i in 0..4u64 {
-        let dir = f.env.path(&format!("more{i}"));
-        fs::create_dir_all(&dir).unwrap();
-        common::write_random(&dir.join("blob"), 200 + i, 24 << 20);
-        f.env.save(&format!("big{i}"), Some("1700000100"), &dir);
-    }
+    f.save_big_files(4, 200);
     let mut cmd = f.mirror("push", &[&f.url("web"), "--jobs", "2"]);
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -329,12 +330,7 @@ fn a_server_killed_mid_push_fails_the_push_and_the_next_completes_it() {
 #[test]
 fn a_server_killed_mid_pull_is_a_transfer_error_and_the_next_pull_keeps_what_arrived() {
     let Some(mut f) = Fixture::new() else { return };
-    for i in 0..6u64 {
-        let dir = f.env.path(&format!("more{i}"));
-        fs::create_dir_all(&dir).unwrap();
-        common::write_random(&dir.join("blob"), 300 + i, 24 << 20);
-        f.env.save(&format!("big{i}"), Some("1700000100"), &dir);
-    }
+    f.save_big_files(6, 300);
     f.push("web").success();
     let pulled = f.env.path("pulled");
     let mut cmd = f.mirror("pull", &[&f.url("web"), "--jobs", "1"]);
