@@ -96,6 +96,13 @@ pub struct Restorer<'r> {
     /// Per directory from the target down, its files still with the
     /// workers.
     outstanding: Vec<Outstanding>,
+    /// For each directory in `at`: whether this restore created it. In a
+    /// directory it created nothing else has a name (a racing process
+    /// that adds one makes the create fail: O_EXCL, mkdirat, symlinkat),
+    /// so its entries are created without first looking for one there (a
+    /// lookup that misses is a directory search on disk, 7% of a
+    /// restore's CPU).
+    created: Vec<bool>,
     /// Directories done but for files still with the workers: their
     /// metadata waits (see [`workers`]).
     deferred: Vec<Deferred>,
@@ -139,6 +146,7 @@ impl<'r> Restorer<'r> {
             links: HashMap::new(),
             listed: HashMap::new(),
             outstanding: Vec::new(),
+            created: Vec::new(),
             deferred: Vec::new(),
             unsaved_time: 0,
             unsaved_owner: (ids::euid(), ids::egid()),
@@ -346,7 +354,7 @@ impl<'r> Restorer<'r> {
         if node.node_type == NodeType::Directory {
             return self.restore_dir(pool, dir, &name, &shown, node);
         }
-        if at::stat_at(dir, &name).map_err(write_err)?.is_some() {
+        if !self.in_created_dir() && at::stat_at(dir, &name).map_err(write_err)?.is_some() {
             if self.no_clobber {
                 self.keep_existing(&shown);
                 return Ok(());
@@ -417,6 +425,10 @@ impl<'r> Restorer<'r> {
         Ok(())
     }
 
+    fn in_created_dir(&self) -> bool {
+        self.created.last().copied().unwrap_or(false)
+    }
+
     fn restore_dir(
         &mut self,
         pool: Option<&Pool<'_>>,
@@ -429,7 +441,12 @@ impl<'r> Restorer<'r> {
             path: shown.to_path_buf(),
             source,
         };
-        let existed = match at::stat_at(parent, name).map_err(write_err)? {
+        let found = if self.in_created_dir() {
+            None
+        } else {
+            at::stat_at(parent, name).map_err(write_err)?
+        };
+        let existed = match found {
             Some(st) if at::is_dir(&st) => true,
             Some(_) if self.no_clobber => {
                 self.keep_existing(shown);
@@ -454,9 +471,11 @@ impl<'r> Restorer<'r> {
         };
         self.note_skipped(&listing);
         self.at.push(name.to_bytes().to_vec());
+        self.created.push(!existed);
         self.outstanding.push(Outstanding::default());
         let result = self.restore_children(pool, dir.as_fd(), &listing.entries);
         self.at.pop();
+        self.created.pop();
         let outstanding = self.outstanding.pop().unwrap_or_default();
         result?;
         // An existing directory is not clobbered either: its metadata stays.
