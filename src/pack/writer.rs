@@ -161,9 +161,6 @@ struct OpenPack {
     hasher: Sha1,
 }
 
-/// How much written pack data may wait before its writeback is started.
-const WRITEBACK_STEP: u64 = 16 << 20;
-
 impl PackWriter {
     /// A writer for the repository whose object directory is `objects_dir`
     /// (`<repo>/objects`). Nothing touches the disk until the first write.
@@ -289,7 +286,7 @@ impl PackWriter {
         });
         let entry_len = (self.header.len() + zdata.len()) as u64;
         pack.offset += entry_len;
-        if pack.offset - pack.writeback_started >= WRITEBACK_STEP {
+        if pack.offset - pack.writeback_started >= fsutil::WRITEBACK_STEP {
             start_writeback(pack);
         }
         self.written.insert(id);

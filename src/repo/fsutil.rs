@@ -34,6 +34,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
     fsync_dir(dir)
 }
 
+/// How much written data of a large file (a pack being written, a pulled
+/// file) may wait before its writeback is started.
+pub const WRITEBACK_STEP: u64 = 16 << 20;
+
 /// Asks the kernel to start writing out bytes `from..to` of `file`, without
 /// waiting. Otherwise a large file sits dirty in memory until its final
 /// fsync, which then writes it all while nothing else runs. Only a hint:
@@ -55,7 +59,7 @@ pub fn start_writeback(file: &File, from: u64, to: u64) {
     }
 }
 
-/// Writes to a file, starting writeback every [`WriteBehind::STEP`] bytes
+/// Writes to a file, starting writeback every [`WRITEBACK_STEP`] bytes
 /// (see [`start_writeback`]), so that the fsync that ends a large file
 /// waits for its last few MiB, not for all of it.
 pub struct WriteBehind<'a> {
@@ -65,8 +69,6 @@ pub struct WriteBehind<'a> {
 }
 
 impl<'a> WriteBehind<'a> {
-    pub const STEP: u64 = 16 << 20;
-
     pub fn new(file: &'a File) -> WriteBehind<'a> {
         WriteBehind {
             file,
@@ -80,7 +82,7 @@ impl Write for WriteBehind<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = (&mut &*self.file).write(buf)?;
         self.written += n as u64;
-        if self.written - self.started >= Self::STEP {
+        if self.written - self.started >= WRITEBACK_STEP {
             start_writeback(self.file, self.started, self.written);
             self.started = self.written;
         }
@@ -106,13 +108,13 @@ mod tests {
             let mut out = WriteBehind::new(&file);
             // Odd-sized writes that straddle the steps.
             let mut i = 0u32;
-            while (expected.len() as u64) < 2 * WriteBehind::STEP + 12345 {
+            while (expected.len() as u64) < 2 * WRITEBACK_STEP + 12345 {
                 let piece: Vec<u8> = (0..(1 << 20) + 7).map(|k| (k as u32 ^ i) as u8).collect();
                 out.write_all(&piece).unwrap();
                 expected.extend_from_slice(&piece);
                 i += 1;
             }
-            assert!(out.started >= 2 * WriteBehind::STEP - (1 << 21));
+            assert!(out.started >= 2 * WRITEBACK_STEP - (1 << 21));
         }
         file.sync_all().unwrap();
         assert!(std::fs::read(&path).unwrap() == expected);
