@@ -19,7 +19,8 @@
 //! - Every dump runs before the walk, so a failing one costs no walk and
 //!   the change index's racy-time margin starts after the dumps.
 
-use super::walk::{store_stream, StreamError, VirtualDir};
+use super::skeleton::VirtualDir;
+use super::stream::{store_stream, StreamError};
 use super::{ObjectSink, SaveError};
 use crate::chunk::tree::FileObject;
 use crate::chunk::Splitter;

@@ -9,7 +9,9 @@ pub mod dump;
 pub mod index;
 mod readahead;
 mod sink;
+mod skeleton;
 mod sparse;
+mod stream;
 mod walk;
 mod warm;
 
@@ -152,9 +154,9 @@ pub fn validate_name(name: &str) -> Result<(), SaveError> {
 /// Everything a save refuses before it touches the repository or runs a
 /// command: the name, the source paths (none existing is an error, some
 /// missing are warnings), and where each dump would be stored.
-fn prepare(opts: &SaveOptions) -> Result<walk::Resolved, SaveError> {
+fn prepare(opts: &SaveOptions) -> Result<skeleton::Resolved, SaveError> {
     validate_name(&opts.name)?;
-    let resolved = walk::resolve_sources(&opts.sources, &opts.rerooting)?;
+    let resolved = skeleton::resolve_sources(&opts.sources, &opts.rerooting)?;
     // Every dump path is checked before any command runs.
     dump::check(&opts.commands, &resolved.root)?;
     Ok(resolved)
@@ -215,7 +217,7 @@ fn save_inner(
     identity: &Identity,
     cached: bool,
 ) -> Result<SaveOutcome, SaveError> {
-    let walk::Resolved {
+    let skeleton::Resolved {
         root: mut sources,
         warnings: source_warnings,
     } = prepare(opts)?;
@@ -226,7 +228,7 @@ fn save_inner(
     // Taken before the first lstat: the change index does not record
     // paths changed this close to the save (see index::RACY_MARGIN_SECS).
     let started = std::time::SystemTime::now();
-    let warmer = walk::start_warming(
+    let warmer = skeleton::start_warming(
         &sources,
         &opts.filter,
         opts.one_file_system,

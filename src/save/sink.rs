@@ -8,7 +8,7 @@
 //!   filled: a worker hashes them, so file chunks are hashed on the workers
 //!   while the walker keeps reading and cutting. Their ids come back in the
 //!   order they were put, from [`ObjectSink::next_id`]; the chunk tree
-//!   builder takes them from there (`walk::store_stream` puts the first MiB
+//!   builder takes them from there (`stream::store_stream` puts the first MiB
 //!   of a file with `put`, since waiting for a worker at the end of a small
 //!   file costs more than hashing it). When the caller waits for an id whose
 //!   object is still in the batch being filled (the last chunks of a file),

@@ -462,7 +462,7 @@ fn heads_to_warm(shared: &Shared, dir: &Path, entries: &[Listed]) -> Vec<PathBuf
 /// Anything else (devices, FIFOs) is never opened: opening can have effects.
 fn warm_head(path: &std::path::Path) {
     // O_NONBLOCK: should the path have become a FIFO since, do not hang.
-    let Ok(file) = super::walk::open_noatime(path, libc::O_NONBLOCK) else {
+    let Ok(file) = super::stream::open_noatime(path, libc::O_NONBLOCK) else {
         return;
     };
     match file.metadata() {
