@@ -1152,3 +1152,50 @@ fn killing_either_side_mid_save_leaves_the_server_valid_and_the_next_save_works(
     assert_fsck(&env.repo, false);
     c.assert_restores(&env, "big", &src, "restored");
 }
+
+/// A large file restored over SSH by several threads at once, each part
+/// streamed from the server on the one connection, is the file: the
+/// parts' announcements and reads interleave, and none may wait for
+/// another's.
+#[test]
+fn a_large_file_restores_over_ssh_in_parts() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::new();
+    let c = Client::new(&env, sshd.client(), "db");
+    let src = env.path("src");
+    mkdir(&src);
+    let dump = src.join("dump.sql");
+    let mut data = random_bytes(5, 20 << 20);
+    data[(6 << 20) + 3..(9 << 20) + 5].fill(0);
+    fs::write(&dump, &data).expect("write");
+    write_random(&src.join("small"), 6, 3000);
+    c.rw(&env.repo).arg("init").run().success();
+    c.save(&env.repo, "db", &src);
+    let out = env.path("out");
+    let restored = c
+        .rw(&env.repo)
+        .args(["-vv", "restore", "--threads", "3", "--outdir"])
+        .arg(&out)
+        .arg(with_slash(&snap_path("db", "latest", &src)))
+        .run()
+        .success();
+    assert!(
+        restored
+            .stderr
+            .lines()
+            .any(|l| l.contains("dump.sql") && l.contains("written in")),
+        "the file was not written in parts:\n{}",
+        restored.stderr
+    );
+    assert_eq!(fs::read(out.join("dump.sql")).expect("restored"), data);
+    let d = compare_with(
+        &src,
+        &out,
+        &Compare {
+            root_meta: false,
+            ..Compare::default()
+        },
+    );
+    assert!(d.is_empty(), "{d:#?}");
+    assert_fsck(&env.repo, false);
+}

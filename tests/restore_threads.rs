@@ -170,3 +170,132 @@ fn chmod_readable(path: &Path) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A file of 24 MiB: random data with zero runs, an aligned hole in the
+/// middle, one starting off a block boundary, and a hole at its end, so
+/// that parts start and end anywhere relative to blocks and holes.
+fn make_big_file(path: &Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = fs::File::create(path).unwrap();
+    let len: u64 = 24 << 20;
+    let mut at = 0u64;
+    let mut seed = 7;
+    while at < len {
+        let n = (3 << 20).min(len - at);
+        let mut block = random_bytes(seed, n as usize);
+        // A zero run inside the data, not block-aligned.
+        let zeros = 100_000.min(block.len() / 2);
+        block[12_345..12_345 + zeros].fill(0);
+        f.write_all(&block).unwrap();
+        at += n;
+        seed += 1;
+    }
+    // Holes: 1 MiB aligned at 8 MiB, 300,001 bytes at 15 MiB + 77, and
+    // the last 2 MiB.
+    for (start, len) in [
+        (8u64 << 20, 1u64 << 20),
+        ((15 << 20) + 77, 300_001),
+        (22 << 20, 2 << 20),
+    ] {
+        f.seek(SeekFrom::Start(start)).unwrap();
+        f.write_all(&vec![0u8; len as usize]).unwrap();
+    }
+    drop(f);
+    // Re-punch the aligned holes so the source itself is sparse there.
+    let status = Command::new("fallocate")
+        .args(["--dig-holes"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "fallocate --dig-holes");
+    set_mtime(path, 1_650_000_000);
+}
+
+#[test]
+fn a_large_file_is_written_in_parts_by_several_threads_and_restores_the_same() {
+    let env = Env::init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    make_big_file(&src.join("disk.img"));
+    write_random(&src.join("small"), 3, 5000);
+    env.save("t", None, &src);
+    for threads in ["1", "2", "4"] {
+        let out = env.path(&format!("out{threads}"));
+        let restored = env
+            .rw()
+            .args(["-vv", "restore", "--threads", threads, "-C"])
+            .arg(&out)
+            .arg(snap_path("t", "latest", &src))
+            .run()
+            .success();
+        // Written in parts whenever there is more than one thread.
+        let split = restored
+            .stderr
+            .lines()
+            .find(|l| l.contains("disk.img") && l.contains("written in"));
+        match (threads, split) {
+            ("1", None) => {}
+            ("1", Some(line)) => panic!("one thread split the file: {line}"),
+            (_, None) => panic!(
+                "--threads {threads}: the file was not split:\n{}",
+                restored.stderr
+            ),
+            (_, Some(line)) => {
+                let parts: usize = line
+                    .split(" written in ")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("no part count in {line:?}"));
+                assert!(parts > 2, "{line}");
+            }
+        }
+        let d = compare_with(&src, &out.join("src"), &Compare::default());
+        assert!(d.is_empty(), "--threads {threads}:\n{}", d.join("\n"));
+        assert_eq!(
+            fs::read(src.join("disk.img")).unwrap(),
+            fs::read(out.join("src/disk.img")).unwrap(),
+            "--threads {threads}"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_chunk_in_a_part_fails_the_restore_naming_the_file() {
+    let env = Env::init();
+    env.corrupted.set(true);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("disk.img"), 11, 24 << 20);
+    env.save("t", None, &src);
+    // The file is nearly all of the one pack: a byte flipped in the middle
+    // of the pack is inside one of its chunks.
+    let pack = fs::read_dir(env.repo.join("objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .expect("a pack");
+    let mut bytes = fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::set_permissions(&pack, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&pack, &bytes).unwrap();
+    let out = env.path("out");
+    let failed = env
+        .rw()
+        .args(["restore", "--threads", "2", "-C"])
+        .arg(&out)
+        .arg(snap_path("t", "latest", &src))
+        .run()
+        .no_panic();
+    assert_ne!(
+        failed.code, 0,
+        "a damaged chunk restored:\n{}",
+        failed.stderr
+    );
+    assert!(
+        failed.stderr.contains("disk.img"),
+        "the error should name the file:\n{}",
+        failed.stderr
+    );
+}

@@ -1,27 +1,47 @@
 //! Writing restored file content sparse: aligned all-zero blocks become
-//! holes.
+//! holes. Writes are positioned (`pwrite`), so several threads can write
+//! parts of one file at once.
 
 use super::RestoreError;
 use crate::view::ContentReader;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Zero runs of at least this many bytes, aligned, become holes.
-const SPARSE_BLOCK: usize = 4096;
+const SPARSE_BLOCK: u64 = 4096;
 
-/// Writes content block by block, leaving holes for aligned all-zero
-/// blocks so that sparse files stay sparse. Chunk boundaries fall anywhere,
-/// so a partial block is carried over to the next piece.
+/// Writes content block by block from some offset of a new file, leaving
+/// holes for all-zero blocks so that sparse files stay sparse. Blocks are
+/// aligned to the file, not to the content's pieces: chunk boundaries fall
+/// anywhere, so a partial block is carried over to the next piece.
 struct SparseWriter<'p> {
     file: &'p File,
     path: &'p Path,
+    /// Where the first byte of `carry` goes in the file.
     offset: u64,
-    hole_pending: bool,
+    /// The start of the block holding `offset`, not written yet.
     carry: Vec<u8>,
+    /// The last block was all zeros and left out.
+    ends_in_hole: bool,
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&x| x == 0)
 }
 
 impl SparseWriter<'_> {
+    fn new<'p>(file: &'p File, path: &'p Path, offset: u64) -> SparseWriter<'p> {
+        SparseWriter {
+            file,
+            path,
+            offset,
+            carry: Vec::with_capacity(SPARSE_BLOCK as usize),
+            ends_in_hole: false,
+        }
+    }
+
     fn error(&self, source: io::Error) -> RestoreError {
         RestoreError::Write {
             path: self.path.to_path_buf(),
@@ -29,15 +49,17 @@ impl SparseWriter<'_> {
         }
     }
 
-    /// Writes whole blocks starting at an aligned offset (the last one may
-    /// be short only at the end of the file).
-    fn write_blocks(&mut self, data: &[u8]) -> Result<(), RestoreError> {
+    /// Writes `data` at file offset `at`, leaving out its all-zero blocks
+    /// (cut at multiples of [`SPARSE_BLOCK`] of the file's offsets).
+    fn write_blocks(&mut self, at: u64, data: &[u8]) -> Result<(), RestoreError> {
+        let block_end = |s: usize| {
+            let into = (at + s as u64) % SPARSE_BLOCK;
+            (s + (SPARSE_BLOCK - into) as usize).min(data.len())
+        };
         let mut start = 0;
         while start < data.len() {
-            let is_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
-            let block_end = |s: usize| (s + SPARSE_BLOCK).min(data.len());
             if is_zero(&data[start..block_end(start)]) {
-                self.hole_pending = true;
+                self.ends_in_hole = true;
                 start = block_end(start);
                 continue;
             }
@@ -46,67 +68,56 @@ impl SparseWriter<'_> {
             while end < data.len() && !is_zero(&data[end..block_end(end)]) {
                 end = block_end(end);
             }
-            if self.hole_pending {
-                let at = self.offset + start as u64;
-                self.file
-                    .seek(SeekFrom::Start(at))
-                    .map_err(|e| self.error(e))?;
-                self.hole_pending = false;
-            }
             self.file
-                .write_all(&data[start..end])
+                .write_all_at(&data[start..end], at + start as u64)
                 .map_err(|e| self.error(e))?;
+            self.ends_in_hole = false;
             start = end;
         }
-        self.offset += data.len() as u64;
         Ok(())
     }
 
     fn write(&mut self, mut piece: &[u8]) -> Result<(), RestoreError> {
-        if !self.carry.is_empty() {
-            let take = (SPARSE_BLOCK - self.carry.len()).min(piece.len());
+        let into = (self.offset + self.carry.len() as u64) % SPARSE_BLOCK;
+        if !self.carry.is_empty() || into != 0 {
+            // Complete the block under way first.
+            let need = (SPARSE_BLOCK - into) as usize;
+            let take = need.min(piece.len());
             self.carry.extend_from_slice(&piece[..take]);
             piece = &piece[take..];
-            if self.carry.len() < SPARSE_BLOCK {
+            if take < need {
                 return Ok(());
             }
             let block = std::mem::take(&mut self.carry);
-            self.write_blocks(&block)?;
+            self.write_blocks(self.offset, &block)?;
+            self.offset += block.len() as u64;
             self.carry = block;
             self.carry.clear();
         }
-        let whole = piece.len() - piece.len() % SPARSE_BLOCK;
-        self.write_blocks(&piece[..whole])?;
+        let whole = piece.len() - piece.len() % SPARSE_BLOCK as usize;
+        self.write_blocks(self.offset, &piece[..whole])?;
+        self.offset += whole as u64;
         self.carry.extend_from_slice(&piece[whole..]);
         Ok(())
     }
 
-    /// Writes what is left, and sets the length if the content ends in a
-    /// hole (the file is new, so otherwise what was written is its length).
-    fn finish(mut self) -> Result<u64, RestoreError> {
+    /// Writes what is left; returns where the content ended.
+    fn finish(mut self) -> Result<(u64, bool), RestoreError> {
         let rest = std::mem::take(&mut self.carry);
-        self.write_blocks(&rest)?;
-        if self.hole_pending {
-            self.file.set_len(self.offset).map_err(|e| self.error(e))?;
-        }
-        Ok(self.offset)
+        self.write_blocks(self.offset, &rest)?;
+        Ok((self.offset + rest.len() as u64, self.ends_in_hole))
     }
 }
 
-/// Copies content into `file`, a new and empty file, sparse where the data
-/// has zero blocks. Returns the bytes of content.
-pub(super) fn write_sparse(
+/// Copies `content` into `file` from offset `at`, leaving zero blocks as
+/// holes. Returns where the content ended and whether it ended in a hole.
+fn copy_sparse(
     file: &File,
     mut content: ContentReader,
     path: &Path,
-) -> Result<u64, RestoreError> {
-    let mut writer = SparseWriter {
-        file,
-        path,
-        offset: 0,
-        hole_pending: false,
-        carry: Vec::with_capacity(SPARSE_BLOCK),
-    };
+    at: u64,
+) -> Result<(u64, bool), RestoreError> {
+    let mut writer = SparseWriter::new(file, path, at);
     loop {
         let piece = content.next_piece().map_err(|source| RestoreError::Read {
             path: path.to_path_buf(),
@@ -117,4 +128,37 @@ pub(super) fn write_sparse(
         }
         writer.write(piece)?;
     }
+}
+
+/// Copies content into `file`, a new and empty file, sparse where the data
+/// has zero blocks. Returns the bytes of content.
+pub(super) fn write_sparse(
+    file: &File,
+    content: ContentReader,
+    path: &Path,
+) -> Result<u64, RestoreError> {
+    let (end, ends_in_hole) = copy_sparse(file, content, path, 0)?;
+    // The file is new: what was written is its length, unless the
+    // content ends in a hole.
+    if ends_in_hole {
+        file.set_len(end).map_err(|source| RestoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(end)
+}
+
+/// Copies one part of a file's content (see [`ContentReader::part`]) into
+/// `file` at offset `at`, sparse. The file must be new and already of its
+/// final length, so that the holes left read as zeros. Returns the bytes
+/// of content.
+pub(super) fn write_part(
+    file: &File,
+    content: ContentReader,
+    path: &Path,
+    at: u64,
+) -> Result<u64, RestoreError> {
+    let (end, _) = copy_sparse(file, content, path, at)?;
+    Ok(end - at)
 }

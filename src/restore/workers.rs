@@ -17,24 +17,43 @@
 //! directory's times, but writing a file's content or setting its metadata
 //! does not change its parent's.
 //!
+//! A large file stored as a chunk tree (at least [`SPLIT_MIN`] bytes) is
+//! written by several workers at once: the worker that takes it sizes the
+//! file and cuts it along its chunk tree into parts (whole subtrees or
+//! chunks, about [`PARTS_PER_WORKER`] per worker, see
+//! [`split_content`]), which any worker writes at its offset; whoever
+//! finishes the last part applies the file's metadata. Parts come before
+//! new files, so a large file is done soon. Otherwise a restore's largest
+//! file (a disk image, a database dump) was written by one thread while
+//! the others had nothing left to do: the benchmark's local restore took
+//! 2.06 s instead of 2.39 s (medians of 5) once they shared it.
+//!
 //! Memory and descriptors stay bounded: the queue holds at most
 //! [`QUEUE_PER_WORKER`] jobs per worker, each with two descriptors.
 
 use super::{sparse, RestoreError};
 use crate::meta::{Applier, ApplyOptions, FsError, Metadata};
 use crate::repo::Repo;
-use crate::view::{ContentReader, Node};
+use crate::view::{split_content, ContentReader, Node, Piece};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
 /// Jobs waiting per worker: enough that a worker never waits for the walk
 /// (which only creates entries), few enough to bound open descriptors.
 const QUEUE_PER_WORKER: usize = 16;
+
+/// Files at least this large, stored as a chunk tree, are written in
+/// parts by several workers.
+const SPLIT_MIN: u64 = 16 << 20;
+
+/// Parts a split file is cut into per worker, where its chunk tree allows
+/// (parts are whole subtrees or chunks, of uneven sizes).
+const PARTS_PER_WORKER: usize = 8;
 
 /// Files of one directory still with the workers.
 pub(super) type Outstanding = Arc<AtomicUsize>;
@@ -48,9 +67,37 @@ pub(super) struct FileJob {
     pub outstanding: Outstanding,
 }
 
+/// A large file being written in parts.
+struct SplitFile {
+    job: FileJob,
+    /// Parts not finished yet; the worker that takes it to zero applies
+    /// the metadata.
+    left: AtomicUsize,
+}
+
+/// One part of a [`SplitFile`].
+struct Part {
+    file: Arc<SplitFile>,
+    piece: Piece,
+}
+
+/// Work waiting for a worker.
+#[derive(Default)]
+struct Queue {
+    files: VecDeque<FileJob>,
+    parts: VecDeque<Part>,
+    /// No more files will come (the walk is over).
+    closed: bool,
+}
+
 /// What the workers share with the walk.
 #[derive(Default)]
 struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when work is queued or the queue is closed.
+    work: Condvar,
+    /// Signalled when a file leaves the queue.
+    room: Condvar,
     /// The first error (the restore stops there) and whether there is one.
     error: Mutex<Option<RestoreError>>,
     failed: AtomicBool,
@@ -58,9 +105,51 @@ struct Shared {
     bytes: AtomicU64,
 }
 
+impl Shared {
+    fn fail(&self, e: RestoreError) {
+        let mut slot = lock(&self.error);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.failed.store(true, Ordering::Release);
+        drop(slot);
+        // A walk waiting for room must see the error: taking the queue's
+        // lock first, the walk is either before its check or waiting.
+        let _queue = lock(&self.queue);
+        self.room.notify_all();
+    }
+
+    /// The next part, or else the next file; `None` once the queue is
+    /// closed and empty.
+    fn next(&self) -> Option<Work> {
+        let mut queue = lock(&self.queue);
+        loop {
+            if let Some(part) = queue.parts.pop_front() {
+                return Some(Work::Part(part));
+            }
+            if let Some(file) = queue.files.pop_front() {
+                self.room.notify_one();
+                return Some(Work::File(file));
+            }
+            if queue.closed {
+                return None;
+            }
+            queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+// One at a time per worker, moved out of the queue: boxing the file would
+// only add an allocation per file.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    File(FileJob),
+    Part(Part),
+}
+
 /// The workers of one restore call, running in `scope`.
 pub(super) struct Pool<'scope> {
-    jobs: Option<SyncSender<FileJob>>,
+    capacity: usize,
     shared: Arc<Shared>,
     threads: Vec<ScopedJoinHandle<'scope, ()>>,
 }
@@ -72,18 +161,20 @@ impl<'scope> Pool<'scope> {
         workers: usize,
         opts: ApplyOptions,
     ) -> Pool<'scope> {
-        let (tx, rx) = sync_channel::<FileJob>(workers * QUEUE_PER_WORKER);
-        let rx = Arc::new(Mutex::new(rx));
         let shared = Arc::new(Shared::default());
         let threads = (0..workers)
             .map(|_| {
-                let rx = rx.clone();
                 let shared = shared.clone();
-                scope.spawn(move || work(repo, &rx, &shared, Applier::new(opts)))
+                let split = if workers > 1 {
+                    workers * PARTS_PER_WORKER
+                } else {
+                    0
+                };
+                scope.spawn(move || work(repo, &shared, Applier::new(opts), split))
             })
             .collect();
         Pool {
-            jobs: Some(tx),
+            capacity: workers * QUEUE_PER_WORKER,
             shared,
             threads,
         }
@@ -92,14 +183,19 @@ impl<'scope> Pool<'scope> {
     /// Queues `job`, waiting while the queue is full; the first worker
     /// error instead, once there is one.
     pub fn submit(&self, job: FileJob) -> Result<(), RestoreError> {
+        let mut queue = lock(&self.shared.queue);
+        while queue.files.len() >= self.capacity {
+            self.check()?;
+            queue = self
+                .shared
+                .room
+                .wait(queue)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         self.check()?;
         job.outstanding.fetch_add(1, Ordering::AcqRel);
-        let jobs = self.jobs.as_ref().expect("submit before finish");
-        if jobs.send(job).is_err() {
-            // Every worker is gone, which only an error (or a panic) does.
-            self.check()?;
-            return Err(worker_panicked());
-        }
+        queue.files.push_back(job);
+        self.shared.work.notify_one();
         Ok(())
     }
 
@@ -115,7 +211,8 @@ impl<'scope> Pool<'scope> {
     /// Waits for every queued job; returns the bytes written, the workers'
     /// warnings, and their first error.
     pub fn finish(mut self) -> (u64, Vec<String>, Result<(), RestoreError>) {
-        drop(self.jobs.take());
+        lock(&self.shared.queue).closed = true;
+        self.shared.work.notify_all();
         let mut panicked = false;
         for t in self.threads.drain(..) {
             panicked |= t.join().is_err();
@@ -129,39 +226,154 @@ impl<'scope> Pool<'scope> {
     }
 }
 
-fn work(repo: &dyn Repo, jobs: &Mutex<Receiver<FileJob>>, shared: &Shared, mut applier: Applier) {
-    loop {
-        // The lock is held only while taking a job, not while doing it.
-        let Ok(job) = lock(jobs).recv() else {
-            return;
-        };
-        if shared.failed.load(Ordering::Acquire) {
-            // Drained without work: the restore is stopping.
-            job.outstanding.fetch_sub(1, Ordering::AcqRel);
-            continue;
+/// Stops the restore if its worker panics: the walk may be waiting for
+/// room in the queue, which only the workers make.
+struct PanicGuard<'a>(&'a Shared);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(worker_panicked());
         }
-        let reader = ContentReader::of_node(repo.objects(), &job.node);
-        match sparse::write_sparse(&job.file, reader, &job.shown) {
-            Ok(n) => {
-                shared.bytes.fetch_add(n, Ordering::AcqRel);
-                if let Some(meta) = &job.node.meta {
-                    let problems =
-                        apply_meta_open(&mut applier, job.file.as_fd(), &job.shown, meta);
-                    if !problems.is_empty() {
-                        lock(&shared.warnings).extend(problems);
+    }
+}
+
+/// `split`: cut large files into about this many parts (0: never).
+fn work(repo: &dyn Repo, shared: &Shared, mut applier: Applier, split: usize) {
+    let _guard = PanicGuard(shared);
+    while let Some(work) = shared.next() {
+        match work {
+            Work::File(job) => {
+                if shared.failed.load(Ordering::Acquire) {
+                    // Drained without work: the restore is stopping.
+                    job.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    continue;
+                }
+                if split > 1 && job.node.recorded_size().unwrap_or(0) >= SPLIT_MIN {
+                    match split_content(repo.objects(), &job.node, split) {
+                        Ok(Some((size, pieces))) if pieces.len() > 1 => {
+                            split_file(repo, shared, &mut applier, job, size, pieces);
+                            continue;
+                        }
+                        // One entry, or a single blob: one piece.
+                        Ok(_) => {}
+                        Err(e) => {
+                            shared.fail(RestoreError::Read {
+                                path: job.shown.clone(),
+                                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                            });
+                            job.outstanding.fetch_sub(1, Ordering::AcqRel);
+                            continue;
+                        }
                     }
                 }
+                let reader = ContentReader::of_node(repo.objects(), &job.node);
+                let written = sparse::write_sparse(&job.file, reader, &job.shown);
+                finish_file(shared, &mut applier, &job, written);
             }
-            Err(e) => {
-                let mut slot = lock(&shared.error);
-                if slot.is_none() {
-                    *slot = Some(e);
-                }
-                shared.failed.store(true, Ordering::Release);
-            }
+            Work::Part(part) => write_part(repo, shared, &mut applier, part),
         }
-        // After the metadata: the directory's may follow now.
+    }
+}
+
+/// Gives the file its size, queues all of its parts but the first for
+/// the other workers, and writes the first.
+fn split_file(
+    repo: &dyn Repo,
+    shared: &Shared,
+    applier: &mut Applier,
+    job: FileJob,
+    size: u64,
+    mut pieces: Vec<Piece>,
+) {
+    // The holes a sparse write leaves must exist, the last one too.
+    if let Err(source) = job.file.set_len(size) {
+        let path = job.shown.clone();
+        finish_file(
+            shared,
+            applier,
+            &job,
+            Err(RestoreError::Write { path, source }),
+        );
+        return;
+    }
+    tracing::debug!(
+        "{}: {size} bytes written in {} parts",
+        job.shown.display(),
+        pieces.len()
+    );
+    let file = Arc::new(SplitFile {
+        job,
+        left: AtomicUsize::new(pieces.len()),
+    });
+    let first = pieces.remove(0);
+    {
+        let mut queue = lock(&shared.queue);
+        queue.parts.extend(pieces.into_iter().map(|piece| Part {
+            file: file.clone(),
+            piece,
+        }));
+    }
+    shared.work.notify_all();
+    write_part(repo, shared, applier, Part { file, piece: first });
+}
+
+/// Writes one part of a split file; the last part to finish applies the
+/// file's metadata.
+fn write_part(repo: &dyn Repo, shared: &Shared, applier: &mut Applier, part: Part) {
+    let job = &part.file.job;
+    if !shared.failed.load(Ordering::Acquire) {
+        let (at, expected) = (part.piece.offset(), part.piece.size());
+        let reader = ContentReader::part(repo.objects(), &part.piece);
+        match sparse::write_part(&job.file, reader, &job.shown, at) {
+            // The reader holds every chunk to its offsets: a part of
+            // another length would be a bug, never a file restored short.
+            Ok(n) if n == expected => {
+                shared.bytes.fetch_add(n, Ordering::AcqRel);
+            }
+            Ok(n) => shared.fail(RestoreError::Read {
+                path: job.shown.clone(),
+                source: std::io::Error::other(format!(
+                    "a part of {expected} bytes at offset {at} gave {n} (a bug)"
+                )),
+            }),
+            Err(e) => shared.fail(e),
+        }
+    }
+    if part.file.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // The last part: every byte is written (or the restore is
+        // stopping, and the file keeps its restore-time metadata).
+        if !shared.failed.load(Ordering::Acquire) {
+            apply_job_meta(shared, applier, job);
+        }
         job.outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// After a whole file's content: its metadata, or the error.
+fn finish_file(
+    shared: &Shared,
+    applier: &mut Applier,
+    job: &FileJob,
+    written: Result<u64, RestoreError>,
+) {
+    match written {
+        Ok(n) => {
+            shared.bytes.fetch_add(n, Ordering::AcqRel);
+            apply_job_meta(shared, applier, job);
+        }
+        Err(e) => shared.fail(e),
+    }
+    // After the metadata: the directory's may follow now.
+    job.outstanding.fetch_sub(1, Ordering::AcqRel);
+}
+
+fn apply_job_meta(shared: &Shared, applier: &mut Applier, job: &FileJob) {
+    if let Some(meta) = &job.node.meta {
+        let problems = apply_meta_open(applier, job.file.as_fd(), &job.shown, meta);
+        if !problems.is_empty() {
+            lock(&shared.warnings).extend(problems);
+        }
     }
 }
 

@@ -12,6 +12,8 @@ use crate::chunk::parse::{resolve_last_path, ChunkLevel, ChunkTreeError};
 use crate::object::{Kind, ObjectId};
 use crate::repo::Objects;
 use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::Arc;
 
 /// What a file's content is stored as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +37,9 @@ struct Frame {
     level: ChunkLevel,
     /// Index of the next entry to read.
     next: usize,
+    /// Index past the last entry to read: the level's length, except
+    /// for the top level of a [`ContentReader::part`].
+    end: usize,
     /// Length of this level's data: the file's size for the top level,
     /// else the gap its parent's offsets leave it.
     len: u64,
@@ -50,6 +55,8 @@ pub struct ContentReader<'s> {
     pos: usize,
     /// The size the file's metadata gives; the content must have it.
     recorded: Option<u64>,
+    /// Depth of the first level on the stack (not 0 for a piece).
+    depth_base: usize,
 }
 
 fn io_error(e: impl Into<ViewError>) -> io::Error {
@@ -83,6 +90,7 @@ impl<'s> ContentReader<'s> {
             current: Vec::new(),
             pos: 0,
             recorded: None,
+            depth_base: 0,
         }
     }
 
@@ -92,6 +100,29 @@ impl<'s> ContentReader<'s> {
         ContentReader {
             recorded: node.recorded_size(),
             ..ContentReader::new(store, node.content())
+        }
+    }
+
+    /// The bytes of one piece of a file (see [`split_content`]), checked
+    /// as a whole read checks them. Several pieces may be read at once (a
+    /// restore writing one large file on several threads).
+    pub fn part(store: &'s dyn Objects, piece: &Piece) -> ContentReader<'s> {
+        let level = &piece.level;
+        let end = piece.entries.end.min(level.level.entries().len());
+        ContentReader {
+            store,
+            root: None,
+            stack: vec![Frame {
+                tree: level.tree,
+                level: level.level.clone(),
+                next: piece.entries.start.min(end),
+                end,
+                len: level.len,
+            }],
+            depth_base: level.depth,
+            current: Vec::new(),
+            pos: 0,
+            recorded: None,
         }
     }
 
@@ -134,6 +165,7 @@ impl<'s> ContentReader<'s> {
                 self.check_recorded(id, len)?;
                 self.stack.push(Frame {
                     tree: id,
+                    end: level.entries().len(),
                     level,
                     next: 0,
                     len,
@@ -142,12 +174,12 @@ impl<'s> ContentReader<'s> {
             None => {}
         }
         loop {
-            let depth = self.stack.len().saturating_sub(1);
+            let depth = self.depth_base + self.stack.len().saturating_sub(1);
             let Some(frame) = self.stack.last_mut() else {
                 return Ok(false);
             };
             let i = frame.next;
-            let Some(&entry) = frame.level.entries().get(i) else {
+            let Some(&entry) = frame.level.entries()[..frame.end].get(i) else {
                 self.stack.pop();
                 continue;
             };
@@ -162,6 +194,7 @@ impl<'s> ContentReader<'s> {
                 self.announce(&level);
                 self.stack.push(Frame {
                     tree: entry.id,
+                    end: level.entries().len(),
                     level,
                     next: 0,
                     len: span,
@@ -207,6 +240,125 @@ impl Read for ContentReader<'_> {
         self.pos += n;
         Ok(n)
     }
+}
+
+/// One level of a file's chunk tree, checked against the range its parent
+/// gives it, and where that range starts in the file.
+pub struct Level {
+    tree: ObjectId,
+    level: ChunkLevel,
+    /// Length of the level's data.
+    len: u64,
+    /// Where the level's data starts in the file.
+    base: u64,
+    /// Nesting depth (the top level is 0).
+    depth: usize,
+}
+
+/// A piece of a file: entries `entries` of one level of its chunk tree,
+/// read with [`ContentReader::part`].
+#[derive(Clone)]
+pub struct Piece {
+    pub level: Arc<Level>,
+    pub entries: Range<usize>,
+}
+
+impl Piece {
+    /// Where the piece starts in the file.
+    pub fn offset(&self) -> u64 {
+        self.level.base + self.level.level.entries()[self.entries.start].offset
+    }
+
+    /// Its length in bytes.
+    pub fn size(&self) -> u64 {
+        let entries = self.level.level.entries();
+        let end = entries
+            .get(self.entries.end)
+            .map_or(self.level.len, |e| e.offset);
+        end - entries[self.entries.start].offset
+    }
+
+    /// The one subtree it is, if it is one.
+    fn subtree(&self) -> Option<usize> {
+        let i = self.entries.start;
+        (self.entries.len() == 1 && self.level.level.entries()[i].is_tree).then_some(i)
+    }
+}
+
+/// The content of file `node` stored as a chunk tree, cut into about
+/// `want` pieces (fewer if its tree has fewer entries), in file order,
+/// with the file's size held to the one its metadata records (as
+/// [`ContentReader::of_node`] holds it); `None` if the content is a single
+/// blob. Every level read here is checked as a whole read checks it, and
+/// the entries of each are announced to the store: the pieces are read
+/// next.
+pub fn split_content(
+    store: &dyn Objects,
+    node: &super::Node,
+    want: usize,
+) -> Result<Option<(u64, Vec<Piece>)>, ViewError> {
+    let Content::ChunkTree(tree) = node.content() else {
+        return Ok(None);
+    };
+    let (size, top) = size_and_top(store, tree, true)?;
+    if let Some(recorded) = node.recorded_size().filter(|&r| r != size) {
+        return Err(ViewError::SizeDisagrees {
+            id: tree,
+            content: size,
+            recorded,
+        });
+    }
+    let top = Arc::new(Level {
+        tree,
+        len: size,
+        base: 0,
+        depth: 0,
+        level: top,
+    });
+    let mut pieces: Vec<Piece> = (0..top.level.entries().len())
+        .map(|i| Piece {
+            level: top.clone(),
+            entries: i..i + 1,
+        })
+        .collect();
+    // The largest subtree is replaced by its entries until there are
+    // enough pieces (a top level often has a few entries of very
+    // different sizes).
+    while pieces.len() < want {
+        let Some((k, i)) = pieces
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| p.subtree().map(|i| (k, i)))
+            .max_by_key(|&(k, _)| pieces[k].size())
+        else {
+            break;
+        };
+        let piece = &pieces[k];
+        let parent = &piece.level;
+        parent.level.check_depth(&parent.tree, i, parent.depth)?;
+        let id = parent.level.entries()[i].id;
+        let level = read_level(store, &id, |kind| {
+            parent.level.wrong_kind(&parent.tree, i, kind).into()
+        })?;
+        level.fit(&id, piece.size())?;
+        let ids: Vec<ObjectId> = level.entries().iter().map(|e| e.id).collect();
+        store.will_need(&ids);
+        let sub = Arc::new(Level {
+            tree: id,
+            len: piece.size(),
+            base: piece.offset(),
+            depth: parent.depth + 1,
+            level,
+        });
+        let children: Vec<Piece> = (0..sub.level.entries().len())
+            .map(|j| Piece {
+                level: sub.clone(),
+                entries: j..j + 1,
+            })
+            .collect();
+        pieces.splice(k..k + 1, children);
+    }
+    Ok(Some((size, pieces)))
 }
 
 /// The size of a file without reading its data: bup's rule of following the

@@ -18,7 +18,7 @@ use crate::meta::Metadata;
 use crate::object::tree::{self, demangle, Demangled, Mode};
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repo;
-pub use file::{content_size, Content, ContentReader};
+pub use file::{content_size, split_content, Content, ContentReader, Piece};
 pub use namespace::Item;
 pub use snapshots::Snapshot;
 
