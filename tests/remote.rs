@@ -67,15 +67,7 @@ impl Client {
             .arg(with_slash(&snap_path(name, "latest", src)))
             .run()
             .success();
-        let d = compare_with(
-            src,
-            &out,
-            &Compare {
-                root_meta: false,
-                ..Compare::default()
-            },
-        );
-        assert!(d.is_empty(), "{d:#?}");
+        assert_same_below_root(src, &out);
     }
 
     /// `save --json -n NAME PATH` over SSH, asserting success; the summary.
@@ -231,15 +223,7 @@ fn save_ls_cat_file_restore_over_ssh_match_a_local_restore_and_bup() {
         .success();
     env.restore(&local_out, &snap_path("web", "latest", &zoo));
     // The roots are the --outdir directories, made now.
-    let d = compare_with(
-        &local_out,
-        &remote_out,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "restore over ssh vs local restore: {d:#?}");
+    assert_same_below_root(&local_out, &remote_out);
     // And both are the source (modes, owners, mtimes, symlinks, xattrs...).
     assert_same_tree(&zoo, &remote_out.join("zoo"));
     assert_fsck(&env.repo, false);
@@ -267,15 +251,7 @@ fn save_ls_cat_file_restore_over_ssh_match_a_local_restore_and_bup() {
         .arg(&bup_out)
         .arg(with_slash(&snap_path("web", "latest", &zoo.join("plain")))))
     .success();
-    let d = compare_with(
-        &zoo.join("plain"),
-        &bup_out,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "bup restore of a save over ssh: {d:#?}");
+    assert_same_below_root(&zoo.join("plain"), &bup_out);
 }
 
 /// A restore over SSH streams what it announced instead of asking object
@@ -312,15 +288,7 @@ fn a_restore_over_ssh_streams_what_it_announced() {
         .arg(with_slash(&snap_path("web", "latest", &src)))
         .run()
         .success();
-    let d = compare_with(
-        &src,
-        &out,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "{d:#?}");
+    assert_same_below_root(&src, &out);
     // "remote session: N answers waited for, M objects asked ahead".
     let waits: u64 = restored
         .stderr
@@ -1188,14 +1156,6 @@ fn a_large_file_restores_over_ssh_in_parts() {
         restored.stderr
     );
     assert_eq!(fs::read(out.join("dump.sql")).expect("restored"), data);
-    let d = compare_with(
-        &src,
-        &out,
-        &Compare {
-            root_meta: false,
-            ..Compare::default()
-        },
-    );
-    assert!(d.is_empty(), "{d:#?}");
+    assert_same_below_root(&src, &out);
     assert_fsck(&env.repo, false);
 }

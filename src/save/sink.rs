@@ -93,6 +93,12 @@ pub(crate) struct ObjectSink<'r> {
 }
 
 impl<'r> ObjectSink<'r> {
+    /// A sink for `repo` knowing what it holds now (tests: one line).
+    #[cfg(test)]
+    pub fn for_tests(repo: &'r dyn Repo) -> ObjectSink<'r> {
+        ObjectSink::new(repo, Arc::new(repo.known_objects())).expect("a new sink")
+    }
+
     pub fn new(repo: &'r dyn Repo, known: Arc<KnownObjects>) -> Result<ObjectSink<'r>, SaveError> {
         Ok(ObjectSink {
             repo,
@@ -772,12 +778,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
         let progress = Progress::new();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap()
-        .with_progress(Arc::clone(&progress));
+        let mut sink = ObjectSink::for_tests(&repo).with_progress(Arc::clone(&progress));
         for p in pieces() {
             sink.put_deferred(Kind::Blob, &p).unwrap();
             while sink.next_id(false).unwrap().is_some() {}
@@ -796,11 +797,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
         let pieces = pieces();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         let mut got = Vec::new();
         let mut direct = Vec::new();
         for (i, p) in pieces.iter().enumerate() {
@@ -832,11 +829,7 @@ mod tests {
         }
 
         // A second save writes only what the repository lacks.
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         sink.put_deferred(Kind::Blob, &pieces[0]).unwrap();
         sink.put_deferred(Kind::Blob, b"new in the second save")
             .unwrap();
@@ -852,11 +845,7 @@ mod tests {
     fn after_a_pipeline_error_every_call_fails() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         sink.put_deferred(Kind::Blob, b"claimed, maybe never written")
             .unwrap();
         let failure: Result<(), Error> = Err(Error::Io {
@@ -881,11 +870,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
         let pieces = pieces();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         for p in &pieces[..200] {
             sink.put_deferred(Kind::Blob, p).unwrap();
         }

@@ -161,11 +161,7 @@ mod tests {
     fn lost_chunk_ids_are_a_save_error_not_an_abort() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         let mut builder = ChunkTreeBuilder::new();
         // Two chunks the walk believes it put; the sink received none.
         let mut pending: VecDeque<u64> = VecDeque::from([8192, 4096]);
@@ -203,11 +199,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let alone = {
             let repo = Repository::init(&tmp.path().join("alone")).unwrap();
-            let mut sink = ObjectSink::new(
-                &repo,
-                std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-            )
-            .unwrap();
+            let mut sink = ObjectSink::for_tests(&repo);
             let stored = store_stream(&data[1 << 20..], &mut sink, &mut Splitter::new(), None);
             let Ok(stored) = stored else {
                 panic!("storing from memory failed")
@@ -216,11 +208,7 @@ mod tests {
             stored
         };
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         let mut splitter = Splitter::new();
         let failed = store_stream(
             FailAfter(data[..2 << 20].to_vec(), 0),

@@ -640,11 +640,7 @@ mod tests {
     fn golden_directory_tree() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut sink = ObjectSink::new(
-            &repo,
-            std::sync::Arc::new(crate::repo::Repo::known_objects(&repo)),
-        )
-        .unwrap();
+        let mut sink = ObjectSink::for_tests(&repo);
         let mut splitter = Splitter::new();
         let blob = sink.put(Kind::Blob, b"hello\n").unwrap();
         let mut link = meta(libc::S_IFLNK | 0o777, Some(5));

@@ -1094,6 +1094,25 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     );
 }
 
+/// As [`assert_same_tree`], but the roots' own metadata aside (they are
+/// `--outdir` folders the restore made, say).
+#[track_caller]
+pub fn assert_same_below_root(a: &Path, b: &Path) {
+    let compare = Compare {
+        root_meta: false,
+        ..Compare::default()
+    };
+    let d = compare_with(a, b, &compare);
+    assert!(
+        d.is_empty(),
+        "{} differs from {} in {} ways:\n{}",
+        b.display(),
+        a.display(),
+        d.len(),
+        d.join("\n")
+    );
+}
+
 fn show(rel: &[u8]) -> String {
     if rel.is_empty() {
         ".".to_owned()
