@@ -1083,15 +1083,7 @@ pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
 
 #[track_caller]
 pub fn assert_same_tree(a: &Path, b: &Path) {
-    let d = compare_trees(a, b);
-    assert!(
-        d.is_empty(),
-        "{} differs from {} in {} ways:\n{}",
-        b.display(),
-        a.display(),
-        d.len(),
-        d.join("\n")
-    );
+    assert_compares_equal(a, b, &Compare::default());
 }
 
 /// As [`assert_same_tree`], but the roots' own metadata aside (they are
@@ -1102,7 +1094,12 @@ pub fn assert_same_below_root(a: &Path, b: &Path) {
         root_meta: false,
         ..Compare::default()
     };
-    let d = compare_with(a, b, &compare);
+    assert_compares_equal(a, b, &compare);
+}
+
+#[track_caller]
+fn assert_compares_equal(a: &Path, b: &Path, compare: &Compare) {
+    let d = compare_with(a, b, compare);
     assert!(
         d.is_empty(),
         "{} differs from {} in {} ways:\n{}",
