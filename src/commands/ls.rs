@@ -124,7 +124,7 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
     // Entries the view left out (and logged) make the listing partial.
     let mut status = Status::Success;
     let src = Direct::new(repo);
-    let (item, time) = resolve_following(repo, path)?;
+    let (item, time) = resolve_following(&src, path)?;
     let rows = match item {
         // Each tag as what it points at; one that cannot be read is
         // listed by name, with a warning, and makes the listing partial.
@@ -165,7 +165,7 @@ pub fn run(repo: &dyn Repo, args: &LsArgs) -> Result<Status, Error> {
 }
 
 pub fn cat_file(repo: &dyn Repo, path: &[u8]) -> Result<Status, Error> {
-    let node = match resolve_following(repo, path)?.0 {
+    let node = match resolve_following(&Direct::new(repo), path)?.0 {
         Item::Node(node)
             if node.node_type == NodeType::Regular || node.node_type == NodeType::Symlink =>
         {

@@ -241,7 +241,12 @@ fn server(args: &crate::cli::ServerArgs) -> Result<Status, Error> {
 /// Resolves a view path, following `latest` even as the last component, as
 /// `ls` and `cp` follow a symlink named on the command line. With it, the
 /// time of the snapshot on the way ([`view::namespace::resolve_timed`]).
-pub(crate) fn resolve_following(repo: &dyn Repo, path: &[u8]) -> Result<(Item, i64), ViewError> {
-    view::namespace::resolve_timed(&view::namespace::Direct::new(repo), path, true)
-        .map_err(|e| e.reached_from(path))
+///
+/// `src` is the command's one view of the repository: what it read of the
+/// refs to resolve the path serves the listing after it too.
+pub(crate) fn resolve_following(
+    src: &view::namespace::Direct,
+    path: &[u8],
+) -> Result<(Item, i64), ViewError> {
+    view::namespace::resolve_timed(src, path, true).map_err(|e| e.reached_from(path))
 }

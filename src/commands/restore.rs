@@ -3,6 +3,7 @@ use crate::cli::RestoreArgs;
 use crate::repo::Repo;
 use crate::restore::plan::{Action, Planned, Planner};
 use crate::restore::{RestoreError, RestoreOptions, Restorer};
+use crate::view::namespace::Direct;
 use crate::view::{Item, Node, NodeType};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -11,9 +12,11 @@ use std::path::PathBuf;
 pub fn run(repo: &dyn Repo, args: &RestoreArgs) -> Result<Status, Error> {
     // Check every path before writing anything.
     let mut nodes = Vec::new();
+    // One view for every path: the refs are read once.
+    let src = Direct::new(repo);
     for path in &args.paths {
         let path = path.as_bytes();
-        match resolve_following(repo, path)? {
+        match resolve_following(&src, path)? {
             (Item::Node(node), time) => nodes.push((path, node, time)),
             _ => {
                 return Err(Box::new(UsageError(format!(
