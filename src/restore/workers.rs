@@ -162,14 +162,15 @@ impl<'scope> Pool<'scope> {
         opts: ApplyOptions,
     ) -> Pool<'scope> {
         let shared = Arc::new(Shared::default());
+        // One worker gains nothing from parts.
+        let split = if workers > 1 {
+            workers * PARTS_PER_WORKER
+        } else {
+            0
+        };
         let threads = (0..workers)
             .map(|_| {
                 let shared = shared.clone();
-                let split = if workers > 1 {
-                    workers * PARTS_PER_WORKER
-                } else {
-                    0
-                };
                 scope.spawn(move || work(repo, &shared, Applier::new(opts), split))
             })
             .collect();
@@ -249,7 +250,7 @@ fn work(repo: &dyn Repo, shared: &Shared, mut applier: Applier, split: usize) {
                     job.outstanding.fetch_sub(1, Ordering::AcqRel);
                     continue;
                 }
-                if split > 1 && job.node.recorded_size().unwrap_or(0) >= SPLIT_MIN {
+                if split > 0 && job.node.recorded_size().unwrap_or(0) >= SPLIT_MIN {
                     match split_content(repo.objects(), &job.node, split) {
                         Ok(Some((size, pieces))) if pieces.len() > 1 => {
                             split_file(repo, shared, &mut applier, job, size, pieces);

@@ -8,11 +8,10 @@
 //! its bytes. Memory is one blob plus one tree per level.
 
 use super::ViewError;
-use crate::chunk::parse::{resolve_last_path, ChunkLevel, ChunkTreeError};
+use crate::chunk::parse::{resolve_last_path, ChunkLevel, ChunkTreeError, LevelEntry};
 use crate::object::{Kind, ObjectId};
 use crate::repo::Objects;
 use std::io::{self, Read};
-use std::ops::Range;
 use std::sync::Arc;
 
 /// What a file's content is stored as.
@@ -77,6 +76,26 @@ fn read_level(
     Ok(ChunkLevel::parse(id, &object.data)?)
 }
 
+/// The content's size must be the one the file's metadata records, if it
+/// records one.
+fn check_recorded(recorded: Option<u64>, id: ObjectId, content: u64) -> Result<(), ViewError> {
+    match recorded {
+        Some(recorded) if recorded != content => Err(ViewError::SizeDisagrees {
+            id,
+            content,
+            recorded,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Tells the store which objects a level's entries will need, in order
+/// (a server streams them; a local store reads ahead).
+fn announce(store: &dyn Objects, level: &ChunkLevel) {
+    let ids: Vec<ObjectId> = level.entries().iter().map(|e| e.id).collect();
+    store.will_need(&ids);
+}
+
 fn root_kind(id: ObjectId, expected: &'static str) -> impl FnOnce(Kind) -> ViewError {
     move |_| ViewError::WrongKind { id, expected }
 }
@@ -108,15 +127,14 @@ impl<'s> ContentReader<'s> {
     /// restore writing one large file on several threads).
     pub fn part(store: &'s dyn Objects, piece: &Piece) -> ContentReader<'s> {
         let level = &piece.level;
-        let end = piece.entries.end.min(level.level.entries().len());
         ContentReader {
             store,
             root: None,
             stack: vec![Frame {
                 tree: level.tree,
                 level: level.level.clone(),
-                next: piece.entries.start.min(end),
-                end,
+                next: piece.entry,
+                end: piece.entry + 1,
                 len: level.len,
             }],
             depth_base: level.depth,
@@ -127,21 +145,7 @@ impl<'s> ContentReader<'s> {
     }
 
     fn check_recorded(&self, id: ObjectId, content: u64) -> Result<(), ViewError> {
-        match self.recorded {
-            Some(recorded) if recorded != content => Err(ViewError::SizeDisagrees {
-                id,
-                content,
-                recorded,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Tells the store which objects a level's entries will need, in order
-    /// (a server streams them; a local store reads ahead).
-    fn announce(&self, level: &ChunkLevel) {
-        let ids: Vec<ObjectId> = level.entries().iter().map(|e| e.id).collect();
-        self.store.will_need(&ids);
+        check_recorded(self.recorded, id, content)
     }
 
     /// Loads the next blob; false at the end.
@@ -191,7 +195,7 @@ impl<'s> ContentReader<'s> {
                     frame.level.wrong_kind(&frame.tree, i, kind).into()
                 })?;
                 level.fit(&entry.id, span)?;
-                self.announce(&level);
+                announce(self.store, &level);
                 self.stack.push(Frame {
                     tree: entry.id,
                     end: level.entries().len(),
@@ -255,33 +259,35 @@ pub struct Level {
     depth: usize,
 }
 
-/// A piece of a file: entries `entries` of one level of its chunk tree,
-/// read with [`ContentReader::part`].
+/// A piece of a file: entry `entry` (a chunk or a subtree) of one level
+/// of its chunk tree, read with [`ContentReader::part`].
 #[derive(Clone)]
 pub struct Piece {
-    pub level: Arc<Level>,
-    pub entries: Range<usize>,
+    level: Arc<Level>,
+    entry: usize,
 }
 
 impl Piece {
+    fn at(&self) -> LevelEntry {
+        self.level.level.entries()[self.entry]
+    }
+
     /// Where the piece starts in the file.
     pub fn offset(&self) -> u64 {
-        self.level.base + self.level.level.entries()[self.entries.start].offset
+        self.level.base + self.at().offset
     }
 
     /// Its length in bytes.
     pub fn size(&self) -> u64 {
-        let entries = self.level.level.entries();
-        let end = entries
-            .get(self.entries.end)
-            .map_or(self.level.len, |e| e.offset);
-        end - entries[self.entries.start].offset
+        self.level.level.span(self.entry, self.level.len)
     }
 
-    /// The one subtree it is, if it is one.
-    fn subtree(&self) -> Option<usize> {
-        let i = self.entries.start;
-        (self.entries.len() == 1 && self.level.level.entries()[i].is_tree).then_some(i)
+    /// The pieces of every entry of `level`, in order.
+    fn all_of(level: Arc<Level>) -> impl Iterator<Item = Piece> {
+        (0..level.level.entries().len()).map(move |entry| Piece {
+            level: level.clone(),
+            entry,
+        })
     }
 }
 
@@ -301,13 +307,7 @@ pub fn split_content(
         return Ok(None);
     };
     let (size, top) = size_and_top(store, tree, true)?;
-    if let Some(recorded) = node.recorded_size().filter(|&r| r != size) {
-        return Err(ViewError::SizeDisagrees {
-            id: tree,
-            content: size,
-            recorded,
-        });
-    }
+    check_recorded(node.recorded_size(), tree, size)?;
     let top = Arc::new(Level {
         tree,
         len: size,
@@ -315,34 +315,26 @@ pub fn split_content(
         depth: 0,
         level: top,
     });
-    let mut pieces: Vec<Piece> = (0..top.level.entries().len())
-        .map(|i| Piece {
-            level: top.clone(),
-            entries: i..i + 1,
-        })
-        .collect();
+    let mut pieces: Vec<Piece> = Piece::all_of(top).collect();
     // The largest subtree is replaced by its entries until there are
     // enough pieces (a top level often has a few entries of very
     // different sizes).
     while pieces.len() < want {
-        let Some((k, i)) = pieces
-            .iter()
-            .enumerate()
-            .filter_map(|(k, p)| p.subtree().map(|i| (k, i)))
-            .max_by_key(|&(k, _)| pieces[k].size())
+        let Some(k) = (0..pieces.len())
+            .filter(|&k| pieces[k].at().is_tree)
+            .max_by_key(|&k| pieces[k].size())
         else {
             break;
         };
         let piece = &pieces[k];
-        let parent = &piece.level;
+        let (parent, i) = (&piece.level, piece.entry);
         parent.level.check_depth(&parent.tree, i, parent.depth)?;
-        let id = parent.level.entries()[i].id;
+        let id = piece.at().id;
         let level = read_level(store, &id, |kind| {
             parent.level.wrong_kind(&parent.tree, i, kind).into()
         })?;
         level.fit(&id, piece.size())?;
-        let ids: Vec<ObjectId> = level.entries().iter().map(|e| e.id).collect();
-        store.will_need(&ids);
+        announce(store, &level);
         let sub = Arc::new(Level {
             tree: id,
             len: piece.size(),
@@ -350,13 +342,7 @@ pub fn split_content(
             depth: parent.depth + 1,
             level,
         });
-        let children: Vec<Piece> = (0..sub.level.entries().len())
-            .map(|j| Piece {
-                level: sub.clone(),
-                entries: j..j + 1,
-            })
-            .collect();
-        pieces.splice(k..k + 1, children);
+        pieces.splice(k..k + 1, Piece::all_of(sub));
     }
     Ok(Some((size, pieces)))
 }
@@ -383,8 +369,7 @@ fn size_and_top(
 ) -> Result<(u64, ChunkLevel), ViewError> {
     let top = read_level(store, &root, root_kind(root, "tree"))?;
     if reading {
-        let ids: Vec<ObjectId> = top.entries().iter().map(|e| e.id).collect();
-        store.will_need(&ids);
+        announce(store, &top);
     }
     let mut path = vec![(root, top)];
     loop {
