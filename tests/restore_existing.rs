@@ -33,17 +33,29 @@ fn restore(env: &Env, out: &Path, src: &Path, extra: &[&str]) -> Out {
 }
 
 /// `--no-clobber` keeps an edited file (and a file where a directory was
-/// saved) and restores what is missing, whatever the number of threads.
+/// saved, with the directories below it left out) and restores what is
+/// missing, whatever the number of threads.
 #[test]
 fn no_clobber_keeps_an_edited_file_and_restores_what_is_missing() {
     let env = Env::init();
     let src = saved(&env);
+    // Directories below the one kept out, and after it: the walk must
+    // skip the listings of the first and still get the others'.
+    fs::create_dir_all(src.join("sub/deep/deeper")).unwrap();
+    fs::create_dir_all(src.join("sub/later")).unwrap();
+    fs::create_dir_all(src.join("zz")).unwrap();
+    write(&src.join("sub/deep/deeper/d.txt"), b"saved d\n");
+    write(&src.join("sub/later/e.txt"), b"saved e\n");
+    write(&src.join("zz/f.txt"), b"saved f\n");
+    env.save("n", None, &src);
     for threads in ["1", "4"] {
         let out = env.path(&format!("out{threads}"));
         restore(&env, &out, &src, &[]).success();
         write(&out.join("a.txt"), b"edited by hand\n");
         fs::remove_file(out.join("sub/b.txt")).unwrap();
         fs::remove_dir_all(out.join("sub/deep")).unwrap();
+        fs::remove_dir_all(out.join("sub/later")).unwrap();
+        fs::remove_file(out.join("zz/f.txt")).unwrap();
         write(&out.join("sub/deep"), b"a file where a directory was\n");
         let result = restore(&env, &out, &src, &["--no-clobber", "--threads", threads]).status(1);
         for kept in [out.join("a.txt"), out.join("sub/deep"), out.join("link")] {
@@ -62,6 +74,8 @@ fn no_clobber_keeps_an_edited_file_and_restores_what_is_missing() {
             b"a file where a directory was\n"
         );
         assert_eq!(fs::read(out.join("sub/b.txt")).unwrap(), b"saved b\n");
+        assert_eq!(fs::read(out.join("sub/later/e.txt")).unwrap(), b"saved e\n");
+        assert_eq!(fs::read(out.join("zz/f.txt")).unwrap(), b"saved f\n");
 
         // The default replaces, as the man page says.
         restore(&env, &out, &src, &["--threads", threads]).success();

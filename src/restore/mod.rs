@@ -11,15 +11,16 @@
 //! and no symlink can take a write or a removal outside the target.
 
 mod at;
+mod listing;
 pub mod plan;
 mod sparse;
 mod workers;
 
 use crate::meta::{ids, Applier, ApplyOptions, Metadata};
 use crate::object::tree::{self, UnsafeName};
-use crate::object::ObjectId;
 use crate::repo::Repo;
-use crate::view::{self, ContentReader, Directory, Node, NodeType, ViewError};
+use crate::view::{ContentReader, Directory, Node, NodeType, ViewError};
+use listing::{Listings, Unsaved};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
@@ -48,6 +49,8 @@ pub enum RestoreError {
     Stopped,
     #[error("a restore thread panicked (a bug): the files it was writing are incomplete")]
     WorkerPanicked,
+    #[error("the restore thread listing directories stopped or fell out of step (a bug): the restore is incomplete")]
+    ListingLost,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -65,9 +68,6 @@ pub struct RestoreOptions {
     /// being nothing of the user's to keep.
     pub target_is_new: bool,
 }
-
-/// Subdirectories of one directory listed before their turn, at most.
-const LIST_AHEAD: usize = 256;
 
 pub struct Restorer<'r> {
     repo: &'r dyn Repo,
@@ -90,9 +90,6 @@ pub struct Restorer<'r> {
     /// hardlink_target (a group key, as in bup) -> names from the target
     /// down to the first restored member.
     links: HashMap<Vec<u8>, Vec<Vec<u8>>>,
-    /// Listings of the subdirectories of directories being restored, read
-    /// before their turn (see [`Restorer::list_ahead`]), by tree id.
-    listed: HashMap<ObjectId, Directory>,
     /// Per directory from the target down, its files still with the
     /// workers.
     outstanding: Vec<Outstanding>,
@@ -106,10 +103,9 @@ pub struct Restorer<'r> {
     /// Directories done but for files still with the workers: their
     /// metadata waits (see [`workers`]).
     deferred: Vec<Deferred>,
-    /// The time that entries with no saved metadata get: their snapshot's
-    /// (see [`Node::unsaved_meta`]), and their owner: this process's.
-    unsaved_time: i64,
-    unsaved_owner: (u32, u32),
+    /// What entries with no saved metadata get: their snapshot's time
+    /// (set per call) and this process's owner.
+    unsaved: Unsaved,
     pub warnings: Vec<String>,
     pub files: u64,
     pub bytes: u64,
@@ -144,12 +140,14 @@ impl<'r> Restorer<'r> {
             via_proc,
             at: Vec::new(),
             links: HashMap::new(),
-            listed: HashMap::new(),
             outstanding: Vec::new(),
             created: Vec::new(),
             deferred: Vec::new(),
-            unsaved_time: 0,
-            unsaved_owner: (ids::euid(), ids::egid()),
+            unsaved: Unsaved {
+                time: 0,
+                uid: ids::euid(),
+                gid: ids::egid(),
+            },
             warnings: Vec::new(),
             files: 0,
             bytes: 0,
@@ -187,11 +185,14 @@ impl<'r> Restorer<'r> {
     /// has that name there. `snapshot_time` is the time of the snapshot it
     /// is from, which entries with no saved metadata get.
     pub fn restore(&mut self, node: &Node, snapshot_time: i64) -> Result<(), RestoreError> {
-        self.unsaved_time = snapshot_time;
+        self.unsaved.time = snapshot_time;
         let mut node = node.clone();
-        self.fill_unsaved(std::slice::from_mut(&mut node));
+        self.unsaved.fill(std::slice::from_mut(&mut node));
         let root = self.root()?;
-        self.run(|this, pool| this.restore_entry(pool, root.as_fd(), &node))
+        let tops = vec![node.clone()];
+        self.run(tops, |this, crew| {
+            this.restore_entry(crew, root.as_fd(), &node)
+        })
     }
 
     /// Restores the entries of a directory node into the target itself.
@@ -200,12 +201,23 @@ impl<'r> Restorer<'r> {
         node: &Node,
         snapshot_time: i64,
     ) -> Result<(), RestoreError> {
-        self.unsaved_time = snapshot_time;
-        let root_path = self.root_path.clone();
-        let dir = self.list(node, &root_path)?;
+        self.unsaved.time = snapshot_time;
+        let dir = self
+            .unsaved
+            .list(self.repo, node)
+            .map_err(|source| RestoreError::List {
+                path: self.root_path.clone(),
+                source,
+            })?;
         self.note_skipped(&dir);
+        // The lister announces what the directories below will need.
+        let ids: Vec<_> = dir.entries.iter().map(|n| n.id).collect();
+        self.repo.objects().will_need(&ids);
         let root = self.root()?;
-        self.run(|this, pool| this.restore_children(pool, root.as_fd(), &dir.entries))?;
+        let tops = dir.entries.clone();
+        self.run(tops, |this, crew| {
+            this.restore_children(crew, root.as_fd(), &dir.entries)
+        })?;
         if self.no_clobber && !self.target_is_new {
             return Ok(());
         }
@@ -217,26 +229,36 @@ impl<'r> Restorer<'r> {
         Ok(())
     }
 
-    /// Runs `walk` with the file workers (if more than one thread is
-    /// asked for), waits for them, then applies the metadata that waited.
+    /// Runs `walk` through `tops` with its helpers: the lister of the
+    /// directories below them, and the file workers (if more than one
+    /// thread is asked for); waits for them, then applies the metadata
+    /// that waited.
     fn run(
         &mut self,
-        walk: impl FnOnce(&mut Self, Option<&Pool<'_>>) -> Result<(), RestoreError>,
+        tops: Vec<Node>,
+        walk: impl FnOnce(&mut Self, &mut Crew<'_>) -> Result<(), RestoreError>,
     ) -> Result<(), RestoreError> {
         self.outstanding.push(Outstanding::default());
-        let result = if self.threads <= 1 {
-            walk(self, None)
-        } else {
-            let repo = self.repo;
-            std::thread::scope(|scope| {
-                let pool = Pool::start(scope, repo, self.threads, self.apply_options);
-                let walked = walk(self, Some(&pool));
+        let (repo, threads, apply_options) = (self.repo, self.threads, self.apply_options);
+        let unsaved = self.unsaved;
+        let result = std::thread::scope(|scope| {
+            let mut crew = Crew {
+                pool: (threads > 1).then(|| Pool::start(scope, repo, threads, apply_options)),
+                listings: Listings::start(scope, repo, tops, unsaved),
+            };
+            let mut result = walk(self, &mut crew);
+            let Crew { pool, listings } = crew;
+            if !listings.finish() {
+                result = result.and(Err(RestoreError::ListingLost));
+            }
+            if let Some(pool) = pool {
                 let (bytes, warnings, worked) = pool.finish();
                 self.bytes += bytes;
                 self.warnings.extend(warnings);
-                walked.and(worked)
-            })
-        };
+                result = result.and(worked);
+            }
+            result
+        });
         self.outstanding.pop();
         // Every file is written now. After an error, like the directories
         // the walk had not finished, the waiting ones keep their
@@ -264,78 +286,21 @@ impl<'r> Restorer<'r> {
         }
     }
 
-    /// Lists a directory to restore, its entries with no saved metadata
-    /// (and the directory itself) given what stands for it.
-    fn list(&self, node: &Node, shown: &Path) -> Result<Directory, RestoreError> {
-        let mut dir = view::list_dir(self.repo, &node.id).map_err(|source| RestoreError::List {
-            path: shown.to_path_buf(),
-            source,
-        })?;
-        if dir.meta.is_none() && node.meta.is_none() {
-            dir.meta = Some(self.unsaved(node));
-        }
-        self.fill_unsaved(&mut dir.entries);
-        Ok(dir)
-    }
-
-    /// Gives files, symlinks and specials with no saved metadata what
-    /// stands for it. Directories get theirs when they are listed.
-    fn fill_unsaved(&self, entries: &mut [Node]) {
-        for node in entries {
-            if node.meta.is_none() && node.node_type != NodeType::Directory {
-                node.meta = Some(self.unsaved(node));
-            }
-        }
-    }
-
-    fn unsaved(&self, node: &Node) -> Metadata {
-        let (uid, gid) = self.unsaved_owner;
-        node.unsaved_meta(self.unsaved_time, uid, gid)
-    }
-
     fn restore_children(
         &mut self,
-        pool: Option<&Pool<'_>>,
+        crew: &mut Crew<'_>,
         dir: BorrowedFd<'_>,
         entries: &[Node],
     ) -> Result<(), RestoreError> {
-        // Announced in the order they will be read: a server sends them
-        // in one stream instead of one round trip each.
-        let ids: Vec<ObjectId> = entries.iter().map(|n| n.id).collect();
-        self.repo.objects().will_need(&ids);
-        self.list_ahead(entries);
         for child in entries {
-            self.restore_entry(pool, dir, child)?;
+            self.restore_entry(crew, dir, child)?;
         }
         Ok(())
     }
 
-    /// Lists the subdirectories among `entries` now, and announces what
-    /// their own entries will need, in one batch: a server then sends a
-    /// whole level of listings in one stream, instead of one round trip
-    /// for each directory when the restore reaches it. At most
-    /// [`LIST_AHEAD`] per directory (memory); an error is left for the
-    /// directory's own turn to report.
-    fn list_ahead(&mut self, entries: &[Node]) {
-        let mut next = Vec::new();
-        for child in entries
-            .iter()
-            .filter(|n| n.node_type == NodeType::Directory)
-            .take(LIST_AHEAD)
-        {
-            if let Ok(listing) = self.list(child, Path::new("")) {
-                next.extend(listing.entries.iter().map(|n| n.id));
-                self.listed.insert(child.id, listing);
-            }
-        }
-        if !next.is_empty() {
-            self.repo.objects().will_need(&next);
-        }
-    }
-
     fn restore_entry(
         &mut self,
-        pool: Option<&Pool<'_>>,
+        crew: &mut Crew<'_>,
         dir: BorrowedFd<'_>,
         node: &Node,
     ) -> Result<(), RestoreError> {
@@ -352,7 +317,7 @@ impl<'r> Restorer<'r> {
         };
         let name = at::cname(&node.name).map_err(write_err)?;
         if node.node_type == NodeType::Directory {
-            return self.restore_dir(pool, dir, &name, &shown, node);
+            return self.restore_dir(crew, dir, &name, &shown, node);
         }
         if !self.in_created_dir() && at::stat_at(dir, &name).map_err(write_err)?.is_some() {
             if self.no_clobber {
@@ -369,7 +334,7 @@ impl<'r> Restorer<'r> {
                     return Ok(());
                 }
                 let file = at::create_file_at(dir, &name, 0o600).map_err(write_err)?;
-                if let Some(pool) = pool {
+                if let Some(pool) = &crew.pool {
                     // Content and metadata on a worker.
                     let outstanding = self.outstanding.last().cloned().unwrap_or_default();
                     return pool.submit(FileJob {
@@ -431,7 +396,7 @@ impl<'r> Restorer<'r> {
 
     fn restore_dir(
         &mut self,
-        pool: Option<&Pool<'_>>,
+        crew: &mut Crew<'_>,
         parent: BorrowedFd<'_>,
         name: &CStr,
         shown: &Path,
@@ -450,6 +415,7 @@ impl<'r> Restorer<'r> {
             Some(st) if at::is_dir(&st) => true,
             Some(_) if self.no_clobber => {
                 self.keep_existing(shown);
+                crew.listings.skip();
                 return Ok(());
             }
             other => {
@@ -465,15 +431,19 @@ impl<'r> Restorer<'r> {
         // O_NOFOLLOW: if the name was swapped for a symlink since, this
         // fails instead of entering it.
         let dir = at::open_dir_at(parent, name).map_err(write_err)?;
-        let listing = match self.listed.remove(&node.id) {
-            Some(listing) => listing,
-            None => self.list(node, shown)?,
-        };
+        let listing = crew
+            .listings
+            .take(node)
+            .ok_or(RestoreError::ListingLost)?
+            .map_err(|source| RestoreError::List {
+                path: shown.to_path_buf(),
+                source,
+            })?;
         self.note_skipped(&listing);
         self.at.push(name.to_bytes().to_vec());
         self.created.push(!existed);
         self.outstanding.push(Outstanding::default());
-        let result = self.restore_children(pool, dir.as_fd(), &listing.entries);
+        let result = self.restore_children(crew, dir.as_fd(), &listing.entries);
         self.at.pop();
         self.created.pop();
         let outstanding = self.outstanding.pop().unwrap_or_default();
@@ -595,6 +565,14 @@ fn meta_path(via_proc: bool, dir: &impl AsRawFd, name: &CStr, shown: &Path) -> P
         // the target could redirect these calls.
         shown.to_path_buf()
     }
+}
+
+/// The threads helping one restore call's walk.
+struct Crew<'scope> {
+    /// Write files' content; none when one thread is asked for.
+    pool: Option<Pool<'scope>>,
+    /// Lists directories ahead of the walk.
+    listings: Listings<'scope>,
 }
 
 /// A directory's metadata waiting for its files (see [`workers`]).
