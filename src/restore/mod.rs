@@ -85,21 +85,14 @@ pub struct Restorer<'r> {
     /// hold open, so that those path-based calls resolve no directory by
     /// name either.
     via_proc: bool,
-    /// Names from the target down to the directory being restored.
-    at: Vec<Vec<u8>>,
+    /// The directories from below the target down to the one being
+    /// restored.
+    levels: Vec<Level>,
+    /// Files restored into the target itself still with the workers.
+    top_outstanding: Outstanding,
     /// hardlink_target (a group key, as in bup) -> names from the target
     /// down to the first restored member.
     links: HashMap<Vec<u8>, Vec<Vec<u8>>>,
-    /// Per directory from the target down, its files still with the
-    /// workers.
-    outstanding: Vec<Outstanding>,
-    /// For each directory in `at`: whether this restore created it. In a
-    /// directory it created nothing else has a name (a racing process
-    /// that adds one makes the create fail: O_EXCL, mkdirat, symlinkat),
-    /// so its entries are created without first looking for one there (a
-    /// lookup that misses is a directory search on disk, 7% of a
-    /// restore's CPU).
-    created: Vec<bool>,
     /// Directories done but for files still with the workers: their
     /// metadata waits (see [`workers`]).
     deferred: Vec<Deferred>,
@@ -138,10 +131,9 @@ impl<'r> Restorer<'r> {
             root,
             root_path: target.to_path_buf(),
             via_proc,
-            at: Vec::new(),
+            levels: Vec::new(),
+            top_outstanding: Outstanding::default(),
             links: HashMap::new(),
-            outstanding: Vec::new(),
-            created: Vec::new(),
             deferred: Vec::new(),
             unsaved: Unsaved {
                 time: 0,
@@ -176,7 +168,7 @@ impl<'r> Restorer<'r> {
     /// Where an entry of the current directory is, for messages.
     fn shown(&self, name: &[u8]) -> PathBuf {
         let mut path = self.root_path.clone();
-        path.extend(self.at.iter().map(|c| OsStr::from_bytes(c)));
+        path.extend(self.levels.iter().map(|l| OsStr::from_bytes(&l.name)));
         path.push(OsStr::from_bytes(name));
         path
     }
@@ -238,7 +230,6 @@ impl<'r> Restorer<'r> {
         tops: Vec<Node>,
         walk: impl FnOnce(&mut Self, &mut Crew<'_>) -> Result<(), RestoreError>,
     ) -> Result<(), RestoreError> {
-        self.outstanding.push(Outstanding::default());
         let (repo, threads, apply_options) = (self.repo, self.threads, self.apply_options);
         let unsaved = self.unsaved;
         let result = std::thread::scope(|scope| {
@@ -259,7 +250,6 @@ impl<'r> Restorer<'r> {
             }
             result
         });
-        self.outstanding.pop();
         // Every file is written now. After an error, like the directories
         // the walk had not finished, the waiting ones keep their
         // restore-time metadata.
@@ -336,7 +326,11 @@ impl<'r> Restorer<'r> {
                 let file = at::create_file_at(dir, &name, 0o600).map_err(write_err)?;
                 if let Some(pool) = &crew.pool {
                     // Content and metadata on a worker.
-                    let outstanding = self.outstanding.last().cloned().unwrap_or_default();
+                    let outstanding = self
+                        .levels
+                        .last()
+                        .map_or(&self.top_outstanding, |l| &l.outstanding)
+                        .clone();
                     return pool.submit(FileJob {
                         shown,
                         file,
@@ -391,7 +385,7 @@ impl<'r> Restorer<'r> {
     }
 
     fn in_created_dir(&self) -> bool {
-        self.created.last().copied().unwrap_or(false)
+        self.levels.last().is_some_and(|l| l.created)
     }
 
     fn restore_dir(
@@ -440,13 +434,13 @@ impl<'r> Restorer<'r> {
                 source,
             })?;
         self.note_skipped(&listing);
-        self.at.push(name.to_bytes().to_vec());
-        self.created.push(!existed);
-        self.outstanding.push(Outstanding::default());
+        self.levels.push(Level {
+            name: name.to_bytes().to_vec(),
+            created: !existed,
+            outstanding: Outstanding::default(),
+        });
         let result = self.restore_children(crew, dir.as_fd(), &listing.entries);
-        self.at.pop();
-        self.created.pop();
-        let outstanding = self.outstanding.pop().unwrap_or_default();
+        let outstanding = self.levels.pop().map(|l| l.outstanding).unwrap_or_default();
         result?;
         // An existing directory is not clobbered either: its metadata stays.
         let meta = if existed && self.no_clobber {
@@ -497,7 +491,7 @@ impl<'r> Restorer<'r> {
             return false;
         };
         let Some(first) = self.links.get(group).cloned() else {
-            let mut path = self.at.clone();
+            let mut path: Vec<Vec<u8>> = self.levels.iter().map(|l| l.name.clone()).collect();
             path.push(name.to_bytes().to_vec());
             self.links.insert(group.clone(), path);
             return false;
@@ -565,6 +559,19 @@ fn meta_path(via_proc: bool, dir: &impl AsRawFd, name: &CStr, shown: &Path) -> P
         // the target could redirect these calls.
         shown.to_path_buf()
     }
+}
+
+/// A directory the walk is in.
+struct Level {
+    name: Vec<u8>,
+    /// Whether this restore created it. In a directory it created nothing
+    /// else has a name (a racing process that adds one makes the create
+    /// fail: O_EXCL, mkdirat, symlinkat), so its entries are created
+    /// without first looking for one there (a lookup that misses is a
+    /// directory search on disk, 7% of a restore's CPU).
+    created: bool,
+    /// Its files still with the workers.
+    outstanding: Outstanding,
 }
 
 /// The threads helping one restore call's walk.
