@@ -227,6 +227,17 @@ impl<'scope> Pool<'scope> {
     }
 }
 
+impl Drop for Pool<'_> {
+    /// A walk that ends without [`Pool::finish`] (it panicked) still
+    /// closes the queue: the workers finish what is queued and stop, and
+    /// the scope joins them and re-raises the panic instead of waiting
+    /// for ever.
+    fn drop(&mut self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.work.notify_all();
+    }
+}
+
 /// Stops the restore if its worker panics: the walk may be waiting for
 /// room in the queue, which only the workers make.
 struct PanicGuard<'a>(&'a Shared);
@@ -411,4 +422,30 @@ fn worker_panicked() -> RestoreError {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repository;
+    use std::time::Duration;
+
+    #[test]
+    fn workers_stop_when_the_walk_ends_without_finishing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = Repository::init(&tmp.path().join("repo")).expect("init");
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            std::thread::scope(|scope| {
+                let pool = Pool::start(scope, &repo, 2, ApplyOptions::default());
+                // As a walk that panics drops it: no finish.
+                drop(pool);
+            });
+            let _ = done.send(());
+        });
+        assert!(
+            ended.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "the workers of a dropped pool never stopped"
+        );
+    }
 }
