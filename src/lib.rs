@@ -15,6 +15,7 @@ pub mod fsck;
 pub mod fuzz;
 pub mod gc;
 pub mod interrupt;
+pub mod locks;
 pub mod meta;
 pub mod mirror;
 pub mod mount;

@@ -2,6 +2,7 @@
 //! round trip, so a handful in flight keep the line busy.
 
 use super::MirrorError;
+use crate::locks::lock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -26,13 +27,10 @@ pub fn each<T: Sync, R: Send>(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(item) = items.get(i) else { return };
                 match work(item) {
-                    Ok(r) => results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r),
+                    Ok(r) => lock(&results)[i] = Some(r),
                     Err(e) => {
                         failed.store(true, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
+                        lock(&first_error).get_or_insert(e);
                         return;
                     }
                 }

@@ -12,12 +12,13 @@
 
 use super::inodes::SnapshotRef;
 use crate::cache::ByteLru;
+use crate::locks::lock;
 use crate::object::ObjectId;
 use crate::repo::Repository;
 use crate::view::{self, NodeType, ViewError};
 use std::collections::HashMap;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a request waits for a scan before answering provisionally.
@@ -55,10 +56,6 @@ pub struct LinkCounts {
     budget: usize,
     /// Started on first use: after the daemon forked, never before.
     worker: OnceLock<Mutex<Sender<Job>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Bytes a finished map is charged: keys plus hash-table overhead.

@@ -22,6 +22,7 @@
 use super::fs::LIVE_TTL;
 use super::inodes::node_bytes;
 use crate::cache::ByteLru;
+use crate::locks::lock;
 use crate::object::ObjectId;
 use crate::repo::under::{self, Found};
 use crate::repo::Repo;
@@ -32,7 +33,7 @@ use crate::view::{self, Directory, ViewError};
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Which repository an inode belongs to.
@@ -42,10 +43,6 @@ pub type RepoIx = u32;
 pub const MAX_OPEN: usize = 16;
 
 type Shared<T> = Arc<Vec<T>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What to mount.
 pub enum Mounted {

@@ -18,6 +18,7 @@ use super::location::SshTarget;
 pub use super::ssh::SshOptions;
 use super::ssh::{self, Stderr};
 use super::wire::{self, ErrorCode, Request, Response, WireError};
+use crate::locks::lock;
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::idx::PackIndex;
 use crate::pack::writer::WriteStats;
@@ -147,10 +148,6 @@ fn detail_of(e: &Error) -> String {
         Error::Remote { detail, .. } => detail.clone(),
         other => other.to_string(),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `$REWIND_CACHE_DIR`, else `$XDG_CACHE_HOME/rewind`, else

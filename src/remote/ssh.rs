@@ -3,12 +3,13 @@
 //! and no cryptography is ours), and saying in one line why it failed.
 
 use super::location::SshTarget;
+use crate::locks::lock;
 use crate::repo::Error;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsFd;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Lines of ssh's standard error kept to explain a failure.
 const STDERR_LINES: usize = 40;
@@ -29,10 +30,6 @@ pub(super) struct Stderr {
     lines: VecDeque<String>,
     /// After the handshake, the server's own warnings are shown as they come.
     forward: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Starts `ssh ... HOST "rewind server"` with its three streams piped;

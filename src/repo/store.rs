@@ -10,6 +10,7 @@
 
 use super::{loose, Error};
 use crate::cache::ByteLru;
+use crate::locks::lock;
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::idx::Entry;
 use crate::pack::reader::ReadFail;
@@ -198,7 +199,7 @@ impl ObjectStore {
 
     fn snapshot(&self) -> Arc<PackSet> {
         if !self.scanned.load(Ordering::Acquire) {
-            let _one = self.first_scan.lock().unwrap_or_else(|p| p.into_inner());
+            let _one = lock(&self.first_scan);
             if !self.scanned.load(Ordering::Acquire) {
                 if let Err(e) = self.refresh() {
                     // Answered as "not found" for now; the rescan on a miss
@@ -285,12 +286,9 @@ impl ObjectStore {
             .collect();
         let live: Vec<u64> = set.packs.iter().map(|(uid, _)| *uid).collect();
         *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
-        *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner()) = mtime;
+        *lock(&self.scanned_mtime) = mtime;
         self.scanned.store(true, Ordering::Release);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(uid, _)| live.contains(uid));
+        lock(&self.cache).retain(|(uid, _)| live.contains(uid));
         Ok(())
     }
 
@@ -420,7 +418,7 @@ impl ObjectStore {
         else {
             return;
         };
-        let scanned = *self.scanned_mtime.lock().unwrap_or_else(|p| p.into_inner());
+        let scanned = *lock(&self.scanned_mtime);
         if scanned != Some(mtime) {
             tracing::debug!("{}: packs changed, rescanning", self.objects_dir.display());
             if let Err(e) = self.refresh() {
@@ -635,28 +633,18 @@ impl ObjectStore {
     /// Bounds the memory kept for delta bases (objects of `git gc`-repacked
     /// repositories), e.g. to a share of a mount's configured cache.
     pub fn set_base_cache_bytes(&self, bytes: usize) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_budget(bytes);
+        lock(&self.cache).set_budget(bytes);
     }
 
     fn cache_get(&self, uid: u64, offset: u64) -> Option<(Kind, Arc<Vec<u8>>)> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(uid, offset))
+        lock(&self.cache).get(&(uid, offset))
     }
 
     /// Keeps a base of at most CACHE_MAX_OBJECT bytes (the cache itself
     /// refuses anything larger than its whole budget).
     fn cache_put(&self, uid: u64, offset: u64, kind: Kind, data: &Arc<Vec<u8>>) {
         if data.len() <= CACHE_MAX_OBJECT {
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).put(
-                (uid, offset),
-                (kind, data.clone()),
-                data.len(),
-            );
+            lock(&self.cache).put((uid, offset), (kind, data.clone()), data.len());
         }
     }
 }

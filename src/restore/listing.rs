@@ -17,6 +17,7 @@
 //! Memory stays bounded: at most [`MAX_AHEAD`] entries wait in the queue
 //! (a single listing however large).
 
+use crate::locks::{lock, wait};
 use crate::meta::Metadata;
 use crate::object::ObjectId;
 use crate::repo::Repo;
@@ -269,12 +270,4 @@ fn push(shared: &Shared, listed: Listed) -> bool {
     queue.items.push_back(listed);
     shared.ready.notify_one();
     true
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn wait<'q, T>(cv: &Condvar, guard: MutexGuard<'q, T>) -> MutexGuard<'q, T> {
-    cv.wait(guard).unwrap_or_else(|p| p.into_inner())
 }

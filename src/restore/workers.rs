@@ -32,6 +32,7 @@
 //! [`QUEUE_PER_WORKER`] jobs per worker, each with two descriptors.
 
 use super::{sparse, RestoreError};
+use crate::locks::{lock, wait};
 use crate::meta::{Applier, ApplyOptions, FsError, Metadata};
 use crate::repo::Repo;
 use crate::view::{split_content, ContentReader, Node, Piece};
@@ -134,7 +135,7 @@ impl Shared {
             if queue.closed {
                 return None;
             }
-            queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+            queue = wait(&self.work, queue);
         }
     }
 }
@@ -187,11 +188,7 @@ impl<'scope> Pool<'scope> {
         let mut queue = lock(&self.shared.queue);
         while queue.files.len() >= self.capacity {
             self.check()?;
-            queue = self
-                .shared
-                .room
-                .wait(queue)
-                .unwrap_or_else(|p| p.into_inner());
+            queue = wait(&self.shared.room, queue);
         }
         self.check()?;
         job.outstanding.fetch_add(1, Ordering::AcqRel);
@@ -418,10 +415,6 @@ pub(super) fn warnings(result: Result<(), Vec<FsError>>, shown: &Path) -> Vec<St
 
 fn worker_panicked() -> RestoreError {
     RestoreError::WorkerPanicked
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use super::stream::{store_stream, StreamError};
 use super::{ObjectSink, SaveError};
 use crate::chunk::tree::FileObject;
 use crate::chunk::Splitter;
+use crate::locks::lock;
 use crate::meta::ids::IdNames;
 use crate::meta::record::encode_entry;
 use crate::meta::{Metadata, Timespec};
@@ -430,10 +431,7 @@ impl StderrTail {
                 loop {
                     match pipe.read(&mut buf) {
                         Ok(0) => break,
-                        Ok(n) => shared
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(&buf[..n]),
+                        Ok(n) => lock(&shared).push(&buf[..n]),
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(_) => break,
                     }
@@ -461,7 +459,7 @@ impl StderrTail {
         if let Some(done) = self.done {
             let _ = done.recv_timeout(STDERR_GRACE);
         }
-        let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let tail = lock(&self.tail);
         tail.text()
     }
 }

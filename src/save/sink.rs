@@ -45,6 +45,7 @@
 
 use super::{SaveError, SaveStats};
 use crate::chunk::is_zero;
+use crate::locks::lock;
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::writer::Compressor;
 use crate::pack::writer::DEFAULT_LEVEL;
@@ -263,7 +264,7 @@ impl Dedup {
     fn claimed(&self) -> MutexGuard<'_, HashSet<ObjectId>> {
         // A set left by a panicking thread is still a valid set (an insert
         // either happened or not); the panic itself is reported at join.
-        self.claimed.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.claimed)
     }
 }
 
@@ -678,7 +679,7 @@ fn work(
     let mut compressor = Compressor::new(level);
     loop {
         // Hold the lock only to take one job.
-        let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let job = lock(jobs).recv();
         let Ok(mut batch) = job else {
             return; // queue closed and empty
         };

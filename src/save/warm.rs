@@ -27,6 +27,7 @@
 //! regular files and directories.
 
 use super::readahead::DIRECT_MIN_SIZE;
+use crate::locks::{lock, wait};
 use crate::meta::capture::{lstat_at, Stat};
 use crate::meta::Timespec;
 use crate::source::filter::Filter;
@@ -129,7 +130,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 }
 
@@ -203,7 +204,7 @@ impl Warmer {
                 Some(Slot::Busy) => {
                     state.slots.insert(dir.to_path_buf(), Slot::Busy);
                     state.walker_waiting = true;
-                    state = shared.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+                    state = wait(&shared.ready, state);
                     state.walker_waiting = false;
                 }
                 None => break,
@@ -330,7 +331,7 @@ fn next_dir(shared: &Shared) -> Option<Dir> {
             shared.ready.notify_all();
             return None;
         }
-        state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
+        state = wait(&shared.work, state);
         state.idle -= 1;
     }
 }

@@ -26,6 +26,7 @@
 
 use super::snapshots::{self, Snapshot};
 use super::{list_dir_quiet, ContentReader, Directory, Node, NodeType, ViewError};
+use crate::locks::lock;
 use crate::object::{Kind, ObjectId};
 use crate::repo::Repo;
 use std::io::Read;
@@ -204,7 +205,7 @@ fn read_once<T>(
     slot: &Mutex<Option<Arc<T>>>,
     read: impl FnOnce() -> Result<T, ViewError>,
 ) -> Result<Arc<T>, ViewError> {
-    let mut held = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let mut held = lock(slot);
     if let Some(value) = &*held {
         return Ok(value.clone());
     }
@@ -233,7 +234,7 @@ impl Source for Direct<'_> {
     /// Without warnings: a bad entry of a directory on a path's way is not
     /// news about the path asked for (a listing of it warns).
     fn directory(&self, tree: &ObjectId) -> Result<Arc<Directory>, ViewError> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.last);
         if let Some((id, dir)) = &*last {
             if id == tree {
                 return Ok(dir.clone());

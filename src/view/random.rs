@@ -20,6 +20,7 @@
 use super::{Content, ViewError};
 use crate::cache::ByteLru;
 use crate::chunk::parse::ChunkLevel;
+use crate::locks::{lock, wait};
 use crate::object::{Kind, ObjectId};
 use crate::repo::store::Verify;
 use crate::repo::Objects;
@@ -89,17 +90,17 @@ struct Flight {
 
 impl Flight {
     fn wait(&self) -> Option<Arc<Vec<u8>>> {
-        let mut r = self.result.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = lock(&self.result);
         loop {
             if let Some(result) = &*r {
                 return result.clone();
             }
-            r = self.done.wait(r).unwrap_or_else(|p| p.into_inner());
+            r = wait(&self.done, r);
         }
     }
 
     fn finish(&self, result: Option<Arc<Vec<u8>>>) {
-        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        *lock(&self.result) = Some(result);
         self.done.notify_all();
     }
 }
@@ -113,7 +114,7 @@ impl ChunkCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tiers> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     pub fn bytes(&self) -> usize {
@@ -192,7 +193,7 @@ impl ChunkCache {
         if let Some(b) = self.cached_blob(id) {
             return Claim::Cached(b);
         }
-        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inflight = lock(&self.inflight);
         if let Some(f) = inflight.get(id) {
             return Claim::Busy(f.clone());
         }
@@ -215,10 +216,7 @@ impl ChunkCache {
     ) -> Result<Arc<Vec<u8>>, ViewError> {
         let result = self.load_blob(store, id);
         flight.finish(result.as_ref().ok().cloned());
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        lock(&self.inflight).remove(id);
         result
     }
 
@@ -321,7 +319,7 @@ impl Prefetcher {
                 }
             }
         });
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.queue);
         for id in ids {
             if q.len() >= PREFETCH_QUEUE {
                 break;
@@ -335,12 +333,12 @@ impl Prefetcher {
     fn work(&self, load: &(dyn Fn(&ObjectId) + Send + Sync)) {
         loop {
             let item = {
-                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                let mut q = lock(&self.queue);
                 loop {
                     if let Some(item) = q.pop_front() {
                         break item;
                     }
-                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q = wait(&self.ready, q);
                 }
             };
             if item.end > item.reader_at.load(Ordering::Relaxed) {
@@ -485,7 +483,7 @@ impl FileReader {
             }
             Content::ChunkTree(id) => id,
         };
-        let remembered = self.leaf.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let remembered = lock(&self.leaf).take();
         let mut level = match remembered {
             Some(l) if l.start <= pos && pos < l.end => l,
             _ => {
@@ -523,7 +521,7 @@ impl FileReader {
                     id: e.id,
                     entry: Some((level.tree, level.table.clone(), idx)),
                 };
-                *self.leaf.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
+                *lock(&self.leaf) = Some(level);
                 return Ok(located);
             }
             level.table.check_depth(&level.tree, idx, level.depth)?;
