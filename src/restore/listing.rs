@@ -115,7 +115,7 @@ impl<'scope> Listings<'scope> {
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         repo: &'env dyn Repo,
-        tops: Vec<Node>,
+        tops: &'env [Node],
         unsaved: Unsaved,
     ) -> Listings<'scope> {
         let shared = Arc::new(Shared::default());
@@ -213,10 +213,10 @@ impl Drop for Over<'_> {
 /// order the walk restores them, until done or the walk is over. An error
 /// is queued for the walk to report when it reaches that directory, and
 /// nothing below it is listed.
-fn list_all(repo: &dyn Repo, shared: &Shared, tops: Vec<Node>, unsaved: Unsaved) {
+fn list_all(repo: &dyn Repo, shared: &Shared, tops: &[Node], unsaved: Unsaved) {
     let _over = Over(shared);
     // Per level: the directories of the one above still to list.
-    let mut stack: Vec<std::vec::IntoIter<Node>> = vec![directories(&tops).into_iter()];
+    let mut stack: Vec<std::vec::IntoIter<Node>> = vec![directories(tops).into_iter()];
     while let Some(level) = stack.last_mut() {
         let Some(node) = level.next() else {
             stack.pop();
@@ -228,8 +228,7 @@ fn list_all(repo: &dyn Repo, shared: &Shared, tops: Vec<Node>, unsaved: Unsaved)
         let listing = unsaved.list(repo, &node);
         let below = match &listing {
             Ok(dir) => {
-                let ids: Vec<ObjectId> = dir.entries.iter().map(|n| n.id).collect();
-                repo.objects().will_need(&ids);
+                announce(repo, &dir.entries);
                 directories(&dir.entries)
             }
             Err(_) => Vec::new(),
@@ -246,6 +245,13 @@ fn list_all(repo: &dyn Repo, shared: &Shared, tops: Vec<Node>, unsaved: Unsaved)
             stack.push(below.into_iter());
         }
     }
+}
+
+/// Tells the store what `entries` will need, in the order they are
+/// restored (a server streams it; a local store reads ahead).
+pub(super) fn announce(repo: &dyn Repo, entries: &[Node]) {
+    let ids: Vec<ObjectId> = entries.iter().map(|n| n.id).collect();
+    repo.objects().will_need(&ids);
 }
 
 fn directories(entries: &[Node]) -> Vec<Node> {

@@ -20,7 +20,7 @@ use crate::meta::{ids, Applier, ApplyOptions, Metadata};
 use crate::object::tree::{self, UnsafeName};
 use crate::repo::Repo;
 use crate::view::{ContentReader, Directory, Node, NodeType, ViewError};
-use listing::{Listings, Unsaved};
+use listing::{announce, Listings, Unsaved};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
@@ -181,8 +181,7 @@ impl<'r> Restorer<'r> {
         let mut node = node.clone();
         self.unsaved.fill(std::slice::from_mut(&mut node));
         let root = self.root()?;
-        let tops = vec![node.clone()];
-        self.run(tops, |this, crew| {
+        self.run(std::slice::from_ref(&node), |this, crew| {
             this.restore_entry(crew, root.as_fd(), &node)
         })
     }
@@ -203,11 +202,9 @@ impl<'r> Restorer<'r> {
             })?;
         self.note_skipped(&dir);
         // The lister announces what the directories below will need.
-        let ids: Vec<_> = dir.entries.iter().map(|n| n.id).collect();
-        self.repo.objects().will_need(&ids);
+        announce(self.repo, &dir.entries);
         let root = self.root()?;
-        let tops = dir.entries.clone();
-        self.run(tops, |this, crew| {
+        self.run(&dir.entries, |this, crew| {
             this.restore_children(crew, root.as_fd(), &dir.entries)
         })?;
         if self.no_clobber && !self.target_is_new {
@@ -227,7 +224,7 @@ impl<'r> Restorer<'r> {
     /// that waited.
     fn run(
         &mut self,
-        tops: Vec<Node>,
+        tops: &[Node],
         walk: impl FnOnce(&mut Self, &mut Crew<'_>) -> Result<(), RestoreError>,
     ) -> Result<(), RestoreError> {
         let (repo, threads, apply_options) = (self.repo, self.threads, self.apply_options);
