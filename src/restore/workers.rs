@@ -89,6 +89,8 @@ struct Queue {
     parts: VecDeque<Part>,
     /// No more files will come (the walk is over).
     closed: bool,
+    /// Files taken by workers and not done with ([`InHand`]).
+    in_hand: usize,
 }
 
 /// What the workers share with the walk.
@@ -121,7 +123,10 @@ impl Shared {
     }
 
     /// The next part, or else the next file; `None` once the queue is
-    /// closed and empty.
+    /// closed and empty and no file that may still be cut into parts is
+    /// in another worker's hands. (Stopping at an empty queue left the
+    /// restore's last file, often its largest, to one worker: the walk
+    /// had closed the queue before that worker cut it into parts.)
     fn next(&self) -> Option<Work> {
         let mut queue = lock(&self.queue);
         loop {
@@ -129,10 +134,11 @@ impl Shared {
                 return Some(Work::Part(part));
             }
             if let Some(file) = queue.files.pop_front() {
+                queue.in_hand += 1;
                 self.room.notify_one();
                 return Some(Work::File(file));
             }
-            if queue.closed {
+            if queue.closed && queue.in_hand == 0 {
                 return None;
             }
             queue = wait(&self.work, queue);
@@ -253,36 +259,59 @@ fn work(repo: &dyn Repo, shared: &Shared, mut applier: Applier, split: usize) {
     while let Some(work) = shared.next() {
         match work {
             Work::File(job) => {
-                if shared.failed.load(Ordering::Acquire) {
-                    // Drained without work: the restore is stopping.
-                    job.outstanding.fetch_sub(1, Ordering::AcqRel);
-                    continue;
-                }
-                if split > 0 && job.node.recorded_size().unwrap_or(0) >= SPLIT_MIN {
-                    match split_content(repo.objects(), &job.node, split) {
-                        Ok(Some((size, pieces))) if pieces.len() > 1 => {
-                            split_file(repo, shared, &mut applier, job, size, pieces);
-                            continue;
-                        }
-                        // One entry, or a single blob: one piece.
-                        Ok(_) => {}
-                        Err(e) => {
-                            shared.fail(RestoreError::Read {
-                                path: job.shown.clone(),
-                                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-                            });
-                            job.outstanding.fetch_sub(1, Ordering::AcqRel);
-                            continue;
-                        }
-                    }
-                }
-                let reader = ContentReader::of_node(repo.objects(), &job.node);
-                let written = sparse::write_sparse(&job.file, reader, &job.shown);
-                finish_file(shared, &mut applier, &job, written);
+                let _in_hand = InHand(shared);
+                write_file(repo, shared, &mut applier, job, split);
             }
             Work::Part(part) => write_part(repo, shared, &mut applier, part),
         }
     }
+}
+
+/// A file a worker has taken: until it is done, it may still be cut into
+/// parts, so the other workers wait for it rather than stop (see
+/// [`Shared::next`]). Dropped when the worker is done with it, also by a
+/// panic.
+struct InHand<'a>(&'a Shared);
+
+impl Drop for InHand<'_> {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.0.queue);
+        queue.in_hand -= 1;
+        if queue.in_hand == 0 && queue.closed {
+            self.0.work.notify_all();
+        }
+    }
+}
+
+/// Writes one whole file, or cuts a large one into parts and writes the
+/// first of them.
+fn write_file(repo: &dyn Repo, shared: &Shared, applier: &mut Applier, job: FileJob, split: usize) {
+    if shared.failed.load(Ordering::Acquire) {
+        // Drained without work: the restore is stopping.
+        job.outstanding.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    if split > 0 && job.node.recorded_size().unwrap_or(0) >= SPLIT_MIN {
+        match split_content(repo.objects(), &job.node, split) {
+            Ok(Some((size, pieces))) if pieces.len() > 1 => {
+                split_file(repo, shared, applier, job, size, pieces);
+                return;
+            }
+            // One entry, or a single blob: one piece.
+            Ok(_) => {}
+            Err(e) => {
+                shared.fail(RestoreError::Read {
+                    path: job.shown.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                });
+                job.outstanding.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        }
+    }
+    let reader = ContentReader::of_node(repo.objects(), &job.node);
+    let written = sparse::write_sparse(&job.file, reader, &job.shown);
+    finish_file(shared, applier, &job, written);
 }
 
 /// Gives the file its size, queues all of its parts but the first for
@@ -422,6 +451,28 @@ mod tests {
     use super::*;
     use crate::repo::Repository;
     use std::time::Duration;
+
+    #[test]
+    fn an_idle_worker_waits_for_a_file_that_may_still_be_cut_into_parts() {
+        let shared = Arc::new(Shared::default());
+        {
+            // The walk is over; another worker holds the last file.
+            let mut queue = lock(&shared.queue);
+            queue.closed = true;
+            queue.in_hand = 1;
+        }
+        let (sent, got) = std::sync::mpsc::channel();
+        let waiting = shared.clone();
+        std::thread::spawn(move || {
+            let _ = sent.send(waiting.next().is_some());
+        });
+        assert!(
+            got.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a worker stopped while the last file could still be cut into parts"
+        );
+        drop(InHand(&shared));
+        assert_eq!(got.recv_timeout(Duration::from_secs(20)), Ok(false));
+    }
 
     #[test]
     fn workers_stop_when_the_walk_ends_without_finishing() {
