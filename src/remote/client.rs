@@ -758,6 +758,10 @@ impl Repo for Remote {
         self.shared.location()
     }
 
+    fn reads_wait_on_peer(&self) -> bool {
+        true
+    }
+
     fn objects(&self) -> &dyn Objects {
         &*self.shared
     }

@@ -72,6 +72,13 @@ pub trait Repo: Send + Sync {
 
     fn objects(&self) -> &dyn Objects;
 
+    /// Whether reading an object waits on another machine (a server over
+    /// SSH) rather than on this one's disk and CPU: readers then block
+    /// for answers, and more of them than cores keep the cores busy.
+    fn reads_wait_on_peer(&self) -> bool {
+        false
+    }
+
     /// Resolves a full ref name (or "HEAD").
     fn read_ref(&self, full_name: &str) -> Result<Option<ObjectId>, Error>;
 
