@@ -22,6 +22,7 @@
 //! see one inode and recreate the links.
 
 use super::repos::RepoIx;
+use crate::locks::{read, write};
 use crate::object::ObjectId;
 use crate::view::random::FileReader;
 use crate::view::Node;
@@ -250,7 +251,7 @@ impl InodeTable {
     }
 
     pub fn get(&self, ino: u64) -> Option<Held> {
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slots = read(&self.slots);
         slots.get(&ino).map(|s| Held {
             parent: s.key.parent,
             repo: s.repo,
@@ -261,7 +262,7 @@ impl InodeTable {
     /// Replaces a [`InodeKind::Pending`] kind with what it resolved to, if
     /// `ino` still stands for `key`. Returns the kind now in force.
     pub fn resolve(&self, ino: u64, key: &Key, kind: InodeKind) -> Option<InodeKind> {
-        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let mut slots = write(&self.slots);
         let slot = slots.get_mut(&ino)?;
         if slot.key != *key {
             return None;
@@ -277,7 +278,7 @@ impl InodeTable {
 
     /// The key `ino` was derived from.
     pub fn key(&self, ino: u64) -> Option<Key> {
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slots = read(&self.slots);
         slots.get(&ino).map(|s| s.key.clone())
     }
 
@@ -287,7 +288,7 @@ impl InodeTable {
     /// that was only [`InodeKind::Pending`].
     pub fn assign(&self, key: Key, repo: RepoIx, kind: InodeKind) -> u64 {
         let mut ino = fix(hash_key(&key));
-        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let mut slots = write(&self.slots);
         loop {
             match slots.entry(ino) {
                 Entry::Vacant(v) => {
@@ -323,7 +324,7 @@ impl InodeTable {
     /// readdir's d_ino).
     pub fn peek(&self, key: &Key) -> u64 {
         let mut ino = fix(hash_key(key));
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let slots = read(&self.slots);
         loop {
             match slots.get(&ino) {
                 Some(s) if s.key != *key => ino = fix(ino.wrapping_add(1)),
@@ -337,7 +338,7 @@ impl InodeTable {
         if ino == ROOT {
             return;
         }
-        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let mut slots = write(&self.slots);
         if let Entry::Occupied(mut o) = slots.entry(ino) {
             let s = o.get_mut();
             s.lookups = s.lookups.saturating_sub(n);
@@ -354,7 +355,7 @@ impl InodeTable {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).len()
+        read(&self.slots).len()
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::{loose, Error};
 use crate::cache::ByteLru;
-use crate::locks::lock;
+use crate::locks::{lock, read, write};
 use crate::object::{hash_object, Kind, ObjectId};
 use crate::pack::idx::Entry;
 use crate::pack::reader::ReadFail;
@@ -214,7 +214,7 @@ impl ObjectStore {
 
     /// The pack set as it is, without a first scan.
     fn current(&self) -> Arc<PackSet> {
-        self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
+        read(&self.set).clone()
     }
 
     /// Rescans `objects/pack`: opens new packs, drops removed ones (so no
@@ -285,7 +285,7 @@ impl ObjectStore {
             .map(|(_, p)| p.index().first_bytes())
             .collect();
         let live: Vec<u64> = set.packs.iter().map(|(uid, _)| *uid).collect();
-        *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *write(&self.set) = Arc::new(set);
         *lock(&self.scanned_mtime) = mtime;
         self.scanned.store(true, Ordering::Release);
         lock(&self.cache).retain(|(uid, _)| live.contains(uid));
