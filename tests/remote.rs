@@ -16,7 +16,7 @@ use common::sshd::{forced, ClientKey, Relay, Sshd};
 use common::*;
 use serde_json::Value;
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1158,4 +1158,61 @@ fn a_large_file_restores_over_ssh_in_parts() {
     assert_eq!(fs::read(out.join("dump.sql")).expect("restored"), data);
     assert_same_below_root(&src, &out);
     assert_fsck(&env.repo, false);
+}
+
+/// A restore whose connection is cut while several threads wait on it
+/// for objects ends, every thread woken with the one error, instead of
+/// some thread waiting for an answer that can no longer come.
+#[test]
+fn a_connection_cut_mid_restore_stops_every_thread_with_one_error() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::new();
+    let c = Client::new(&env, sshd.client(), "db");
+    let src = env.path("src");
+    mkdir(&src);
+    write_random(&src.join("dump.sql"), 7, 96 << 20);
+    for i in 0..40 {
+        write_random(&src.join(format!("small{i}")), 100 + i, 20_000);
+    }
+    c.rw(&env.repo).arg("init").run().success();
+    c.save(&env.repo, "db", &src);
+    let out = env.path("out");
+    let child = c
+        .rw(&env.repo)
+        .args(["restore", "--threads", "3", "--outdir"])
+        .arg(&out)
+        .arg(with_slash(&snap_path("db", "latest", &src)))
+        .command()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rewind");
+    let client = child.id() as i32;
+    // Cut once the large file is being written (its parts are all asked
+    // for by then), long before its 96 MiB are there.
+    let dump = out.join("dump.sql");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::metadata(&dump).map_or(true, |m| m.blocks() == 0) {
+        assert!(Instant::now() < deadline, "the restore wrote nothing");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ssh = pids()
+        .into_iter()
+        .find(|p| parent_and_name(*p) == Some((client, "ssh".into())))
+        .expect("the restore's ssh");
+    // SAFETY: kill(2) with a pid read from /proc just now.
+    unsafe { libc::kill(ssh, libc::SIGKILL) };
+    let out = finish(child, "restore with its ssh killed");
+    assert_ne!(
+        out.code, 0,
+        "a restore cut short succeeded:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.error_line()
+            .contains("the connection to the server ended"),
+        "{}",
+        out.stderr
+    );
 }

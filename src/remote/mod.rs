@@ -7,6 +7,7 @@ mod ahead;
 pub mod client;
 pub mod location;
 pub mod server;
+mod session;
 mod ssh;
 pub mod wire;
 
