@@ -91,6 +91,10 @@ struct Queue {
     closed: bool,
     /// Files taken by workers and not done with ([`InHand`]).
     in_hand: usize,
+    /// A walk waiting for room is woken once no more files than this
+    /// wait: then it queues a run of them, rather than being woken and
+    /// put to sleep again for each file a worker takes.
+    low_water: usize,
 }
 
 /// What the workers share with the walk.
@@ -135,7 +139,9 @@ impl Shared {
             }
             if let Some(file) = queue.files.pop_front() {
                 queue.in_hand += 1;
-                self.room.notify_one();
+                if queue.files.len() <= queue.low_water {
+                    self.room.notify_one();
+                }
                 return Some(Work::File(file));
             }
             if queue.closed && queue.in_hand == 0 {
@@ -169,6 +175,7 @@ impl<'scope> Pool<'scope> {
         opts: ApplyOptions,
     ) -> Pool<'scope> {
         let shared = Arc::new(Shared::default());
+        lock(&shared.queue).low_water = workers * QUEUE_PER_WORKER / 2;
         // One worker gains nothing from parts.
         let split = if workers > 1 {
             workers * PARTS_PER_WORKER
