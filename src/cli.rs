@@ -319,7 +319,7 @@ pub struct RestoreArgs {
     #[arg(long = "numeric-ids")]
     pub numeric_ids: bool,
 
-    /// Files written at once (default: one per core, at most 8)
+    /// Files written at once (default: one per core, one more over SSH, at most 8)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
 
