@@ -446,7 +446,7 @@ impl Session {
 
     /// Asks for `id` alone, unless it is on its way or arrived by now.
     fn ask_alone(&self, id: &ObjectId) {
-        let mut w = lock(&self.writer);
+        let w = lock(&self.writer);
         {
             let mut book = lock(&self.book);
             if book.broken.is_some() || book.ahead.is_on_way(id) || book.ahead.has_arrived(id) {
@@ -457,22 +457,13 @@ impl Session {
             book.ahead.asked(*id);
             book.waits += 1;
         }
-        let sent = Request::GetObjects {
-            ids: vec![*id],
-            expand: false,
-        }
-        .write(&mut *w)
-        .and_then(|_| w.flush());
-        if let Err(e) = sent {
-            drop(w);
-            self.break_off(e.to_string());
-        }
+        self.send_get(w, vec![*id], false);
     }
 
     /// Asks for the next announced objects, in one request, while there is
     /// room in flight and what arrived ahead is within its budget.
     fn ask_ahead(&self) {
-        let mut w = lock(&self.writer);
+        let w = lock(&self.writer);
         let batch = {
             let mut book = lock(&self.book);
             if book.broken.is_some() || book.ahead.bytes() > MAX_READY_BYTES {
@@ -489,15 +480,22 @@ impl Session {
             }
             batch
         };
-        if batch.is_empty() {
-            return;
+        if !batch.is_empty() {
+            self.send_get(w, batch, true);
         }
-        let sent = Request::GetObjects {
-            ids: batch,
-            expand: true,
-        }
-        .write(&mut *w)
-        .and_then(|_| w.flush());
+    }
+
+    /// Asks for `ids`, already entered in the book as asked (with the
+    /// writer `w` held since, so that the order asked is the order sent).
+    fn send_get(
+        &self,
+        mut w: MutexGuard<'_, BufWriter<ChildStdin>>,
+        ids: Vec<ObjectId>,
+        expand: bool,
+    ) {
+        let sent = Request::GetObjects { ids, expand }
+            .write(&mut *w)
+            .and_then(|_| w.flush());
         if let Err(e) = sent {
             drop(w);
             self.break_off(e.to_string());
