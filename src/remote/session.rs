@@ -247,43 +247,33 @@ impl Session {
 
     /// Reads the answers to the greeting.
     fn finish_handshake(&self, reader: &mut Reader) -> Result<(), Error> {
-        let location = self.location();
         match reader.receive() {
             Ok(Response::Hello { version }) if version == wire::VERSION => {}
             Ok(Response::Error { code, message }) => {
-                return Err(Error::Remote {
-                    location,
-                    detail: if code == ErrorCode::Incompatible {
-                        format!("incompatible rewind on the server: {message}")
-                    } else {
-                        message
-                    },
-                })
+                return Err(self.fail(if code == ErrorCode::Incompatible {
+                    format!("incompatible rewind on the server: {message}")
+                } else {
+                    message
+                }))
             }
             Ok(other) => {
-                return Err(Error::Remote {
-                    location,
-                    detail: format!("the server answered {other:?} to the greeting"),
-                })
+                return Err(self.fail(format!("the server answered {other:?} to the greeting")))
             }
             Err(_) => return Err(self.connection_failed()),
         }
         match reader.receive() {
             Ok(Response::Ok) => Ok(()),
-            Ok(Response::Error { code, message }) => Err(Error::Remote {
-                location: location.clone(),
-                detail: match code {
-                    ErrorCode::NoRepository => format!(
-                        "{message}: create it with `rewind -r {location} init`, or check the path"
-                    ),
-                    ErrorCode::OutsideRestriction => format!("refused by the server: {message}"),
-                    _ => message,
-                },
-            }),
-            Ok(other) => Err(Error::Remote {
-                location,
-                detail: format!("the server answered {other:?} to opening the repository"),
-            }),
+            Ok(Response::Error { code, message }) => Err(self.fail(match code {
+                ErrorCode::NoRepository => format!(
+                    "{message}: create it with `rewind -r {} init`, or check the path",
+                    self.location()
+                ),
+                ErrorCode::OutsideRestriction => format!("refused by the server: {message}"),
+                _ => message,
+            })),
+            Ok(other) => Err(self.fail(format!(
+                "the server answered {other:?} to opening the repository"
+            ))),
             Err(_) => Err(self.connection_failed()),
         }
     }
@@ -634,7 +624,7 @@ impl Reader {
 }
 
 /// What an error says without the location (which every message adds).
-pub(super) fn detail_of(e: &Error) -> String {
+fn detail_of(e: &Error) -> String {
     match e {
         Error::Remote { detail, .. } => detail.clone(),
         other => other.to_string(),
