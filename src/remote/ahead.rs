@@ -84,7 +84,7 @@ pub struct Ahead {
 struct Held {
     arrival: Arrival,
     copies: u32,
-    /// Read more than once in this session: worth keeping (see `recent`).
+    /// Filed for more than one read: worth keeping (see `recent`).
     repeated: bool,
 }
 
@@ -184,32 +184,32 @@ impl Ahead {
             return;
         };
         uncount(&mut self.on_way_count, &id);
-        self.keep(id, arrival, 1);
+        self.keep(id, arrival);
     }
 
     /// An object sent without being asked for: kept if `budget` allows.
     pub fn extra(&mut self, id: ObjectId, arrival: Arrival, budget: usize) {
         let size = arrival.as_ref().map_or(0, Received::len);
         if self.bytes + size <= budget && !self.arrived.contains_key(&id) {
-            self.keep(id, arrival, 1);
+            self.keep(id, arrival);
         }
     }
 
-    fn keep(&mut self, id: ObjectId, arrival: Arrival, copies: u32) {
+    /// Files one copy of `id` for a read.
+    fn keep(&mut self, id: ObjectId, arrival: Arrival) {
         match self.arrived.get_mut(&id) {
             Some(held) => {
-                held.copies += copies;
+                held.copies += 1;
                 held.repeated = true;
             }
             None => {
                 self.bytes += arrival.as_ref().map_or(0, Received::len);
-                let repeated = copies > 1;
                 self.arrived.insert(
                     id,
                     Held {
                         arrival,
-                        copies,
-                        repeated,
+                        copies: 1,
+                        repeated: false,
                     },
                 );
             }
@@ -227,7 +227,6 @@ impl Ahead {
         };
         if held.copies > 1 {
             held.copies -= 1;
-            held.repeated = true;
             return Some(held.arrival.clone());
         }
         let held = self.arrived.remove(id)?;
