@@ -91,16 +91,17 @@ struct Queue {
     closed: bool,
     /// Files taken by workers and not done with ([`InHand`]).
     in_hand: usize,
-    /// A walk waiting for room is woken once no more files than this
-    /// wait: then it queues a run of them, rather than being woken and
-    /// put to sleep again for each file a worker takes.
-    low_water: usize,
 }
 
 /// What the workers share with the walk.
 #[derive(Default)]
 struct Shared {
     queue: Mutex<Queue>,
+    /// Files the queue holds at most. A walk waiting for room is woken
+    /// once it is down to half: then it queues a run of files, rather
+    /// than being woken and put to sleep again for each file a worker
+    /// takes.
+    capacity: usize,
     /// Signalled when work is queued or the queue is closed.
     work: Condvar,
     /// Signalled when a file leaves the queue.
@@ -139,7 +140,7 @@ impl Shared {
             }
             if let Some(file) = queue.files.pop_front() {
                 queue.in_hand += 1;
-                if queue.files.len() <= queue.low_water {
+                if queue.files.len() <= self.capacity / 2 {
                     self.room.notify_one();
                 }
                 return Some(Work::File(file));
@@ -162,7 +163,6 @@ enum Work {
 
 /// The workers of one restore call, running in `scope`.
 pub(super) struct Pool<'scope> {
-    capacity: usize,
     shared: Arc<Shared>,
     threads: Vec<ScopedJoinHandle<'scope, ()>>,
 }
@@ -174,8 +174,10 @@ impl<'scope> Pool<'scope> {
         workers: usize,
         opts: ApplyOptions,
     ) -> Pool<'scope> {
-        let shared = Arc::new(Shared::default());
-        lock(&shared.queue).low_water = workers * QUEUE_PER_WORKER / 2;
+        let shared = Arc::new(Shared {
+            capacity: workers * QUEUE_PER_WORKER,
+            ..Shared::default()
+        });
         // One worker gains nothing from parts.
         let split = if workers > 1 {
             workers * PARTS_PER_WORKER
@@ -188,18 +190,14 @@ impl<'scope> Pool<'scope> {
                 scope.spawn(move || work(repo, &shared, Applier::new(opts), split))
             })
             .collect();
-        Pool {
-            capacity: workers * QUEUE_PER_WORKER,
-            shared,
-            threads,
-        }
+        Pool { shared, threads }
     }
 
     /// Queues `job`, waiting while the queue is full; the first worker
     /// error instead, once there is one.
     pub fn submit(&self, job: FileJob) -> Result<(), RestoreError> {
         let mut queue = lock(&self.shared.queue);
-        while queue.files.len() >= self.capacity {
+        while queue.files.len() >= self.shared.capacity {
             self.check()?;
             queue = wait(&self.shared.room, queue);
         }
