@@ -44,9 +44,14 @@ impl Client {
 
     /// `rewind --ssh ... --remote-rewind ...` with no repository.
     fn bare(&self) -> Rw {
+        self.bare_via(&self.key.ssh_command())
+    }
+
+    /// [`Client::bare`] with `ssh` as the ssh command.
+    fn bare_via(&self, ssh: &str) -> Rw {
         Rw::bare(&self.home)
             .arg("--ssh")
-            .arg(self.key.ssh_command())
+            .arg(ssh)
             .arg("--remote-rewind")
             .arg(&self.remote_rewind)
             .env("REWIND_CACHE_DIR", &self.cache)
@@ -809,6 +814,76 @@ fn a_connection_cut_mid_save_leaves_the_server_repository_clean_and_the_next_sav
     assert_eq!(field(&v, "files"), 4);
     assert_fsck(&env.repo, false);
     c.assert_restores(&env, "big", &src, "restored");
+}
+
+/// An `--ssh` command that waits `seconds` before running `key`'s ssh: a
+/// slow login, as over a long way or to a busy server.
+fn slow_ssh(env: &Env, key: &ClientKey, seconds: u32) -> String {
+    let wrapper = env.path(&format!("slow-ssh-{seconds}"));
+    write(
+        &wrapper,
+        format!("#!/bin/sh\nsleep {seconds}\nexec \"$@\"\n").as_bytes(),
+    );
+    chmod(&wrapper, 0o755);
+    format!("{} {}", wrapper.display(), key.ssh_command())
+}
+
+#[test]
+fn a_save_goes_on_while_ssh_connects_and_sends_what_it_made_first() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::init();
+    // Incompressible, so that what is held is about the data's size.
+    let src = env.path("src");
+    mkdir(&src);
+    for i in 0..6 {
+        write_random(&src.join(format!("part{i}")), 70 + i, 2 << 20);
+    }
+    let c = Client::new(&env, sshd.client(), "web");
+    // A first save fills the client's copy of the server's indexes; a
+    // client without one asks for the list of packs before saving.
+    let small = env.path("small");
+    mkdir(&small);
+    write(&small.join("f"), b"small\n");
+    c.save(&env.repo, "small", &small);
+    let out = c
+        .bare_via(&slow_ssh(&env, &c.key, 2))
+        .arg("-r")
+        .arg(c.key.remote(&env.repo))
+        .args(["-vv", "save", "-n", "web"])
+        .arg(&src)
+        .run()
+        .success();
+    // "N bytes of objects were ready when the server answered": without
+    // the holding, the save's workers stop after a few batches (2 MiB).
+    let held: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.split(" bytes of objects were ready when the server answered")
+                .next()
+                .filter(|head| head.len() < l.len())
+                .and_then(|head| head.rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("nothing was held while connecting:\n{}", out.stderr));
+    assert!(held > 10 << 20, "only {held} bytes held in two seconds");
+    assert_fsck(&env.repo, false);
+    c.assert_restores(&env, "web", &src, "restored");
+
+    // What was held is dropped when the login fails: the error is the
+    // login's, not a broken pipe.
+    let refused = sshd.unknown_key();
+    let stranger = Client::new(&env, &refused, "stranger");
+    let out = stranger
+        .bare_via(&slow_ssh(&env, &refused, 1))
+        .arg("-r")
+        .arg(refused.remote(&env.repo))
+        .args(["save", "-n", "stranger"])
+        .arg(&src)
+        .run()
+        .status(2);
+    let line = out.error_line();
+    assert!(line.contains("the server refused the login"), "{line}");
+    assert!(branch_tip(&env.repo, "stranger").is_none());
 }
 
 #[test]

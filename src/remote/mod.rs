@@ -6,6 +6,7 @@
 mod ahead;
 pub mod client;
 pub mod location;
+mod outbox;
 pub mod server;
 mod session;
 mod ssh;

@@ -11,11 +11,15 @@
 //! lock covered the pipe and the book, and a restore's workers spent a
 //! quarter of their time waiting for it.
 //!
+//! A save's objects written while ssh still connects are held in memory
+//! ([`Outbox`]) and sent once the server answers.
+//!
 //! Locks, always taken in this order and never the book across I/O:
 //! `reader` (reading answers), `writer` (sending requests), `child`, `book`.
 
 use super::ahead::{Ahead, Arrival, Bytes, Received};
 use super::location::SshTarget;
+use super::outbox::Outbox;
 use super::ssh::{self, SshOptions, Stderr};
 use super::wire::{self, ErrorCode, Request, Response, WireError};
 use crate::locks::{lock, wait};
@@ -23,9 +27,11 @@ use crate::object::{hash_object, Kind, ObjectId};
 use crate::repo::store::{Object, Verify};
 use crate::repo::{Error, Objects};
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::ops::{Deref, DerefMut};
-use std::process::{Child, ChildStdin, ChildStdout};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::{Child, ChildStdout};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 
 /// Objects asked for ahead and not read yet, at most.
@@ -45,8 +51,13 @@ const MAX_OBJECT: u64 = 1 << 32;
 pub(super) struct Session {
     target: SshTarget,
     reader: Mutex<Reader>,
-    writer: Mutex<BufWriter<ChildStdin>>,
+    writer: Mutex<Outbox>,
     child: Mutex<Child>,
+    /// ssh's stdout, owned by `reader`: polled, never read, to learn
+    /// whether the server has answered without taking the reading.
+    answers_fd: RawFd,
+    /// The server has answered the greeting: nothing is held any more.
+    connected: AtomicBool,
     stderr: Arc<Mutex<Stderr>>,
     book: Mutex<Book>,
     /// Notified when an object arrives, when the reading is let go and
@@ -127,11 +138,14 @@ impl Session {
     /// the first call's error.
     pub fn start(target: &SshTarget, opts: &SshOptions, create: bool) -> Result<Session, Error> {
         let (mut child, stderr) = ssh::spawn(target, opts)?;
-        let mut w = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
-        let r = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped"));
+        let mut w = Outbox::new(child.stdin.take().expect("piped"));
+        let stdout = child.stdout.take().expect("piped");
+        let answers_fd = stdout.as_raw_fd();
+        let r = BufReader::with_capacity(1 << 20, stdout);
         // A failed write means ssh is gone already: the first call reads
         // the end of its output and says why.
         let _ = send_greeting(&mut w, target, create);
+        w.start_holding();
         // Dropping the session closes ssh's stdin: the server sees the
         // end, deletes an unfinished pack and exits, and ssh with it.
         Ok(Session {
@@ -142,6 +156,8 @@ impl Session {
             }),
             writer: Mutex::new(w),
             child: Mutex::new(child),
+            answers_fd,
+            connected: AtomicBool::new(false),
             stderr,
             book: Mutex::new(Book {
                 ahead: Ahead::default(),
@@ -208,11 +224,23 @@ impl Session {
 
     /// Sends what `write` writes, which the server does not answer (a
     /// save's objects), after reading every answer owed: a server blocked
-    /// on answers nobody reads would stop reading.
+    /// on answers nobody reads would stop reading. While ssh is still
+    /// connecting, it is held instead (see [`Outbox`]), so that a save's
+    /// workers go on meanwhile.
     pub fn send_unanswered(
         &self,
-        write: impl FnOnce(&mut BufWriter<ChildStdin>) -> std::io::Result<()>,
+        write: impl FnOnce(&mut Outbox) -> std::io::Result<()>,
     ) -> Result<(), Error> {
+        {
+            let mut w = lock(&self.writer);
+            if w.has_room() && !self.server_answered() {
+                if let Some(why) = &lock(&self.book).broken {
+                    return Err(self.fail(why.clone()));
+                }
+                // Into memory: cannot fail but for the protocol's limits.
+                return write(&mut w).map_err(|e| self.fail(e.to_string()));
+            }
+        }
         let mut reading = self.reading()?;
         let result = self
             .quiet_writer(&mut reading)
@@ -235,6 +263,7 @@ impl Session {
                 self.mark_broken(detail_of(&e));
                 return Err(e);
             }
+            self.connected.store(true, Ordering::Relaxed);
             ssh::show_server_logging(&self.stderr);
         }
         // The book is let go before `reading` may be dropped, which locks it.
@@ -300,15 +329,33 @@ impl Session {
 
     /// The writer, once every answer owed is read: what is written now is
     /// answered next (no other thread asks while the writer is held).
-    fn quiet_writer(
-        &self,
-        reading: &mut Reading<'_>,
-    ) -> Result<MutexGuard<'_, BufWriter<ChildStdin>>, String> {
-        let w = lock(&self.writer);
+    /// Nothing is held once the server has answered.
+    fn quiet_writer(&self, reading: &mut Reading<'_>) -> Result<MutexGuard<'_, Outbox>, String> {
+        let mut w = lock(&self.writer);
         while lock(&self.book).ahead.on_way() > 0 {
             self.pump(reading)?;
         }
+        w.release().map_err(|e| e.to_string())?;
         Ok(w)
+    }
+
+    /// Whether the server has answered the greeting, or ssh has ended:
+    /// read already, or something to read on ssh's stdout.
+    fn server_answered(&self) -> bool {
+        if self.connected.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut fd = libc::pollfd {
+            fd: self.answers_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `fd` is one valid pollfd and the count passed is 1;
+        // `answers_fd` stays open as long as `reader`, a field of `self`,
+        // owns it. A zero timeout: only asks, never waits.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        // An error too: the reading then finds out what is wrong.
+        ready != 0
     }
 
     /// Reads the answer to the oldest object asked for into the book.
@@ -477,12 +524,7 @@ impl Session {
 
     /// Asks for `ids`, already entered in the book as asked (with the
     /// writer `w` held since, so that the order asked is the order sent).
-    fn send_get(
-        &self,
-        mut w: MutexGuard<'_, BufWriter<ChildStdin>>,
-        ids: Vec<ObjectId>,
-        expand: bool,
-    ) {
+    fn send_get(&self, mut w: MutexGuard<'_, Outbox>, ids: Vec<ObjectId>, expand: bool) {
         let sent = Request::GetObjects { ids, expand }
             .write(&mut *w)
             .and_then(|_| w.flush());
