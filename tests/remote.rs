@@ -853,17 +853,13 @@ fn a_save_goes_on_while_ssh_connects_and_sends_what_it_made_first() {
         .arg(&src)
         .run()
         .success();
-    // "N bytes of objects were ready when the server answered": without
-    // the holding, the save's workers stop after a few batches (2 MiB).
+    // "held N bytes of objects while ssh was connecting": without the
+    // holding, the save's workers stop after a few batches (2 MiB).
     let held: u64 = out
         .stderr
         .lines()
-        .find_map(|l| {
-            l.split(" bytes of objects were ready when the server answered")
-                .next()
-                .filter(|head| head.len() < l.len())
-                .and_then(|head| head.rsplit(' ').next()?.parse().ok())
-        })
+        .filter(|l| l.ends_with(" bytes of objects while ssh was connecting"))
+        .find_map(|l| l.split_once("held ")?.1.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("nothing was held while connecting:\n{}", out.stderr));
     assert!(held > 10 << 20, "only {held} bytes held in two seconds");
     assert_fsck(&env.repo, false);

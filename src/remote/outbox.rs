@@ -48,7 +48,7 @@ impl<W: Write> Outbox<W> {
         if let Some(held) = self.held.take() {
             if !held.is_empty() {
                 tracing::debug!(
-                    "{} bytes of objects were ready when the server answered",
+                    "held {} bytes of objects while ssh was connecting",
                     held.len()
                 );
             }
