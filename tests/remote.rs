@@ -853,19 +853,28 @@ fn a_save_goes_on_while_ssh_connects_and_sends_what_it_made_first() {
         .arg(&src)
         .run()
         .success();
-    // "held N bytes of objects while ssh was connecting": without the
-    // holding, the save's workers stop after a few batches (2 MiB).
-    let held: u64 = out
+    // "N bytes were queued for the server before it answered": if the
+    // save waited for the server, its workers would stop after a few
+    // batches (2 MiB).
+    let queued: u64 = out
         .stderr
         .lines()
-        .filter(|l| l.ends_with(" bytes of objects while ssh was connecting"))
-        .find_map(|l| l.split_once("held ")?.1.split(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("nothing was held while connecting:\n{}", out.stderr));
-    assert!(held > 10 << 20, "only {held} bytes held in two seconds");
+        .find_map(|l| {
+            l.strip_suffix(" bytes were queued for the server before it answered")?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no count of bytes queued:\n{}", out.stderr));
+    assert!(
+        queued > 10 << 20,
+        "only {queued} bytes queued in two seconds"
+    );
     assert_fsck(&env.repo, false);
     c.assert_restores(&env, "web", &src, "restored");
 
-    // What was held is dropped when the login fails: the error is the
+    // What was queued is dropped when the login fails: the error is the
     // login's, not a broken pipe.
     let refused = sshd.unknown_key();
     let stranger = Client::new(&env, &refused, "stranger");

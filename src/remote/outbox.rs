@@ -1,120 +1,281 @@
-//! What goes to ssh's stdin, in order. Until the server has answered the
-//! greeting, ssh reads nothing: the key exchange and login take a few
-//! hundred milliseconds, in which a save's workers would fill their few
-//! batches and stop. So the outbox can hold what is written in that time
-//! (a save's first objects, up to [`HEAD_START_BYTES`]) and send it before
-//! anything written after; a flush, or [`Outbox::release`], ends the
-//! holding for good.
+//! What goes to ssh's stdin, in order, written by a thread of its own.
+//!
+//! Writers queue up to [`BUDGET`] bytes and go on; the thread writes them
+//! to the pipe as ssh reads. Two reasons:
+//! - Until it has logged in (a few hundred milliseconds), ssh reads
+//!   nothing: a save's first objects wait here while its workers go on,
+//!   instead of the workers stopping after a few batches.
+//! - When the server answers, that backlog drains at the server's pace:
+//!   written by the save's own appender, it held the whole save still for
+//!   the 0.2 s it took (perf sched timeline of a first save over SSH).
+//!
+//! A flush queues what was written, without waiting for the pipe: an
+//! answer cannot come before its request has gone out anyway. A failed
+//! write (ssh gone) fails every later write and flush; the session then
+//! reads ssh's last words for the reason.
 
-use std::io::{self, BufWriter, Write};
-use std::process::ChildStdin;
+use crate::locks::{lock, wait};
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex};
 
-/// Bytes held while connecting, at most: about a quarter of a second of
-/// a save's output on two cores. Past this the writer waits for ssh, as
-/// it does once connected.
-pub const HEAD_START_BYTES: usize = 32 << 20;
+/// Bytes queued and not yet written to the pipe, at most: about a quarter
+/// of a second of a save's output on two cores.
+pub const BUDGET: usize = 32 << 20;
+/// Bytes gathered before they are queued: one pipe write each.
+const PIECE: usize = 1 << 20;
+/// Written pieces kept for reuse (a fresh MiB costs 256 page faults).
+const SPARES: usize = 4;
 
-pub struct Outbox<W: Write = ChildStdin> {
-    pipe: BufWriter<W>,
-    /// Written while connecting and not sent yet; `None` once released.
-    held: Option<Vec<u8>>,
+pub struct Outbox {
+    queue: Arc<Queue>,
+    /// Written and not queued yet.
+    filling: Vec<u8>,
+    /// Every byte queued since the start.
+    queued_total: u64,
 }
 
-impl<W: Write> Outbox<W> {
-    /// An outbox that sends at once until [`Outbox::start_holding`].
-    pub fn new(pipe: W) -> Outbox<W> {
-        Outbox {
-            pipe: BufWriter::with_capacity(1 << 20, pipe),
-            held: None,
+struct Queue {
+    state: Mutex<State>,
+    /// Notified when a piece is queued, written, or the outbox closes.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    pieces: VecDeque<Vec<u8>>,
+    /// Bytes queued or being written.
+    pending: usize,
+    /// Why a write failed: the end of the stream.
+    failed: Option<(io::ErrorKind, String)>,
+    /// The outbox was dropped: the thread stops.
+    closed: bool,
+    spares: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    /// Starts the thread that writes to `pipe`; the pipe is closed when
+    /// the outbox is dropped.
+    pub fn start(pipe: impl Write + Send + 'static) -> io::Result<Outbox> {
+        let queue = Arc::new(Queue {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let q = queue.clone();
+        std::thread::Builder::new()
+            .name("rewind-ssh-stdin".into())
+            .spawn(move || write_out(&q, pipe))?;
+        Ok(Outbox {
+            queue,
+            filling: Vec::with_capacity(PIECE),
+            queued_total: 0,
+        })
+    }
+
+    /// Bytes queued since the start (flushed or not, written or not).
+    pub fn queued_total(&self) -> u64 {
+        self.queued_total + self.filling.len() as u64
+    }
+
+    /// Queues what was written, waiting for room if the budget is spent.
+    fn queue_filling(&mut self) -> io::Result<()> {
+        if self.filling.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// Holds what is written from now until released (called once the
-    /// greeting is on its way).
-    pub fn start_holding(&mut self) {
-        self.held = Some(Vec::new());
-    }
-
-    /// Whether more may be held: holding, and under the limit.
-    pub fn has_room(&self) -> bool {
-        self.held
-            .as_ref()
-            .is_some_and(|held| held.len() < HEAD_START_BYTES)
-    }
-
-    /// Sends what was held, before anything written after, and stops
-    /// holding.
-    pub fn release(&mut self) -> io::Result<()> {
-        if let Some(held) = self.held.take() {
-            if !held.is_empty() {
-                tracing::debug!(
-                    "held {} bytes of objects while ssh was connecting",
-                    held.len()
-                );
+        let mut state = lock(&self.queue.state);
+        loop {
+            if let Some((kind, why)) = &state.failed {
+                return Err(io::Error::new(*kind, why.clone()));
             }
-            self.pipe.write_all(&held)?;
+            // A piece larger than the budget still goes, alone.
+            if state.pending == 0 || state.pending + self.filling.len() <= BUDGET {
+                break;
+            }
+            state = wait(&self.queue.changed, state);
         }
+        let spare = state.spares.pop().unwrap_or_default();
+        let piece = std::mem::replace(&mut self.filling, spare);
+        state.pending += piece.len();
+        self.queued_total += piece.len() as u64;
+        state.pieces.push_back(piece);
+        drop(state);
+        self.queue.changed.notify_all();
         Ok(())
     }
 }
 
-impl<W: Write> Write for Outbox<W> {
+impl Write for Outbox {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.held {
-            Some(held) => {
-                held.extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            None => self.pipe.write(buf),
+        self.filling.extend_from_slice(buf);
+        if self.filling.len() >= PIECE {
+            self.queue_filling()?;
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.release()?;
-        self.pipe.flush()
+        self.queue_filling()
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // What is still queued is dropped: a session ends when its last
+        // answer is read, or abandoned. The thread finishes the piece it
+        // is writing and closes the pipe: the server sees the end.
+        let mut state = lock(&self.queue.state);
+        state.closed = true;
+        state.pieces.clear();
+        drop(state);
+        self.queue.changed.notify_all();
+    }
+}
+
+/// The thread: writes pieces in order until the outbox closes or a write
+/// fails; dropping `pipe` at the end closes it.
+fn write_out(queue: &Queue, mut pipe: impl Write) {
+    loop {
+        let mut piece = {
+            let mut state = lock(&queue.state);
+            loop {
+                if state.closed {
+                    return;
+                }
+                if let Some(piece) = state.pieces.pop_front() {
+                    break piece;
+                }
+                state = wait(&queue.changed, state);
+            }
+        };
+        let result = pipe.write_all(&piece).and_then(|_| pipe.flush());
+        let mut state = lock(&queue.state);
+        state.pending -= piece.len();
+        if let Err(e) = result {
+            state.failed = Some((e.kind(), e.to_string()));
+            state.pieces.clear();
+            state.pending = 0;
+        } else if state.spares.len() < SPARES {
+            piece.clear();
+            state.spares.push(piece);
+        }
+        let failed = state.failed.is_some();
+        drop(state);
+        queue.changed.notify_all();
+        if failed {
+            return;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
 
-    fn held_bytes(out: &Outbox<Vec<u8>>) -> usize {
-        out.held.as_ref().map_or(0, Vec::len)
+    /// A pipe end that blocks until told to go on, and keeps what it got.
+    struct Gate {
+        open: mpsc::Receiver<()>,
+        got: Arc<Mutex<Vec<u8>>>,
+        opened: bool,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.opened {
+                self.open.recv().map_err(|_| io::ErrorKind::BrokenPipe)?;
+                self.opened = true;
+            }
+            lock(&self.got).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn gate() -> (Outbox, mpsc::Sender<()>, Arc<Mutex<Vec<u8>>>) {
+        let (tx, rx) = mpsc::channel();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let gate = Gate {
+            open: rx,
+            got: got.clone(),
+            opened: false,
+        };
+        (Outbox::start(gate).unwrap(), tx, got)
+    }
+
+    fn wait_for(got: &Mutex<Vec<u8>>, len: usize) -> Vec<u8> {
+        for _ in 0..1000 {
+            if lock(got).len() >= len {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        lock(got).clone()
     }
 
     #[test]
-    fn held_bytes_go_out_first_and_a_flush_ends_the_holding() {
-        let mut out = Outbox::new(Vec::new());
-        out.write_all(b"greeting;").unwrap();
+    fn writes_go_on_while_the_pipe_is_shut_and_arrive_in_order() {
+        let (mut out, open, got) = gate();
+        // Far more than a pipe holds, less than the budget: no write waits.
+        let mut sent = Vec::new();
+        for i in 0..(8 << 20) / 4096 {
+            let block = vec![(i % 251) as u8; 4096];
+            out.write_all(&block).unwrap();
+            sent.extend_from_slice(&block);
+        }
+        out.write_all(b"request").unwrap();
         out.flush().unwrap();
-        out.start_holding();
-        out.write_all(b"object 1;").unwrap();
-        out.write_all(b"object 2;").unwrap();
-        assert_eq!(out.pipe.get_ref().as_slice(), b"greeting;");
-        assert_eq!(held_bytes(&out), 18);
-        out.write_all(b"request;").unwrap();
-        out.flush().unwrap();
-        assert!(!out.has_room(), "no holding after a flush");
-        out.write_all(b"object 3;").unwrap();
-        out.flush().unwrap();
-        assert_eq!(
-            out.pipe.get_ref().as_slice(),
-            b"greeting;object 1;object 2;request;object 3;"
-        );
+        sent.extend_from_slice(b"request");
+        assert_eq!(out.queued_total(), sent.len() as u64);
+        assert!(lock(&got).is_empty(), "written before the pipe opened");
+        open.send(()).unwrap();
+        assert_eq!(wait_for(&got, sent.len()), sent);
     }
 
     #[test]
-    fn room_ends_at_the_limit() {
-        let mut out = Outbox::new(Vec::new());
-        out.start_holding();
-        let block = vec![7u8; 1 << 20];
-        while out.has_room() {
+    fn past_the_budget_a_writer_waits_for_the_pipe() {
+        let (mut out, open, got) = gate();
+        let block = vec![7u8; PIECE];
+        for _ in 0..BUDGET / PIECE {
             out.write_all(&block).unwrap();
         }
-        assert_eq!(held_bytes(&out), HEAD_START_BYTES);
-        out.release().unwrap();
-        assert_eq!(held_bytes(&out), 0);
-        assert_eq!(out.pipe.get_ref().len(), HEAD_START_BYTES);
+        let writer = std::thread::spawn(move || {
+            out.write_all(&block).unwrap();
+            out.flush().unwrap();
+            out
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !writer.is_finished(),
+            "a write past the budget did not wait"
+        );
+        open.send(()).unwrap();
+        let _out = writer.join().unwrap();
+        assert_eq!(wait_for(&got, BUDGET + PIECE).len(), BUDGET + PIECE);
+    }
+
+    #[test]
+    fn a_failed_write_fails_every_later_one() {
+        let (mut out, open, _got) = gate();
+        out.write_all(b"lost").unwrap();
+        out.flush().unwrap();
+        drop(open); // the gate's write fails: a broken pipe
+        let mut failed = None;
+        for _ in 0..1000 {
+            if let Err(e) = out.flush().and_then(|_| {
+                out.write_all(b"x")?;
+                out.flush()
+            }) {
+                failed = Some(e);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            failed.expect("no write failed").kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        assert!(out.write_all(b"y").and_then(|_| out.flush()).is_err());
     }
 }

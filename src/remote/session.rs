@@ -11,8 +11,9 @@
 //! lock covered the pipe and the book, and a restore's workers spent a
 //! quarter of their time waiting for it.
 //!
-//! A save's objects written while ssh still connects are held in memory
-//! ([`Outbox`]) and sent once the server answers.
+//! Requests and a save's objects are queued, up to a budget, for a thread
+//! that writes them to ssh ([`Outbox`]): a save goes on while ssh
+//! connects and while the server works through what was queued.
 //!
 //! Locks, always taken in this order and never the book across I/O:
 //! `reader` (reading answers), `writer` (sending requests), `child`, `book`.
@@ -138,14 +139,17 @@ impl Session {
     /// the first call's error.
     pub fn start(target: &SshTarget, opts: &SshOptions, create: bool) -> Result<Session, Error> {
         let (mut child, stderr) = ssh::spawn(target, opts)?;
-        let mut w = Outbox::new(child.stdin.take().expect("piped"));
+        let mut w =
+            Outbox::start(child.stdin.take().expect("piped")).map_err(|e| Error::Remote {
+                location: target.to_string(),
+                detail: format!("cannot start a thread to write to ssh: {e}"),
+            })?;
         let stdout = child.stdout.take().expect("piped");
         let answers_fd = stdout.as_raw_fd();
         let r = BufReader::with_capacity(1 << 20, stdout);
         // A failed write means ssh is gone already: the first call reads
         // the end of its output and says why.
         let _ = send_greeting(&mut w, target, create);
-        w.start_holding();
         // Dropping the session closes ssh's stdin: the server sees the
         // end, deletes an unfinished pack and exits, and ssh with it.
         Ok(Session {
@@ -225,21 +229,20 @@ impl Session {
     /// Sends what `write` writes, which the server does not answer (a
     /// save's objects), after reading every answer owed: a server blocked
     /// on answers nobody reads would stop reading. While ssh is still
-    /// connecting, it is held instead (see [`Outbox`]), so that a save's
-    /// workers go on meanwhile.
+    /// connecting, it is queued (see [`Outbox`]), so that a save's workers
+    /// go on meanwhile.
     pub fn send_unanswered(
         &self,
         write: impl FnOnce(&mut Outbox) -> std::io::Result<()>,
     ) -> Result<(), Error> {
-        {
+        if !self.server_answered() {
+            // Nothing can be owed before the greeting's answers: queued
+            // without taking the reading, which would wait for them.
             let mut w = lock(&self.writer);
-            if w.has_room() && !self.server_answered() {
-                if let Some(why) = &lock(&self.book).broken {
-                    return Err(self.fail(why.clone()));
-                }
-                // Into memory: cannot fail but for the protocol's limits.
-                return write(&mut w).map_err(|e| self.fail(e.to_string()));
+            if let Some(why) = &lock(&self.book).broken {
+                return Err(self.fail(why.clone()));
             }
+            return write(&mut w).map_err(|e| self.break_off(e.to_string()));
         }
         let mut reading = self.reading()?;
         let result = self
@@ -264,6 +267,10 @@ impl Session {
                 return Err(e);
             }
             self.connected.store(true, Ordering::Relaxed);
+            tracing::debug!(
+                "{} bytes were queued for the server before it answered",
+                lock(&self.writer).queued_total()
+            );
             ssh::show_server_logging(&self.stderr);
         }
         // The book is let go before `reading` may be dropped, which locks it.
@@ -329,13 +336,11 @@ impl Session {
 
     /// The writer, once every answer owed is read: what is written now is
     /// answered next (no other thread asks while the writer is held).
-    /// Nothing is held once the server has answered.
     fn quiet_writer(&self, reading: &mut Reading<'_>) -> Result<MutexGuard<'_, Outbox>, String> {
-        let mut w = lock(&self.writer);
+        let w = lock(&self.writer);
         while lock(&self.book).ahead.on_way() > 0 {
             self.pump(reading)?;
         }
-        w.release().map_err(|e| e.to_string())?;
         Ok(w)
     }
 
