@@ -7,6 +7,7 @@ mod ahead;
 pub mod client;
 pub mod location;
 mod outbox;
+mod receiving;
 pub mod server;
 mod session;
 mod ssh;

@@ -3,19 +3,21 @@
 //! [`super::wire`] on stdin/stdout.
 //!
 //! It trusts nothing it receives. Every object is inflated and hashed
-//! before it goes into a pack; the pack is published (fsynced, renamed) on
+//! before it goes into a pack (on worker threads: [`super::receiving`]);
+//! the pack is published (fsynced, renamed) on
 //! `FinishPack` (or earlier when it reaches the pack size limit: a complete
 //! pack that nothing references yet), so a cut connection leaves at most a
-//! temporary file, which is deleted, and unreferenced complete packs. A ref moves only after the new commit and everything it
+//! temporary file, which is deleted, and unreferenced complete packs. A
+//! ref moves only after the new commit and everything it
 //! references are known to exist (checked against the tree of the old tip,
 //! which was checked when it was published), with the same compare-and-swap
 //! as a local save. `--restrict-to` confines the key to repositories at or
 //! under some paths; `--append-only` refuses to delete a ref or to move it
 //! anywhere but forward.
 
+use super::receiving::Receiving;
 use super::wire::{self, ErrorCode, Request, Response, WireError};
 use crate::object::{commit, tree, Kind, ObjectId};
-use crate::pack::PackWriter;
 use crate::repo::store::Verify;
 use crate::repo::{Error, Repository};
 use sha1::{Digest, Sha1};
@@ -78,7 +80,7 @@ pub fn serve(
         restrict,
         append_only: opts.append_only,
         repo: None,
-        writer: None,
+        receiving: None,
         put_failure: None,
         gc_lock: None,
         packs_opened: false,
@@ -96,6 +98,7 @@ pub fn serve(
         // Answers go out when no more requests are waiting: a batch of
         // pipelined requests gets its answers in few writes.
         if input.buffer().is_empty() {
+            session.hand_on_objects();
             out.flush()?;
             session.open_packs_while_idle();
         }
@@ -106,7 +109,8 @@ struct Session {
     restrict: Vec<PathBuf>,
     append_only: bool,
     repo: Option<Repository>,
-    writer: Option<PackWriter>,
+    /// The objects of the pack being received, checked on other threads.
+    receiving: Option<Receiving>,
     /// The first object of this pack that failed its checks: the pack is
     /// refused at `FinishPack`.
     put_failure: Option<String>,
@@ -159,7 +163,7 @@ impl Session {
                     Err(e) => {
                         if matches!(request, Request::PutObject { .. }) {
                             self.put_failure.get_or_insert(e.to_string());
-                            self.writer = None;
+                            self.receiving = None;
                             return Ok(());
                         }
                         return Response::Error {
@@ -180,10 +184,8 @@ impl Session {
         {
             // No answer: a failure is remembered for FinishPack.
             if self.put_failure.is_none() {
-                if let Err(why) = self.put(id, kind, size, &zdata) {
-                    tracing::warn!("refusing the pack being received: {why}");
-                    self.writer = None;
-                    self.put_failure = Some(why);
+                if let Err(why) = self.put(id, kind, size, zdata) {
+                    self.refuse_pack(why);
                 }
             }
             return Ok(());
@@ -473,31 +475,49 @@ impl Session {
         Ok(())
     }
 
-    fn put(&mut self, id: ObjectId, kind: Kind, size: u64, zdata: &[u8]) -> Result<(), String> {
+    fn put(&mut self, id: ObjectId, kind: Kind, size: u64, zdata: Vec<u8>) -> Result<(), String> {
         let repo = self.repo.as_ref().ok_or("no repository is open")?;
-        check_compressed(&id, kind, size, zdata)?;
-        if self.writer.is_none() {
-            self.writer = Some(repo.pack_writer().map_err(|e| e.to_string())?);
+        if self.receiving.is_none() {
+            let writer = repo.pack_writer().map_err(|e| e.to_string())?;
+            self.receiving = Some(Receiving::start(writer)?);
         }
-        let writer = self.writer.as_mut().expect("just made");
-        writer
-            .append_compressed(id, kind, size, zdata, false)
-            .map_err(|e| e.to_string())
+        let receiving = self.receiving.as_mut().expect("just made");
+        receiving.put(id, kind, size, zdata)
+    }
+
+    /// Hands the objects gathered to the checks before waiting for input.
+    fn hand_on_objects(&mut self) {
+        if let Some(receiving) = &mut self.receiving {
+            if let Err(why) = receiving.hand_on() {
+                self.refuse_pack(why);
+            }
+        }
+    }
+
+    /// Drops the pack being received (a temporary file); FinishPack will
+    /// answer `why`.
+    fn refuse_pack(&mut self, why: String) {
+        tracing::warn!("refusing the pack being received: {why}");
+        self.receiving = None;
+        self.put_failure = Some(why);
     }
 
     fn finish_pack(&mut self) -> Result<Response, Refusal> {
         self.repo()?;
-        if let Some(why) = self.put_failure.take() {
-            self.writer = None;
-            return Err(Refusal(
+        let refused = |why| {
+            Refusal(
                 ErrorCode::BadRequest,
                 format!("the objects sent were refused: {why}"),
-            ));
+            )
+        };
+        if let Some(why) = self.put_failure.take() {
+            self.receiving = None;
+            return Err(refused(why));
         }
         let mut names = Vec::new();
-        if let Some(writer) = self.writer.take() {
+        if let Some(receiving) = self.receiving.take() {
             // Every pack of this stream, those published by a rollover too.
-            for p in writer.finish()? {
+            for p in receiving.finish().map_err(refused)?? {
                 if p.extension().is_some_and(|e| e == "idx") {
                     if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
                         names.push(name.to_string());
