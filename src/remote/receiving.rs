@@ -242,13 +242,20 @@ mod tests {
         ids
     }
 
+    /// A repository in `dir` and a stream into it whose packs roll over
+    /// every 50 objects.
+    fn receiving_in(dir: &std::path::Path) -> (Repository, Receiving) {
+        let repo = Repository::init(&dir.join("repo")).unwrap();
+        let mut writer = repo.pack_writer().unwrap();
+        writer.set_object_limit(50);
+        let r = Receiving::start(writer).unwrap();
+        (repo, r)
+    }
+
     #[test]
     fn checked_objects_land_across_rollovers() {
         let tmp = tempfile::tempdir().unwrap();
-        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut writer = repo.pack_writer().unwrap();
-        writer.set_object_limit(50);
-        let mut r = Receiving::start(writer).unwrap();
+        let (repo, mut r) = receiving_in(tmp.path());
         let mut expected = Vec::new();
         for i in 0..500 {
             let (id, data, zdata) = blob(i);
@@ -265,10 +272,7 @@ mod tests {
     #[test]
     fn an_object_that_does_not_match_its_id_refuses_the_stream_and_is_never_published() {
         let tmp = tempfile::tempdir().unwrap();
-        let repo = Repository::init(&tmp.path().join("repo")).unwrap();
-        let mut writer = repo.pack_writer().unwrap();
-        writer.set_object_limit(50);
-        let mut r = Receiving::start(writer).unwrap();
+        let (repo, mut r) = receiving_in(tmp.path());
         let forged = ObjectId([7; 20]);
         let mut refused = None;
         for i in 0..400 {
