@@ -59,7 +59,12 @@ impl Client {
 
     /// `rewind -r USER@127.0.0.1:REPO ...`.
     fn rw(&self, repo: &Path) -> Rw {
-        self.bare().arg("-r").arg(self.key.remote(repo))
+        self.rw_via(repo, &self.key.ssh_command())
+    }
+
+    /// [`Client::rw`] with `ssh` as the ssh command.
+    fn rw_via(&self, repo: &Path, ssh: &str) -> Rw {
+        self.bare_via(ssh).arg("-r").arg(self.key.remote(repo))
     }
 
     /// Restores the latest snapshot of `name` over SSH into `env/<into>`
@@ -832,7 +837,7 @@ fn slow_ssh(env: &Env, key: &ClientKey, seconds: u32) -> String {
 fn a_save_goes_on_while_ssh_connects_and_sends_what_it_made_first() {
     let Some(sshd) = Sshd::start() else { return };
     let env = Env::init();
-    // Incompressible, so that what is held is about the data's size.
+    // Incompressible, so that what is queued is about the data's size.
     let src = env.path("src");
     mkdir(&src);
     for i in 0..6 {
@@ -846,9 +851,7 @@ fn a_save_goes_on_while_ssh_connects_and_sends_what_it_made_first() {
     write(&small.join("f"), b"small\n");
     c.save(&env.repo, "small", &small);
     let out = c
-        .bare_via(&slow_ssh(&env, &c.key, 2))
-        .arg("-r")
-        .arg(c.key.remote(&env.repo))
+        .rw_via(&env.repo, &slow_ssh(&env, &c.key, 2))
         .args(["-vv", "save", "-n", "web"])
         .arg(&src)
         .run()
@@ -879,9 +882,7 @@ fn a_save_goes_on_while_ssh_connects_and_sends_what_it_made_first() {
     let refused = sshd.unknown_key();
     let stranger = Client::new(&env, &refused, "stranger");
     let out = stranger
-        .bare_via(&slow_ssh(&env, &refused, 1))
-        .arg("-r")
-        .arg(refused.remote(&env.repo))
+        .rw_via(&env.repo, &slow_ssh(&env, &refused, 1))
         .args(["save", "-n", "stranger"])
         .arg(&src)
         .run()

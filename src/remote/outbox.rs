@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Bytes queued and not yet written to the pipe, at most: about a quarter
 /// of a second of a save's output on two cores.
-pub const BUDGET: usize = 32 << 20;
+const BUDGET: usize = 32 << 20;
 /// Bytes gathered before they are queued: one pipe write each.
 const PIECE: usize = 1 << 20;
 /// Written pieces kept for reuse (a fresh MiB costs 256 page faults).

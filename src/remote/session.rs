@@ -57,7 +57,8 @@ pub(super) struct Session {
     /// ssh's stdout, owned by `reader`: polled, never read, to learn
     /// whether the server has answered without taking the reading.
     answers_fd: RawFd,
-    /// The server has answered the greeting: nothing is held any more.
+    /// The greeting's answers were read: a save's objects no longer go
+    /// out without taking the reading (see `send_unanswered`).
     connected: AtomicBool,
     stderr: Arc<Mutex<Stderr>>,
     book: Mutex<Book>,
