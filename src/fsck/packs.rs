@@ -9,10 +9,10 @@
 
 use crate::cache::ByteLru;
 use crate::object::{hash_object, Kind};
+use crate::pack::inflate::inflate_exact;
 use crate::pack::{delta, parse_entry_header, EntryHeader, EntryKind, PackIndex};
 use crate::pack::{PACK_HEADER_LEN, PACK_TRAILER_LEN};
 use crate::repo::Objects;
-use flate2::{Decompress, FlushDecompress, Status};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -20,8 +20,6 @@ use std::sync::{Arc, Mutex};
 
 /// Longest delta chain followed (as the store).
 const MAX_CHAIN: usize = 10_000;
-/// Memory reserved up front from a size read off disk.
-const MAX_PREALLOC: u64 = 64 << 20;
 /// Delta bases kept while checking a `git gc`-repacked repository.
 const BASE_CACHE_BYTES: usize = 64 << 20;
 const BASE_CACHE_MAX_OBJECT: usize = 8 << 20;
@@ -206,7 +204,7 @@ impl Packs {
             }
             let (header, raw) = self.raw_entry(p, at)?;
             let zdata = &raw[(header.data_offset - header.offset) as usize..];
-            let body = inflate_slice(zdata, header.size)?;
+            let body = inflate_exact(zdata, header.size)?;
             match header.kind {
                 EntryKind::Base(kind) => {
                     let data = Arc::new(body);
@@ -269,80 +267,4 @@ pub fn check_raw(offset: u64, raw: &[u8], crc: Option<u32>) -> Result<EntryHeade
         }
     }
     Ok(header)
-}
-
-/// Inflates `zdata`, which must be exactly one zlib stream of exactly
-/// `size` bytes.
-pub fn inflate_slice(zdata: &[u8], size: u64) -> Result<Vec<u8>, String> {
-    if let Some(done) = crate::pack::reader::inflate_exact(zdata, size) {
-        return done.map_err(|e| format!("zlib stream {e}"));
-    }
-    let mut z = Decompress::new(true);
-    let mut out = Vec::with_capacity(size.min(MAX_PREALLOC) as usize + 1);
-    loop {
-        if out.len() == out.capacity() {
-            let room = (size.saturating_add(1) - out.len() as u64).min(out.len().max(4096) as u64);
-            out.reserve_exact(room.max(1) as usize);
-        }
-        let before = (z.total_in(), z.total_out());
-        let input = &zdata[z.total_in() as usize..];
-        let status = z
-            .decompress_vec(input, &mut out, FlushDecompress::Finish)
-            .map_err(|e| format!("zlib data is damaged: {e}"))?;
-        if out.len() as u64 > size {
-            return Err(format!("inflates to more than its declared {size} bytes"));
-        }
-        match status {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError => {
-                if (z.total_in(), z.total_out()) == before && out.len() < out.capacity() {
-                    return Err(format!(
-                        "zlib stream is truncated ({} of {size} bytes inflated)",
-                        out.len()
-                    ));
-                }
-            }
-        }
-    }
-    if out.len() as u64 != size {
-        return Err(format!(
-            "inflates to {} bytes, its header says {size}",
-            out.len()
-        ));
-    }
-    if z.total_in() as usize != zdata.len() {
-        return Err(format!(
-            "{} stray bytes after the zlib stream",
-            zdata.len() - z.total_in() as usize
-        ));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn zlib(data: &[u8]) -> Vec<u8> {
-        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-        z.write_all(data).unwrap();
-        z.finish().unwrap()
-    }
-
-    /// Above libdeflate's one-call size the stream path must apply the
-    /// same checks: size, truncation, stray bytes.
-    #[test]
-    fn inflate_slice_checks_big_streams_as_small_ones() {
-        let data: Vec<u8> = (0..400_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let z = zlib(&data);
-        assert_eq!(inflate_slice(&z, data.len() as u64).unwrap(), data);
-        assert!(inflate_slice(&z, data.len() as u64 + 1).is_err());
-        assert!(inflate_slice(&z, data.len() as u64 - 1).is_err());
-        assert!(inflate_slice(&z[..z.len() - 10], data.len() as u64).is_err());
-        let mut extra = z.clone();
-        extra.push(0);
-        assert!(inflate_slice(&extra, data.len() as u64).is_err());
-        assert!(inflate_slice(&z, u64::MAX).is_err());
-    }
 }

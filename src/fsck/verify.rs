@@ -10,8 +10,9 @@
 //! objects. At most a few blocks are in flight, so memory is bounded by the
 //! block size, not by the pack.
 
-use super::packs::{check_raw, inflate_slice, Packs};
+use super::packs::{check_raw, Packs};
 use crate::object::{hash_object, Kind, ObjectId};
+use crate::pack::inflate::inflate_exact;
 use crate::pack::{EntryKind, PACK_HEADER_LEN, PACK_SIGNATURE, PACK_TRAILER_LEN};
 use crate::progress::Progress;
 use crate::repo::Objects;
@@ -395,7 +396,7 @@ fn check_entry(
     match header.kind {
         EntryKind::Base(kind) => {
             let zdata = &raw[(header.data_offset - offset) as usize..];
-            let data = inflate_slice(zdata, header.size).map_err(|d| (Some(kind), d))?;
+            let data = inflate_exact(zdata, header.size).map_err(|d| (Some(kind), d))?;
             if hash_object(kind, &data) != id {
                 return Err((
                     Some(kind),

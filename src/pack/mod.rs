@@ -1,7 +1,8 @@
 //! Git pack files (v2) and their indexes (idx v2, v1 read-only).
 //!
 //! This module owns the byte formats: the pack entry header (`encode_entry_header`,
-//! `parse_entry_header`), the idx (`idx`), deltas (`delta`), reading entries by
+//! `parse_entry_header`), the idx (`idx`), deltas (`delta`), inflating
+//! whole streams held in memory (`inflate`), reading entries by
 //! offset with `pread` (`reader`) and writing new packs crash-safely (`writer`).
 //! `lookup` answers "which pack holds this id, at which rank" across a
 //! fixed set of packs in one search (gc's mark, fsck's walk). Reading
@@ -16,6 +17,7 @@
 
 pub mod delta;
 pub mod idx;
+pub mod inflate;
 pub mod lookup;
 pub mod reader;
 pub mod writer;

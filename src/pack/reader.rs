@@ -6,6 +6,7 @@
 //! delta chains and verifying ids happens in `repo::store`.
 
 use super::idx::Entry;
+use super::inflate::{libdeflate_zlib, TOO_LONG};
 use super::{
     parse_entry_header, EntryHeader, PackIndex, PACK_HEADER_LEN, PACK_SIGNATURE, PACK_TRAILER_LEN,
 };
@@ -468,28 +469,6 @@ thread_local! {
     });
 }
 
-/// A libdeflate decompressor, one per thread (it holds no stream state
-/// between calls, only tables).
-struct Inflater(*mut libdeflate_sys::libdeflate_decompressor);
-
-impl Drop for Inflater {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: a non-null self.0 came from
-            // libdeflate_alloc_decompressor and is freed only here, once (the
-            // Inflater is not Clone), after its thread's last use.
-            unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0) }
-        }
-    }
-}
-
-thread_local! {
-    // SAFETY: libdeflate_alloc_decompressor takes no arguments; it returns
-    // an owned decompressor or null (out of memory), which inflate_whole
-    // checks for ("stream instead").
-    static INFLATER: Inflater = Inflater(unsafe { libdeflate_sys::libdeflate_alloc_decompressor() });
-}
-
 /// Entries up to this size (compressed and inflated) are inflated in one
 /// call from the read window; bigger ones stream through zlib-rs.
 const WHOLE_MAX: u64 = WINDOW as u64;
@@ -552,72 +531,6 @@ fn inflate_whole(
             )));
         }
         Ok(Some(out))
-    })
-}
-
-/// [`libdeflate_zlib`]'s answer when the stream holds more than `size`.
-const TOO_LONG: &str = "inflates to more than its declared size";
-
-/// One libdeflate call: inflates the zlib stream `input` into at most
-/// `size` bytes. `None`: no decompressor on this thread (out of memory).
-/// Also returns how many input bytes the stream used.
-fn libdeflate_zlib(input: &[u8], size: usize) -> Option<(Result<Vec<u8>, &'static str>, usize)> {
-    // Not zeroed first: libdeflate writes the bytes it reports, and only
-    // those become part of the vector.
-    let mut out: Vec<u8> = Vec::with_capacity(size);
-    let (mut used, mut made) = (0usize, 0usize);
-    let status = INFLATER.with(|d| {
-        if d.0.is_null() {
-            return None;
-        }
-        // SAFETY: d.0 is non-null (checked above) and this thread's own,
-        // so not used concurrently; libdeflate reads input.len() bytes
-        // from `input`, a live slice, and writes at most out.capacity()
-        // bytes into `out`'s allocation (uninitialised memory it only
-        // writes); `used` and `made` are live locals it writes once.
-        Some(unsafe {
-            libdeflate_sys::libdeflate_zlib_decompress_ex(
-                d.0,
-                input.as_ptr().cast(),
-                input.len(),
-                out.as_mut_ptr().cast(),
-                out.capacity(),
-                &mut used,
-                &mut made,
-            )
-        })
-    })?;
-    let result = match status {
-        libdeflate_sys::libdeflate_result_LIBDEFLATE_SUCCESS => {
-            // SAFETY: on success libdeflate wrote `made` bytes (at most
-            // the capacity it was given) from the start of `out`.
-            unsafe { out.set_len(made.min(out.capacity())) }
-            Ok(out)
-        }
-        libdeflate_sys::libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE => Err(TOO_LONG),
-        _ => Err("zlib data is damaged"),
-    };
-    Some((result, used))
-}
-
-/// Inflates `zdata`, which must be one whole zlib stream of exactly `size`
-/// bytes (a server checking an object a client sent). `None`: too big for
-/// one call, or no decompressor: stream it instead.
-pub(crate) fn inflate_exact(zdata: &[u8], size: u64) -> Option<Result<Vec<u8>, String>> {
-    if size > WHOLE_MAX || zdata.len() as u64 > WHOLE_MAX {
-        return None;
-    }
-    let (out, used) = libdeflate_zlib(zdata, size as usize)?;
-    Some(match out {
-        Err(why) => Err(why.to_string()),
-        Ok(out) if out.len() as u64 != size => {
-            Err(format!("inflates to {} bytes, not {size}", out.len()))
-        }
-        Ok(_) if used != zdata.len() => Err(format!(
-            "has {} bytes after its zlib stream",
-            zdata.len() - used.min(zdata.len())
-        )),
-        Ok(out) => Ok(out),
     })
 }
 

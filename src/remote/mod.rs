@@ -4,6 +4,7 @@
 //! (`rewind server`, [`server`]).
 
 mod ahead;
+mod checks;
 pub mod client;
 pub mod location;
 mod outbox;

@@ -12,7 +12,7 @@
 //! fails stops the stream: every later one is dropped unchecked, and
 //! [`Receiving::finish`] refuses the pack.
 
-use super::server::check_compressed;
+use super::checks::check_compressed;
 use crate::locks::{lock, wait};
 use crate::object::{Kind, ObjectId};
 use crate::pack::writer::PackWriter;

@@ -15,20 +15,14 @@
 //! under some paths; `--append-only` refuses to delete a ref or to move it
 //! anywhere but forward.
 
+use super::checks::check_update;
 use super::receiving::Receiving;
 use super::wire::{self, ErrorCode, Request, Response, WireError};
-use crate::object::{commit, tree, Kind, ObjectId};
+use crate::object::{tree, Kind, ObjectId};
 use crate::repo::store::Verify;
 use crate::repo::{Error, Repository};
-use sha1::{Digest, Sha1};
-use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
-
-/// The most commits one ref update may add (a history rewritten whole).
-const MAX_NEW_COMMITS: usize = 1_000_000;
-/// The largest object accepted, inflated.
-const MAX_OBJECT: u64 = 1 << 32;
 
 pub struct ServerOptions {
     /// Repositories must be at or under one of these (none: anywhere).
@@ -48,7 +42,7 @@ pub enum ServerError {
 }
 
 /// An answer that is an error: a code and one line for the user.
-struct Refusal(ErrorCode, String);
+pub(super) struct Refusal(pub(super) ErrorCode, pub(super) String);
 
 impl From<Error> for Refusal {
     fn from(e: Error) -> Refusal {
@@ -570,64 +564,6 @@ fn send_bupm(repo: &Repository, tree_data: &[u8], out: &mut impl Write) -> std::
     Ok(())
 }
 
-/// Inflates `zdata` and hashes the result as a `kind` object, in pieces:
-/// it must be exactly `size` bytes, end exactly where `zdata` ends, and
-/// hash to `id`.
-pub fn check_compressed(id: &ObjectId, kind: Kind, size: u64, zdata: &[u8]) -> Result<(), String> {
-    if size > MAX_OBJECT {
-        return Err(format!("object {id} claims {size} bytes"));
-    }
-    // Chunks (most objects) in one libdeflate call; big ones stream.
-    if let Some(whole) = crate::pack::reader::inflate_exact(zdata, size) {
-        let data = whole.map_err(|why| format!("object {id} {why}"))?;
-        if crate::object::hash_object(kind, &data) != *id {
-            return Err(format!("object {id}: its bytes do not hash to its id"));
-        }
-        return Ok(());
-    }
-    let mut hasher = Sha1::new();
-    hasher.update(format!("{} {size}\0", kind.name()).as_bytes());
-    let mut z = flate2::Decompress::new(true);
-    let mut buf = vec![0u8; 64 << 10];
-    let mut made = 0u64;
-    loop {
-        let before_in = z.total_in();
-        let before_out = z.total_out();
-        let status = z
-            .decompress(
-                &zdata[before_in as usize..],
-                &mut buf,
-                flate2::FlushDecompress::Finish,
-            )
-            .map_err(|e| format!("object {id} is not a valid zlib stream: {e}"))?;
-        let produced = (z.total_out() - before_out) as usize;
-        made += produced as u64;
-        if made > size {
-            return Err(format!(
-                "object {id} inflates to more than its {size} bytes"
-            ));
-        }
-        hasher.update(&buf[..produced]);
-        match status {
-            flate2::Status::StreamEnd => break,
-            _ if produced == 0 && z.total_in() == before_in => {
-                return Err(format!("object {id}'s zlib stream is cut short"));
-            }
-            _ => {}
-        }
-    }
-    if z.total_in() as usize != zdata.len() {
-        return Err(format!("object {id} has bytes after its zlib stream"));
-    }
-    if made != size {
-        return Err(format!("object {id} inflates to {made} bytes, not {size}"));
-    }
-    if ObjectId(hasher.finalize().into()) != *id {
-        return Err(format!("object {id}: its bytes do not hash to its id"));
-    }
-    Ok(())
-}
-
 /// An absolute path with the symlinks of its existing part resolved and
 /// no `.` or `..` left: what a restriction compares.
 fn settle(path: &Path) -> Result<PathBuf, String> {
@@ -665,137 +601,6 @@ fn settle(path: &Path) -> Result<PathBuf, String> {
     }
 }
 
-/// Whether `name` may move from `old` to `new`: the new commit and every
-/// commit, tree and blob it adds to the history exist; in append-only mode
-/// `old` must be an ancestor of `new`.
-fn check_update(
-    repo: &Repository,
-    new: ObjectId,
-    old: Option<ObjectId>,
-    append_only: bool,
-    name: &str,
-) -> Result<(), Refusal> {
-    crate::repo::check_ref_name(name)?;
-    let store = repo.objects();
-    let incomplete =
-        |why: String| Refusal(ErrorCode::Failed, format!("refusing to move {name}: {why}"));
-    // The commits new brings, newest first, down to old (or a root).
-    let mut commits = Vec::new();
-    let mut seen = HashSet::new();
-    let mut todo = vec![new];
-    let mut reaches_old = old.is_none();
-    while let Some(id) = todo.pop() {
-        if Some(id) == old {
-            reaches_old = true;
-            continue;
-        }
-        if !seen.insert(id) {
-            continue;
-        }
-        if seen.len() > MAX_NEW_COMMITS {
-            return Err(incomplete("the update adds too many commits".into()));
-        }
-        let object = store
-            .read(&id)
-            .map_err(|e| incomplete(format!("commit {id}: {e}")))?;
-        if object.kind != Kind::Commit {
-            return Err(incomplete(format!(
-                "{id} is a {}, not a commit",
-                object.kind.name()
-            )));
-        }
-        let c =
-            commit::decode(&object.data).map_err(|e| incomplete(format!("commit {id}: {e}")))?;
-        todo.extend(c.parents.iter().copied());
-        commits.push(c);
-    }
-    if append_only && !reaches_old {
-        return Err(Refusal(
-            ErrorCode::AppendOnly,
-            format!(
-                "this key is append-only: {name} may only move forward, and {new} does not descend from its tip {}",
-                old.map(|o| o.to_string()).unwrap_or_default()
-            ),
-        ));
-    }
-    // Each new commit's tree is checked against the tree of a commit known
-    // complete: the old tip's (the server checked it when it was published).
-    let base = match old {
-        Some(o) => {
-            let object = store.read(&o)?;
-            commit::decode(&object.data)
-                .map(|c| Some(c.tree))
-                .unwrap_or(None)
-        }
-        None => None,
-    };
-    let mut complete = HashSet::new();
-    for c in &commits {
-        check_tree(repo, c.tree, base, &mut complete).map_err(incomplete)?;
-    }
-    Ok(())
-}
-
-/// Checks that tree `root` and everything under it exist, skipping what
-/// `base` (a complete tree) shares with it.
-fn check_tree(
-    repo: &Repository,
-    root: ObjectId,
-    base: Option<ObjectId>,
-    complete: &mut HashSet<ObjectId>,
-) -> Result<(), String> {
-    let store = repo.objects();
-    let entries_of = |id: &ObjectId| -> Result<Vec<tree::Entry>, String> {
-        let object = store.read(id).map_err(|e| format!("tree {id}: {e}"))?;
-        if object.kind != Kind::Tree {
-            return Err(format!("{id} is a {}, not a tree", object.kind.name()));
-        }
-        tree::decode(&object.data).map_err(|e| format!("tree {id}: {e}"))
-    };
-    let mut todo = vec![(root, base)];
-    while let Some((id, base)) = todo.pop() {
-        if Some(id) == base || complete.contains(&id) {
-            continue;
-        }
-        let entries = entries_of(&id)?;
-        let base_entries = match base {
-            Some(b) => entries_of(&b).unwrap_or_default(),
-            None => Vec::new(),
-        };
-        // By name: a directory of many thousand entries is compared in one
-        // pass, not one search per entry.
-        let by_name: HashMap<&[u8], &tree::Entry> = base_entries
-            .iter()
-            .map(|b| (b.name.as_slice(), b))
-            .collect();
-        for e in entries {
-            let in_base = by_name.get(e.name.as_slice()).copied();
-            if in_base.is_some_and(|b| b.id == e.id) {
-                continue;
-            }
-            match e.mode {
-                tree::Mode::Tree => {
-                    let sub_base = in_base.filter(|b| b.mode.is_tree()).map(|b| b.id);
-                    todo.push((e.id, sub_base));
-                }
-                // A submodule's commit lives in another repository.
-                tree::Mode::Commit => {}
-                _ => {
-                    if !store.contains(&e.id) {
-                        return Err(format!(
-                            "object {} (named {:?} in tree {id}) is missing",
-                            e.id,
-                            String::from_utf8_lossy(&e.name)
-                        ));
-                    }
-                }
-            }
-        }
-        complete.insert(id);
-    }
-    Ok(())
-}
-
 /// Runs a whole session from `bytes` against repositories under `dir`
 /// (the fuzz target `remote_session`).
 pub fn serve_bytes(bytes: &[u8], dir: &Path) {
@@ -809,6 +614,7 @@ pub fn serve_bytes(bytes: &[u8], dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::commit;
     use crate::remote::wire::{read_frame, MAGIC, VERSION};
 
     /// Runs `requests` (after the greeting and opening `repo`) through a

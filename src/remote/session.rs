@@ -19,6 +19,7 @@
 //! `reader` (reading answers), `writer` (sending requests), `child`, `book`.
 
 use super::ahead::{Ahead, Arrival, Bytes, Received};
+use super::checks::MAX_OBJECT;
 use super::location::SshTarget;
 use super::outbox::Outbox;
 use super::ssh::{self, SshOptions, Stderr};
@@ -46,8 +47,6 @@ const MAX_PENDING: usize = 1 << 16;
 const MIN_BATCH: usize = 128;
 /// Bytes of objects received ahead and not read yet, at most.
 const MAX_READY_BYTES: usize = 128 << 20;
-/// The largest object accepted from a server.
-const MAX_OBJECT: u64 = 1 << 32;
 
 pub(super) struct Session {
     target: SshTarget,
@@ -691,88 +690,11 @@ fn verify(id: &ObjectId, received: Received) -> Result<Object, String> {
                 data.len()
             ))
         }
-        Bytes::Compressed(zdata) => inflate_exactly(&zdata, size)
+        Bytes::Compressed(zdata) => crate::pack::inflate::inflate_exact(&zdata, size)
             .map_err(|why| format!("object {id} from the server: {why}"))?,
     };
     if hash_object(kind, &data) != *id {
         return Err(format!("object {id} from the server does not match its id"));
     }
     Ok(Object { kind, data })
-}
-
-/// Inflates one whole zlib stream that must hold exactly `size` bytes,
-/// growing the output only as bytes come (a size is a claim until then).
-fn inflate_exactly(zdata: &[u8], size: u64) -> Result<Vec<u8>, String> {
-    if let Some(whole) = crate::pack::reader::inflate_exact(zdata, size) {
-        return whole;
-    }
-    let mut z = flate2::Decompress::new(true);
-    let mut out = Vec::with_capacity(size.min(1 << 20) as usize);
-    loop {
-        if out.len() == out.capacity() {
-            if out.len() as u64 >= size {
-                // Room for one more byte shows a stream that is too long.
-                out.reserve(1);
-            } else {
-                out.reserve((size - out.len() as u64).min(1 << 20) as usize);
-            }
-        }
-        let before = (z.total_in(), z.total_out());
-        let status = z
-            .decompress_vec(
-                &zdata[z.total_in() as usize..],
-                &mut out,
-                flate2::FlushDecompress::Finish,
-            )
-            .map_err(|e| format!("not a valid zlib stream: {e}"))?;
-        if out.len() as u64 > size {
-            return Err(format!("inflates to more than {size} bytes"));
-        }
-        match status {
-            flate2::Status::StreamEnd => break,
-            _ if (z.total_in(), z.total_out()) == before => {
-                return Err("the zlib stream is cut short".into())
-            }
-            _ => {}
-        }
-    }
-    if z.total_in() as usize != zdata.len() {
-        return Err("bytes after the zlib stream".into());
-    }
-    if out.len() as u64 != size {
-        return Err(format!("inflates to {} bytes, not {size}", out.len()));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_compressed_object_must_inflate_to_exactly_its_size() {
-        use std::io::Write as _;
-        for len in [0usize, 5, 300 << 10] {
-            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-            z.write_all(&data).unwrap();
-            let zdata = z.finish().unwrap();
-            assert_eq!(inflate_exactly(&zdata, len as u64).unwrap(), data, "{len}");
-            // A claim one byte short or long is an error, not a truncation.
-            assert!(inflate_exactly(&zdata, len as u64 + 1).is_err(), "{len}+1");
-            if len > 0 {
-                assert!(inflate_exactly(&zdata, len as u64 - 1).is_err(), "{len}-1");
-            }
-            let mut trailing = zdata.clone();
-            trailing.push(0);
-            assert!(
-                inflate_exactly(&trailing, len as u64).is_err(),
-                "{len} trailing"
-            );
-            assert!(
-                inflate_exactly(&zdata[..zdata.len() / 2], len as u64).is_err(),
-                "{len} cut"
-            );
-        }
-    }
 }
