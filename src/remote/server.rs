@@ -89,12 +89,18 @@ pub fn serve(
         };
         let request = Request::decode(tag, &body)?;
         session.handle(request, &mut out)?;
-        // Answers go out when no more requests are waiting: a batch of
-        // pipelined requests gets its answers in few writes.
+        // Answers go out before any read that may wait: a batch of
+        // pipelined requests gets its answers in few writes, and a client
+        // waiting for an answer before it sends the rest of a request is
+        // never waiting on a server waiting for that rest.
         if input.buffer().is_empty() {
+            // Nothing more has come: a good time for the pool and the
+            // pack indexes.
             session.hand_on_objects();
             out.flush()?;
             session.open_packs_while_idle();
+        } else if !wire::holds_frame(input.buffer()) {
+            out.flush()?;
         }
     }
 }
@@ -617,9 +623,8 @@ mod tests {
     use crate::object::commit;
     use crate::remote::wire::{read_frame, MAGIC, VERSION};
 
-    /// Runs `requests` (after the greeting and opening `repo`) through a
-    /// server and returns its answers.
-    fn session(repo: &Path, opts: &ServerOptions, requests: &[u8]) -> Vec<Response> {
+    /// The greeting and the opening of `repo`, as a client sends them.
+    fn greeting(repo: &Path) -> Vec<u8> {
         let mut input = MAGIC.to_vec();
         Request::Hello {
             min: VERSION,
@@ -633,15 +638,103 @@ mod tests {
         }
         .write(&mut input)
         .unwrap();
-        input.extend_from_slice(requests);
-        let mut output = Vec::new();
-        serve(opts, &input[..], &mut output).unwrap();
+        input
+    }
+
+    fn decode_answers(mut output: &[u8]) -> Vec<Response> {
         let mut answers = Vec::new();
-        let mut r = &output[..];
-        while let Ok((tag, body)) = read_frame(&mut r) {
+        while let Ok((tag, body)) = read_frame(&mut output) {
             answers.push(Response::decode(tag, &body).unwrap());
         }
         answers
+    }
+
+    /// Runs `requests` (after the greeting and opening `repo`) through a
+    /// server and returns its answers.
+    fn session(repo: &Path, opts: &ServerOptions, requests: &[u8]) -> Vec<Response> {
+        let mut input = greeting(repo);
+        input.extend_from_slice(requests);
+        let mut output = Vec::new();
+        serve(opts, &input[..], &mut output).unwrap();
+        decode_answers(&output)
+    }
+
+    /// What a client sends, one piece per read; at each read it notes how
+    /// many bytes of answers had reached the client.
+    struct Pieces {
+        pieces: std::collections::VecDeque<Vec<u8>>,
+        answered: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        seen_at_reads: Vec<usize>,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(mut piece) = self.pieces.pop_front() else {
+                return Ok(0);
+            };
+            self.seen_at_reads.push(self.answered.lock().unwrap().len());
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.pieces.push_front(piece.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A client's first write may end inside a request, and the client may
+    /// wait for the greeting's answers before it sends the rest (a save
+    /// queues objects while ssh logs in): the server must answer before it
+    /// waits, or both wait for ever (a save over SSH hung so).
+    #[test]
+    fn answers_go_out_before_the_server_waits_for_the_rest_of_a_request() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        Repository::init(&dir).unwrap();
+        let mut list = Vec::new();
+        Request::ListPacks.write(&mut list).unwrap();
+        for cut in [1, 4, list.len() - 1] {
+            let mut first = greeting(&dir);
+            first.extend_from_slice(&list[..cut]);
+            let answered = std::sync::Arc::default();
+            let mut input = Pieces {
+                pieces: [first, list[cut..].to_vec()].into(),
+                answered: std::sync::Arc::clone(&answered),
+                seen_at_reads: Vec::new(),
+            };
+            let opts = ServerOptions {
+                restrict_to: Vec::new(),
+                append_only: false,
+            };
+            serve(&opts, &mut input, Shared(answered.clone())).unwrap();
+            let output = answered.lock().unwrap().clone();
+            let answers = decode_answers(&output);
+            assert_eq!(
+                answers[..2],
+                [Response::Hello { version: VERSION }, Response::Ok]
+            );
+            assert!(matches!(answers[2], Response::Packs { .. }), "{answers:?}");
+            // When the server first read for the rest of ListPacks, the
+            // greeting's two answers had gone out.
+            let greeted = output.len() - {
+                let mut packs = Vec::new();
+                answers[2].write(&mut packs).unwrap();
+                packs.len()
+            };
+            assert_eq!(input.seen_at_reads[..2], [0, greeted], "cut at {cut}");
+        }
     }
 
     #[test]

@@ -262,6 +262,10 @@ impl Session {
             guard: Some(guard),
         };
         if std::mem::take(&mut reading.greeting_sent) {
+            // What was queued while ssh connected may end inside a
+            // request: it goes out before the wait, which might otherwise
+            // never end (a failure here shows in the answer's reading).
+            let _ = lock(&self.writer).flush();
             if let Err(e) = self.finish_handshake(&mut reading) {
                 self.mark_broken(detail_of(&e));
                 return Err(e);

@@ -246,6 +246,18 @@ pub fn read_frame(r: &mut impl Read) -> Result<(u8, Vec<u8>), WireError> {
     Ok((tag[0], body))
 }
 
+/// Whether `buffered` begins with a whole frame, so that reading it takes
+/// no read that could wait for the peer.
+pub fn holds_frame(buffered: &[u8]) -> bool {
+    match buffered.get(..4) {
+        Some(len) => {
+            let len = u32::from_be_bytes(len.try_into().expect("four bytes")) as usize;
+            buffered.len() - 4 >= len
+        }
+        None => false,
+    }
+}
+
 fn write_frame(w: &mut impl Write, tag: u8, body: &[u8]) -> io::Result<()> {
     let len = body.len() + 1;
     if len > MAX_FRAME {
