@@ -821,6 +821,63 @@ fn a_connection_cut_mid_save_leaves_the_server_repository_clean_and_the_next_sav
     c.assert_restores(&env, "big", &src, "restored");
 }
 
+/// A connection that goes silent mid-save (a network that drops every
+/// packet, a server that froze) ends the save with an error after ssh's
+/// keepalive gives up, about a minute, instead of hanging until the
+/// kernel gives up on the socket (hours) and holding up the next day's
+/// run. Nothing is published, and a later save lands.
+#[test]
+fn a_save_whose_connection_goes_silent_ends_within_minutes_and_moves_nothing() {
+    let Some(sshd) = Sshd::start() else { return };
+    let env = Env::init();
+    let relay = Relay::start(sshd.port());
+    let c = Client::new(&env, &sshd.client().via(&relay), "web");
+    let src = env.path("src");
+    mkdir(&src);
+    for i in 0..4 {
+        write_random(&src.join(format!("part{i}")), 70 + i, 2 << 20);
+    }
+    c.save(&env.repo, "first", &src);
+    let before = refs(&env.repo);
+    write_random(&src.join("new"), 80, 4 << 20);
+    relay.stall_after(1 << 20);
+    let started = Instant::now();
+    let mut cmd = c
+        .rw(&env.repo)
+        .args(["save", "-n", "first"])
+        .arg(&src)
+        .command();
+    let out = run_limited(&mut cmd, Duration::from_secs(200))
+        .expect("a save over a silent connection was still running after 200 s");
+    let took = started.elapsed();
+    assert!(
+        relay.stalled(),
+        "the relay never went silent: {}",
+        out.stderr
+    );
+    let out = out.status(2);
+    let line = out.error_line();
+    assert!(
+        line.contains(&c.key.remote(&env.repo)) && line.contains("connection to the server"),
+        "{line}"
+    );
+    // ServerAliveInterval=15, ServerAliveCountMax=4.
+    assert!(
+        took >= Duration::from_secs(45),
+        "ended after {took:?}: {line}"
+    );
+    eprintln!("a save over a silent connection ended after {took:?}: {line}");
+    assert_eq!(refs(&env.repo), before, "a stalled save moved a ref");
+
+    // The server's end may still be waiting on its side of the silent
+    // connection; another client saves beside it.
+    let other = Client::new(&env, sshd.client(), "web-direct");
+    let v = other.save(&env.repo, "first", &src);
+    assert_eq!(field(&v, "files"), 5);
+    assert_fsck(&env.repo, false);
+    other.assert_restores(&env, "first", &src, "restored");
+}
+
 /// An `--ssh` command that waits `seconds` before running `key`'s ssh: a
 /// slow login, as over a long way or to a busy server.
 fn slow_ssh(env: &Env, key: &ClientKey, seconds: u32) -> String {

@@ -50,8 +50,12 @@ pub(super) fn spawn(
     }
     let mut cmd = Command::new(&words[0]);
     cmd.args(&words[1..]);
-    if let Some(ciphers) = cipher_preference(&words, &config_files(&words)) {
+    let config = config_files(&words);
+    if let Some(ciphers) = cipher_preference(&words, &config) {
         cmd.arg("-o").arg(ciphers);
+    }
+    for keepalive in keepalive_preference(&words, &config) {
+        cmd.arg("-o").arg(keepalive);
     }
     if let Some(port) = target.port {
         cmd.arg("-p").arg(port.to_string());
@@ -103,24 +107,51 @@ chacha20-poly1305@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr";
 /// in the command, or a `Ciphers` line in the configuration files ssh
 /// reads (`files`: their contents), and the choice is theirs.
 fn cipher_preference(words: &[String], files: &[String]) -> Option<&'static str> {
-    let chose_in_command = words.iter().enumerate().skip(1).any(|(i, w)| {
-        w.starts_with("-c")
-            || (w.starts_with("-o") && mentions_ciphers(&w[2..]))
-            || (i > 1 && words[i - 1] == "-o" && mentions_ciphers(w))
-    });
-    let chose_in_config = files
-        .iter()
-        .any(|text| text.lines().any(|line| mentions_ciphers(line.trim_start())));
-    (has_aes_instructions() && !chose_in_command && !chose_in_config).then_some(AES_GCM_FIRST)
+    let chose =
+        words.iter().skip(1).any(|w| w.starts_with("-c")) || user_set(words, files, &["Ciphers"]);
+    (has_aes_instructions() && !chose).then_some(AES_GCM_FIRST)
 }
 
-/// `Ciphers ...` or `Ciphers=...`, as ssh reads its options (any case).
-fn mentions_ciphers(option: &str) -> bool {
-    let key: String = option
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    key.eq_ignore_ascii_case("ciphers")
+/// ssh's keepalive, where the user set none: a connection that goes
+/// silent (a network that drops everything, a server that froze) ends
+/// ssh, and the save or restore with it, after a minute without an answer
+/// from sshd, instead of hanging until the kernel gives up on the socket
+/// (hours) and keeping the next day's run from starting. sshd answers
+/// these itself, so a busy `rewind server` does not count as silent.
+const KEEPALIVE: [&str; 2] = ["ServerAliveInterval=15", "ServerAliveCountMax=4"];
+
+/// The `-o` options of [`KEEPALIVE`] to add: none if the user set either.
+fn keepalive_preference(words: &[String], files: &[String]) -> &'static [&'static str] {
+    if user_set(
+        words,
+        files,
+        &["ServerAliveInterval", "ServerAliveCountMax"],
+    ) {
+        &[]
+    } else {
+        &KEEPALIVE
+    }
+}
+
+/// Whether the user set one of the ssh options `keys`: as `-o KEY=...` or
+/// `-o KEY ...` in the command, or on a line of the configuration files
+/// ssh reads (`files`: their contents). ssh reads option names in any case.
+fn user_set(words: &[String], files: &[String], keys: &[&str]) -> bool {
+    let names_key = |option: &str| {
+        let name: String = option
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        keys.iter().any(|k| name.eq_ignore_ascii_case(k))
+    };
+    let in_command = words.iter().enumerate().skip(1).any(|(i, w)| {
+        (w.starts_with("-o") && names_key(&w[2..]))
+            || (i > 1 && words[i - 1] == "-o" && names_key(w))
+    });
+    in_command
+        || files
+            .iter()
+            .any(|text| text.lines().any(|line| names_key(line.trim_start())))
 }
 
 /// The configuration files ssh will read for this command, as text: the
@@ -245,6 +276,11 @@ pub fn explain_ssh_failure(lines: &[String], code: Option<i32>) -> String {
     {
         return format!("cannot reach the server: {last}");
     }
+    if all.contains("not responding") {
+        return format!(
+            "the connection to the server went silent ({last}): check the network and the server"
+        );
+    }
     if code == Some(127)
         || all.contains("command not found")
         || all.contains("No such file or directory")
@@ -305,6 +341,30 @@ mod tests {
         ] {
             assert!(AES_GCM_FIRST.split(['=', ',']).any(|x| x == c), "{c}");
         }
+    }
+
+    #[test]
+    fn a_keepalive_is_asked_for_only_where_the_user_set_none() {
+        let none: &[String] = &[];
+        assert_eq!(keepalive_preference(&words("ssh"), none), KEEPALIVE);
+        assert_eq!(
+            keepalive_preference(&words("ssh -F /x -o ConnectTimeout=5"), none),
+            KEEPALIVE
+        );
+        for chosen in [
+            "ssh -o ServerAliveInterval=0",
+            "ssh -o serveralivecountmax 10",
+            "ssh -oServerAliveInterval=60",
+        ] {
+            assert!(
+                keepalive_preference(&words(chosen), none).is_empty(),
+                "{chosen}"
+            );
+        }
+        let config = vec!["Host backup\n  ServerAliveInterval 30\n".to_string()];
+        assert!(keepalive_preference(&words("ssh"), &config).is_empty());
+        let config = vec!["Host *\n  TCPKeepAlive no\n".to_string()];
+        assert_eq!(keepalive_preference(&words("ssh"), &config), KEEPALIVE);
     }
 
     #[test]

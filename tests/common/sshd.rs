@@ -582,6 +582,10 @@ struct RelayShared {
     cut_at: AtomicU64,
     /// Serializes deciding how much of a read may go up before the cut.
     up_lock: Mutex<()>,
+    /// At the armed point, go silent instead of cutting (see `stall_after`).
+    stall_armed: AtomicBool,
+    /// Silent: every byte read either way is dropped, nothing is closed.
+    silent: AtomicBool,
     stop: AtomicBool,
     /// Both sockets of each live connection, by connection number.
     live: Mutex<HashMap<u64, (TcpStream, TcpStream)>>,
@@ -608,6 +612,8 @@ impl Relay {
             cuts: AtomicU64::new(0),
             cut_at: AtomicU64::new(u64::MAX),
             up_lock: Mutex::new(()),
+            stall_armed: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
         });
@@ -652,7 +658,23 @@ impl Relay {
     pub fn cut_after(&self, bytes: u64) {
         let _guard = self.shared.up_lock.lock().expect("relay lock");
         let at = self.sent().saturating_add(bytes);
+        self.shared.stall_armed.store(false, Ordering::SeqCst);
         self.shared.cut_at.store(at, Ordering::SeqCst);
+    }
+
+    /// Like [`cut_after`](Self::cut_after), but at that point the relay
+    /// goes silent instead: it keeps reading both ways and delivers
+    /// nothing more, closing nothing, as a network that drops every packet.
+    pub fn stall_after(&self, bytes: u64) {
+        let _guard = self.shared.up_lock.lock().expect("relay lock");
+        let at = self.sent().saturating_add(bytes);
+        self.shared.stall_armed.store(true, Ordering::SeqCst);
+        self.shared.cut_at.store(at, Ordering::SeqCst);
+    }
+
+    /// Whether the relay went silent.
+    pub fn stalled(&self) -> bool {
+        self.shared.silent.load(Ordering::SeqCst)
     }
 }
 
@@ -713,6 +735,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &RelayShared, up: bool) 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if shared.silent.load(Ordering::SeqCst) {
+            continue;
+        }
         if !up {
             if to.write_all(&buf[..n]).is_err() {
                 break;
@@ -735,6 +760,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &RelayShared, up: bool) 
             (allowed, cut)
         };
         let ok = to.write_all(&buf[..allowed]).is_ok();
+        if cut && shared.stall_armed.load(Ordering::SeqCst) {
+            shared.silent.store(true, Ordering::SeqCst);
+            continue;
+        }
         if cut {
             shared.cuts.fetch_add(1, Ordering::SeqCst);
             shared.cut_all();
