@@ -115,6 +115,10 @@ pub const TARGETS: &[Target] = &[
         name: "mirror_manifest",
         run: mirror_manifest,
     },
+    Target {
+        name: "zlib_exact",
+        run: zlib_exact,
+    },
 ];
 
 /// The target called `name`.
@@ -643,6 +647,68 @@ pub fn remote_responses(data: &[u8]) {
     while let Ok((tag, body)) = read_frame(&mut input) {
         let _ = Response::decode(tag, &body);
     }
+}
+
+/// A zlib stream that must hold exactly N bytes (`pack::inflate`: objects
+/// a client or a server sent, pack entries fsck reads): the first 8 bytes
+/// are N (little-endian, any value: it is a claim), the rest the stream.
+/// The one-call path (libdeflate, for streams this small) and the
+/// streaming path must agree with each other and with flate2's reader:
+/// the same bytes, or all three refuse.
+pub fn zlib_exact(data: &[u8]) {
+    use crate::pack::inflate::{inflate_exact, stream_exact};
+    let Some((size, zdata)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let size = u64::from_le_bytes(*size);
+    let whole = inflate_exact(zdata, size);
+    let mut streamed = Vec::new();
+    let pieces = stream_exact(zdata, size, &mut |p| streamed.extend_from_slice(p));
+    let reference = {
+        use std::io::Read;
+        let mut z = flate2::read::ZlibDecoder::new(zdata);
+        let mut out = Vec::new();
+        let read = (&mut z).take(size.saturating_add(1)).read_to_end(&mut out);
+        (read.is_ok() && out.len() as u64 == size && z.total_in() as usize == zdata.len())
+            .then_some(out)
+    };
+    match (whole, pieces, reference) {
+        (Ok(one_call), Ok(()), Some(reference)) => {
+            assert!(one_call == reference, "one call differs from flate2");
+            assert!(streamed == reference, "streamed differs from flate2");
+        }
+        (Err(_), Err(_), None) => {}
+        (whole, pieces, reference) => panic!(
+            "disagree on {size} bytes: one call {:?}, streamed {:?}, flate2 {:?}",
+            whole.map(|v| v.len()),
+            pieces,
+            reference.map(|v| v.len())
+        ),
+    }
+}
+
+/// Seed inputs for `zlib_exact`: streams that take one call and that
+/// stream, stored and deflated, with their true size.
+pub fn zlib_exact_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use std::io::Write;
+    let text: Vec<u8> = b"rewind keeps every day ".repeat(20);
+    let noise: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut seeds = Vec::new();
+    for (name, data, level) in [
+        ("empty", &[][..], 1),
+        ("text", &text[..], 1),
+        ("text-stored", &text[..], 0),
+        ("noise-big", &noise[..], 1),
+    ] {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(level));
+        z.write_all(data).expect("to memory");
+        let mut input = (data.len() as u64).to_le_bytes().to_vec();
+        input.extend_from_slice(&z.finish().expect("to memory"));
+        seeds.push((name, input));
+    }
+    seeds
 }
 
 /// A whole client session as `rewind server` reads it: the input is the

@@ -137,6 +137,14 @@ fn make_remote_seeds() {
 
 #[test]
 #[ignore = "writes tests/fuzz/corpus; run by hand when a format or a target changes"]
+fn make_zlib_seeds() {
+    for (name, bytes) in fuzz::zlib_exact_seeds() {
+        seed("zlib_exact", name, &bytes);
+    }
+}
+
+#[test]
+#[ignore = "writes tests/fuzz/corpus; run by hand when a format or a target changes"]
 fn make_seed_corpus() {
     make_remote_seeds();
     let tmp = tempdir();
