@@ -110,13 +110,20 @@ impl Kind {
 
 /// Hashes `data` as a git object of `kind`: SHA-1 over "<kind> <len>\0<data>".
 pub fn hash_object(kind: Kind, data: &[u8]) -> ObjectId {
+    let mut hasher = object_hasher(kind, data.len() as u64);
+    hasher.update(data);
+    ObjectId(hasher.finalize().into())
+}
+
+/// A SHA-1 fed with the header of a `kind` object of `size` bytes: fed the
+/// bytes in pieces next, it yields the id [`hash_object`] gives them.
+pub fn object_hasher(kind: Kind, size: u64) -> Sha1 {
     let mut hasher = Sha1::new();
     hasher.update(kind.name().as_bytes());
     hasher.update(b" ");
-    hasher.update(data.len().to_string().as_bytes());
+    hasher.update(size.to_string().as_bytes());
     hasher.update([0u8]);
-    hasher.update(data);
-    ObjectId(hasher.finalize().into())
+    hasher
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub fn inflate_exact(zdata: &[u8], size: u64) -> Result<Vec<u8>, String> {
         return whole;
     }
     let mut out = Vec::new();
-    inflate_exact_into(zdata, size, &mut |piece| out.extend_from_slice(piece))?;
+    stream_exact(zdata, size, &mut |piece| out.extend_from_slice(piece))?;
     Ok(out)
 }
 

@@ -6,10 +6,10 @@
 
 use super::server::Refusal;
 use super::wire::ErrorCode;
-use crate::object::{commit, tree, Kind, ObjectId};
+use crate::object::{commit, object_hasher, tree, Kind, ObjectId};
 use crate::pack::inflate::inflate_exact_into;
 use crate::repo::Repository;
-use sha1::{Digest, Sha1};
+use sha1::Digest;
 use std::collections::{HashMap, HashSet};
 
 /// The largest object either side accepts, inflated.
@@ -29,8 +29,7 @@ pub(super) fn check_compressed(
     if size > MAX_OBJECT {
         return Err(format!("object {id} claims {size} bytes"));
     }
-    let mut hasher = Sha1::new();
-    hasher.update(format!("{} {size}\0", kind.name()).as_bytes());
+    let mut hasher = object_hasher(kind, size);
     inflate_exact_into(zdata, size, &mut |piece| hasher.update(piece))
         .map_err(|why| format!("object {id}: {why}"))?;
     if ObjectId(hasher.finalize().into()) != *id {

@@ -656,19 +656,21 @@ impl Relay {
     /// delivered and every live connection is shut down both ways. The cut
     /// happens once; later connections go through.
     pub fn cut_after(&self, bytes: u64) {
-        let _guard = self.shared.up_lock.lock().expect("relay lock");
-        let at = self.sent().saturating_add(bytes);
-        self.shared.stall_armed.store(false, Ordering::SeqCst);
-        self.shared.cut_at.store(at, Ordering::SeqCst);
+        self.arm(bytes, false);
     }
 
     /// Like [`cut_after`](Self::cut_after), but at that point the relay
     /// goes silent instead: it keeps reading both ways and delivers
     /// nothing more, closing nothing, as a network that drops every packet.
     pub fn stall_after(&self, bytes: u64) {
+        self.arm(bytes, true);
+    }
+
+    /// Arms the cut, or with `stall` the silence, `bytes` from now.
+    fn arm(&self, bytes: u64, stall: bool) {
         let _guard = self.shared.up_lock.lock().expect("relay lock");
         let at = self.sent().saturating_add(bytes);
-        self.shared.stall_armed.store(true, Ordering::SeqCst);
+        self.shared.stall_armed.store(stall, Ordering::SeqCst);
         self.shared.cut_at.store(at, Ordering::SeqCst);
     }
 
